@@ -1,0 +1,3 @@
+from cedargate.cli import main
+
+raise SystemExit(main())

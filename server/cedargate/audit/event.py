@@ -1,0 +1,84 @@
+"""The audit event: a documented record with constant outcome names and a hash chain.
+
+Each event carries the previous event's hash and its own; the own hash is the sha256 of the
+event's canonical JSON without the ``hash`` key. Editing, removing or reordering a line
+breaks the chain at that line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict
+
+from cedargate.decision import Decision
+
+SCHEMA_VERSION: Final = 1
+GENESIS_HASH: Final = "0" * 64
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    DENIED = "denied"
+    APPROVAL_REQUIRED = "approval_required"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    UNKNOWN_TOOL = "unknown_tool"
+    FAILED = "failed"
+
+
+class AuditPrincipal(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    agent: str
+    team: str
+    on_behalf_of: str
+    mode: str
+
+
+class AuditResource(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    id: str
+
+
+class AuditEvent(BaseModel):
+    """One call, as the auditor reads it. ``prev_hash`` and ``hash`` are filled by the log."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: int = SCHEMA_VERSION
+    event_id: str
+    time: str
+    principal: AuditPrincipal
+    session_id: str
+    task: str
+    tool: str
+    manifest_hash: str | None = None
+    action: str | None = None
+    duty: str | None = None
+    resource: AuditResource | None = None
+    environment: str | None = None
+    risk: str | None = None
+    arguments: dict[str, Any]
+    decision: Decision | None = None
+    outcome: Outcome
+    error: str | None = None
+    duration_ms: float
+    result_sha256: str | None = None
+    prev_hash: str = GENESIS_HASH
+    hash: str = ""
+
+
+def canonical_json(record: dict[str, Any]) -> str:
+    """The one serialisation hashes are computed over: sorted keys, no spaces, UTF-8."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_hash(record: dict[str, Any]) -> str:
+    """sha256 of the record without its ``hash`` key."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()

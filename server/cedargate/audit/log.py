@@ -1,0 +1,90 @@
+"""The JSONL audit file: append-only, hash-chained, fail-closed.
+
+``ready()`` is asked before any handler runs; if the file cannot take a line, the call is
+refused. A failed append marks the log broken, so every later call is refused too until the
+server restarts on a writable file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from cedargate.audit.event import GENESIS_HASH, AuditEvent, canonical_json, event_hash
+from cedargate.errors import AuditWriteError
+
+
+class AuditSink(Protocol):
+    """Where audit events go; the pipeline asks ``ready`` before running and ``append`` after."""
+
+    def ready(self) -> None: ...
+
+    def append(self, event: AuditEvent) -> AuditEvent: ...
+
+
+class JsonlAuditLog:
+    """A hash-chained JSON Lines file; one instance per file per process."""
+
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
+        self.path = path
+        self._fsync = fsync
+        self._lock = threading.Lock()
+        self._broken: str | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._last_hash = _last_hash(path)
+            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held for the log's lifetime
+        except OSError as exc:
+            raise AuditWriteError(f"audit log `{path}` cannot be opened for appending: {exc.strerror or exc}") from exc
+
+    def ready(self) -> None:
+        """Raise unless the next event can be written (fail closed)."""
+        if self._broken is not None:
+            raise AuditWriteError(f"audit log `{self.path}` is not writable ({self._broken}); no call runs until it is")
+        if self._file.closed:
+            raise AuditWriteError(f"audit log `{self.path}` is closed")
+
+    def append(self, event: AuditEvent) -> AuditEvent:
+        """Chain, write and flush one event; returns it with ``prev_hash`` and ``hash`` set."""
+        with self._lock:
+            self.ready()
+            record = event.model_dump(mode="json")
+            record["prev_hash"] = self._last_hash
+            record["hash"] = event_hash(record)
+            try:
+                self._file.write(canonical_json(record) + "\n")
+                self._file.flush()
+                if self._fsync:
+                    os.fsync(self._file.fileno())
+            except OSError as exc:
+                self._broken = exc.strerror or str(exc)
+                raise AuditWriteError(f"audit log `{self.path}` could not be written: {self._broken}") from exc
+            self._last_hash = record["hash"]
+            return AuditEvent.model_validate(record)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.close()
+
+
+def _last_hash(path: Path) -> str:
+    """The hash of the file's last event, read from its tail; genesis for a new file."""
+    if not path.exists() or path.stat().st_size == 0:
+        return GENESIS_HASH
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        chunk = min(size, 1 << 20)
+        handle.seek(size - chunk)
+        tail = handle.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    try:
+        return str(json.loads(tail)["hash"])
+    except (ValueError, KeyError) as exc:
+        raise AuditWriteError(
+            f"audit log `{path}` ends with an incomplete or foreign line; run `cedargate audit verify --log {path}` "
+            "and move the file aside before serving"
+        ) from exc

@@ -1,0 +1,59 @@
+"""The errors cedargate raises, one base and a few named kinds.
+
+    CedargateError
+    ├── ConfigError          the configuration file or an override is missing or wrong
+    ├── ManifestError        a tool manifest does not load (names the file, tool and field)
+    ├── PolicyError          a Cedar policy does not parse or validate (names file and position)
+    ├── ToolInputError       an agent passed arguments that do not fit the tool's schema
+    ├── ResourceError        the resource a call names is not configured
+    ├── AuditWriteError      the audit trail cannot be written: the call must not run
+    └── HandlerError         a tool's handler failed while running
+
+Messages follow one convention: lowercase, no final period, user input in backticks, and
+where it helps, what to do next.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+class CedargateError(Exception):
+    """Base of every error cedargate raises on purpose."""
+
+
+class ConfigError(CedargateError):
+    """The configuration is missing or does not validate."""
+
+
+class ManifestError(CedargateError):
+    """A tool manifest is broken; start-up stops."""
+
+
+class PolicyError(CedargateError):
+    """A Cedar policy file does not parse or does not validate against the schema."""
+
+
+class ToolInputError(CedargateError):
+    """The arguments of a tool call do not match the tool's input schema."""
+
+
+class ResourceError(CedargateError):
+    """A call names a repository or account that is not configured."""
+
+
+class AuditWriteError(CedargateError):
+    """The audit event could not be written; no handler may run."""
+
+
+class HandlerError(CedargateError):
+    """A handler failed in a way it could describe to the agent."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Render pydantic errors as ``field `a.b`: problem`` clauses, one per error."""
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        parts.append(f"field `{location}`: {error['msg'][:1].lower()}{error['msg'][1:]}")
+    return "; ".join(parts)

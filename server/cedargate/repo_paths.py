@@ -1,0 +1,38 @@
+"""Confining repository paths and refs: what an agent names must stay inside the repository.
+
+Refused: absolute paths, ``..`` components, anything under ``.git``, NUL bytes, and refs that
+could be read as git options.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+from cedargate.errors import ToolInputError
+
+_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+
+
+def confined_path(path: str, field: str = "path") -> str:
+    """Normalise a repository-relative path or raise naming the field and the rule broken."""
+    if not path or "\x00" in path:
+        raise ToolInputError(f"field `{field}`: path is empty or contains a NUL byte")
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or path.startswith("\\"):
+        raise ToolInputError(f"field `{field}`: `{path}` is absolute; give a path relative to the repository root")
+    parts = [p for p in pure.parts if p not in ("", ".")]
+    if ".." in parts:
+        raise ToolInputError(f"field `{field}`: `{path}` leaves the repository (`..` is not allowed)")
+    if any(p.lower() == ".git" for p in parts):
+        raise ToolInputError(f"field `{field}`: `{path}` is inside `.git`, which tools may not touch")
+    if not parts:
+        raise ToolInputError(f"field `{field}`: `{path}` names the repository root, not a file")
+    return "/".join(parts)
+
+
+def safe_ref(ref: str, field: str) -> str:
+    """A branch, tag or commit name that git cannot mistake for an option or a range."""
+    if not _REF.match(ref) or ".." in ref or ref.endswith((".lock", "/", ".")) or "//" in ref:
+        raise ToolInputError(f"field `{field}`: `{ref}` is not an acceptable git ref name")
+    return ref

@@ -1,0 +1,40 @@
+"""The Cedar ``context`` of a call: environment, risk, mode, on-behalf-of, task, session, arguments.
+
+Only arguments the schema can type are passed (see ``cedar_schema.args_record``); their
+values are exactly what the validated call carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cedargate.cedar_schema import visible_arg_names
+from cedargate.identity import Principal
+from cedargate.manifest import ToolManifest
+from cedargate.resolve import Resource
+from cedargate.session import SessionState
+
+NO_APPROVAL: Mapping[str, Any] = {"granted": False, "approver": "", "groups": []}
+
+
+def build_context(
+    principal: Principal,
+    manifest: ToolManifest,
+    resource: Resource,
+    args: Mapping[str, Any],
+    session: SessionState,
+    call_number: int,
+) -> dict[str, Any]:
+    visible = visible_arg_names(manifest)
+    return {
+        "environment": resource.environment,
+        "risk": manifest.risk.value,
+        "mode": principal.mode,
+        "on_behalf_of": principal.on_behalf_of,
+        "task": principal.task,
+        "session": {"id": session.id, "call_count": call_number},
+        "args": {name: value for name, value in args.items() if name in visible},
+        # Seam for the approvals issue: until approvals exist, nothing is ever approved.
+        "approval": dict(NO_APPROVAL),
+    }

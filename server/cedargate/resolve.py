@@ -1,0 +1,45 @@
+"""Step 3, resolve: the resource a call targets, from its arguments and the config.
+
+The resource is what policies are written about (a repository, an AWS account) and carries
+the environment it lives in. A call naming something not configured stops here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cedargate.cedar_types import AWS_ACCOUNT, REPOSITORY, EntityRef
+from cedargate.config import AwsAccountConfig, Config, RepositoryConfig
+from cedargate.errors import ResourceError
+from cedargate.manifest import ToolManifest
+
+
+@dataclass(frozen=True)
+class Resource:
+    """The resolved target of a call; ``config`` is the repository's or account's settings."""
+
+    ref: EntityRef
+    environment: str
+    config: RepositoryConfig | AwsAccountConfig = field(repr=False)
+
+
+def resolve_resource(manifest: ToolManifest, args: Mapping[str, Any], config: Config) -> Resource:
+    """Map the manifest's resource argument onto a configured repository or account."""
+    binding = manifest.resource
+    if binding.kind == "repository":
+        name = str(args.get(binding.argument, ""))
+        repo = config.repository(name)
+        if repo is None:
+            known = ", ".join(f"`{r.name}`" for r in config.repositories) or "none"
+            raise ResourceError(f"field `{binding.argument}`: repository `{name}` is not configured (configured: {known})")
+        return Resource(EntityRef(REPOSITORY, repo.name), repo.environment, repo)
+    account_id = args.get(binding.argument) or config.aws.default_account
+    if account_id is None:
+        raise ResourceError(f"field `{binding.argument}`: no account given and no `aws.default_account` configured")
+    account = config.aws_account(str(account_id))
+    if account is None:
+        known = ", ".join(f"`{a.id}`" for a in config.aws.accounts) or "none"
+        raise ResourceError(f"field `{binding.argument}`: AWS account `{account_id}` is not configured (configured: {known})")
+    return Resource(EntityRef(AWS_ACCOUNT, account.id), account.environment, account)

@@ -1,0 +1,38 @@
+"""Step 2, validate: the agent's arguments against the manifest's JSON Schema.
+
+The low-level MCP server does not check ``inputSchema``; this step does, before anything
+else sees the arguments, and names the field at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jsonschema.exceptions import ValidationError, best_match
+
+from cedargate.errors import ToolInputError
+from cedargate.manifest import ToolManifest
+
+
+def validate_arguments(manifest: ToolManifest, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return the arguments if they fit the schema; else raise naming the first bad field."""
+    args = dict(arguments or {})
+    error = best_match(manifest.input_validator.iter_errors(args))
+    if error is not None:
+        raise ToolInputError(f"invalid arguments for `{manifest.name}`: {describe_schema_error(error)}")
+    return args
+
+
+def describe_schema_error(error: ValidationError) -> str:
+    """One clause naming the field and the problem, e.g. ``field `path`: 3 is not of type 'string'``."""
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        field = f"{path}.{missing}" if path else missing
+        return f"field `{field}` is required"
+    if error.validator == "additionalProperties":
+        extras = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        field = ", ".join(f"`{path + '.' if path else ''}{e}`" for e in extras)
+        return f"field {field} is not accepted by this tool"
+    return f"field `{path or '(arguments)'}`: {error.message}"

@@ -1,0 +1,52 @@
+"""Shared fixtures: a demo tree (two real git repositories and a config) in ``tmp_path``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cedargate.config import Config, load_config
+from cedargate.demo import write_demo_tree
+from cedargate.runtime import Runtime, build_runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A demo tree whose tools and policies are private copies the test may edit."""
+    shutil.copytree(ROOT / "tools", tmp_path / "tools")
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    config = write_demo_tree(tmp_path)
+    text = config.read_text()
+    text = text.replace(json.dumps(str(ROOT / "tools")), '"tools"').replace(json.dumps(str(ROOT / "policies")), '"policies"')
+    config.write_text(text)
+    return tmp_path
+
+
+@pytest.fixture
+def config(tree: Path) -> Config:
+    return load_config(tree / "cedargate.toml", environ={})
+
+
+@pytest.fixture
+def runtime(config: Config) -> Iterator[Runtime]:
+    rt = build_runtime(config)
+    yield rt
+    rt.close()
+
+
+def audit_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
