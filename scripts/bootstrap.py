@@ -23,8 +23,6 @@ def ensure_venv() -> None:
     pyproject = ROOT / "pyproject.toml"
     if stamp.exists() and stamp.stat().st_mtime >= pyproject.stat().st_mtime:
         return
-    if sys.version_info < (3, 11):
-        sys.exit(f"cedargate needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     print(f"bootstrap: creating {VENV} and installing cedargate with its test tools", file=sys.stderr)
     venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
@@ -34,6 +32,9 @@ def ensure_venv() -> None:
 
 
 def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script is what tells users of older Pythons
+        print(f"cedargate needs Python 3.11 or newer; this is {sys.version.split()[0]}", file=sys.stderr)
+        return 2
     if not argv or argv[0] not in ("demo", "test"):
         print(__doc__.strip(), file=sys.stderr)
         return 2

@@ -29,7 +29,9 @@ def tree(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "policies", tmp_path / "policies")
     config = write_demo_tree(tmp_path)
     text = config.read_text()
-    text = text.replace(json.dumps(str(ROOT / "tools")), '"tools"').replace(json.dumps(str(ROOT / "policies")), '"policies"')
+    text = text.replace(json.dumps(str(ROOT / "tools")), '"tools"').replace(
+        json.dumps(str(ROOT / "policies")), '"policies"'
+    )
     config.write_text(text)
     return tmp_path
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
+from tests.conftest import audit_events
 
 from cedargate.audit.verify import verify_log
 from cedargate.config import load_config
 from cedargate.git import git_text
 from cedargate.runtime import Runtime, build_runtime
 from cedargate.server import build_server
-from tests.conftest import audit_events
 
 pytestmark = pytest.mark.anyio
 
@@ -39,7 +39,9 @@ async def test_allowed_read_returns_the_file_and_one_succeeded_event(runtime: Ru
     assert event["manifest_hash"] == runtime.catalog.tools["repo_read_file"].content_hash
 
 
-async def test_forbidden_write_is_denied_with_policy_and_reason_and_nothing_is_written(runtime: Runtime, mode: str) -> None:
+async def test_forbidden_write_is_denied_with_policy_and_reason_and_nothing_is_written(
+    runtime: Runtime, mode: str
+) -> None:
     repo = runtime.config.repository("acme/payments")
     assert repo is not None
     async with Client(build_server(runtime), mode=mode) as client:
@@ -98,7 +100,13 @@ async def test_allowed_write_commits_with_provenance_trailers(runtime: Runtime) 
     async with Client(build_server(runtime)) as client:
         result = await client.call_tool(
             "repo_write_file",
-            {"repository": "acme/web", "branch": "agent/t", "path": "src/new.py", "content": "X = 1\n", "message": "Add X"},
+            {
+                "repository": "acme/web",
+                "branch": "agent/t",
+                "path": "src/new.py",
+                "content": "X = 1\n",
+                "message": "Add X",
+            },
         )
     assert result.is_error is False
     [event] = audit_events(runtime.config.audit.path)
@@ -116,7 +124,11 @@ async def test_allowed_write_commits_with_provenance_trailers(runtime: Runtime) 
 async def test_approval_required_is_distinct_from_deny_and_runs_nothing(tree: Path) -> None:
     config_path = tree / "cedargate.toml"
     # Move acme/web to staging, where destructive changes need an SRE's approval.
-    config_path.write_text(config_path.read_text().replace('environment = "dev"\nowner_team = "storefront"', 'environment = "staging"\nowner_team = "storefront"'))
+    config_path.write_text(
+        config_path.read_text().replace(
+            'environment = "dev"\nowner_team = "storefront"', 'environment = "staging"\nowner_team = "storefront"'
+        )
+    )
     runtime = build_runtime(load_config(config_path, environ={}))
     repo = runtime.config.repository("acme/web")
     assert repo is not None and repo.environment == "staging"

@@ -22,7 +22,7 @@ def _catalog(config: Config) -> ToolCatalog:
 def _handler_label(manifest: ToolManifest) -> str:
     spec = manifest.handler
     if spec.kind == "aws":
-        return f"aws {spec.service}:{spec.operation}"  # type: ignore[union-attr]
+        return f"aws {spec.service}:{spec.operation}"
     return f"repo {spec.operation}"
 
 
@@ -47,4 +47,9 @@ def generated_schema_text(config: Config) -> str:
 
 def validate_policies(config: Config) -> dict[str, Any]:
     catalog, policies = load_tools_and_policies(config, handler_registry(None))
-    return {"ok": True, "tools": len(catalog), "policies": len(policies.info), "files": [str(f) for f in policies.files]}
+    return {
+        "ok": True,
+        "tools": len(catalog),
+        "policies": len(policies.info),
+        "files": [str(f) for f in policies.files],
+    }

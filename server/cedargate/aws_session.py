@@ -15,7 +15,11 @@ from botocore.config import Config as BotoConfig
 from cedargate.config import AwsConfig
 
 SANDBOX_ACCOUNT = "123456789012"
-_SANDBOX_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "aws_session_token": "testing"}
+_SANDBOX_CREDENTIALS = {
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",
+    "aws_session_token": "testing",
+}
 
 
 class AwsClients:
@@ -34,8 +38,12 @@ class AwsClients:
 
     def client(self, service: str) -> Any:
         with self._lock:  # boto3's default session is not thread-safe to create clients from
-            session = boto3.Session(region_name=self.region, **(_SANDBOX_CREDENTIALS if self.backend == "sandbox" else {}))
-            return session.client(service, config=BotoConfig(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=20))
+            session = boto3.Session(
+                region_name=self.region, **(_SANDBOX_CREDENTIALS if self.backend == "sandbox" else {})
+            )
+            return session.client(
+                service, config=BotoConfig(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=20)
+            )
 
     def close(self) -> None:
         if self._mock is not None:

@@ -78,7 +78,9 @@ def project_root() -> Path:
     """The checkout holding ``tools/`` and ``policies/`` (the package lives in ``server/``)."""
     root = Path(__file__).resolve().parents[2]
     if not (root / "tools").is_dir() or not (root / "policies").is_dir():
-        raise ConfigError(f"cannot find `tools/` and `policies/` next to `{root / 'server'}`; run the demo from a checkout")
+        raise ConfigError(
+            f"cannot find `tools/` and `policies/` next to `{root / 'server'}`; run the demo from a checkout"
+        )
     return root
 
 
@@ -89,14 +91,21 @@ def _make_repo(path: Path, files: dict[str, str]) -> None:
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text(text, encoding="utf-8")
     run_git(path, ["add", "-A"])
-    env = {"GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@localhost", "GIT_COMMITTER_NAME": "demo", "GIT_COMMITTER_EMAIL": "demo@localhost"}
+    env = {
+        "GIT_AUTHOR_NAME": "demo",
+        "GIT_AUTHOR_EMAIL": "demo@localhost",
+        "GIT_COMMITTER_NAME": "demo",
+        "GIT_COMMITTER_EMAIL": "demo@localhost",
+    }
     run_git(path, ["commit", "-q", "-m", "Initial commit"], env=env)
 
 
 def write_demo_tree(workdir: Path) -> Path:
     """Create the demo repositories and config under ``workdir``; returns the config path."""
     root = project_root()
-    _make_repo(workdir / "repos/web", {"README.md": "# acme/web\n\nThe storefront.\n", "src/app.py": "TIMEOUT_SECONDS = 5\n"})
+    _make_repo(
+        workdir / "repos/web", {"README.md": "# acme/web\n\nThe storefront.\n", "src/app.py": "TIMEOUT_SECONDS = 5\n"}
+    )
     _make_repo(workdir / "repos/payments", {"README.md": "# acme/payments\n", "src/ledger.py": "BALANCE = 0\n"})
     config = workdir / "cedargate.toml"
     config.write_text(
@@ -144,7 +153,9 @@ async def run_session(config: Path, progress: bool = True) -> tuple[int, list[De
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for var in ("CEDARGATE_AGENT", "CEDARGATE_TEAM", "CEDARGATE_USER", "CEDARGATE_MODE", "CEDARGATE_TASK"):
         env.pop(var, None)
-    params = StdioServerParameters(command=sys.executable, args=["-m", "cedargate", "--config", str(config), "serve"], env=env)
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "cedargate", "--config", str(config), "serve"], env=env
+    )
     rows: list[DemoRow] = []
     async with Client(params, mode="legacy") as client:
         tools = (await client.list_tools()).tools
@@ -153,7 +164,11 @@ async def run_session(config: Path, progress: bool = True) -> tuple[int, list[De
                 print(f"  [{number}/{len(STEPS)}] {step.title} ...", file=sys.stderr)
             result = await client.call_tool(step.tool, step.arguments)
             text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
-            rows.append(DemoRow(number, step.title, step.tool, "", _detail(result.is_error, text, result.structured_content), ""))
+            rows.append(
+                DemoRow(
+                    number, step.title, step.tool, "", _detail(result.is_error, text, result.structured_content), ""
+                )
+            )
     return len(tools), rows
 
 
@@ -173,7 +188,7 @@ def _detail(is_error: bool, text: str, structured: dict[str, Any] | None) -> str
 
 def _attach_audit(rows: list[DemoRow], audit_path: Path) -> None:
     events = [json.loads(line) for line in audit_path.read_text(encoding="utf-8").splitlines()]
-    for row, event in zip(rows, events[-len(rows):], strict=True):
+    for row, event in zip(rows, events[-len(rows) :], strict=True):
         row.outcome = event["outcome"]
         row.event_id = event["event_id"]
 
@@ -206,7 +221,11 @@ def run_demo(workdir: Path | None, as_json: bool = False) -> int:
     _attach_audit(rows, audit_path)
     report = verify_log(audit_path)
     if as_json:
-        print(json.dumps({"tools": tool_count, "calls": [asdict(r) for r in rows], "audit": report.model_dump()}, indent=2))
+        print(
+            json.dumps(
+                {"tools": tool_count, "calls": [asdict(r) for r in rows], "audit": report.model_dump()}, indent=2
+            )
+        )
     else:
         print(f"\ncedargate published {tool_count} tools; the agent made {len(rows)} calls:\n")
         print(_table(rows))

@@ -13,7 +13,9 @@ from cedargate.config import Config
 from cedargate.identity import Principal
 
 
-def _entity(ref: EntityRef, attrs: dict[str, Any] | None = None, parents: list[EntityRef] | None = None) -> dict[str, Any]:
+def _entity(
+    ref: EntityRef, attrs: dict[str, Any] | None = None, parents: list[EntityRef] | None = None
+) -> dict[str, Any]:
     return {"uid": ref.to_json(), "attrs": attrs or {}, "parents": [p.to_json() for p in parents or []]}
 
 
@@ -31,7 +33,9 @@ def resource_entities(config: Config) -> list[dict[str, Any]]:
         entities.append(_entity(EntityRef(REPOSITORY, repo.name), attrs, [EntityRef(ENVIRONMENT, repo.environment)]))
     for account in config.aws.accounts:
         attrs = {"account_id": account.id, "alias": account.alias}
-        entities.append(_entity(EntityRef(AWS_ACCOUNT, account.id), attrs, [EntityRef(ENVIRONMENT, account.environment)]))
+        entities.append(
+            _entity(EntityRef(AWS_ACCOUNT, account.id), attrs, [EntityRef(ENVIRONMENT, account.environment)])
+        )
     return entities
 
 

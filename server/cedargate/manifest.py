@@ -81,7 +81,7 @@ class ToolManifest(_Strict):
         except SchemaError as exc:
             raise ValueError(f"not a valid JSON Schema: {exc.message}") from exc
         if schema.get("type") != "object":
-            raise ValueError("must describe an object (`type = \"object\"`)")
+            raise ValueError('must describe an object (`type = "object"`)')
         # Agents may pass only what the admin listed: unknown arguments are refused.
         return {**schema, "additionalProperties": False}
 

@@ -100,13 +100,20 @@ class Pipeline:
             return self._finish(event, started, Outcome.FAILED, error=str(exc))
         except Exception as exc:  # boundary: a crashing handler is audited, not propagated
             logger.exception("tool %s crashed", request.tool)
-            return self._finish(event, started, Outcome.FAILED, error=f"tool `{request.tool}` failed unexpectedly ({type(exc).__name__}); the failure is in the audit trail")
+            return self._finish(
+                event,
+                started,
+                Outcome.FAILED,
+                error=f"tool `{request.tool}` failed unexpectedly ({type(exc).__name__}); see the server log",
+            )
         return self._finish(event, started, Outcome.SUCCEEDED, payload=payload)
 
     async def _governed(self, request: CallRequest, event: _EventDraft) -> dict[str, Any]:
         manifest = self._catalog.get(request.tool)
         if manifest is None:
-            raise _Refused(Outcome.UNKNOWN_TOOL, f"unknown tool `{request.tool}`: list the tools to see what this server publishes")
+            raise _Refused(
+                Outcome.UNKNOWN_TOOL, f"unknown tool `{request.tool}`: list the tools to see what this server publishes"
+            )
         event.fields.update(
             manifest_hash=manifest.content_hash, action=manifest.name, duty=manifest.duty, risk=manifest.risk.value
         )

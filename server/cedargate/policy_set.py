@@ -144,7 +144,9 @@ def _validate(combined: str, schema: cedarpy.Schema, info: Mapping[str, PolicyIn
         where = info.get(error.policy_id)
         place = f"{where.file}:{where.line}:{where.column}" if where else error.policy_id
         problems.append(f"{place}: {_with_readable_ids(error.error, info)}")
-    raise PolicyError("policy does not validate against the schema generated from the manifests: " + "; ".join(problems))
+    raise PolicyError(
+        "policy does not validate against the schema generated from the manifests: " + "; ".join(problems)
+    )
 
 
 def _refuse_duplicate_ids(info: Mapping[str, PolicyInfo]) -> None:
@@ -155,7 +157,7 @@ def _refuse_duplicate_ids(info: Mapping[str, PolicyInfo]) -> None:
         if policy.annotation_id in seen:
             first = seen[policy.annotation_id]
             raise PolicyError(
-                f"{policy.file}:{policy.line}:{policy.column}: @id(\"{policy.annotation_id}\") "
+                f'{policy.file}:{policy.line}:{policy.column}: @id("{policy.annotation_id}") '
                 f"is already used at {first.file}:{first.line}"
             )
         seen[policy.annotation_id] = policy

@@ -33,7 +33,9 @@ def resolve_resource(manifest: ToolManifest, args: Mapping[str, Any], config: Co
         repo = config.repository(name)
         if repo is None:
             known = ", ".join(f"`{r.name}`" for r in config.repositories) or "none"
-            raise ResourceError(f"field `{binding.argument}`: repository `{name}` is not configured (configured: {known})")
+            raise ResourceError(
+                f"field `{binding.argument}`: repository `{name}` is not configured (configured: {known})"
+            )
         return Resource(EntityRef(REPOSITORY, repo.name), repo.environment, repo)
     account_id = args.get(binding.argument) or config.aws.default_account
     if account_id is None:
@@ -41,5 +43,7 @@ def resolve_resource(manifest: ToolManifest, args: Mapping[str, Any], config: Co
     account = config.aws_account(str(account_id))
     if account is None:
         known = ", ".join(f"`{a.id}`" for a in config.aws.accounts) or "none"
-        raise ResourceError(f"field `{binding.argument}`: AWS account `{account_id}` is not configured (configured: {known})")
+        raise ResourceError(
+            f"field `{binding.argument}`: AWS account `{account_id}` is not configured (configured: {known})"
+        )
     return Resource(EntityRef(AWS_ACCOUNT, account.id), account.environment, account)

@@ -52,10 +52,14 @@ def _session_header(ctx: ServerRequestContext[Any]) -> str | None:
 
 def to_call_tool_result(result: CallResult) -> types.CallToolResult:
     if result.is_error:
-        return types.CallToolResult(content=[types.TextContent(type="text", text=result.message or "call failed")], is_error=True)
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=result.message or "call failed")], is_error=True
+        )
     payload = result.payload or {}
     text = json.dumps(payload, indent=2, ensure_ascii=False)
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], structured_content=payload, is_error=False)
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)], structured_content=payload, is_error=False
+    )
 
 
 def build_server(runtime: Runtime) -> Server[Any]:
@@ -63,7 +67,9 @@ def build_server(runtime: Runtime) -> Server[Any]:
     sessions = SessionRegistry()
     tools = runtime.catalog.mcp_tools
 
-    async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    async def list_tools(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=tools)
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:

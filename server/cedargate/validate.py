@@ -32,7 +32,9 @@ def describe_schema_error(error: ValidationError) -> str:
         field = f"{path}.{missing}" if path else missing
         return f"field `{field}` is required"
     if error.validator == "additionalProperties":
-        extras = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        declared = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        given = error.instance if isinstance(error.instance, dict) else {}
+        extras = sorted(set(given) - set(declared))
         field = ", ".join(f"`{path + '.' if path else ''}{e}`" for e in extras)
         return f"field {field} is not accepted by this tool"
     return f"field `{path or '(arguments)'}`: {error.message}"

@@ -42,7 +42,10 @@ def verify_log(path: Path) -> VerifyReport:
                 return _fail(path, count, number, event_id, "event was altered: its hash does not match its content")
             if record.get("prev_hash") != previous:
                 return _fail(
-                    path, count, number, event_id,
+                    path,
+                    count,
+                    number,
+                    event_id,
                     "chain broken: the previous event was removed, reordered or altered",
                 )
             previous = record["hash"]

@@ -34,7 +34,7 @@ class AwsHandlers(HandlerFamily):
         if not isinstance(spec, AwsHandlerSpec):
             raise ValueError("field `handler`: not an AWS handler")
         if manifest.resource.kind != "aws_account":
-            raise ValueError("field `resource.kind`: AWS operations need `resource.kind = \"aws_account\"`")
+            raise ValueError('field `resource.kind`: AWS operations need `resource.kind = "aws_account"`')
         model = _service_model(spec.service)
         if spec.operation not in model.operation_names:
             raise ValueError(f"field `handler.operation`: `{spec.service}` has no operation `{spec.operation}`")
@@ -61,7 +61,9 @@ class AwsHandlers(HandlerFamily):
                 response = getattr(clients.client(spec.service), method)(**params)
             except ClientError as exc:
                 error = exc.response.get("Error", {})
-                raise HandlerError(f"AWS {spec.service}:{spec.operation} failed: {error.get('Code')}: {error.get('Message')}") from exc
+                raise HandlerError(
+                    f"AWS {spec.service}:{spec.operation} failed: {error.get('Code')}: {error.get('Message')}"
+                ) from exc
             except BotoCoreError as exc:
                 raise HandlerError(f"AWS {spec.service}:{spec.operation} failed: {exc}") from exc
             response.pop("ResponseMetadata", None)

@@ -156,7 +156,7 @@ class RepoHandlers(HandlerFamily):
             known = ", ".join(f"`{o}`" for o in OPERATIONS)
             raise ValueError(f"field `handler.operation`: unknown repository operation `{operation}` (known: {known})")
         if manifest.resource.kind != "repository":
-            raise ValueError("field `resource.kind`: repository operations need `resource.kind = \"repository\"`")
+            raise ValueError('field `resource.kind`: repository operations need `resource.kind = "repository"`')
 
     def handler_for(self, manifest: ToolManifest) -> Handler:
         return OPERATIONS[getattr(manifest.handler, "operation", "")]

@@ -1,0 +1,40 @@
+"""``cedargate serve``: the governed tools over stdio or streamable HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import anyio
+
+from cedargate.cli._common import config_from
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve", help="serve the governed tools over MCP", description="Serve the governed tools over MCP."
+    )
+    serve.add_argument(
+        "--transport", choices=["stdio", "http"], default="stdio", help="stdio (default) or streamable HTTP"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8750, help="HTTP port (default: 8750)")
+    serve.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cedargate.runtime import build_runtime
+    from cedargate.server import build_server
+    from cedargate.transport import serve_http, serve_stdio
+
+    runtime = build_runtime(config_from(args))
+    try:
+        server = build_server(runtime)
+        if args.transport == "http":
+            print(f"cedargate: serving streamable HTTP on http://{args.host}:{args.port}/mcp", file=sys.stderr)
+            anyio.run(serve_http, server, args.host, args.port)
+        else:
+            anyio.run(serve_stdio, server)
+    finally:
+        runtime.close()
+    return 0
