@@ -162,3 +162,17 @@ async def test_every_call_leaves_exactly_one_event_and_the_chain_verifies(runtim
     ]
     assert len({e["event_id"] for e in events}) == 4
     assert verify_log(runtime.config.audit.path).ok
+
+
+async def test_a_write_records_the_reads_of_its_session_as_context_sources(runtime: Runtime, mode: str) -> None:
+    async with Client(build_server(runtime), mode=mode) as client:
+        await client.call_tool("repo_read_file", {"repository": "acme/web", "path": "README.md"})
+        await client.call_tool("repo_read_file", {"repository": "acme/web", "path": "missing.txt"})
+        await client.call_tool(
+            "repo_write_file", {"repository": "acme/web", "branch": "agent/p", "path": "a.txt", "content": "a"}
+        )
+    read_ok, read_failed, write = audit_events(runtime.config.audit.path)
+    assert read_failed["outcome"] == "failed"
+    assert write["outcome"] == "succeeded"
+    assert write["context_sources"] == [read_ok["event_id"]]
+    assert read_ok["context_sources"] is None

@@ -131,9 +131,17 @@ class Pipeline:
         if not decision.allowed:
             raise _Refused(Outcome.DENIED, decision.explain())
         self._budget.check(request.principal, manifest)
+        if not manifest.risk.read_only:
+            # Provenance: a change records what the session had read before it.
+            event.fields["context_sources"] = list(request.session.context_sources)
         call = HandlerCall(manifest, args, resource, request.principal, event.event_id, request.session.id)
-        result = await anyio.to_thread.run_sync(self._handlers.handler_for(manifest), call)
+        try:
+            result = await anyio.to_thread.run_sync(self._handlers.handler_for(manifest), call)
+        finally:
+            event.fields["execution"] = call.execution or None
         self._budget.charge(request.principal, manifest)
+        if manifest.risk.read_only:
+            request.session.record_read(event.event_id)
         return dict(redact_value(result))
 
     def _finish(

@@ -14,8 +14,10 @@ from typing import Any
 import mcp_types as types
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from cedargate import __version__
+from cedargate.identity import Principal
 from cedargate.pipeline import CallRequest, CallResult
 from cedargate.runtime import Runtime
 from cedargate.session import SessionState
@@ -28,25 +30,39 @@ INSTRUCTIONS = (
 
 
 class SessionRegistry:
-    """Maps an MCP connection (or HTTP session id) to the state policies see for it."""
+    """Which session a call belongs to, so policies and provenance see the calls before it.
+
+    A streamable-HTTP session id (issued by the server) names the session when there is one;
+    a handshake-era connection is a session of its own; otherwise (2026-07-28 requests carry
+    no session) the principal's task is the session. Never taken from what a client claims.
+    """
 
     def __init__(self) -> None:
-        self._by_connection: weakref.WeakKeyDictionary[Any, SessionState] = weakref.WeakKeyDictionary()
-        self._by_header: dict[str, SessionState] = {}
+        self._by_key: dict[tuple[str, ...], SessionState] = {}
+        self._by_connection: dict[int, tuple[weakref.ref[Any], SessionState]] = {}
 
-    def for_context(self, ctx: ServerRequestContext[Any]) -> SessionState:
+    def for_context(self, ctx: ServerRequestContext[Any], principal: Principal) -> SessionState:
         header = _session_header(ctx)
         if header is not None:
-            return self._by_header.setdefault(header, SessionState(id=header))
-        state = self._by_connection.get(ctx.session)
-        if state is None:
-            state = self._by_connection[ctx.session] = SessionState()
+            return self._by_key.setdefault(("http", header), SessionState(id=header))
+        client_params = ctx.session.client_params if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS else None
+        if client_params is not None:
+            return self._for_connection(client_params)
+        key = ("task", principal.agent, principal.on_behalf_of, principal.task)
+        return self._by_key.setdefault(key, SessionState())
+
+    def _for_connection(self, marker: Any) -> SessionState:
+        entry = self._by_connection.get(id(marker))
+        if entry is not None and entry[0]() is marker:
+            return entry[1]
+        state = SessionState()
+        key = id(marker)
+        self._by_connection[key] = (weakref.ref(marker, lambda _: self._by_connection.pop(key, None)), state)
         return state
 
 
 def _session_header(ctx: ServerRequestContext[Any]) -> str | None:
-    request = ctx.request
-    headers = getattr(request, "headers", None)
+    headers = getattr(ctx.request, "headers", None)
     return headers.get("mcp-session-id") if headers is not None else None
 
 
@@ -77,7 +93,7 @@ def build_server(runtime: Runtime) -> Server[Any]:
             tool=params.name,
             arguments=params.arguments,
             principal=runtime.principal,
-            session=sessions.for_context(ctx),
+            session=sessions.for_context(ctx, runtime.principal),
         )
         return to_call_tool_result(await runtime.pipeline.call(request))
 

@@ -8,11 +8,16 @@ from dataclasses import dataclass, field
 
 @dataclass
 class SessionState:
-    """Per-session facts carried across calls: its id and how many calls it has made."""
+    """Per-session facts carried across calls: its id, how many calls it made, what it read."""
 
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     call_count: int = 0
+    context_sources: list[str] = field(default_factory=list)
+    """Event ids of the session's successful reads, in order: what the agent saw before it wrote."""
 
     def next_call(self) -> int:
         self.call_count += 1
         return self.call_count
+
+    def record_read(self, event_id: str) -> None:
+        self.context_sources.append(event_id)

@@ -69,6 +69,8 @@ class AuditEvent(BaseModel):
     error: str | None = None
     duration_ms: float
     result_sha256: str | None = None
+    execution: dict[str, Any] | None = None
+    context_sources: list[str] | None = None
     prev_hash: str = GENESIS_HASH
     hash: str = ""
 

@@ -7,7 +7,7 @@ load, so no tool can be published without code behind it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cedargate.identity import Principal
@@ -25,6 +25,8 @@ class HandlerCall:
     principal: Principal
     event_id: str
     session_id: str
+    execution: dict[str, Any] = field(default_factory=dict)
+    """Facts about how the handler ran (duty identity, role session, sandbox, ...), for the audit event."""
 
 
 Handler = Callable[[HandlerCall], dict[str, Any]]
