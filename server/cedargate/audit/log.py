@@ -11,7 +11,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from cedargate.audit.event import GENESIS_HASH, AuditEvent, canonical_json, event_hash
 from cedargate.errors import AuditWriteError
@@ -36,7 +36,8 @@ class JsonlAuditLog:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._last_hash = _last_hash(path)
-            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held for the log's lifetime
+            # Unbuffered: a failed write raises here and now, and nothing is left to flush later.
+            self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - held for the log's lifetime
         except OSError as exc:
             raise AuditWriteError(f"audit log `{path}` cannot be opened for appending: {exc.strerror or exc}") from exc
 
@@ -55,8 +56,7 @@ class JsonlAuditLog:
             record["prev_hash"] = self._last_hash
             record["hash"] = event_hash(record)
             try:
-                self._file.write(canonical_json(record) + "\n")
-                self._file.flush()
+                _write_all(self._file, (canonical_json(record) + "\n").encode())
                 if self._fsync:
                     os.fsync(self._file.fileno())
             except OSError as exc:
@@ -69,6 +69,15 @@ class JsonlAuditLog:
         with self._lock:
             if not self._file.closed:
                 self._file.close()
+
+
+def _write_all(file: BinaryIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if not written:
+            raise OSError("short write to the audit log")
+        view = view[written:]
 
 
 def _last_hash(path: Path) -> str:

@@ -1,0 +1,93 @@
+"""The command line: help everywhere, JSON where scripts read, and the demo's scripted session."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cedargate.cli import build_parser, main
+from tests.conftest import ROOT
+
+
+def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                paths += _command_paths(sub, (*prefix, name))
+    return paths
+
+
+@pytest.mark.parametrize("command", _command_paths(build_parser()), ids=lambda c: " ".join(c) or "cedargate")
+def test_every_command_has_help(command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: cedargate" in capsys.readouterr().out
+
+
+def test_a_bare_group_prints_its_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit"]) == 2
+    assert "verify" in capsys.readouterr().out
+
+
+def test_tools_list_json_names_every_manifest_with_its_hash(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(tree / "cedargate.toml"), "tools", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    names = sorted(p.stem for p in (tree / "tools").rglob("*.toml"))
+    assert len(rows) == len(names)
+    assert all(len(r["manifest_hash"]) == 64 for r in rows)
+
+
+def test_policy_schema_prints_the_generated_schema(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(tree / "cedargate.toml"), "policy", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    actions = schema[""]["actions"]
+    assert actions["repo_write_file"]["memberOf"] == [{"id": "risk:write"}]
+    assert actions["repo_write_file"]["appliesTo"]["context"]["attributes"]["args"]["attributes"]["branch"] == {
+        "type": "String",
+        "required": True,
+    }
+
+
+def test_policy_validate_reports_counts_as_json(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(tree / "cedargate.toml"), "policy", "validate", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["ok"] is True
+    assert summary["policies"] >= 5
+
+
+def test_errors_are_one_line_with_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(tmp_path / "missing.toml"), "tools", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cedargate: error: config file")
+    assert err.count("\n") == 1
+
+
+def test_demo_runs_the_scripted_session_and_the_trail_verifies(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cedargate", "demo", "--json", "--workdir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "server")},
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    outcomes = [call["outcome"] for call in report["calls"]]
+    assert outcomes.count("succeeded") >= 2
+    assert "denied" in outcomes
+    assert "invalid_arguments" in outcomes
+    denied = next(c for c in report["calls"] if c["outcome"] == "denied")
+    assert "policy `" in denied["detail"]
+    invalid = next(c for c in report["calls"] if c["outcome"] == "invalid_arguments")
+    assert "field `" in invalid["detail"]
+    assert report["audit"]["ok"] is True
+    assert report["audit"]["events"] == len(report["calls"])
