@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
+from tests.conftest import ROOT, audit_events
 
 from cedargate.audit.event import GENESIS_HASH, AuditEvent, AuditPrincipal, Outcome
 from cedargate.audit.log import JsonlAuditLog
@@ -20,7 +21,6 @@ from cedargate.errors import AuditWriteError
 from cedargate.git import git_text
 from cedargate.runtime import build_runtime
 from cedargate.server import build_server
-from tests.conftest import ROOT, audit_events
 
 
 def _event(n: int) -> AuditEvent:

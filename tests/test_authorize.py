@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
+from tests.conftest import audit_events
 
 from cedargate.config import load_config
 from cedargate.git import git_text
 from cedargate.runtime import build_runtime
 from cedargate.server import build_server
-from tests.conftest import audit_events
 
 OVERFLOWING_FORBID = """
 @id("forbid-that-errors")

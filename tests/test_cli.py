@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import ROOT
 
 from cedargate.cli import build_parser, main
-from tests.conftest import ROOT
 
 
 def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -19,10 +19,10 @@ import anyio
 import httpx
 import pytest
 from mcp import Client, StdioServerParameters
+from tests.conftest import ROOT, audit_events
 
 from cedargate.audit.verify import verify_log
 from cedargate.git import git_text
-from tests.conftest import ROOT, audit_events
 
 pytestmark = pytest.mark.anyio
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
+from tests.conftest import audit_events
 
 from cedargate.git import git_text, run_git
 from cedargate.runtime import Runtime
 from cedargate.server import build_server
-from tests.conftest import audit_events
 
 pytestmark = pytest.mark.anyio
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import ROOT
 
 from cedargate.catalog import load_catalog
 from cedargate.cedar_schema import schema_json
 from cedargate.runtime import handler_registry
-from tests.conftest import ROOT
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 

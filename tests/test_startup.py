@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import ROOT
 
 from cedargate.config import load_config
 from cedargate.errors import ConfigError, ManifestError, PolicyError
 from cedargate.runtime import build_runtime
-from tests.conftest import ROOT
 
 
 def _start(tree: Path, environ: dict[str, str] | None = None) -> None:
