@@ -9,6 +9,8 @@ import anyio
 
 from cedargate.cli._common import config_from
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser(
@@ -31,6 +33,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         server = build_server(runtime)
         if args.transport == "http":
+            if args.host not in LOOPBACK_HOSTS:
+                print(
+                    f"cedargate: warning: {args.host} is reachable from other machines and every caller acts as "
+                    "the configured principal; keep HTTP on 127.0.0.1 until bearer-token identity is configured",
+                    file=sys.stderr,
+                )
             print(f"cedargate: serving streamable HTTP on http://{args.host}:{args.port}/mcp", file=sys.stderr)
             anyio.run(serve_http, server, args.host, args.port)
         else:
