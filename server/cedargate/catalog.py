@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import mcp_types as types
 from pydantic import ValidationError
 
 from cedargate.errors import ManifestError, describe_validation_error
@@ -38,7 +39,7 @@ class ToolCatalog:
         return self.tools.get(name)
 
     @cached_property
-    def mcp_tools(self) -> list[Any]:
+    def mcp_tools(self) -> list[types.Tool]:
         return [m.to_mcp_tool() for m in self]
 
 

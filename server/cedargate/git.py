@@ -41,5 +41,8 @@ def run_git(
     return result
 
 
-def git_text(repo: Path, args: Sequence[str], **kwargs: object) -> str:
-    return run_git(repo, args, **kwargs).stdout.decode().strip()  # type: ignore[arg-type]
+def git_text(
+    repo: Path, args: Sequence[str], *, input: bytes | None = None, env: Mapping[str, str] | None = None
+) -> str:
+    """``run_git``'s standard output as stripped text."""
+    return run_git(repo, args, input=input, env=env).stdout.decode().strip()
