@@ -69,7 +69,11 @@ def _context(manifest: ToolManifest) -> dict[str, Any]:
             "task": _string(),
             "session": {
                 "type": "Record",
-                "attributes": {"id": _string(), "call_count": {"type": "Long"}},
+                "attributes": {
+                    "id": _string(),
+                    "call_count": {"type": "Long"},
+                    "repositories": {"type": "Set", "element": _string()},
+                },
             },
             "args": args_record(manifest),
             "approval": {

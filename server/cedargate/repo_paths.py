@@ -7,7 +7,7 @@ could be read as git options.
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from cedargate.errors import ToolInputError
 
@@ -36,3 +36,20 @@ def safe_ref(ref: str, field: str) -> str:
     if not _REF.match(ref) or ".." in ref or ref.endswith((".lock", "/", ".")) or "//" in ref:
         raise ToolInputError(f"field `{field}`: `{ref}` is not an acceptable git ref name")
     return ref
+
+
+def worktree_file(root: Path, path: str, field: str = "path") -> Path:
+    """A file path inside a worktree, refusing every symlink on the way (the file itself included).
+
+    Symlinks are refused rather than resolved: a link that points inside today can be
+    changed to point outside by the next write, so tools never follow them.
+    """
+    relative = confined_path(path, field)
+    current = root
+    for part in relative.split("/"):
+        current = current / part
+        if current.is_symlink():
+            raise ToolInputError(
+                f"field `{field}`: `{current.relative_to(root)}` is a symbolic link; tools do not follow links"
+            )
+    return current
