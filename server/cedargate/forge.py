@@ -41,13 +41,13 @@ def forge_token(forge: ForgeConfig, repository: str) -> str:
 
 
 def open_github_pull_request(
-    forge: ForgeConfig, repository: str, *, head: str, base: str, title: str, body: str
+    forge: ForgeConfig, repository: str, token: str, *, head: str, base: str, title: str, body: str
 ) -> PullRequest:
     """Create the pull request; fails with the forge's status and message (never the token)."""
     target = forge.repository or repository
     url = f"{forge.api_url.rstrip('/')}/repos/{target}/pulls"
     headers = {
-        "Authorization": f"Bearer {forge_token(forge, repository)}",
+        "Authorization": f"Bearer {token}",
         "Accept": "application/vnd.github+json",
         "X-GitHub-Api-Version": API_VERSION,
         "User-Agent": "cedargate",

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError
-from cedargate.forge import open_github_pull_request
+from cedargate.forge import forge_token, open_github_pull_request
 from cedargate.git import git_text, run_git
 from cedargate.handlers import Handler, HandlerCall
 from cedargate.handlers.repo_common import AUDIT_TRAILER, branch_tip, commit_of, repo_of, task_branch, task_workspace
@@ -55,6 +55,8 @@ def open_pull_request(call: HandlerCall) -> dict[str, Any]:
     repo, path = repo_of(call)
     branch = task_branch(repo, str(call.args["branch"]))
     base = safe_ref(str(call.args.get("base") or _default_branch(path)), "base")
+    # The token is checked before anything is pushed, so a missing token changes nothing.
+    token = forge_token(repo.forge, repo.name) if repo.forge.kind == "github" else None
     head = _push(repo, path, branch)
     provenance = _provenance(call, repo, path, branch, base, head)
     body = str(call.args.get("body") or "").strip()
@@ -69,9 +71,9 @@ def open_pull_request(call: HandlerCall) -> dict[str, Any]:
         "pull_request": None,
         "body": full_body,
     }
-    if repo.forge.kind == "github":
+    if token is not None:
         pr = open_github_pull_request(
-            repo.forge, repo.name, head=branch, base=base, title=str(call.args["title"]), body=full_body
+            repo.forge, repo.name, token, head=branch, base=base, title=str(call.args["title"]), body=full_body
         )
         result["pull_request"] = {"number": pr.number, "url": pr.url}
     else:
