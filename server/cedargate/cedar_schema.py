@@ -99,6 +99,7 @@ def _entity_types() -> dict[str, Any]:
             "shape": {
                 "type": "Record",
                 "attributes": {
+                    "name": _string(),
                     "owner_team": {"type": "Entity", "name": TEAM},
                     "protected_branches": {"type": "Set", "element": _string()},
                 },
