@@ -34,5 +34,5 @@ async def test_a_repository_given_only_by_clone_url_is_cloned_on_first_use(tree:
 def test_a_repository_without_path_or_clone_url_is_a_config_error(tree: Path) -> None:
     config_path = tree / "cedargate.toml"
     config_path.write_text(config_path.read_text().replace('path = "repos/web"\n', "", 1))
-    with pytest.raises(ConfigError, match="needs `path` .* or `clone_url`"):
+    with pytest.raises(ConfigError, match=r"needs `path` .* or `clone_url`"):
         load_config(config_path, environ={})

@@ -64,6 +64,8 @@ class Provenance:
             "timed out" if run.timed_out else ("passed" if run.exit_code == 0 else f"failed (exit {run.exit_code})")
         )
         current = "the branch head" if run.commit == self.head_commit else f"`{run.commit}`, not the branch head"
+        if run.clean is False:
+            current += ", with uncommitted changes"
         return [
             f"- `{run.command}`: {verdict} in {run.duration_ms / 1000:.1f} s",
             f"- tested {current}; audit event `{run.event_id}`",

@@ -40,6 +40,8 @@ class TestRun(BaseModel):
     output_sha256: str
     output_tail: str
     commit: str | None = None
+    clean: bool | None = None
+    """Whether the worktree had no uncommitted changes, so ``commit`` is exactly what was tested."""
     event_id: str | None = None
     time: str | None = None
 

@@ -121,17 +121,22 @@ def run_tests(call: HandlerCall) -> dict[str, Any]:
         raise HandlerError(f"repository `{repo.name}` has no `test_command` configured; an admin must set one")
     git_dir = Path(git_text(path, ["rev-parse", "--path-format=absolute", "--git-common-dir"]))
     commit = git_text(workspace.path, ["rev-parse", "HEAD"])
+    clean = run_git(workspace.path, ["status", "--porcelain"]).stdout.strip() == b""
     limits = SandboxLimits(wall_seconds=repo.test_timeout_seconds, memory_mb=repo.test_memory_mb)
+    run = run_sandboxed(workspace.path, (git_dir,), repo.test_command, limits)
     call.execution["sandbox"] = {
         "kind": "bubblewrap",
         "wall_seconds": limits.wall_seconds,
         "memory_mb": limits.memory_mb,
     }
-    run = run_sandboxed(workspace.path, (git_dir,), repo.test_command, limits)
     facts = asdict(run)
-    call.execution["test_run"] = {**facts, "commit": commit}
+    call.execution["test_run"] = {**facts, "commit": commit, "clean": clean}
     record = TestRun(
-        **facts, commit=commit, event_id=call.event_id, time=datetime.now(UTC).isoformat(timespec="seconds")
+        **facts,
+        commit=commit,
+        clean=clean,
+        event_id=call.event_id,
+        time=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     WorkspaceStore(repo, path).save(workspace.model_copy(update={"last_test": record}))
     passed = run.exit_code == 0 and not run.timed_out
@@ -140,6 +145,7 @@ def run_tests(call: HandlerCall) -> dict[str, Any]:
         "workspace": workspace.id,
         "branch": workspace.branch,
         "commit": commit,
+        "clean": clean,
         "passed": passed,
         **facts,
     }
