@@ -41,10 +41,11 @@ def _web_path(runtime: Runtime) -> Path:
     return repo.path
 
 
-async def test_a_task_branches_diffs_and_commits_in_its_own_worktree_with_trailers(runtime: Runtime) -> None:
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_task_branches_diffs_and_commits_in_its_own_worktree_with_trailers(runtime: Runtime, mode: str) -> None:
     web = _web_path(runtime)
     main_before = git_text(web, ["rev-parse", "main"])
-    async with client_for(runtime) as client:
+    async with client_for(runtime, mode) as client:
         s = Session(client)
         created = await s.ok("repo_create_branch", BRANCH)
         applied = await s.ok("repo_apply_diff", {**BRANCH, "patch": PATCH})
