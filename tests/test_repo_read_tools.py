@@ -142,3 +142,9 @@ async def test_reads_of_the_prod_repository_are_allowed_and_scoped_to_it(runtime
     repo = runtime.config.repository("acme/payments")
     assert repo is not None and repo.path is not None
     assert log["commits"][0]["commit"] == git_text(repo.path, ["rev-parse", "HEAD"])
+
+
+async def test_pathspec_magic_in_a_path_is_taken_literally(runtime: Runtime) -> None:
+    async with client_for(runtime) as client:
+        found = await Session(client).ok("repo_search", {**WEB, "pattern": "acme", "path": ":(glob)**"})
+    assert found["matches"] == []
