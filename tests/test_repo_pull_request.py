@@ -9,8 +9,9 @@ import pytest
 from tests.conftest import audit_events
 from tests.repo_support import ForgeStandIn, Session, bare_remote, client_for, configure_web, forge_stand_in
 
+from cedargate.config import load_config
 from cedargate.git import git_text
-from cedargate.runtime import Runtime
+from cedargate.runtime import Runtime, build_runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -151,3 +152,23 @@ async def test_a_pull_request_from_a_protected_branch_is_denied_by_policy(tree: 
         runtime.close()
     assert "protected-branches" in message
     assert forge.requests == []
+
+
+async def test_a_token_is_never_sent_over_plain_http_to_another_host(
+    tree: Path, forge: ForgeStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    runtime, remote = _github_runtime(tree, forge)
+    runtime.close()
+    config_path = tree / "cedargate.toml"
+    config_path.write_text(config_path.read_text().replace(forge.url, "http://forge.example.test"))
+    runtime = build_runtime(load_config(config_path, environ={}))
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            await s.ok("repo_write_file", {**BRANCH, "path": "a.txt", "content": "a"})
+            message = await s.refused("repo_open_pull_request", {**BRANCH, "title": "Add a"})
+    finally:
+        runtime.close()
+    assert "must be https" in message
+    assert git_text(remote, ["for-each-ref"]) == ""

@@ -19,6 +19,7 @@ from cedargate.redact import redact_text
 
 API_VERSION = "2022-11-28"
 TIMEOUT_SECONDS = 30.0
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,16 @@ class PullRequest:
     api_url: str
 
 
+def _check_api_url(forge: ForgeConfig, repository: str) -> None:
+    api = httpx.URL(forge.api_url)
+    # The token travels only over TLS, or to a stand-in on this machine's loopback.
+    if api.scheme != "https" and not (api.scheme == "http" and api.host in _LOOPBACK):
+        raise HandlerError(f"repository `{repository}`: `forge.api_url` must be https (got `{forge.api_url}`)")
+
+
 def forge_token(forge: ForgeConfig, repository: str) -> str:
-    """The repository's forge token from its environment variable, or an error naming the variable."""
+    """The repository's forge token from its environment variable, once the API URL is fit to receive it."""
+    _check_api_url(forge, repository)
     if forge.token_env is None:
         raise HandlerError(f"repository `{repository}`: forge `github` needs `forge.token_env` in the config")
     token = os.environ.get(forge.token_env, "")
@@ -46,6 +55,7 @@ def open_github_pull_request(
     """Create the pull request; fails with the forge's status and message (never the token)."""
     target = forge.repository or repository
     url = f"{forge.api_url.rstrip('/')}/repos/{target}/pulls"
+    _check_api_url(forge, repository)
     headers = {
         "Authorization": f"Bearer {token}",
         "Accept": "application/vnd.github+json",
