@@ -1,10 +1,10 @@
 """Running a repository's test command under bubblewrap, and only there.
 
-The sandbox: no network (a private network namespace with nothing in it), the whole system
-read-only, a private ``/tmp``, only the worktree writable, the worktree's ``.git`` and the
-repository's git directory read-only, the environment cleared, every capability dropped,
-and wall-time and memory (address-space) limits. If ``bwrap`` is missing or cannot build a
-sandbox on this machine, the run is refused: there is no unsandboxed fallback.
+The sandbox: no network (a private network namespace with only its own loopback), the whole
+system read-only, a private ``/tmp``, only the worktree writable, the worktree's ``.git`` and
+the repository's git directory read-only, the environment cleared, every capability dropped,
+and wall-time, memory (address-space) and file-size limits. If ``bwrap`` is missing or
+cannot build a sandbox on this machine, the run is refused: there is no unsandboxed fallback.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ BWRAP: str = "bwrap"
 TAIL_BYTES: Final = 4096
 SANDBOX_TMP: Final = "/tmp"  # noqa: S108 - a private tmpfs inside the sandbox, not the host /tmp
 SANDBOX_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Inside the sandbox: set the memory limit, then run the configured command.
-_LIMITS_THEN_RUN: Final = 'ulimit -v "$1" || exit 125; exec /bin/sh -c "$2"'
+MAX_FILE_BLOCKS: Final = 2 * 1024 * 1024
+"""Largest file (the captured output included) a run may write, in the shell's 512-byte blocks: 1 GiB."""
+# Inside the sandbox: set the memory and file-size limits (soft and hard), then run the command.
+_LIMITS_THEN_RUN: Final = 'ulimit -v "$1" && ulimit -f "$2" || exit 125; exec /bin/sh -c "$3"'
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def run_sandboxed(worktree: Path, git_dirs: tuple[Path, ...], command: str, limi
     bwrap = bwrap_executable()
     probe(bwrap)
     argv = [*bwrap_arguments(bwrap, worktree, git_dirs), "--", "/bin/sh", "-c", _LIMITS_THEN_RUN]
-    argv += ["cedargate-sandbox", str(limits.memory_mb * 1024), command]
+    argv += ["cedargate-sandbox", str(limits.memory_mb * 1024), str(MAX_FILE_BLOCKS), command]
     with tempfile.TemporaryFile(prefix="cedargate-test-output-") as output:
         started = time.perf_counter()
         process = subprocess.Popen(
