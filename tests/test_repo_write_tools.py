@@ -11,6 +11,7 @@ from tests.repo_support import Session, bare_remote, client_for, configure_web
 
 from cedargate.git import git_text
 from cedargate.runtime import Runtime
+from cedargate.workspaces import WorkspaceStore
 
 pytestmark = pytest.mark.anyio
 
@@ -195,3 +196,19 @@ async def test_deleting_a_branch_checked_out_in_a_workspace_is_refused(runtime: 
         created = await s.ok("repo_create_branch", BRANCH)
         message = await s.refused("repo_delete_branch", BRANCH)
     assert f"checked out in workspace `{created['workspace']}`" in message
+
+
+async def test_a_task_branch_without_a_workspace_can_be_deleted_after_its_workspace_is_removed(
+    runtime: Runtime,
+) -> None:
+
+    web = _web_path(runtime)
+    async with client_for(runtime) as client:
+        s = Session(client)
+        created = await s.ok("repo_create_branch", BRANCH)
+        repo = runtime.config.repository("acme/web")
+        assert repo is not None
+        WorkspaceStore(repo, web).remove(created["workspace"])
+        deleted = await s.ok("repo_delete_branch", BRANCH)
+    assert deleted["deleted_tip"] == created["base_commit"]
+    assert git_text(web, ["branch", "--list", "agent/fix"]) == ""
