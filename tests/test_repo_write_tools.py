@@ -201,7 +201,6 @@ async def test_deleting_a_branch_checked_out_in_a_workspace_is_refused(runtime: 
 async def test_a_task_branch_without_a_workspace_can_be_deleted_after_its_workspace_is_removed(
     runtime: Runtime,
 ) -> None:
-
     web = _web_path(runtime)
     async with client_for(runtime) as client:
         s = Session(client)
