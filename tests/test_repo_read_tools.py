@@ -112,6 +112,7 @@ async def test_repo_status_reports_head_and_task_branches(runtime: Runtime) -> N
         ("repo_list_tree", {"path": "src/../.."}, "path"),
         ("repo_search", {"pattern": "x", "path": "../web"}, "path"),
         ("repo_log", {"ref": "--output=/tmp/x"}, "ref"),
+        ("repo_log", {"path": "--output=/tmp/x"}, "path"),
         ("repo_diff", {"base": "-p"}, "base"),
         ("repo_show_commit", {"commit": "--all"}, "commit"),
     ],

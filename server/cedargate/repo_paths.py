@@ -1,7 +1,7 @@
 """Confining repository paths and refs: what an agent names must stay inside the repository.
 
-Refused: absolute paths, ``..`` components, anything under ``.git``, NUL bytes, and refs that
-could be read as git options.
+Refused: absolute paths, ``..`` components, anything under ``.git``, NUL bytes, and paths and
+refs that could be read as git options.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ def confined_path(path: str, field: str = "path") -> str:
     if not path or "\x00" in path:
         raise ToolInputError(f"field `{field}`: path is empty or contains a NUL byte")
     pure = PurePosixPath(path)
+    if path.startswith("-"):
+        raise ToolInputError(f"field `{field}`: `{path}` begins with `-`, which git could read as an option")
     if pure.is_absolute() or path.startswith("\\"):
         raise ToolInputError(f"field `{field}`: `{path}` is absolute; give a path relative to the repository root")
     parts = [p for p in pure.parts if p not in ("", ".")]
