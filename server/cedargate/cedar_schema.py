@@ -69,7 +69,11 @@ def _context(manifest: ToolManifest) -> dict[str, Any]:
             "task": _string(),
             "session": {
                 "type": "Record",
-                "attributes": {"id": _string(), "call_count": {"type": "Long"}},
+                "attributes": {
+                    "id": _string(),
+                    "call_count": {"type": "Long"},
+                    "repositories": {"type": "Set", "element": _string()},
+                },
             },
             "args": args_record(manifest),
             "approval": {
@@ -95,6 +99,7 @@ def _entity_types() -> dict[str, Any]:
             "shape": {
                 "type": "Record",
                 "attributes": {
+                    "name": _string(),
                     "owner_team": {"type": "Entity", "name": TEAM},
                     "protected_branches": {"type": "Set", "element": _string()},
                 },

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from cedargate.errors import ConfigError, describe_validation_error
 
@@ -46,15 +46,47 @@ class PrincipalConfig(_Strict):
     task: Identifier = "adhoc"
 
 
+class ForgeConfig(_Strict):
+    """Where pull requests are opened: GitHub's REST API, or none (the branch is only pushed).
+
+    The token is never in the config itself: ``token_env`` names the environment variable
+    that holds it, read when a pull request is opened and never logged or audited.
+    """
+
+    kind: Literal["github", "none"] = "none"
+    api_url: str = "https://api.github.com"
+    repository: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$")] | None = None
+    token_env: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+
+
 class RepositoryConfig(_Strict):
-    """A git repository agents may reach, and the governance facts policies see about it."""
+    """A git repository agents may reach, and the governance facts policies see about it.
+
+    ``path`` is a local repository; with only ``clone_url`` the repository is cloned on first
+    use into ``var/repos/<org>/<name>``. ``remote`` (a URL or absolute path) receives pushed
+    task branches. Task workspaces live under ``workspaces_dir`` (by default the config's
+    ``workspaces_dir/<org>/<name>``).
+    """
 
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$")]
-    path: Path
+    path: Path | None = None
+    clone_url: str | None = None
     environment: Identifier
     owner_team: Identifier
     protected_branches: tuple[str, ...] = ("main",)
     task_branch_prefix: str = "agent/"
+    remote: str | None = None
+    forge: ForgeConfig = ForgeConfig()
+    test_command: str | None = None
+    test_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 300
+    test_memory_mb: Annotated[int, Field(ge=64, le=65536)] = 2048
+    workspaces_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _has_a_source(self) -> RepositoryConfig:
+        if self.path is None and self.clone_url is None:
+            raise ValueError(f"repository `{self.name}` needs `path` (a local repository) or `clone_url`")
+        return self
 
 
 class AwsAccountConfig(_Strict):
@@ -90,6 +122,7 @@ class Config(_Strict):
     audit: AuditConfig = AuditConfig()
     aws: AwsConfig = AwsConfig()
     repositories: tuple[RepositoryConfig, ...] = ()
+    workspaces_dir: Path = Path("var/workspaces")
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     def repository(self, name: str) -> RepositoryConfig | None:
@@ -145,6 +178,28 @@ def _resolve_paths(config: Config, base: Path) -> Config:
             "tools_dir": absolute(config.tools_dir),
             "policies_dir": absolute(config.policies_dir),
             "audit": config.audit.model_copy(update={"path": absolute(config.audit.path)}),
-            "repositories": tuple(r.model_copy(update={"path": absolute(r.path)}) for r in config.repositories),
+            "workspaces_dir": absolute(config.workspaces_dir),
+            "repositories": tuple(
+                _resolve_repository(r, base, absolute(config.workspaces_dir)) for r in config.repositories
+            ),
         }
     )
+
+
+def _resolve_repository(repo: RepositoryConfig, base: Path, workspaces: Path) -> RepositoryConfig:
+    """Absolute paths for a repository: its checkout, its workspaces, and a path-like remote."""
+    path = repo.path if repo.path is not None else Path("var/repos") / repo.name
+    remote = repo.remote
+    if remote is not None and "://" not in remote and not remote.startswith("git@"):
+        remote = str(path_under(base, Path(remote)))
+    return repo.model_copy(
+        update={
+            "path": path_under(base, path),
+            "remote": remote,
+            "workspaces_dir": path_under(base, repo.workspaces_dir) if repo.workspaces_dir else workspaces / repo.name,
+        }
+    )
+
+
+def path_under(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else (base / p).resolve()

@@ -27,6 +27,7 @@ def resource_entities(config: Config) -> list[dict[str, Any]]:
     entities += [_entity(EntityRef(TEAM, team)) for team in sorted(teams)]
     for repo in config.repositories:
         attrs = {
+            "name": repo.name,
             "owner_team": {"__entity": EntityRef(TEAM, repo.owner_team).to_json()},
             "protected_branches": list(repo.protected_branches),
         }

@@ -20,6 +20,8 @@ def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """A minimal environment: no inherited GIT_* variables, no user or system config."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update({"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
+    # Paths are paths: pathspec magic (`:(glob)`, `:!x`) in an agent's argument is not interpreted.
+    env["GIT_LITERAL_PATHSPECS"] = "1"
     env.update(extra or {})
     return env
 

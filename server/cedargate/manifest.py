@@ -51,11 +51,13 @@ class ResourceBinding(_Strict):
     """Which argument names the resource, and what kind of resource it is.
 
     For an AWS account the argument may be omitted by the agent; the configured default
-    account is used then.
+    account is used then. A repository argument may be omitted only where the manifest says
+    ``when_omitted = "first_repository"`` (and leaves the argument optional).
     """
 
     kind: Literal["repository", "aws_account"]
     argument: str
+    when_omitted: Literal["refuse", "first_repository"] = "refuse"
 
 
 class ToolManifest(_Strict):

@@ -25,6 +25,7 @@ from cedargate.audit.log import AuditSink
 from cedargate.authorize import Authorizer
 from cedargate.budget import Budget
 from cedargate.catalog import ToolCatalog
+from cedargate.cedar_types import REPOSITORY
 from cedargate.config import Config
 from cedargate.errors import AuditWriteError, HandlerError, ResourceError, ToolInputError
 from cedargate.gate import needs_approval
@@ -131,10 +132,20 @@ class Pipeline:
         if not decision.allowed:
             raise _Refused(Outcome.DENIED, decision.explain())
         self._budget.check(request.principal, manifest)
+        if resource.ref.type == REPOSITORY:
+            request.session.touch_repository(resource.ref.id)
         if not manifest.risk.read_only:
             # Provenance: a change records what the session had read before it.
             event.fields["context_sources"] = list(request.session.context_sources)
-        call = HandlerCall(manifest, args, resource, request.principal, event.event_id, request.session.id)
+        call = HandlerCall(
+            manifest,
+            args,
+            resource,
+            request.principal,
+            event.event_id,
+            request.session.id,
+            context_sources=tuple(request.session.context_sources),
+        )
         try:
             result = await anyio.to_thread.run_sync(self._handlers.handler_for(manifest), call)
         finally:

@@ -1,13 +1,13 @@
 """Confining repository paths and refs: what an agent names must stay inside the repository.
 
-Refused: absolute paths, ``..`` components, anything under ``.git``, NUL bytes, and refs that
-could be read as git options.
+Refused: absolute paths, ``..`` components, anything under ``.git``, NUL bytes, and paths and
+refs that could be read as git options.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from cedargate.errors import ToolInputError
 
@@ -19,6 +19,8 @@ def confined_path(path: str, field: str = "path") -> str:
     if not path or "\x00" in path:
         raise ToolInputError(f"field `{field}`: path is empty or contains a NUL byte")
     pure = PurePosixPath(path)
+    if path.startswith("-"):
+        raise ToolInputError(f"field `{field}`: `{path}` begins with `-`, which git could read as an option")
     if pure.is_absolute() or path.startswith("\\"):
         raise ToolInputError(f"field `{field}`: `{path}` is absolute; give a path relative to the repository root")
     parts = [p for p in pure.parts if p not in ("", ".")]
@@ -36,3 +38,20 @@ def safe_ref(ref: str, field: str) -> str:
     if not _REF.match(ref) or ".." in ref or ref.endswith((".lock", "/", ".")) or "//" in ref:
         raise ToolInputError(f"field `{field}`: `{ref}` is not an acceptable git ref name")
     return ref
+
+
+def worktree_file(root: Path, path: str, field: str = "path") -> Path:
+    """A file path inside a worktree, refusing every symlink on the way (the file itself included).
+
+    Symlinks are refused rather than resolved: a link that points inside today can be
+    changed to point outside by the next write, so tools never follow them.
+    """
+    relative = confined_path(path, field)
+    current = root
+    for part in relative.split("/"):
+        current = current / part
+        if current.is_symlink():
+            raise ToolInputError(
+                f"field `{field}`: `{current.relative_to(root)}` is a symbolic link; tools do not follow links"
+            )
+    return current

@@ -33,7 +33,7 @@ def build_context(
         "mode": principal.mode,
         "on_behalf_of": principal.on_behalf_of,
         "task": principal.task,
-        "session": {"id": session.id, "call_count": call_number},
+        "session": {"id": session.id, "call_count": call_number, "repositories": list(session.repositories)},
         "args": {name: value for name, value in args.items() if name in visible},
         # Seam for the approvals issue: until approvals exist, nothing is ever approved.
         "approval": dict(NO_APPROVAL),

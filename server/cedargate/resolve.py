@@ -30,6 +30,8 @@ def resolve_resource(manifest: ToolManifest, args: Mapping[str, Any], config: Co
     binding = manifest.resource
     if binding.kind == "repository":
         name = str(args.get(binding.argument, ""))
+        if not name and binding.when_omitted == "first_repository" and config.repositories:
+            name = config.repositories[0].name
         repo = config.repository(name)
         if repo is None:
             known = ", ".join(f"`{r.name}`" for r in config.repositories) or "none"

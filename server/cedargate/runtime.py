@@ -47,16 +47,17 @@ def load_tools_and_policies(config: Config, registry: HandlerRegistry) -> tuple[
     return catalog, policies
 
 
-def handler_registry(aws: AwsClients | None) -> HandlerRegistry:
+def handler_registry(aws: AwsClients | None, config: Config | None = None) -> HandlerRegistry:
     """Every handler family; without AWS clients the registry can check manifests but not run AWS tools."""
-    return HandlerRegistry({"repo": RepoHandlers(), "aws": AwsHandlers(aws)})
+    repositories = config.repositories if config is not None else ()
+    return HandlerRegistry({"repo": RepoHandlers(repositories), "aws": AwsHandlers(aws)})
 
 
 def build_runtime(config: Config) -> Runtime:
     principal = principal_from_config(config)
     aws = AwsClients(config.aws)
     try:
-        registry = handler_registry(aws)
+        registry = handler_registry(aws, config)
         catalog, policies = load_tools_and_policies(config, registry)
         audit = JsonlAuditLog(config.audit.path, fsync=config.audit.fsync)
     except BaseException:

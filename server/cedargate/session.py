@@ -15,9 +15,16 @@ class SessionState:
     context_sources: list[str] = field(default_factory=list)
     """Event ids of the session's successful reads, in order: what the agent saw before it wrote."""
 
+    repositories: list[str] = field(default_factory=list)
+    """Repositories the session's allowed calls have reached, in first-touch order (Cedar sees them)."""
+
     def next_call(self) -> int:
         self.call_count += 1
         return self.call_count
 
     def record_read(self, event_id: str) -> None:
         self.context_sources.append(event_id)
+
+    def touch_repository(self, name: str) -> None:
+        if name not in self.repositories:
+            self.repositories.append(name)

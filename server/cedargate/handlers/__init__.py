@@ -27,6 +27,8 @@ class HandlerCall:
     session_id: str
     execution: dict[str, Any] = field(default_factory=dict)
     """Facts about how the handler ran (duty identity, role session, sandbox, ...), for the audit event."""
+    context_sources: tuple[str, ...] = ()
+    """Event ids of the session's successful reads before this call (provenance for pull requests)."""
 
 
 Handler = Callable[[HandlerCall], dict[str, Any]]

@@ -1,15 +1,17 @@
 """Repository handlers: built-in git operations on configured local repositories.
 
-Writes never touch a working tree: the file is committed onto the task branch with git's
-plumbing and a private index, and the branch moves by compare-and-swap, so a concurrent
-writer cannot be overwritten silently.
+This module holds the original three operations and the table of all of them; reads,
+workspace changes and review (push, pull request, tests) live in their own modules.
+``repo_write_file`` without a workspace never touches a working tree: the file is committed
+onto the task branch with git's plumbing and a private index, and the branch moves by
+compare-and-swap, so a concurrent writer cannot be overwritten silently.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,35 +19,33 @@ from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError, ToolInputError
 from cedargate.git import git_text, run_git
 from cedargate.handlers import Handler, HandlerCall, HandlerFamily
+from cedargate.handlers.repo_common import COMMITTER_ENV, branch_tip, commit_message, commit_of, repo_of, task_branch
+from cedargate.handlers.repo_read import READ_OPERATIONS, describe_repository
+from cedargate.handlers.repo_review import REVIEW_OPERATIONS
+from cedargate.handlers.repo_work import WORK_OPERATIONS
 from cedargate.manifest import ToolManifest
-from cedargate.repo_paths import confined_path, safe_ref
+from cedargate.repo_paths import confined_path, safe_ref, worktree_file
+from cedargate.workspaces import Workspace, WorkspaceStore
 
 MAX_READ_BYTES: Final = 256 * 1024
 _SYMLINK_MODE: Final = "120000"
 
 
-def _repo(call: HandlerCall) -> RepositoryConfig:
-    config = call.resource.config
-    if not isinstance(config, RepositoryConfig):  # resolve guarantees this; kept for the type checker
-        raise HandlerError(f"tool `{call.manifest.name}` is bound to a repository but got `{call.resource.ref}`")
-    return config
-
-
 def read_file(call: HandlerCall) -> dict[str, Any]:
     """Read one file at a revision, refusing files over the size cap."""
-    repo = _repo(call)
+    repo, repo_path = repo_of(call)
     path = confined_path(str(call.args["path"]))
     ref = safe_ref(str(call.args.get("ref", "HEAD")), "ref")
-    commit = _commit_of(repo.path, ref, "ref")
-    _refuse_symlinked_parents(repo.path, commit, path)
+    commit = commit_of(repo_path, ref, "ref")
+    refuse_symlinked_parents(repo_path, commit, path)
     spec = f"{commit}:{path}"
-    kind = run_git(repo.path, ["cat-file", "-t", spec], check=False)
+    kind = run_git(repo_path, ["cat-file", "-t", spec], check=False)
     if kind.returncode != 0 or kind.stdout.strip() != b"blob":
         raise HandlerError(f"field `path`: `{path}` is not a file at `{ref}` in `{repo.name}`")
-    size = int(git_text(repo.path, ["cat-file", "-s", spec]))
+    size = int(git_text(repo_path, ["cat-file", "-s", spec]))
     if size > MAX_READ_BYTES:
         raise HandlerError(f"field `path`: `{path}` is {size} bytes, over the {MAX_READ_BYTES}-byte read cap")
-    data = run_git(repo.path, ["cat-file", "blob", spec]).stdout
+    data = run_git(repo_path, ["cat-file", "blob", spec]).stdout
     return {
         "repository": repo.name,
         "ref": ref,
@@ -57,50 +57,71 @@ def read_file(call: HandlerCall) -> dict[str, Any]:
 
 
 def write_file(call: HandlerCall) -> dict[str, Any]:
-    """Commit one file onto a task branch, with provenance trailers naming agent, user, task, event."""
-    repo = _repo(call)
+    """Commit one file onto a task branch, with provenance trailers naming agent, user, task, event.
+
+    When the branch is checked out in a task workspace the file is written and committed
+    there (so the worktree never falls behind its branch); otherwise the commit is made with
+    git's plumbing and a private index, and no working tree is touched.
+    """
+    repo, repo_path = repo_of(call)
     path = confined_path(str(call.args["path"]))
-    branch = _task_branch(repo, str(call.args["branch"]))
-    existing = run_git(repo.path, ["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"], check=False)
-    base = existing.stdout.decode().strip() if existing.returncode == 0 else None
-    parent = base or _commit_of(repo.path, safe_ref(str(call.args.get("base", "HEAD")), "base"), "base")
-    _refuse_symlinked_parents(repo.path, parent, path)
+    branch = task_branch(repo, str(call.args["branch"]))
     content = str(call.args["content"]).encode()
-    commit = _commit_with_file(repo.path, parent, path, content, _message(call))
+    message = commit_message(call, str(call.args.get("message") or f"Update {path}"))
+    workspace = WorkspaceStore(repo, repo_path).on_branch(branch)
+    if workspace is not None:
+        return _write_in_workspace(repo.name, workspace, path, content, message)
+    base = branch_tip(repo_path, branch)
+    parent = base or commit_of(repo_path, safe_ref(str(call.args.get("base", "HEAD")), "base"), "base")
+    refuse_symlinked_parents(repo_path, parent, path)
+    commit = _commit_with_file(repo_path, parent, path, content, message)
     # Compare-and-swap: the branch moves only if nobody moved it since we read it.
-    run_git(repo.path, ["update-ref", f"refs/heads/{branch}", commit, base or "0" * 40])
+    run_git(repo_path, ["update-ref", f"refs/heads/{branch}", commit, base or "0" * 40])
     return {"repository": repo.name, "branch": branch, "path": path, "commit": commit, "parent": parent}
+
+
+def _write_in_workspace(name: str, workspace: Workspace, path: str, content: bytes, message: str) -> dict[str, Any]:
+    target = worktree_file(workspace.path, path)
+    parent = git_text(workspace.path, ["rev-parse", "HEAD"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(content)
+    run_git(workspace.path, ["add", "--", path])
+    # A pathspec limits the commit to this file, whatever else is staged in the workspace.
+    run_git(
+        workspace.path,
+        ["commit", "--quiet", "--allow-empty", "-F", "-", "--", path],
+        input=message.encode(),
+        env=COMMITTER_ENV,
+    )
+    commit = git_text(workspace.path, ["rev-parse", "HEAD"])
+    return {
+        "repository": name,
+        "branch": workspace.branch,
+        "path": path,
+        "commit": commit,
+        "parent": parent,
+        "workspace": workspace.id,
+    }
 
 
 def delete_branch(call: HandlerCall) -> dict[str, Any]:
     """Delete a task branch; its commits stay reachable through the reflog until git prunes them."""
-    repo = _repo(call)
-    branch = _task_branch(repo, str(call.args["branch"]))
-    existing = run_git(repo.path, ["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"], check=False)
-    if existing.returncode != 0:
+    repo, repo_path = repo_of(call)
+    branch = task_branch(repo, str(call.args["branch"]))
+    tip = branch_tip(repo_path, branch)
+    if tip is None:
         raise HandlerError(f"field `branch`: `{branch}` does not exist in `{repo.name}`")
-    tip = existing.stdout.decode().strip()
-    run_git(repo.path, ["update-ref", "-d", f"refs/heads/{branch}", tip])
+    workspace = WorkspaceStore(repo, repo_path).on_branch(branch)
+    if workspace is not None:
+        raise HandlerError(
+            f"field `branch`: `{branch}` is checked out in workspace `{workspace.id}`; "
+            f"remove it first with `cedargate workspaces rm {workspace.id}`"
+        )
+    run_git(repo_path, ["update-ref", "-d", f"refs/heads/{branch}", tip])
     return {"repository": repo.name, "branch": branch, "deleted_tip": tip}
 
 
-def _task_branch(repo: RepositoryConfig, branch: str) -> str:
-    branch = safe_ref(branch, "branch")
-    if not branch.startswith(repo.task_branch_prefix):
-        raise ToolInputError(
-            f"field `branch`: `{branch}` is not a task branch; task branches start with `{repo.task_branch_prefix}`"
-        )
-    return branch
-
-
-def _commit_of(repo: Path, ref: str, field: str) -> str:
-    result = run_git(repo, ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], check=False)
-    if result.returncode != 0:
-        raise HandlerError(f"field `{field}`: `{ref}` is not a commit in `{repo.name}`")
-    return result.stdout.decode().strip()
-
-
-def _refuse_symlinked_parents(repo: Path, commit: str, path: str) -> None:
+def refuse_symlinked_parents(repo: Path, commit: str, path: str) -> None:
     """A path whose directory part is a symlink in the tree could lead outside the repository."""
     parts = path.split("/")
     for depth in range(1, len(parts)):
@@ -110,53 +131,53 @@ def _refuse_symlinked_parents(repo: Path, commit: str, path: str) -> None:
             raise ToolInputError(f"field `path`: `{prefix}` is a symbolic link; tools do not follow links")
 
 
-def _message(call: HandlerCall) -> str:
-    subject = str(call.args.get("message") or f"Update {call.args['path']}").strip()
-    p = call.principal
-    trailers = [
-        f"Cedargate-Agent: {p.agent}",
-        f"Cedargate-On-Behalf-Of: {p.on_behalf_of}",
-        f"Cedargate-Task: {p.task}",
-        f"Cedargate-Audit-Event: {call.event_id}",
-    ]
-    return subject + "\n\n" + "\n".join(trailers) + "\n"
-
-
 def _commit_with_file(repo: Path, parent: str, path: str, content: bytes, message: str) -> str:
     blob = run_git(repo, ["hash-object", "-w", "--stdin"], input=content).stdout.decode().strip()
     with tempfile.TemporaryDirectory(prefix="cedargate-index-") as tmp:
-        env = {
-            "GIT_INDEX_FILE": os.path.join(tmp, "index"),
-            "GIT_AUTHOR_NAME": "cedargate",
-            "GIT_AUTHOR_EMAIL": "cedargate@localhost",
-            "GIT_COMMITTER_NAME": "cedargate",
-            "GIT_COMMITTER_EMAIL": "cedargate@localhost",
-        }
+        env = {"GIT_INDEX_FILE": os.path.join(tmp, "index"), **COMMITTER_ENV}
         run_git(repo, ["read-tree", parent], env=env)
         run_git(repo, ["update-index", "--add", "--cacheinfo", f"100644,{blob},{path}"], env=env)
         tree = git_text(repo, ["write-tree"], env=env)
         return git_text(repo, ["commit-tree", tree, "-p", parent, "-F", "-"], env=env, input=message.encode())
 
 
-OPERATIONS: Final[Mapping[str, Callable[[HandlerCall], dict[str, Any]]]] = {
+OPERATIONS: Final[Mapping[str, Handler]] = {
     "read_file": read_file,
     "write_file": write_file,
     "delete_branch": delete_branch,
+    **READ_OPERATIONS,
+    **WORK_OPERATIONS,
+    **REVIEW_OPERATIONS,
 }
+LIST_OPERATION: Final = "list"
 
 
 class RepoHandlers(HandlerFamily):
-    """The built-in git operations, by the name a manifest gives in ``handler.operation``."""
+    """The built-in git operations, by the name a manifest gives in ``handler.operation``.
+
+    ``list`` is the one operation about the configuration rather than one repository, so it
+    is bound to the configured repositories here.
+    """
 
     kind = "repo"
 
+    def __init__(self, repositories: Sequence[RepositoryConfig] = ()) -> None:
+        self._repositories = tuple(repositories)
+
     def check(self, manifest: ToolManifest) -> None:
         operation = getattr(manifest.handler, "operation", "")
-        if operation not in OPERATIONS:
-            known = ", ".join(f"`{o}`" for o in OPERATIONS)
+        if operation not in OPERATIONS and operation != LIST_OPERATION:
+            known = ", ".join(f"`{o}`" for o in (*OPERATIONS, LIST_OPERATION))
             raise ValueError(f"field `handler.operation`: unknown repository operation `{operation}` (known: {known})")
         if manifest.resource.kind != "repository":
             raise ValueError('field `resource.kind`: repository operations need `resource.kind = "repository"`')
 
     def handler_for(self, manifest: ToolManifest) -> Handler:
-        return OPERATIONS[getattr(manifest.handler, "operation", "")]
+        operation = getattr(manifest.handler, "operation", "")
+        if operation == LIST_OPERATION:
+            return self._list
+        return OPERATIONS[operation]
+
+    def _list(self, call: HandlerCall) -> dict[str, Any]:
+        """The configured repositories and the governance facts policies see about each."""
+        return {"repositories": [describe_repository(r) for r in self._repositories]}

@@ -1,0 +1,84 @@
+"""Opening pull requests on a forge: GitHub's REST API (``POST /repos/{owner}/{repo}/pulls``).
+
+The token is read from the environment variable the repository's config names, at the
+moment of the call; it goes only into the ``Authorization`` header, never into a message,
+a result or the audit trail. Redirects are not followed, so the token cannot be carried to
+another host.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import httpx
+
+from cedargate.config import ForgeConfig
+from cedargate.errors import HandlerError
+from cedargate.redact import redact_text
+
+API_VERSION = "2022-11-28"
+TIMEOUT_SECONDS = 30.0
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    url: str
+    api_url: str
+
+
+def _check_api_url(forge: ForgeConfig, repository: str) -> None:
+    api = httpx.URL(forge.api_url)
+    # The token travels only over TLS, or to a stand-in on this machine's loopback.
+    if api.scheme != "https" and not (api.scheme == "http" and api.host in _LOOPBACK):
+        raise HandlerError(f"repository `{repository}`: `forge.api_url` must be https (got `{forge.api_url}`)")
+
+
+def forge_token(forge: ForgeConfig, repository: str) -> str:
+    """The repository's forge token from its environment variable, once the API URL is fit to receive it."""
+    _check_api_url(forge, repository)
+    if forge.token_env is None:
+        raise HandlerError(f"repository `{repository}`: forge `github` needs `forge.token_env` in the config")
+    token = os.environ.get(forge.token_env, "")
+    if not token:
+        raise HandlerError(
+            f"repository `{repository}`: environment variable `{forge.token_env}` (its forge token) is not set"
+        )
+    return token
+
+
+def open_github_pull_request(
+    forge: ForgeConfig, repository: str, token: str, *, head: str, base: str, title: str, body: str
+) -> PullRequest:
+    """Create the pull request; fails with the forge's status and message (never the token)."""
+    target = forge.repository or repository
+    url = f"{forge.api_url.rstrip('/')}/repos/{target}/pulls"
+    _check_api_url(forge, repository)
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": API_VERSION,
+        "User-Agent": "cedargate",
+    }
+    payload = {"title": title, "head": head, "base": base, "body": body}
+    try:
+        with httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
+            response = client.post(url, json=payload, headers=headers)
+    except httpx.HTTPError as exc:
+        raise HandlerError(f"forge `{forge.api_url}` could not be reached: {type(exc).__name__}") from exc
+    if response.status_code != 201:
+        raise HandlerError(
+            f"forge refused the pull request for `{target}` (HTTP {response.status_code}): {_message(response)}"
+        )
+    data = response.json()
+    return PullRequest(number=int(data["number"]), url=str(data.get("html_url", "")), api_url=str(data.get("url", "")))
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        message = str(response.json().get("message", ""))
+    except ValueError:
+        message = response.text
+    return redact_text(message[:300]) or "no message"

@@ -1,0 +1,245 @@
+"""Read-only repository operations: list, tree, search, log, show a commit, diff, status.
+
+Refs are checked by ``safe_ref`` and paths by ``confined_path`` before they reach git, and
+every path is passed after ``--``, so nothing an agent sends is read as a git option.
+Outputs are capped; a capped field says so (``truncated``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from cedargate.config import RepositoryConfig
+from cedargate.errors import ToolInputError
+from cedargate.git import git_text, run_git
+from cedargate.handlers import Handler, HandlerCall
+from cedargate.handlers.repo_common import AUDIT_TRAILER, commit_of, repo_of
+from cedargate.repo_paths import confined_path, safe_ref
+from cedargate.workspaces import Workspace, WorkspaceStore
+
+MAX_PATCH_BYTES: Final = 256 * 1024
+MAX_TREE_ENTRIES: Final = 2000
+MAX_LINE_CHARS: Final = 500
+_FIELD: Final = "\x1f"
+
+
+def describe_repository(repo: RepositoryConfig) -> dict[str, Any]:
+    """What an agent may know about a configured repository: governance facts, not server paths."""
+    return {
+        "name": repo.name,
+        "environment": repo.environment,
+        "owner_team": repo.owner_team,
+        "protected_branches": list(repo.protected_branches),
+        "task_branch_prefix": repo.task_branch_prefix,
+        "remote": repo.remote is not None,
+        "forge": repo.forge.kind,
+        "test_command": repo.test_command,
+    }
+
+
+def list_tree(call: HandlerCall) -> dict[str, Any]:
+    """Entries of a folder at a revision (recursively if asked), capped."""
+    repo, path = repo_of(call)
+    ref = safe_ref(str(call.args.get("ref", "HEAD")), "ref")
+    commit = commit_of(path, ref, "ref")
+    folder = call.args.get("path")
+    spec = [confined_path(str(folder)) + "/"] if folder else []
+    args = ["ls-tree", "-z", "-l", *(["-r"] if call.args.get("recursive") else []), commit, "--", *spec]
+    entries = []
+    for record in run_git(path, args).stdout.decode(errors="replace").split("\0"):
+        if not record:
+            continue
+        meta, name = record.split("\t", 1)
+        mode, kind, _obj, size = meta.split()
+        entry: dict[str, Any] = {"path": name, "type": "symlink" if mode == "120000" else kind, "mode": mode}
+        if size != "-":
+            entry["size"] = int(size)
+        entries.append(entry)
+    return {
+        "repository": repo.name,
+        "ref": ref,
+        "commit": commit,
+        "entries": entries[:MAX_TREE_ENTRIES],
+        "truncated": len(entries) > MAX_TREE_ENTRIES,
+    }
+
+
+def search(call: HandlerCall) -> dict[str, Any]:
+    """``git grep`` at a revision: matching lines with file and line number, capped."""
+    repo, path = repo_of(call)
+    ref = safe_ref(str(call.args.get("ref", "HEAD")), "ref")
+    commit = commit_of(path, ref, "ref")
+    limit = int(call.args.get("max_results", 100))
+    flags = ["-F"] if call.args.get("fixed_string") else ["-E"]
+    flags += ["-i"] if call.args.get("ignore_case") else []
+    scope = [confined_path(str(call.args["path"]))] if call.args.get("path") else []
+    # `-e` keeps the pattern a pattern even when it starts with `-`.
+    args = ["grep", "-z", "-n", "-I", "--no-color", *flags, "-e", str(call.args["pattern"]), commit, "--", *scope]
+    result = run_git(path, args, check=False)
+    if result.returncode not in (0, 1):
+        message = result.stderr.decode(errors="replace").strip()
+        raise ToolInputError(f"field `pattern`: git grep refused it: {message}")
+    matches = []
+    for line in result.stdout.decode(errors="replace").splitlines():
+        parts = line.split("\0")
+        if len(parts) < 3:
+            continue
+        matches.append({"path": parts[0].split(":", 1)[1], "line": int(parts[1]), "text": parts[2][:MAX_LINE_CHARS]})
+    return {
+        "repository": repo.name,
+        "ref": ref,
+        "commit": commit,
+        "matches": matches[:limit],
+        "truncated": len(matches) > limit,
+    }
+
+
+def log(call: HandlerCall) -> dict[str, Any]:
+    """Recent commits at a revision (optionally touching a path), with their cedargate audit trailers."""
+    repo, path = repo_of(call)
+    ref = safe_ref(str(call.args.get("ref", "HEAD")), "ref")
+    commit = commit_of(path, ref, "ref")
+    count = int(call.args.get("max_count", 20))
+    scope = [confined_path(str(call.args["path"]))] if call.args.get("path") else []
+    fmt = _FIELD.join(["%H", "%P", "%an", "%aI", "%s", f"%(trailers:key={AUDIT_TRAILER},valueonly,separator=%x20)"])
+    out = run_git(path, ["log", "-z", f"--format={fmt}", f"--max-count={count}", commit, "--", *scope]).stdout
+    commits = []
+    for record in out.decode(errors="replace").split("\0"):
+        if not record.strip():
+            continue
+        sha, parents, author, date, subject, events = record.strip("\n").split(_FIELD)
+        commits.append(
+            {
+                "commit": sha,
+                "parents": parents.split(),
+                "author": author,
+                "date": date,
+                "subject": subject,
+                "audit_events": events.split(),
+            }
+        )
+    return {"repository": repo.name, "ref": ref, "commits": commits}
+
+
+def show_commit(call: HandlerCall) -> dict[str, Any]:
+    """One commit: its metadata, full message, changed files and (capped) patch."""
+    repo, path = repo_of(call)
+    ref = safe_ref(str(call.args["commit"]), "commit")
+    commit = commit_of(path, ref, "commit")
+    fmt = _FIELD.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%cI", "%B"])
+    sha, parents, author, email, date, committer, cdate, message = git_text(
+        path, ["show", "-s", f"--format={fmt}", commit]
+    ).split(_FIELD)
+    files = _numstat(path, ["diff-tree", "-r", "--root", "--no-commit-id", "--numstat", "-z", commit])
+    patch, truncated = _capped(run_git(path, ["show", "--format=", "--patch", "--no-color", commit]).stdout)
+    return {
+        "repository": repo.name,
+        "commit": sha,
+        "parents": parents.split(),
+        "author": {"name": author, "email": email, "date": date},
+        "committer": {"name": committer, "date": cdate},
+        "message": message,
+        "files": files,
+        "patch": patch,
+        "truncated": truncated,
+    }
+
+
+def diff(call: HandlerCall) -> dict[str, Any]:
+    """Changes between two revisions, or of the task's workspace since its base commit.
+
+    Without ``head``, the task's workspace (committed and uncommitted tracked changes) is
+    compared with ``base`` (default: the workspace's recorded base commit); with no
+    workspace, ``head`` defaults to ``HEAD``.
+    """
+    repo, path = repo_of(call)
+    workspace = WorkspaceStore(repo, path).for_task(call.principal)
+    scope = [confined_path(str(call.args["path"]))] if call.args.get("path") else []
+    head_ref = call.args.get("head")
+    default_base = workspace.base_commit if workspace is not None and head_ref is None else "HEAD"
+    base = commit_of(path, safe_ref(str(call.args.get("base") or default_base), "base"), "base")
+    if head_ref is None and workspace is not None:
+        where, revs, head = workspace.path, [base], "workspace"
+    else:
+        head = commit_of(path, safe_ref(str(head_ref or "HEAD"), "head"), "head")
+        where, revs = path, [base, head]
+    files = _numstat(where, ["diff", "--numstat", "-z", *revs, "--", *scope])
+    patch, truncated = _capped(run_git(where, ["diff", "--no-color", *revs, "--", *scope]).stdout)
+    return {
+        "repository": repo.name,
+        "base": base,
+        "head": head,
+        "workspace": workspace.id if workspace is not None and head == "workspace" else None,
+        "files": files,
+        "patch": patch,
+        "truncated": truncated,
+    }
+
+
+def status(call: HandlerCall) -> dict[str, Any]:
+    """The repository's HEAD and task branches, and the task's workspace if there is one."""
+    repo, path = repo_of(call)
+    head = run_git(path, ["symbolic-ref", "--quiet", "--short", "HEAD"], check=False).stdout.decode().strip()
+    refs = git_text(path, ["for-each-ref", "--format=%(refname:short)", f"refs/heads/{repo.task_branch_prefix}"])
+    workspace = WorkspaceStore(repo, path).for_task(call.principal)
+    return {
+        "repository": describe_repository(repo),
+        "head": {"branch": head or None, "commit": commit_of(path, "HEAD", "repository")},
+        "task_branches": refs.split(),
+        "workspace": _workspace_status(workspace) if workspace is not None else None,
+    }
+
+
+def _workspace_status(workspace: Workspace) -> dict[str, Any]:
+    where = workspace.path
+    head = git_text(where, ["rev-parse", "HEAD"])
+    ahead = int(git_text(where, ["rev-list", "--count", f"{workspace.base_commit}..{head}"]))
+    porcelain = run_git(where, ["status", "--porcelain=v1", "-z", "--untracked-files=all"]).stdout.decode()
+    changes = [{"status": e[:2], "path": e[3:]} for e in porcelain.split("\0") if len(e) > 3]
+    last = workspace.last_test
+    return {
+        "id": workspace.id,
+        "branch": workspace.branch,
+        "base_commit": workspace.base_commit,
+        "head": head,
+        "commits_since_base": ahead,
+        "changes": changes,
+        "clean": not changes,
+        "last_test": last.model_dump(mode="json") if last is not None else None,
+    }
+
+
+def _numstat(where: Path, args: list[str]) -> list[dict[str, Any]]:
+    """Parse ``--numstat -z`` output (renames carry an empty path and two names)."""
+    fields = run_git(where, args).stdout.decode(errors="replace").split("\0")
+    files, i = [], 0
+    while i < len(fields):
+        if not fields[i].strip():
+            i += 1
+            continue
+        added, deleted, name = fields[i].strip("\n").split("\t", 2)
+        if name == "":
+            name, i = f"{fields[i + 1]} => {fields[i + 2]}", i + 3
+        else:
+            i += 1
+        binary = added == "-"
+        files.append(
+            {"path": name, "added": None if binary else int(added), "deleted": None if binary else int(deleted)}
+        )
+    return files
+
+
+def _capped(data: bytes) -> tuple[str, bool]:
+    return data[:MAX_PATCH_BYTES].decode("utf-8", errors="replace"), len(data) > MAX_PATCH_BYTES
+
+
+READ_OPERATIONS: Final[Mapping[str, Handler]] = {
+    "list_tree": list_tree,
+    "search": search,
+    "log": log,
+    "show_commit": show_commit,
+    "diff": diff,
+    "status": status,
+}

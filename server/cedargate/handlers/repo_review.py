@@ -1,0 +1,158 @@
+"""Getting work reviewed: push the task branch, open a pull request, run the tests in the sandbox.
+
+Pushes go only to task branches (whether a branch is protected is Cedar's decision, made
+before any of this runs). A pull request body carries the provenance summary; test runs
+happen only under bubblewrap and their facts are kept in the workspace and the audit event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from cedargate.config import RepositoryConfig
+from cedargate.errors import HandlerError
+from cedargate.forge import forge_token, open_github_pull_request
+from cedargate.git import git_text, run_git
+from cedargate.handlers import Handler, HandlerCall
+from cedargate.handlers.repo_common import AUDIT_TRAILER, branch_tip, commit_of, repo_of, task_branch, task_workspace
+from cedargate.provenance import Provenance, WriteRecord
+from cedargate.repo_paths import safe_ref
+from cedargate.sandbox import SandboxLimits, run_sandboxed
+from cedargate.workspaces import TestRun, WorkspaceStore
+
+_FIELD: Final = "\x1f"
+
+
+def push(call: HandlerCall) -> dict[str, Any]:
+    """Push the task branch to the repository's configured remote (fast-forward only)."""
+    repo, path = repo_of(call)
+    branch = task_branch(repo, str(call.args["branch"]))
+    commit = _push(repo, path, branch)
+    call.execution.update({"pushed": {"branch": branch, "commit": commit}})
+    return {"repository": repo.name, "branch": branch, "commit": commit, "remote": "configured remote"}
+
+
+def _push(repo: RepositoryConfig, path: Path, branch: str) -> str:
+    remote = repo.remote
+    if remote is None:
+        raise HandlerError(f"repository `{repo.name}` has no `remote` configured; an admin must set one to push")
+    if remote.startswith("-"):
+        raise HandlerError(f"repository `{repo.name}`: configured `remote` starts with `-`; fix the config")
+    tip = branch_tip(path, branch)
+    if tip is None:
+        raise HandlerError(f"field `branch`: `{branch}` does not exist in `{repo.name}`")
+    # No force: the remote accepts the branch only as a fast-forward of what it holds.
+    run_git(path, ["push", "--quiet", "--porcelain", remote, f"refs/heads/{branch}:refs/heads/{branch}"])
+    return tip
+
+
+def open_pull_request(call: HandlerCall) -> dict[str, Any]:
+    """Push the branch, then open a pull request whose body carries the provenance summary."""
+    repo, path = repo_of(call)
+    branch = task_branch(repo, str(call.args["branch"]))
+    base = safe_ref(str(call.args.get("base") or _default_branch(path)), "base")
+    # The token is checked before anything is pushed, so a missing token changes nothing.
+    token = forge_token(repo.forge, repo.name) if repo.forge.kind == "github" else None
+    head = _push(repo, path, branch)
+    provenance = _provenance(call, repo, path, branch, base, head)
+    body = str(call.args.get("body") or "").strip()
+    full_body = (body + "\n\n" if body else "") + provenance.markdown()
+    result: dict[str, Any] = {
+        "repository": repo.name,
+        "branch": branch,
+        "base": base,
+        "commit": head,
+        "pushed": True,
+        "forge": repo.forge.kind,
+        "pull_request": None,
+        "body": full_body,
+    }
+    if token is not None:
+        pr = open_github_pull_request(
+            repo.forge, repo.name, token, head=branch, base=base, title=str(call.args["title"]), body=full_body
+        )
+        result["pull_request"] = {"number": pr.number, "url": pr.url}
+    else:
+        result["note"] = "this repository has no forge API configured: the branch was pushed; open the request there"
+    call.execution.update({"forge": repo.forge.kind, "pull_request": result["pull_request"], "commit": head})
+    return result
+
+
+def _default_branch(path: Path) -> str:
+    head = run_git(path, ["symbolic-ref", "--quiet", "--short", "HEAD"], check=False).stdout.decode().strip()
+    return head or "main"
+
+
+def _provenance(call: HandlerCall, repo: RepositoryConfig, path: Path, branch: str, base: str, head: str) -> Provenance:
+    workspace = WorkspaceStore(repo, path).on_branch(branch)
+    if workspace is not None:
+        base_commit = workspace.base_commit
+    else:
+        base_commit = git_text(path, ["merge-base", commit_of(path, base, "base"), head])
+    fmt = _FIELD.join(["%H", "%s", f"%(trailers:key={AUDIT_TRAILER},valueonly,separator=%x20)"])
+    out = git_text(path, ["log", "--reverse", f"--format={fmt}", f"{base_commit}..{head}", "--"])
+    writes = []
+    for line in out.splitlines():
+        sha, subject, event = line.split(_FIELD)
+        writes.append(WriteRecord(commit=sha, subject=subject, audit_event=event.strip() or None))
+    return Provenance(
+        principal=call.principal,
+        branch=branch,
+        base=base,
+        base_commit=base_commit,
+        head_commit=head,
+        writes=writes,
+        context_sources=call.context_sources,
+        last_test=workspace.last_test if workspace is not None else None,
+        event_id=call.event_id,
+    )
+
+
+def run_tests(call: HandlerCall) -> dict[str, Any]:
+    """Run the repository's configured test command in the task's workspace, under bubblewrap."""
+    repo, path = repo_of(call)
+    branch = call.args.get("branch")
+    workspace = task_workspace(call, task_branch(repo, str(branch)) if branch else None)
+    if repo.test_command is None:
+        raise HandlerError(f"repository `{repo.name}` has no `test_command` configured; an admin must set one")
+    git_dir = Path(git_text(path, ["rev-parse", "--path-format=absolute", "--git-common-dir"]))
+    commit = git_text(workspace.path, ["rev-parse", "HEAD"])
+    clean = run_git(workspace.path, ["status", "--porcelain"]).stdout.strip() == b""
+    limits = SandboxLimits(wall_seconds=repo.test_timeout_seconds, memory_mb=repo.test_memory_mb)
+    run = run_sandboxed(workspace.path, (git_dir,), repo.test_command, limits)
+    call.execution["sandbox"] = {
+        "kind": "bubblewrap",
+        "wall_seconds": limits.wall_seconds,
+        "memory_mb": limits.memory_mb,
+    }
+    facts = asdict(run)
+    call.execution["test_run"] = {**facts, "commit": commit, "clean": clean}
+    record = TestRun(
+        **facts,
+        commit=commit,
+        clean=clean,
+        event_id=call.event_id,
+        time=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    WorkspaceStore(repo, path).save(workspace.model_copy(update={"last_test": record}))
+    passed = run.exit_code == 0 and not run.timed_out
+    return {
+        "repository": repo.name,
+        "workspace": workspace.id,
+        "branch": workspace.branch,
+        "commit": commit,
+        "clean": clean,
+        "passed": passed,
+        **facts,
+    }
+
+
+REVIEW_OPERATIONS: Final[Mapping[str, Handler]] = {
+    "push": push,
+    "open_pull_request": open_pull_request,
+    "run_tests": run_tests,
+}

@@ -1,0 +1,142 @@
+"""Running a repository's test command under bubblewrap, and only there.
+
+The sandbox: no network (a private network namespace with only its own loopback), the whole
+system read-only, a private ``/tmp``, only the worktree writable, the worktree's ``.git`` and
+the repository's git directory read-only, the environment cleared, every capability dropped,
+and wall-time, memory (address-space) and file-size limits. If ``bwrap`` is missing or
+cannot build a sandbox on this machine, the run is refused: there is no unsandboxed fallback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Final
+
+from cedargate.errors import HandlerError
+from cedargate.redact import redact_text
+
+BWRAP: str = "bwrap"
+"""The bubblewrap executable looked up on ``PATH`` (a name, so tests can point it elsewhere)."""
+
+TAIL_BYTES: Final = 4096
+SANDBOX_TMP: Final = "/tmp"  # noqa: S108 - a private tmpfs inside the sandbox, not the host /tmp
+SANDBOX_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+MAX_FILE_BLOCKS: Final = 2 * 1024 * 1024
+"""Largest file (the captured output included) a run may write, in the shell's 512-byte blocks: 1 GiB."""
+# Inside the sandbox: set the memory and file-size limits (soft and hard), then run the command.
+_LIMITS_THEN_RUN: Final = 'ulimit -v "$1" && ulimit -f "$2" || exit 125; exec /bin/sh -c "$3"'
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    wall_seconds: int
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class SandboxRun:
+    """What a run produced; the output itself is kept only as a digest and a redacted tail."""
+
+    command: str
+    exit_code: int | None
+    timed_out: bool
+    duration_ms: float
+    output_bytes: int
+    output_sha256: str
+    output_tail: str
+
+
+def bwrap_executable() -> str:
+    """The bwrap path, or a refusal that says what to install."""
+    found = shutil.which(BWRAP)
+    if found is None:
+        raise HandlerError(
+            f"the test sandbox needs bubblewrap (`{BWRAP}`), which is not installed on this server; "
+            "install the `bubblewrap` package — tests are never run outside the sandbox"
+        )
+    return found
+
+
+def bwrap_arguments(bwrap: str, worktree: Path, git_dirs: tuple[Path, ...]) -> list[str]:
+    """The bwrap command line up to (not including) the command; mount order matters."""
+    args = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL", "--clearenv"]
+    args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", SANDBOX_TMP]
+    args += ["--bind", str(worktree), str(worktree)]
+    # The worktree's `.git` (a file pointing into the repository) and the git directory stay read-only.
+    if (worktree / ".git").exists():
+        args += ["--ro-bind", str(worktree / ".git"), str(worktree / ".git")]
+    for git_dir in git_dirs:
+        args += ["--ro-bind", str(git_dir), str(git_dir)]
+    env = {"PATH": SANDBOX_PATH, "HOME": SANDBOX_TMP, "TMPDIR": SANDBOX_TMP, "LANG": "C.UTF-8", "CI": "1"}
+    for name, value in env.items():
+        args += ["--setenv", name, value]
+    return [*args, "--chdir", str(worktree)]
+
+
+def probe(bwrap: str) -> None:
+    """Refuse unless bwrap can build a sandbox here (user namespaces may be disabled)."""
+    result = subprocess.run(
+        [bwrap, "--ro-bind", "/", "/", "--unshare-all", "--cap-drop", "ALL", "--", "/bin/true"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    if result.returncode != 0:
+        reason = result.stderr.decode(errors="replace").strip() or f"exit status {result.returncode}"
+        raise HandlerError(
+            f"bubblewrap cannot create a sandbox on this server ({reason}); "
+            "tests are never run outside the sandbox: enable unprivileged user namespaces or run as a user that may"
+        )
+
+
+def run_sandboxed(worktree: Path, git_dirs: tuple[Path, ...], command: str, limits: SandboxLimits) -> SandboxRun:
+    """Run ``command`` with ``/bin/sh -c`` in the sandbox; kills the whole run at the wall-time limit."""
+    bwrap = bwrap_executable()
+    probe(bwrap)
+    argv = [*bwrap_arguments(bwrap, worktree, git_dirs), "--", "/bin/sh", "-c", _LIMITS_THEN_RUN]
+    argv += ["cedargate-sandbox", str(limits.memory_mb * 1024), str(MAX_FILE_BLOCKS), command]
+    with tempfile.TemporaryFile(prefix="cedargate-test-output-") as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        timed_out = False
+        try:
+            exit_code: int | None = process.wait(timeout=limits.wall_seconds)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            exit_code = None
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        return _summarise(command, exit_code, timed_out, duration_ms, output)
+
+
+def _summarise(
+    command: str, exit_code: int | None, timed_out: bool, duration_ms: float, output: IO[bytes]
+) -> SandboxRun:
+    digest = hashlib.sha256()
+    output.seek(0)
+    size = 0
+    while chunk := output.read(1 << 16):
+        digest.update(chunk)
+        size += len(chunk)
+    output.seek(max(0, size - TAIL_BYTES))
+    tail = output.read().decode("utf-8", errors="replace")
+    return SandboxRun(
+        command=command,
+        exit_code=exit_code,
+        timed_out=timed_out,
+        duration_ms=duration_ms,
+        output_bytes=size,
+        output_sha256=digest.hexdigest(),
+        output_tail=redact_text(tail),
+    )

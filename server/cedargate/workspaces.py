@@ -1,0 +1,157 @@
+"""Task workspaces: one ephemeral git worktree per repository, agent and task.
+
+A workspace is created from a recorded base commit on the task's branch, so a run can be
+inspected and reproduced; its facts (who, which task, which branch, which base, the last
+sandboxed test run) are kept next to it in ``<id>.json``. Removing a workspace removes the
+worktree, never the branch or its commits.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from cedargate.config import Config, RepositoryConfig
+from cedargate.errors import CedargateError, HandlerError
+from cedargate.git import run_git
+from cedargate.identity import Principal
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_lock = threading.RLock()
+
+
+class TestRun(BaseModel):
+    """The facts of one sandboxed test run, as recorded in the workspace and the audit event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    command: str
+    exit_code: int | None
+    timed_out: bool
+    duration_ms: float
+    output_bytes: int
+    output_sha256: str
+    output_tail: str
+    commit: str | None = None
+    clean: bool | None = None
+    """Whether the worktree had no uncommitted changes, so ``commit`` is exactly what was tested."""
+    event_id: str | None = None
+    time: str | None = None
+
+
+class Workspace(BaseModel):
+    """One task's worktree and where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    repository: str
+    agent: str
+    on_behalf_of: str
+    task: str
+    branch: str
+    base_commit: str
+    path: Path
+    created: str
+    last_test: TestRun | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def workspace_id(repository: str, agent: str, task: str) -> str:
+    """A filesystem-safe id that names the repository, the agent and the task."""
+    return "--".join(_UNSAFE.sub("_", part) for part in (repository.replace("/", "."), agent, task))
+
+
+class WorkspaceStore:
+    """The workspaces of one repository, under its ``workspaces_dir``."""
+
+    def __init__(self, repo: RepositoryConfig, repo_path: Path) -> None:
+        if repo.workspaces_dir is None:  # config loading always sets it
+            raise HandlerError(f"repository `{repo.name}` has no workspaces folder; check the config")
+        self.repo = repo
+        self.repo_path = repo_path
+        self.root = repo.workspaces_dir
+
+    def _meta(self, ws_id: str) -> Path:
+        return self.root / f"{ws_id}.json"
+
+    def __iter__(self) -> Iterator[Workspace]:
+        if not self.root.is_dir():
+            return iter(())
+        return iter(
+            sorted(
+                (Workspace.model_validate_json(p.read_text(encoding="utf-8")) for p in self.root.glob("*.json")),
+                key=lambda w: w.id,
+            )
+        )
+
+    def get(self, ws_id: str) -> Workspace | None:
+        meta = self._meta(ws_id)
+        return Workspace.model_validate_json(meta.read_text(encoding="utf-8")) if meta.is_file() else None
+
+    def for_task(self, principal: Principal) -> Workspace | None:
+        return self.get(workspace_id(self.repo.name, principal.agent, principal.task))
+
+    def on_branch(self, branch: str) -> Workspace | None:
+        return next((w for w in self if w.branch == branch), None)
+
+    def create(self, principal: Principal, branch: str, base_commit: str, *, new_branch: bool) -> Workspace:
+        """Add a worktree for the principal's task on ``branch`` (created at ``base_commit`` if new)."""
+        with _lock:
+            ws_id = workspace_id(self.repo.name, principal.agent, principal.task)
+            if self.get(ws_id) is not None:
+                raise HandlerError(f"workspace `{ws_id}` already exists; remove it with `cedargate workspaces rm`")
+            path = self.root / ws_id
+            self.root.mkdir(parents=True, exist_ok=True)
+            # Refs and paths were checked by the caller; `--` keeps the path an operand.
+            target = ["-b", branch, "--", str(path), base_commit] if new_branch else ["--", str(path), branch]
+            run_git(self.repo_path, ["worktree", "add", "--quiet", *target])
+            workspace = Workspace(
+                id=ws_id,
+                repository=self.repo.name,
+                agent=principal.agent,
+                on_behalf_of=principal.on_behalf_of,
+                task=principal.task,
+                branch=branch,
+                base_commit=base_commit,
+                path=path,
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
+            )
+            self.save(workspace)
+            return workspace
+
+    def save(self, workspace: Workspace) -> None:
+        tmp = self._meta(workspace.id).with_suffix(".json.tmp")
+        tmp.write_text(workspace.model_dump_json(indent=2), encoding="utf-8")
+        tmp.replace(self._meta(workspace.id))
+
+    def remove(self, ws_id: str) -> Workspace:
+        """Remove the worktree and its record; the branch and its commits stay."""
+        with _lock:
+            workspace = self.get(ws_id)
+            if workspace is None:
+                raise CedargateError(f"no workspace `{ws_id}` in `{self.repo.name}`")
+            result = run_git(self.repo_path, ["worktree", "remove", "--force", "--", str(workspace.path)], check=False)
+            if result.returncode != 0 and workspace.path.exists():
+                shutil.rmtree(workspace.path)
+            run_git(self.repo_path, ["worktree", "prune"], check=False)
+            self._meta(ws_id).unlink()
+            return workspace
+
+
+def all_workspaces(config: Config) -> Iterable[tuple[WorkspaceStore, Workspace]]:
+    """Every workspace of every configured repository whose checkout exists."""
+    for repo in config.repositories:
+        if repo.path is not None and repo.path.is_dir():
+            store = WorkspaceStore(repo, repo.path)
+            for workspace in store:
+                yield store, workspace

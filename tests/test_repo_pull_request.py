@@ -1,0 +1,174 @@
+"""Pull requests: a GitHub REST stand-in on loopback receives the provenance body; plain push without a forge."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import audit_events
+from tests.repo_support import ForgeStandIn, Session, bare_remote, client_for, configure_web, forge_stand_in
+
+from cedargate.config import load_config
+from cedargate.git import git_text
+from cedargate.runtime import Runtime, build_runtime
+
+pytestmark = pytest.mark.anyio
+
+TOKEN_ENV = "CEDARGATE_TEST_FORGE_TOKEN"
+TOKEN = "stand-in-token-0123456789"
+WEB = {"repository": "acme/web"}
+BRANCH = {"repository": "acme/web", "branch": "agent/timeout"}
+PATCH = """--- a/src/app.py
++++ b/src/app.py
+@@ -1 +1 @@
+-TIMEOUT_SECONDS = 5
++TIMEOUT_SECONDS = 30
+"""
+
+
+@pytest.fixture
+def forge() -> Iterator[ForgeStandIn]:
+    with forge_stand_in() as stand_in:
+        yield stand_in
+
+
+def _github_runtime(tree: Path, forge: ForgeStandIn) -> tuple[Runtime, Path]:
+    remote = bare_remote(tree / "remote.git")
+    runtime = configure_web(
+        tree,
+        f"""remote = "{remote}"
+test_command = "sh ./ci.sh"
+test_timeout_seconds = 30
+
+[repositories.forge]
+kind = "github"
+api_url = "{forge.url}"
+repository = "acme-corp/web"
+token_env = "{TOKEN_ENV}"
+""",
+    )
+    return runtime, remote
+
+
+async def test_a_pull_request_carries_the_provenance_of_the_task(
+    tree: Path, forge: ForgeStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    runtime, remote = _github_runtime(tree, forge)
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            await s.ok("repo_read_file", {**WEB, "path": "src/app.py"})
+            await s.ok("repo_create_branch", BRANCH)
+            await s.ok("repo_write_file", {**BRANCH, "path": "ci.sh", "content": "grep -q 30 src/app.py\n"})
+            await s.ok("repo_apply_diff", {**BRANCH, "patch": PATCH})
+            committed = await s.ok("repo_commit", {**BRANCH, "message": "Raise the timeout"})
+            tests = await s.ok("repo_run_tests", WEB)
+            opened = await s.ok(
+                "repo_open_pull_request", {**BRANCH, "title": "Raise the timeout", "body": "Requests time out."}
+            )
+    finally:
+        runtime.close()
+    read, _, write, _, commit, run, pr = audit_events(runtime.config.audit.path)
+    assert tests["passed"] is True
+    assert opened["pull_request"] == {"number": 1, "url": f"{forge.url}/acme-corp/web/pull/1"}
+    [request] = forge.requests
+    assert request["path"] == "/repos/acme-corp/web/pulls"
+    assert request["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert request["headers"]["X-GitHub-Api-Version"] == "2022-11-28"
+    sent = request["json"]
+    assert (sent["title"], sent["head"], sent["base"]) == ("Raise the timeout", "agent/timeout", "main")
+    body = sent["body"]
+    assert body.startswith("Requests time out.\n\n## Provenance (recorded by cedargate)")
+    assert "- task: `demo-timeout`" in body
+    assert "`codex-demo`" in body and "on behalf of `alice`" in body
+    assert f"- `{write['event_id']}`: " in body and f"- `{commit['event_id']}`: " in body
+    assert f"{committed['commit'][:12]} Raise the timeout" in body
+    assert f"- `{read['event_id']}`" in body
+    assert "`sh ./ci.sh`: passed" in body and "tested the branch head" in body
+    assert f"audit event `{run['event_id']}`" in body and f"audit event `{pr['event_id']}`" in body
+    # The branch reached the remote, and the token reached only the forge.
+    assert git_text(remote, ["rev-parse", "refs/heads/agent/timeout"]) == committed["commit"]
+    assert TOKEN not in runtime.config.audit.path.read_text()
+    assert TOKEN not in str(opened)
+    assert pr["execution"]["pull_request"]["number"] == 1
+
+
+async def test_without_a_forge_api_the_branch_is_pushed_and_the_body_returned(tree: Path) -> None:
+    remote = bare_remote(tree / "remote.git")
+    runtime = configure_web(tree, f'remote = "{remote}"')
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            written = await s.ok("repo_write_file", {**BRANCH, "path": "a.txt", "content": "a"})
+            opened = await s.ok("repo_open_pull_request", {**BRANCH, "title": "Add a"})
+    finally:
+        runtime.close()
+    assert opened["pull_request"] is None and opened["forge"] == "none"
+    assert "no forge API" in opened["note"]
+    assert git_text(remote, ["rev-parse", "refs/heads/agent/timeout"]) == written["commit"]
+    assert "tests were not run" in opened["body"]
+
+
+async def test_a_missing_token_refuses_before_anything_is_pushed(tree: Path, forge: ForgeStandIn) -> None:
+    runtime, remote = _github_runtime(tree, forge)
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            await s.ok("repo_write_file", {**BRANCH, "path": "a.txt", "content": "a"})
+            message = await s.refused("repo_open_pull_request", {**BRANCH, "title": "Add a"})
+    finally:
+        runtime.close()
+    assert f"`{TOKEN_ENV}`" in message and "is not set" in message
+    assert forge.requests == []
+    assert git_text(remote, ["for-each-ref"]) == ""
+
+
+async def test_a_forge_refusal_is_reported_with_its_status(
+    tree: Path, forge: ForgeStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    forge.status = 422
+    runtime, _ = _github_runtime(tree, forge)
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            await s.ok("repo_write_file", {**BRANCH, "path": "a.txt", "content": "a"})
+            message = await s.refused("repo_open_pull_request", {**BRANCH, "title": "Add a"})
+    finally:
+        runtime.close()
+    assert "HTTP 422" in message and "Validation Failed" in message and TOKEN not in message
+
+
+async def test_a_pull_request_from_a_protected_branch_is_denied_by_policy(tree: Path, forge: ForgeStandIn) -> None:
+    runtime, _ = _github_runtime(tree, forge)
+    try:
+        async with client_for(runtime) as client:
+            message = await Session(client).refused(
+                "repo_open_pull_request", {**WEB, "branch": "main", "title": "Straight from main"}
+            )
+    finally:
+        runtime.close()
+    assert "protected-branches" in message
+    assert forge.requests == []
+
+
+async def test_a_token_is_never_sent_over_plain_http_to_another_host(
+    tree: Path, forge: ForgeStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    runtime, remote = _github_runtime(tree, forge)
+    runtime.close()
+    config_path = tree / "cedargate.toml"
+    config_path.write_text(config_path.read_text().replace(forge.url, "http://forge.example.test"))
+    runtime = build_runtime(load_config(config_path, environ={}))
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            await s.ok("repo_write_file", {**BRANCH, "path": "a.txt", "content": "a"})
+            message = await s.refused("repo_open_pull_request", {**BRANCH, "title": "Add a"})
+    finally:
+        runtime.close()
+    assert "must be https" in message
+    assert git_text(remote, ["for-each-ref"]) == ""

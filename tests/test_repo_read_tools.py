@@ -1,0 +1,151 @@
+"""Read tools on real git repositories: each one's happy path, and what they refuse."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from tests.conftest import audit_events
+from tests.repo_support import Session, client_for
+
+from cedargate.git import git_text, run_git
+from cedargate.runtime import Runtime
+
+pytestmark = pytest.mark.anyio
+
+WEB = {"repository": "acme/web"}
+COMMITTER = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@localhost",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@localhost",
+}
+
+
+def _commit_symlink(runtime: Runtime, name: str, target: str) -> None:
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None and repo.path is not None
+    os.symlink(target, repo.path / name)
+    run_git(repo.path, ["add", "--", name])
+    run_git(repo.path, ["commit", "-q", "-m", "Add a link"], env=COMMITTER)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_repo_list_names_every_configured_repository_without_arguments(runtime: Runtime, mode: str) -> None:
+    async with client_for(runtime, mode) as client:
+        listing = await Session(client).ok("repo_list", {})
+    assert [(r["name"], r["environment"]) for r in listing["repositories"]] == [
+        ("acme/web", "dev"),
+        ("acme/payments", "prod"),
+    ]
+    assert "path" not in listing["repositories"][0]
+    [event] = audit_events(runtime.config.audit.path)
+    assert event["resource"] == {"type": "Repository", "id": "acme/web"}
+
+
+async def test_repo_list_tree_lists_root_and_a_folder_recursively(runtime: Runtime) -> None:
+    async with client_for(runtime) as client:
+        s = Session(client)
+        root = await s.ok("repo_list_tree", WEB)
+        src = await s.ok("repo_list_tree", {**WEB, "path": "src", "recursive": True})
+    assert {(e["path"], e["type"]) for e in root["entries"]} == {("README.md", "blob"), ("src", "tree")}
+    assert [(e["path"], e["size"]) for e in src["entries"]] == [("src/app.py", 20)]
+
+
+async def test_repo_search_finds_lines_with_path_and_number(runtime: Runtime) -> None:
+    async with client_for(runtime) as client:
+        s = Session(client)
+        found = await s.ok("repo_search", {**WEB, "pattern": "TIMEOUT_[A-Z]+"})
+        none = await s.ok("repo_search", {**WEB, "pattern": "no such text", "fixed_string": True})
+        dash = await s.ok("repo_search", {**WEB, "pattern": "--version", "fixed_string": True})
+    assert found["matches"] == [{"path": "src/app.py", "line": 1, "text": "TIMEOUT_SECONDS = 5"}]
+    assert none["matches"] == [] and dash["matches"] == []
+
+
+async def test_repo_log_and_show_commit_describe_history_with_audit_trailers(runtime: Runtime) -> None:
+    async with client_for(runtime) as client:
+        s = Session(client)
+        written = await s.ok(
+            "repo_write_file", {**WEB, "branch": "agent/log", "path": "NOTES.md", "content": "n\n", "message": "Notes"}
+        )
+        log = await s.ok("repo_log", {**WEB, "ref": "agent/log"})
+        plain = await s.ok("repo_log", WEB)
+        shown = await s.ok("repo_show_commit", {**WEB, "commit": written["commit"]})
+    write_event = audit_events(runtime.config.audit.path)[0]["event_id"]
+    assert [c["subject"] for c in log["commits"]] == ["Notes", "Initial commit"]
+    assert log["commits"][0]["audit_events"] == [write_event]
+    assert log["commits"][1]["audit_events"] == []
+    assert [c["subject"] for c in plain["commits"]] == ["Initial commit"]
+    assert shown["files"] == [{"path": "NOTES.md", "added": 1, "deleted": 0}]
+    assert f"Cedargate-Audit-Event: {write_event}" in shown["message"]
+    assert "+n" in shown["patch"]
+
+
+async def test_repo_diff_compares_two_revisions(runtime: Runtime) -> None:
+    async with client_for(runtime) as client:
+        s = Session(client)
+        await s.ok("repo_write_file", {**WEB, "branch": "agent/d", "path": "src/app.py", "content": "TIMEOUT = 9\n"})
+        changed = await s.ok("repo_diff", {**WEB, "base": "main", "head": "agent/d"})
+        nothing = await s.ok("repo_diff", WEB)
+    assert changed["files"] == [{"path": "src/app.py", "added": 1, "deleted": 1}]
+    assert "-TIMEOUT_SECONDS = 5\n+TIMEOUT = 9" in changed["patch"]
+    assert nothing["files"] == [] and nothing["workspace"] is None
+
+
+async def test_repo_status_reports_head_and_task_branches(runtime: Runtime) -> None:
+    async with client_for(runtime) as client:
+        s = Session(client)
+        await s.ok("repo_write_file", {**WEB, "branch": "agent/s", "path": "a.txt", "content": "a"})
+        status = await s.ok("repo_status", WEB)
+    assert status["head"]["branch"] == "main"
+    assert status["task_branches"] == ["agent/s"]
+    assert status["workspace"] is None
+    assert status["repository"]["protected_branches"] == ["main"]
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "field"),
+    [
+        ("repo_read_file", {"path": "../../etc/passwd"}, "path"),
+        ("repo_read_file", {"path": "/etc/passwd"}, "path"),
+        ("repo_read_file", {"path": ".git/config"}, "path"),
+        ("repo_list_tree", {"path": "src/../.."}, "path"),
+        ("repo_search", {"pattern": "x", "path": "../web"}, "path"),
+        ("repo_log", {"ref": "--output=/tmp/x"}, "ref"),
+        ("repo_log", {"path": "--output=/tmp/x"}, "path"),
+        ("repo_diff", {"base": "-p"}, "base"),
+        ("repo_show_commit", {"commit": "--all"}, "commit"),
+    ],
+)
+async def test_traversal_and_option_injection_are_refused_naming_the_field(
+    runtime: Runtime, tool: str, arguments: dict[str, str], field: str
+) -> None:
+    async with client_for(runtime) as client:
+        message = await Session(client).refused(tool, {**WEB, **arguments})
+    assert f"field `{field}`" in message
+    [event] = audit_events(runtime.config.audit.path)
+    assert event["outcome"] == "invalid_arguments"
+
+
+async def test_reads_through_a_committed_symlink_are_refused(runtime: Runtime) -> None:
+    _commit_symlink(runtime, "escape", "/etc")
+    async with client_for(runtime) as client:
+        s = Session(client)
+        message = await s.refused("repo_read_file", {**WEB, "path": "escape/passwd"})
+        tree = await s.ok("repo_list_tree", WEB)
+    assert "`escape` is a symbolic link" in message
+    assert {"path": "escape", "type": "symlink", "mode": "120000", "size": 4} in tree["entries"]
+
+
+async def test_reads_of_the_prod_repository_are_allowed_and_scoped_to_it(runtime: Runtime) -> None:
+    async with client_for(runtime) as client:
+        log = await Session(client).ok("repo_log", {"repository": "acme/payments"})
+    repo = runtime.config.repository("acme/payments")
+    assert repo is not None and repo.path is not None
+    assert log["commits"][0]["commit"] == git_text(repo.path, ["rev-parse", "HEAD"])
+
+
+async def test_pathspec_magic_in_a_path_is_taken_literally(runtime: Runtime) -> None:
+    async with client_for(runtime) as client:
+        found = await Session(client).ok("repo_search", {**WEB, "pattern": "acme", "path": ":(glob)**"})
+    assert found["matches"] == []

@@ -1,0 +1,160 @@
+"""Sandboxed test runs under bubblewrap: pass, fail, no network, no writes outside, time limit, refusal."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import audit_events
+from tests.repo_support import Session, client_for, configure_web
+
+from cedargate import sandbox
+from cedargate.runtime import Runtime
+
+pytestmark = pytest.mark.anyio
+
+BRANCH = {"repository": "acme/web", "branch": "agent/tests"}
+
+
+@pytest.fixture
+def tested(tree: Path) -> Iterator[Runtime]:
+    runtime = configure_web(tree, 'test_command = "sh ./ci.sh"\ntest_timeout_seconds = 2\ntest_memory_mb = 256')
+    yield runtime
+    runtime.close()
+
+
+async def _run(runtime: Runtime, script: str) -> dict[str, object]:
+    async with client_for(runtime) as client:
+        s = Session(client)
+        await s.ok("repo_create_branch", BRANCH)
+        await s.ok("repo_write_file", {**BRANCH, "path": "ci.sh", "content": script})
+        return await s.ok("repo_run_tests", {"repository": "acme/web"})
+
+
+def _workspace(runtime: Runtime, result: dict[str, object]) -> Path:
+    return runtime.config.workspaces_dir / "acme/web" / str(result["workspace"])
+
+
+async def test_a_passing_run_is_reported_and_recorded_in_the_audit_event(tested: Runtime) -> None:
+    result = await _run(tested, "echo all good\nexit 0\n")
+    assert result["passed"] is True and result["exit_code"] == 0
+    assert result["output_tail"] == "all good\n"
+    event = audit_events(tested.config.audit.path)[-1]
+    run = event["execution"]["test_run"]
+    assert run["command"] == "sh ./ci.sh"
+    assert run["exit_code"] == 0 and run["output_sha256"] == result["output_sha256"]
+    assert run["commit"] == result["commit"]
+    assert event["execution"]["sandbox"] == {"kind": "bubblewrap", "wall_seconds": 2, "memory_mb": 256}
+
+
+async def test_a_failing_run_reports_its_exit_code_and_tail_and_the_environment_is_cleared(
+    tested: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CEDARGATE_SECRET_PROBE", "leaked")
+    result = await _run(tested, 'echo "probe=${CEDARGATE_SECRET_PROBE:-unset}"\necho boom >&2\nexit 3\n')
+    assert result["passed"] is False and result["exit_code"] == 3
+    assert result["output_tail"] == "probe=unset\nboom\n"
+    async with client_for(tested) as client:
+        status = await Session(client).ok("repo_status", {"repository": "acme/web"})
+    assert status["workspace"]["last_test"]["exit_code"] == 3
+
+
+async def test_the_sandbox_cannot_reach_a_listener_on_the_hosts_loopback(tested: Runtime) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        probe = (
+            "import socket\n"
+            "try:\n"
+            f"    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+            "    print('connected')\n"
+            "except OSError as exc:\n"
+            "    print('blocked', type(exc).__name__)\n"
+        )
+        result = await _run(tested, f"python3 - <<'EOF'\n{probe}EOF\n")
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    assert str(result["output_tail"]).startswith("blocked ")
+
+
+async def test_the_sandbox_writes_only_inside_the_worktree(tested: Runtime, tree: Path) -> None:
+    repo = tested.config.repository("acme/web")
+    assert repo is not None and repo.path is not None
+    outside = tree / "escaped.txt"
+    git_file = repo.path / ".git" / "escaped"
+    script = "\n".join(
+        [
+            "echo inside > made-inside.txt",
+            f"echo x > {outside} && echo wrote-tmp-view",
+            f"echo x > {git_file} 2>/dev/null || echo git-dir-read-only",
+            "echo x > .git 2>/dev/null || echo dot-git-read-only",
+            "echo x > /etc/cedargate-escape 2>/dev/null || echo system-read-only",
+            "",
+        ]
+    )
+    result = await _run(tested, script)
+    assert (_workspace(tested, result) / "made-inside.txt").read_text() == "inside\n"
+    assert not outside.exists()  # /tmp inside the sandbox is private: the write landed nowhere on the host
+    assert not git_file.exists()
+    assert not Path("/etc/cedargate-escape").exists()
+    tail = str(result["output_tail"])
+    assert "git-dir-read-only" in tail and "dot-git-read-only" in tail and "system-read-only" in tail
+
+
+async def test_a_run_past_its_time_limit_is_killed_and_reported(tested: Runtime) -> None:
+    result = await _run(tested, "echo started\nsleep 37.25\necho never\n")
+    assert result["timed_out"] is True and result["exit_code"] is None and result["passed"] is False
+    assert result["output_tail"] == "started\n"
+    assert float(result["duration_ms"]) < 15000  # type: ignore[arg-type]
+    leftovers = [p for p in Path("/proc").glob("[0-9]*/cmdline") if _cmdline(p) == "sleep 37.25"]
+    assert leftovers == []
+
+
+async def test_a_run_over_its_memory_limit_fails(tested: Runtime) -> None:
+    result = await _run(tested, 'python3 -c "x = bytearray(512 * 1024 * 1024)" 2>&1 | tail -1\nexit 1\n')
+    assert "MemoryError" in str(result["output_tail"])
+
+
+async def test_without_bubblewrap_the_run_is_refused_and_nothing_runs(
+    tested: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sandbox, "BWRAP", "cedargate-no-such-bwrap")
+    async with client_for(tested) as client:
+        s = Session(client)
+        created = await s.ok("repo_create_branch", BRANCH)
+        await s.ok("repo_write_file", {**BRANCH, "path": "ci.sh", "content": "touch ran-unsandboxed\n"})
+        message = await s.refused("repo_run_tests", {"repository": "acme/web"})
+    assert "needs bubblewrap" in message and "never run outside the sandbox" in message
+    assert not (tested.config.workspaces_dir / "acme/web" / created["workspace"] / "ran-unsandboxed").exists()
+    assert audit_events(tested.config.audit.path)[-1]["outcome"] == "failed"
+
+
+async def test_a_bubblewrap_that_cannot_build_a_sandbox_is_refused(
+    tested: Runtime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sandbox, "BWRAP", str(fake))
+    async with client_for(tested) as client:
+        s = Session(client)
+        await s.ok("repo_create_branch", BRANCH)
+        message = await s.refused("repo_run_tests", {"repository": "acme/web"})
+    assert "cannot create a sandbox" in message and "No permissions" in message
+
+
+async def test_a_repository_without_a_test_command_refuses(runtime: Runtime) -> None:
+    async with client_for(runtime) as client:
+        s = Session(client)
+        await s.ok("repo_create_branch", BRANCH)
+        message = await s.refused("repo_run_tests", BRANCH)
+    assert "no `test_command` configured" in message
+
+
+def _cmdline(path: Path) -> str:
+    try:
+        return path.read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
