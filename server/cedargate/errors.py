@@ -55,5 +55,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
         location = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        message = str(error.get("ctx", {}).get("error", ""))
+        if not error["loc"] and message.startswith("field `"):
+            parts.append(message)  # a model-level check that already names its field
+            continue
         parts.append(f"field `{location}`: {error['msg'][:1].lower()}{error['msg'][1:]}")
     return "; ".join(parts)

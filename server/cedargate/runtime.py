@@ -14,7 +14,7 @@ from cedargate.authorize import Authorizer
 from cedargate.aws_session import AwsClients
 from cedargate.catalog import ToolCatalog, load_catalog
 from cedargate.cedar_schema import build_schema
-from cedargate.config import Config
+from cedargate.config import AwsConfig, Config
 from cedargate.handlers import HandlerRegistry
 from cedargate.handlers.aws import AwsHandlers
 from cedargate.handlers.repo import RepoHandlers
@@ -47,9 +47,13 @@ def load_tools_and_policies(config: Config, registry: HandlerRegistry) -> tuple[
     return catalog, policies
 
 
-def handler_registry(aws: AwsClients | None) -> HandlerRegistry:
-    """Every handler family; without AWS clients the registry can check manifests but not run AWS tools."""
-    return HandlerRegistry({"repo": RepoHandlers(), "aws": AwsHandlers(aws)})
+def handler_registry(aws: AwsClients | None, aws_config: AwsConfig | None = None) -> HandlerRegistry:
+    """Every handler family; without AWS clients the registry can check manifests but not run AWS tools.
+
+    AWS manifests are checked against the duties of ``aws_config`` (or of the clients' config).
+    """
+    duties = aws_config.duties if aws_config is not None else None
+    return HandlerRegistry({"repo": RepoHandlers(), "aws": AwsHandlers(aws, duties)})
 
 
 def build_runtime(config: Config) -> Runtime:
