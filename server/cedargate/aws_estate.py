@@ -21,6 +21,7 @@ from cedargate.config import AwsAccountConfig, AwsDutyConfig
 
 AMI: Final = "ami-760aaa0f"  # an Amazon Linux image moto ships
 SEEDER_ROLE: Final = "cedargate-sandbox-seeder"
+LAMBDA_ROLE: Final = "checkout-api-lambda"
 _INSTANCES: Final = {
     "prod": (("web-1", "m6i.large"), ("web-2", "m6i.large"), ("worker-1", "c6i.xlarge")),
     "staging": (("web-1", "t3.medium"), ("worker-1", "t3.large")),
@@ -38,6 +39,8 @@ def seed_account(
         return clients.client(service, credentials=credentials, agent="sandbox-seeder")
 
     env = account.environment
+    if _already_seeded(client("iam")):
+        return
     role_arns = _create_duty_roles(client("iam"), account.id, duties)
     _create_instances(client("ec2"), env)
     _create_buckets(client("s3"), env, account.id)
@@ -46,6 +49,15 @@ def seed_account(
     _create_metrics(client("cloudwatch"), client("ec2"))
     _create_parameters(client("ssm"), env)
     _seed_trail(trail, account.id, env)
+
+
+def _already_seeded(iam: Any) -> bool:
+    """moto state outlives a sandbox when another one is active in the process: seed once."""
+    try:
+        iam.get_role(RoleName=LAMBDA_ROLE)
+    except iam.exceptions.NoSuchEntityException:
+        return False
+    return True
 
 
 def _seeder_credentials(clients: AwsClients, account: str) -> AwsCredentials:
@@ -82,7 +94,7 @@ def _create_duty_roles(iam: Any, account: str, duties: Mapping[str, AwsDutyConfi
             Tags=[{"Key": "cedargate:duty", "Value": name}],
         )
     role = iam.create_role(
-        RoleName="checkout-api-lambda",
+        RoleName=LAMBDA_ROLE,
         AssumeRolePolicyDocument=json.dumps(
             {
                 "Version": "2012-10-17",

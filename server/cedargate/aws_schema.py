@@ -120,7 +120,7 @@ def required_members(operation: OperationModel) -> frozenset[str]:
 def shape_to_schema(shape: Shape, *, depth: int = 0, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """The JSON Schema of one botocore shape; recursive shapes stop at an untyped object."""
     schema = _schema_for_type(shape, depth, seen)
-    doc = _doc(shape.documentation)
+    doc = doc_text(shape.documentation)
     if doc and depth == 0:
         schema["description"] = doc
     return schema
@@ -180,7 +180,7 @@ def _copy_bound(meta: Mapping[str, Any], key: str, schema: dict[str, Any], targe
         schema[target] = value
 
 
-def _doc(html: str | None) -> str:
+def doc_text(html: str | None) -> str:
     text = re.sub(r"<[^>]+>", "", html or "")
     text = " ".join(text.split())
     if len(text) <= _DOC_CHARS:

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from cedargate.aws_schema import ParameterRule, derive_input_schema
+from cedargate.errors import describe_validation_error
 from cedargate.risk import Risk
 
 ToolName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -133,9 +134,8 @@ class ToolManifest(_Strict):
         account = resource.get("argument", "account") if isinstance(resource, dict) else "account"
         try:
             spec = AwsHandlerSpec.model_validate(handler)
-        except ValidationError:
-            # Let the field validation report the handler's own errors, without a second one here.
-            return {**data, "resource": resource, "input_schema": {"type": "object", "properties": {account: {}}}}
+        except ValidationError as exc:
+            raise ValueError(describe_validation_error(exc, prefix="handler")) from exc
         extra = {}
         if spec.secrets is not None:
             extra[spec.secrets.reveal_argument] = {
