@@ -1,42 +1,27 @@
-"""The curated AWS pack through a real MCP client session, against the seeded sandbox accounts."""
+"""The curated AWS pack through a real MCP client session, against the seeded sandbox accounts.
+
+The tests here only read (or are refused before anything runs), so they share one runtime and
+one seeded sandbox; tests that change the estate are in ``test_aws_changes.py``.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from mcp import Client
 from moto.sts.models import sts_backends
-from tests.conftest import ROOT, audit_events
+from tests.aws_support import ARTIFACTS, NOW, SESSION, call, make_tree, text_of
 
 from cedargate.audit.verify import verify_log
 from cedargate.aws_sandbox import PROD_ACCOUNT, STAGING_ACCOUNT
 from cedargate.config import load_config
-from cedargate.demo import write_demo_tree
 from cedargate.runtime import Runtime, build_runtime
-from cedargate.server import build_server
 
 pytestmark = pytest.mark.anyio
-
-ARTIFACTS = f"acme-staging-artifacts-{STAGING_ACCOUNT}"
-SESSION = "cedargate.codex-demo.demo-timeout"
-NOW = datetime.now(UTC)
-
-
-def make_tree(base: Path, principal_team: str = "storefront") -> Path:
-    shutil.copytree(ROOT / "tools", base / "tools")
-    shutil.copytree(ROOT / "policies", base / "policies")
-    config = write_demo_tree(base)
-    text = config.read_text().replace(json.dumps(str(ROOT / "tools")), '"tools"')
-    text = text.replace(json.dumps(str(ROOT / "policies")), '"policies"')
-    config.write_text(text.replace('team = "storefront"', f'team = "{principal_team}"', 1))
-    return config
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +31,6 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     runtime = build_runtime(load_config(config, environ={}))
     yield runtime
     runtime.close()
-
-
-async def call(runtime: Runtime, tool: str, args: dict[str, Any], mode: str = "legacy") -> tuple[Any, dict[str, Any]]:
-    async with Client(build_server(runtime), mode=mode) as client:
-        result = await client.call_tool(tool, args)
-    return result, audit_events(runtime.config.audit.path)[-1]
-
-
-def text_of(result: Any) -> str:
-    return str(result.content[0].text)
 
 
 READS = [
@@ -219,76 +194,3 @@ async def test_secret_values_are_redacted_and_revealing_them_is_denied_by_defaul
     assert revealed.is_error is True
     assert "secret-reveal" in text_of(revealed)
     assert event["outcome"] == "denied"
-
-
-async def test_a_policy_that_allows_disclosure_reveals_the_secret(tmp_path: Path) -> None:
-    runtime = build_runtime(load_config(make_tree(tmp_path, principal_team="secret-readers"), environ={}))
-    try:
-        result, event = await call(
-            runtime, "aws_ssm_get_parameter", {"Name": "/acme/staging/checkout/db-password", "reveal": True}
-        )
-    finally:
-        runtime.close()
-    assert result.is_error is False, text_of(result)
-    assert result.structured_content["result"]["value"] == "staging-Sup3r-s3cret-pw"
-    assert event["arguments"]["reveal"] is True
-
-
-async def test_stop_instances_is_denied_in_prod_and_allowed_in_staging(tmp_path: Path) -> None:
-    runtime = build_runtime(load_config(make_tree(tmp_path), environ={}))
-    try:
-        async with Client(build_server(runtime)) as client:
-            prod = (await client.call_tool("aws_ec2_describe_instances", {"account": PROD_ACCOUNT})).structured_content
-            staging = (
-                await client.call_tool("aws_ec2_describe_instances", {"account": STAGING_ACCOUNT})
-            ).structured_content
-            assert prod is not None and staging is not None
-            prod_id, staging_id = prod["result"][0]["id"], staging["result"][0]["id"]
-            denied = await client.call_tool(
-                "aws_ec2_stop_instances", {"account": PROD_ACCOUNT, "InstanceIds": [prod_id]}
-            )
-            allowed = await client.call_tool(
-                "aws_ec2_stop_instances", {"account": STAGING_ACCOUNT, "InstanceIds": [staging_id]}
-            )
-            after_prod = await client.call_tool(
-                "aws_ec2_describe_instances", {"account": PROD_ACCOUNT, "InstanceIds": [prod_id]}
-            )
-            after_staging = await client.call_tool(
-                "aws_ec2_describe_instances", {"account": STAGING_ACCOUNT, "InstanceIds": [staging_id]}
-            )
-    finally:
-        runtime.close()
-    assert denied.is_error is True
-    assert "prod-writes-forbidden" in text_of(denied)
-    assert allowed.is_error is False, text_of(allowed)
-    assert allowed.structured_content["result"] == [{"id": staging_id, "previous": "running", "current": "stopping"}]
-    assert after_prod.structured_content["result"][0]["state"] == "running"
-    assert after_staging.structured_content["result"][0]["state"] == "stopped"
-    events = audit_events(runtime.config.audit.path)
-    stop_events = [e for e in events if e["tool"] == "aws_ec2_stop_instances"]
-    assert [(e["environment"], e["outcome"]) for e in stop_events] == [("prod", "denied"), ("staging", "succeeded")]
-    assert stop_events[0]["execution"] is None  # denied: no role was assumed, nothing ran
-    assert stop_events[1]["execution"]["duty"] == "infra-operator"
-    assert stop_events[1]["execution"]["assumed_role_arn"].startswith(
-        f"arn:aws:sts::{STAGING_ACCOUNT}:assumed-role/cedargate-infra-operator/"
-    )
-
-
-async def test_a_result_over_its_size_cap_is_truncated_and_says_so(tmp_path: Path) -> None:
-    config = make_tree(tmp_path)
-    ec2 = tmp_path / "tools" / "aws" / "ec2.toml"
-    ec2.write_text(
-        ec2.read_text().replace(
-            'operation = "DescribeInstances"', 'operation = "DescribeInstances"\nmax_result_bytes = 400', 1
-        )
-    )
-    runtime = build_runtime(load_config(config, environ={}))
-    try:
-        result, event = await call(runtime, "aws_ec2_describe_instances", {"account": PROD_ACCOUNT})
-    finally:
-        runtime.close()
-    payload = result.structured_content
-    assert payload["truncated"] is True
-    assert 1 <= len(payload["result"]) < 3
-    assert len(json.dumps(payload["result"], separators=(",", ":"))) <= 400
-    assert event["outcome"] == "succeeded"
