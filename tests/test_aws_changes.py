@@ -140,3 +140,29 @@ async def test_every_curated_change_works_where_policy_allows_it(tmp_path: Path)
     outcomes = [e["outcome"] for e in audit_events(runtime.config.audit.path)]
     assert outcomes[-2:] == ["failed", "approval_required"]
     assert verify_log(runtime.config.audit.path).ok
+
+
+async def test_a_refused_assume_role_is_an_audited_tool_error_naming_the_duty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    runtime = build_runtime(load_config(make_tree(tmp_path), environ={}))
+    try:
+        seeded, _ = await call(runtime, "aws_sts_get_caller_identity", {})
+        assert seeded.is_error is False
+        # From here on moto checks credentials: the server's own `testing` key is unknown to IAM.
+        monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+        monkeypatch.setattr(ActionAuthenticatorMixin, "request_count", 0)
+        result, event = await call(runtime, "aws_logs_describe_log_groups", {})
+    finally:
+        runtime.close()
+    assert result.is_error is True
+    message = text_of(result)
+    assert "cannot assume the role of duty `logs-reader`" in message
+    assert "AWS error `InvalidClientTokenId`" in message
+    assert event["outcome"] == "failed"
+    assert event["execution"]["duty"] == "logs-reader"
+    assert event["execution"]["aws_error_code"] == "InvalidClientTokenId"
+    assert event["execution"]["role_arn"] == f"arn:aws:iam::{STAGING_ACCOUNT}:role/cedargate-logs-reader"

@@ -40,6 +40,16 @@ _TAG_VALUE_UNSAFE: Final = re.compile(r"[^\w .:/=+@-]")
 Clock = Callable[[], datetime]
 
 
+class AssumeRoleError(HandlerError):
+    """STS refused to hand out a duty's credentials; carries what the audit event records."""
+
+    def __init__(self, message: str, duty: str, role_arn: str, code: str) -> None:
+        super().__init__(message)
+        self.duty = duty
+        self.role_arn = role_arn
+        self.code = code
+
+
 @dataclass(frozen=True)
 class DutySession:
     """One assumed duty role for one principal in one account."""
@@ -114,10 +124,12 @@ class DutySessions:
         try:
             response = sts.assume_role(**params)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            raise HandlerError(f"cannot assume the role of duty `{duty}` (`{role_arn}`): AWS error `{code}`") from exc
+            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+            message = f"cannot assume the role of duty `{duty}` (`{role_arn}`): AWS error `{code}`"
+            raise AssumeRoleError(message, duty, role_arn, code) from exc
         except BotoCoreError as exc:
-            raise HandlerError(f"cannot assume the role of duty `{duty}` (`{role_arn}`): {exc}") from exc
+            message = f"cannot assume the role of duty `{duty}` (`{role_arn}`): {exc}"
+            raise AssumeRoleError(message, duty, role_arn, type(exc).__name__) from exc
         c = response["Credentials"]
         expiration = c["Expiration"] if c["Expiration"].tzinfo else c["Expiration"].replace(tzinfo=UTC)
         return DutySession(

@@ -13,7 +13,8 @@ from typing import Any
 
 from botocore import xform_name
 
-from cedargate.aws_schema import doc_text, input_members, operation_model, required_members, shape_to_schema
+from cedargate.aws_model import input_members, operation_model, required_members
+from cedargate.aws_shapes import doc_text, shape_to_schema
 from cedargate.manifest import ToolManifest
 from cedargate.risk import Risk
 

@@ -10,47 +10,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from functools import cache
 from typing import Annotated, Any, Final
 
-import botocore.session
 import jsonschema
-from botocore.exceptions import UnknownServiceError
-from botocore.model import OperationModel, ServiceModel, Shape
 from pydantic import BaseModel, ConfigDict, Field
+
+from cedargate.aws_model import input_members, operation_model, required_members
+from cedargate.aws_shapes import shape_to_schema
 
 ACCOUNT_PATTERN: Final = "^[0-9]{12}$"
 REGION_PATTERN: Final = "^[a-z]{2}(-[a-z]+)+-[0-9]$"
 REGION_ARGUMENT: Final = "region"
-_MAX_DEPTH: Final = 8
-_DOC_CHARS: Final = 300
-
-CREDENTIAL_VENDING: Final = frozenset(
-    {
-        ("sts", "AssumeRole"),
-        ("sts", "AssumeRoleWithSAML"),
-        ("sts", "AssumeRoleWithWebIdentity"),
-        ("sts", "AssumeRoot"),
-        ("sts", "GetSessionToken"),
-        ("sts", "GetFederationToken"),
-        ("iam", "CreateAccessKey"),
-        ("iam", "CreateLoginProfile"),
-        ("iam", "UpdateLoginProfile"),
-        ("iam", "CreateServiceSpecificCredential"),
-        ("iam", "ResetServiceSpecificCredential"),
-        ("sso", "GetRoleCredentials"),
-        ("sso-oidc", "CreateToken"),
-        ("cognito-identity", "GetCredentialsForIdentity"),
-        ("cognito-identity", "GetOpenIdToken"),
-        ("ecr", "GetAuthorizationToken"),
-        ("ecr-public", "GetAuthorizationToken"),
-        ("codeartifact", "GetAuthorizationToken"),
-        ("redshift", "GetClusterCredentials"),
-        ("redshift", "GetClusterCredentialsWithIAM"),
-        ("redshift-serverless", "GetCredentials"),
-    }
-)
-"""Operations that hand out credentials: never published, whatever a manifest says."""
 
 
 class ParameterRule(BaseModel):
@@ -67,126 +37,6 @@ class ParameterRule(BaseModel):
     max_items: Annotated[int, Field(ge=1)] | None = None
     minimum: int | float | None = None
     maximum: int | float | None = None
-
-
-_botocore = botocore.session.get_session()
-
-
-def new_botocore_session() -> botocore.session.Session:
-    """A fresh botocore session that shares this module's model loader.
-
-    Service models are large (EC2's takes seconds to parse), so they are parsed once per
-    process. The session itself is new so it picks up the event handlers registered at the
-    time of the call (the sandbox's moto hooks are registered when moto is imported).
-    """
-    session = botocore.session.get_session()
-    session.register_component("data_loader", _botocore.get_component("data_loader"))
-    return session
-
-
-@cache
-def service_model(service: str) -> ServiceModel:
-    """botocore's model of ``service``; ``ValueError`` naming ``handler.service`` when unknown."""
-    try:
-        return _botocore.get_service_model(service)
-    except UnknownServiceError as exc:
-        raise ValueError(f"field `handler.service`: unknown AWS service `{service}`") from exc
-
-
-def operation_model(service: str, operation: str) -> OperationModel:
-    model = service_model(service)
-    if operation not in model.operation_names:
-        raise ValueError(
-            f"field `handler.operation`: service `{service}` has no operation `{operation}` "
-            "(operation names are CamelCase, e.g. `DescribeInstances`)"
-        )
-    if (service, operation) in CREDENTIAL_VENDING:
-        raise ValueError(
-            f"field `handler.operation`: `{service}:{operation}` hands out credentials and is never published as a tool"
-        )
-    return model.operation_model(operation)
-
-
-def input_members(operation: OperationModel) -> Mapping[str, Shape]:
-    shape = operation.input_shape
-    return shape.members if shape is not None else {}
-
-
-def required_members(operation: OperationModel) -> frozenset[str]:
-    shape = operation.input_shape
-    return frozenset(shape.required_members) if shape is not None else frozenset()
-
-
-def shape_to_schema(shape: Shape, *, depth: int = 0, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The JSON Schema of one botocore shape; recursive shapes stop at an untyped object."""
-    schema = _schema_for_type(shape, depth, seen)
-    doc = doc_text(shape.documentation)
-    if doc and depth == 0:
-        schema["description"] = doc
-    return schema
-
-
-def _schema_for_type(shape: Shape, depth: int, seen: tuple[str, ...]) -> dict[str, Any]:
-    kind = shape.type_name
-    meta = shape.metadata
-    if kind == "structure":
-        if shape.name in seen or depth >= _MAX_DEPTH:
-            return {"type": "object"}
-        inner = (*seen, shape.name)
-        members = shape.members
-        properties = {name: _member_schema(m, depth + 1, inner) for name, m in members.items()}
-        schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
-        required = [r for r in shape.required_members if r in properties]
-        if required:
-            schema["required"] = required
-        return schema
-    if kind == "list":
-        schema = {"type": "array", "items": _member_schema(shape.member, depth + 1, seen)}
-        _copy_bound(meta, "min", schema, "minItems")
-        _copy_bound(meta, "max", schema, "maxItems")
-        return schema
-    if kind == "map":
-        return {"type": "object", "additionalProperties": _member_schema(shape.value, depth + 1, seen)}
-    if kind == "string":
-        schema = {"type": "string"}
-        if shape.enum:
-            schema["enum"] = list(shape.enum)
-        _copy_bound(meta, "min", schema, "minLength")
-        _copy_bound(meta, "max", schema, "maxLength")
-        return schema
-    if kind in ("integer", "long"):
-        schema = {"type": "integer"}
-        _copy_bound(meta, "min", schema, "minimum")
-        _copy_bound(meta, "max", schema, "maximum")
-        return schema
-    if kind in ("float", "double"):
-        return {"type": "number"}
-    if kind == "boolean":
-        return {"type": "boolean"}
-    if kind == "timestamp":
-        return {"type": "string", "format": "date-time"}
-    if kind == "blob":
-        return {"type": "string", "description": "content as text"}
-    return {}
-
-
-def _member_schema(shape: Shape, depth: int, seen: tuple[str, ...]) -> dict[str, Any]:
-    return _schema_for_type(shape, depth, seen)
-
-
-def _copy_bound(meta: Mapping[str, Any], key: str, schema: dict[str, Any], target: str) -> None:
-    value = meta.get(key)
-    if isinstance(value, int) and not isinstance(value, bool):
-        schema[target] = value
-
-
-def doc_text(html: str | None) -> str:
-    text = re.sub(r"<[^>]+>", "", html or "")
-    text = " ".join(text.split())
-    if len(text) <= _DOC_CHARS:
-        return text
-    cut = text[:_DOC_CHARS]
-    return (cut[: cut.rfind(". ") + 1] if ". " in cut else cut.rstrip() + "…").strip()
 
 
 def narrow(name: str, schema: dict[str, Any], rule: ParameterRule) -> dict[str, Any]:

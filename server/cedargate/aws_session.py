@@ -20,7 +20,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 
 from cedargate import __version__
-from cedargate.aws_schema import new_botocore_session
+from cedargate.aws_model import new_botocore_session
 from cedargate.config import AwsConfig
 
 if TYPE_CHECKING:

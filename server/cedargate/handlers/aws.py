@@ -15,7 +15,7 @@ from typing import Any
 from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from cedargate.aws_duty import DutySessions
+from cedargate.aws_duty import AssumeRoleError, DutySessions
 from cedargate.aws_result import read_bodies, shape_result
 from cedargate.aws_schema import REGION_ARGUMENT
 from cedargate.aws_session import AwsClients
@@ -65,7 +65,11 @@ class AwsHandlers(HandlerFamily):
             account = call.resource.ref.id
             region = str(call.args.get(REGION_ARGUMENT) or clients.region)
             clients.ensure_ready()
-            session, cached = sessions.session_for(manifest.duty, call.principal, account)
+            try:
+                session, cached = sessions.session_for(manifest.duty, call.principal, account)
+            except AssumeRoleError as exc:
+                call.execution.update(duty=exc.duty, role_arn=exc.role_arn, aws_error_code=exc.code)
+                raise
             call.execution.update(
                 session.audit_facts(), credentials_cached=cached, region=region, backend=clients.backend
             )
