@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
+from moto import settings
+from moto.core.authorization import ActionAuthenticatorMixin
 from tests.aws_support import ARTIFACTS, call, make_tree, text_of
 from tests.conftest import audit_events
 
@@ -145,9 +149,6 @@ async def test_every_curated_change_works_where_policy_allows_it(tmp_path: Path)
 async def test_a_refused_assume_role_is_an_audited_tool_error_naming_the_duty(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from moto import settings
-    from moto.core.authorization import ActionAuthenticatorMixin
-
     runtime = build_runtime(load_config(make_tree(tmp_path), environ={}))
     try:
         seeded, _ = await call(runtime, "aws_sts_get_caller_identity", {})
@@ -166,3 +167,27 @@ async def test_a_refused_assume_role_is_an_audited_tool_error_naming_the_duty(
     assert event["execution"]["duty"] == "logs-reader"
     assert event["execution"]["aws_error_code"] == "InvalidClientTokenId"
     assert event["execution"]["role_arn"] == f"arn:aws:iam::{STAGING_ACCOUNT}:role/cedargate-logs-reader"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_over_stdio_with_the_sandbox_a_prod_stop_is_denied_before_any_aws_call(tmp_path: Path, mode: str) -> None:
+    config = make_tree(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CEDARGATE_", "AWS_"))}
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "cedargate", "--config", str(config), "serve", "--aws", "sandbox"],
+        env=env,
+    )
+    async with Client(params, mode=mode) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        result = await client.call_tool(
+            "aws_ec2_stop_instances", {"account": PROD_ACCOUNT, "InstanceIds": ["i-0123456789abcdef0"]}
+        )
+    stop = tools["aws_ec2_stop_instances"]
+    assert stop.annotations is not None
+    assert (stop.annotations.read_only_hint, stop.annotations.destructive_hint) == (False, False)
+    assert stop.input_schema["properties"]["InstanceIds"]["maxItems"] == 10
+    assert result.is_error is True
+    assert "prod-writes-forbidden" in text_of(result)
+    [event] = audit_events(tmp_path / "audit.jsonl")
+    assert (event["outcome"], event["environment"], event["execution"]) == ("denied", "prod", None)

@@ -13,6 +13,7 @@ from cedargate.cedar_schema import args_record
 from cedargate.cli import main
 from cedargate.config import Config, load_config
 from cedargate.errors import ManifestError
+from cedargate.manifest import ToolManifest
 from cedargate.runtime import handler_registry
 
 STOP = """
@@ -220,3 +221,10 @@ def test_tools_new_names_an_unknown_operation(tree: Path, capsys: pytest.Capture
     )
     assert code == 2
     assert "service `ec2` has no operation `StopEverything`" in capsys.readouterr().err
+
+
+def test_a_loaded_aws_manifest_round_trips_through_its_dump(config: Config) -> None:
+    catalog = load_catalog(config.tools_dir, check=handler_registry(None, config.aws).check)
+    manifest = catalog.tools["aws_ec2_stop_instances"]
+    again = ToolManifest.model_validate(manifest.model_dump())
+    assert again.content_hash == manifest.content_hash

@@ -125,11 +125,6 @@ class ToolManifest(_Strict):
         handler = data.get("handler")
         if not isinstance(handler, dict) or handler.get("kind") != "aws":
             return data
-        if "input_schema" in data:
-            raise ValueError(
-                "field `input_schema`: AWS tools derive their schema from the service model; "
-                "list the parameters agents may pass under [handler.parameters.NAME] instead"
-            )
         resource = data.get("resource") or {"kind": "aws_account", "argument": "account"}
         account = resource.get("argument", "account") if isinstance(resource, dict) else "account"
         try:
@@ -144,6 +139,12 @@ class ToolManifest(_Strict):
                 "description": "Return the secret values instead of `[REDACTED]`; only where a policy allows it.",
             }
         schema = derive_input_schema(spec.service, spec.operation, spec.parameters, spec.fixed, account, extra)
+        # A dumped manifest round-trips; a schema written by hand that differs is refused.
+        if "input_schema" in data and data["input_schema"] != schema:
+            raise ValueError(
+                "field `input_schema`: AWS tools derive their schema from the service model; "
+                "list the parameters agents may pass under [handler.parameters.NAME] instead"
+            )
         return {**data, "resource": resource, "input_schema": schema}
 
     @field_validator("input_schema")
