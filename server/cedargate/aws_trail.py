@@ -12,7 +12,7 @@ import copy
 import json
 import threading
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 _READ_PREFIXES: Final = ("Describe", "Get", "List", "Lookup", "Filter", "Head", "Search")
 _PARAMS_KEY: Final = "cedargate_api_params"
 _MAX_RESULTS: Final = 50
+MAX_EVENTS: Final = 10_000
 _MAX_PARAMETER_CHARS: Final = 512
 _ATTRIBUTES: Final = {
     "EventId": lambda e: [e["EventId"]],
@@ -42,10 +43,10 @@ _ATTRIBUTES: Final = {
 
 
 class SandboxTrail:
-    """Events per account, newest last; thread-safe."""
+    """Events per account, newest last, the oldest dropped past ``MAX_EVENTS``; thread-safe."""
 
     def __init__(self) -> None:
-        self._events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._events: dict[str, deque[dict[str, Any]]] = defaultdict(lambda: deque(maxlen=MAX_EVENTS))
         self._lock = threading.Lock()
 
     def record(
