@@ -106,3 +106,11 @@ def test_cap_keeps_the_largest_prefix_that_fits_or_refuses() -> None:
     assert cap({"a": 1}, 300, "x") == ({"a": 1}, False)
     with pytest.raises(HandlerError, match="narrow the request"):
         cap({"blob": "y" * 1000}, 300, "s3:GetObject")
+
+
+def test_clients_retry_throttling_in_standard_mode_and_name_cedargate_and_the_agent(clients: AwsClients) -> None:
+    client = clients.client("ec2", agent="codex")
+    assert client.meta.config.retries["mode"] == "standard"
+    assert "cedargate/0.1.0 agent/codex" in client.meta.config.user_agent_extra
+    assert clients.client("ec2", agent="codex") is client
+    assert clients.client("ec2", agent="claude") is not client
