@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,9 @@ def test_a_bare_group_prints_its_help_and_exits_2(capsys: pytest.CaptureFixture[
 def test_tools_list_json_names_every_manifest_with_its_hash(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", str(tree / "cedargate.toml"), "tools", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    names = sorted(p.stem for p in (tree / "tools").rglob("*.toml"))
-    assert len(rows) == len(names)
+    declared = [tomllib.loads(p.read_text()) for p in (tree / "tools").rglob("*.toml")]
+    names = sorted(entry["name"] for data in declared for entry in data.get("tool", [data]))
+    assert sorted(r["name"] for r in rows) == names
     assert all(len(r["manifest_hash"]) == 64 for r in rows)
 
 

@@ -114,7 +114,8 @@ async def test_tool_list_is_exactly_the_manifests_with_all_four_annotations(
     manifests = {}
     for path in (tree / "tools").rglob("*.toml"):
         data = tomllib.loads(path.read_text())
-        manifests[data["name"]] = data
+        for entry in data.get("tool", [data]):
+            manifests[entry["name"]] = entry
     with anyio.fail_after(30):
         async with connect(transport, tree, url, mode) as client:
             tools = (await client.list_tools()).tools
@@ -122,7 +123,8 @@ async def test_tool_list_is_exactly_the_manifests_with_all_four_annotations(
     for tool in tools:
         manifest = manifests[tool.name]
         assert tool.description == manifest["description"]
-        assert tool.input_schema["properties"].keys() == manifest["input_schema"]["properties"].keys()
+        if "input_schema" in manifest:  # AWS manifests derive theirs from botocore's model
+            assert tool.input_schema["properties"].keys() == manifest["input_schema"]["properties"].keys()
         assert tool.input_schema["additionalProperties"] is False
         hints = tool.annotations
         assert hints is not None

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from tests.conftest import ROOT
 
-from cedargate.catalog import load_catalog
+from cedargate.catalog import ToolCatalog, load_catalog
 from cedargate.cedar_schema import schema_json
+from cedargate.config import load_config
 from cedargate.runtime import handler_registry
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -30,8 +31,13 @@ def _compare(name: str, actual: str) -> None:
     assert actual == path.read_text(), f"`{name}` changed: review the diff, then regenerate the snapshot"
 
 
+def _shipped_catalog() -> ToolCatalog:
+    config = load_config(ROOT / "cedargate.toml", environ={})
+    return load_catalog(config.tools_dir, check=handler_registry(None, config).check)
+
+
 def _published_tools() -> list[dict[str, Any]]:
-    catalog = load_catalog(ROOT / "tools", check=handler_registry(None).check)
+    catalog = _shipped_catalog()
     return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in catalog.mcp_tools]
 
 
@@ -40,7 +46,7 @@ def test_published_tools_match_the_snapshot() -> None:
 
 
 def test_generated_cedar_schema_matches_the_golden_file() -> None:
-    catalog = load_catalog(ROOT / "tools", check=handler_registry(None).check)
+    catalog = _shipped_catalog()
     _compare("cedar_schema.json", schema_json(catalog))
 
 

@@ -32,9 +32,12 @@ def test_a_manifest_with_a_bad_field_names_file_tool_and_field(tree: Path) -> No
 
 
 def test_a_manifest_naming_an_unknown_operation_is_refused(tree: Path) -> None:
-    path = tree / "tools/aws/sts_get_caller_identity.toml"
+    path = tree / "tools/aws/sts.toml"
     path.write_text(path.read_text().replace('operation = "GetCallerIdentity"', 'operation = "GetCallerIdentityX"'))
-    with pytest.raises(ManifestError, match=r"field `handler.operation`: `sts` has no operation `GetCallerIdentityX`"):
+    with pytest.raises(
+        ManifestError,
+        match=r"sts.toml: tool `aws_sts_get_caller_identity`: field `handler.operation`: service `sts` has no operation `GetCallerIdentityX`",
+    ):
         _start(tree)
 
 

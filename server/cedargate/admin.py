@@ -16,7 +16,7 @@ from cedargate.runtime import handler_registry, load_tools_and_policies
 
 
 def _catalog(config: Config) -> ToolCatalog:
-    return load_catalog(config.tools_dir, check=handler_registry(None).check)
+    return load_catalog(config.tools_dir, check=handler_registry(None, config).check)
 
 
 def _handler_label(manifest: ToolManifest) -> str:
@@ -46,7 +46,7 @@ def generated_schema_text(config: Config) -> str:
 
 
 def validate_policies(config: Config) -> dict[str, Any]:
-    catalog, policies = load_tools_and_policies(config, handler_registry(None))
+    catalog, policies = load_tools_and_policies(config, handler_registry(None, config))
     return {
         "ok": True,
         "tools": len(catalog),

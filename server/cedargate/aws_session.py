@@ -1,54 +1,145 @@
 """Where AWS calls go: the embedded sandbox account (moto, in-process) or the real cloud.
 
 The handler code path is the same in both: a boto3 client from ``AwsClients.client``. In the
-sandbox, moto intercepts botocore below boto3, so nothing leaves the process.
+sandbox, moto intercepts botocore below boto3, so nothing leaves the process, and the
+sandbox keeps a trail of the calls so ``cloudtrail:LookupEvents`` has something to show.
+Every client names cedargate, its version and the agent in its user agent, and retries
+throttling with botocore's standard retry mode.
 """
 
 from __future__ import annotations
 
+import re
 import threading
-from typing import Any, Literal
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import boto3
 from botocore.config import Config as BotoConfig
 
+from cedargate import __version__
+from cedargate.aws_model import new_botocore_session
 from cedargate.config import AwsConfig
 
-SANDBOX_ACCOUNT = "123456789012"
-_SANDBOX_CREDENTIALS = {
+if TYPE_CHECKING:
+    from cedargate.aws_sandbox import Sandbox
+
+SANDBOX_ACCOUNT: Final = "123456789012"
+"""The sandbox's own identity (moto's default account): where cedargate assumes duty roles from."""
+_SANDBOX_CREDENTIALS: Final = {
     "aws_access_key_id": "testing",
     "aws_secret_access_key": "testing",
     "aws_session_token": "testing",
 }
+_CLIENT_CACHE_SIZE: Final = 256
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    """Temporary credentials of one assumed duty role; kept in the server, never shown to an agent."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: datetime
+
+    def as_client_kwargs(self) -> dict[str, str]:
+        return {
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+            "aws_session_token": self.session_token,
+        }
+
+
+@dataclass(frozen=True)
+class TrailIdentity:
+    """Who a client acts as, for the sandbox trail's ``userIdentity`` (unused against real AWS)."""
+
+    account: str
+    username: str
+    arn: str
 
 
 class AwsClients:
     """Hands out boto3 clients for one backend; starts the moto sandbox when that is the backend."""
 
     def __init__(self, config: AwsConfig) -> None:
+        self.config = config
         self.region = config.region
         self.backend: Literal["sandbox", "real"] = _choose_backend(config)
-        self._mock: Any = None
+        self.sandbox: Sandbox | None = None
         self._lock = threading.Lock()
+        self._clients: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+        self._session: boto3.Session | None = None
         if self.backend == "sandbox":
-            from moto import mock_aws  # imported lazily: real deployments never load moto
+            from cedargate.aws_sandbox import Sandbox  # imported lazily: real deployments never load moto
 
-            self._mock = mock_aws()
-            self._mock.start()
+            self.sandbox = Sandbox(self)
+            self.sandbox.start()
 
-    def client(self, service: str) -> Any:
-        with self._lock:  # boto3's default session is not thread-safe to create clients from
-            session = boto3.Session(
-                region_name=self.region, **(_SANDBOX_CREDENTIALS if self.backend == "sandbox" else {})
-            )
-            return session.client(
-                service, config=BotoConfig(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=20)
-            )
+    def ensure_ready(self) -> None:
+        """Seed the sandbox estate on first use (a no-op against real AWS)."""
+        if self.sandbox is not None:
+            self.sandbox.ensure_seeded()
+
+    def client(
+        self,
+        service: str,
+        *,
+        region: str | None = None,
+        credentials: AwsCredentials | None = None,
+        agent: str = "",
+        trail: TrailIdentity | None = None,
+    ) -> Any:
+        """A (cached) client; ``credentials`` None means the server's own identity."""
+        region = region or self.region
+        key_id = credentials.access_key_id if credentials else ""
+        key = (service, region, key_id, agent, trail.account if trail else "")
+        with self._lock:  # boto3 sessions are not thread-safe to create clients from
+            cached = self._clients.get(key)
+            if cached is not None:
+                self._clients.move_to_end(key)
+                return cached
+            if credentials is not None:
+                secrets = credentials.as_client_kwargs()
+            else:
+                secrets = _SANDBOX_CREDENTIALS if self.backend == "sandbox" else {}
+            client = self._boto_session().client(service, region_name=region, config=_boto_config(agent), **secrets)
+            if self.sandbox is not None and trail is not None:
+                self.sandbox.trail.instrument(client, trail)
+            self._clients[key] = client
+            if len(self._clients) > _CLIENT_CACHE_SIZE:
+                self._clients.popitem(last=False)
+            return client
+
+    def _boto_session(self) -> boto3.Session:
+        if self._session is None:
+            self._session = boto3.Session(region_name=self.region, botocore_session=new_botocore_session())
+        return self._session
 
     def close(self) -> None:
-        if self._mock is not None:
-            self._mock.stop()
-            self._mock = None
+        with self._lock:
+            self._clients.clear()
+        if self.sandbox is not None:
+            self.sandbox.stop()
+            self.sandbox = None
+
+
+def user_agent_extra(agent: str) -> str:
+    """``cedargate/VERSION agent/NAME``: the cloud's own trail can attribute the call."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", agent)[:64] or "unknown"
+    return f"cedargate/{__version__} agent/{safe}"
+
+
+def _boto_config(agent: str) -> BotoConfig:
+    return BotoConfig(
+        user_agent_extra=user_agent_extra(agent),
+        retries={"mode": "standard", "max_attempts": 4},
+        connect_timeout=5,
+        read_timeout=20,
+    )
 
 
 def _choose_backend(config: AwsConfig) -> Literal["sandbox", "real"]:

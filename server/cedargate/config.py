@@ -97,13 +97,35 @@ class AwsAccountConfig(_Strict):
     alias: str = ""
 
 
+_ROLE_ARN_TEMPLATE = r"^arn:aws[a-z-]*:iam::(\{account\}|[0-9]{12}):role/[\w+=,.@/{}-]+$"
+
+
+class AwsDutyConfig(_Strict):
+    """A duty identity: the role an AWS tool's calls run as, assumed per account and principal.
+
+    ``role_arn`` may name ``{account}`` (the account the call targets) and ``{duty}`` (the
+    duty's name), so one duty spans accounts that each carry the same role.
+    """
+
+    role_arn: Annotated[str, StringConstraints(pattern=_ROLE_ARN_TEMPLATE)] = (
+        "arn:aws:iam::{account}:role/cedargate-{duty}"
+    )
+    session_seconds: Annotated[int, Field(ge=900, le=43200)] = 900
+    external_id: str | None = None
+    description: str = ""
+
+    def role_for(self, duty: str, account: str) -> str:
+        return self.role_arn.replace("{duty}", duty).replace("{account}", account)
+
+
 class AwsConfig(_Strict):
-    """Where AWS calls go: the embedded sandbox (moto) or the real cloud."""
+    """Where AWS calls go (the embedded sandbox or the real cloud), which accounts, which duties."""
 
     mode: Literal["sandbox", "real", "auto"] = "auto"
     region: str = "us-east-1"
     default_account: str | None = None
     accounts: tuple[AwsAccountConfig, ...] = ()
+    duties: dict[Identifier, AwsDutyConfig] = Field(default_factory=dict)
 
 
 class AuditConfig(_Strict):

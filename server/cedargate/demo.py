@@ -20,6 +20,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 
 from cedargate.audit.verify import verify_log
+from cedargate.aws_sandbox import PROD_ACCOUNT, STAGING_ACCOUNT
 from cedargate.errors import ConfigError
 from cedargate.git import run_git
 
@@ -124,12 +125,24 @@ path = "audit.jsonl"
 
 [aws]
 mode = "sandbox"
-default_account = "123456789012"
+default_account = "{STAGING_ACCOUNT}"
 
 [[aws.accounts]]
-id = "123456789012"
-environment = "dev"
-alias = "sandbox"
+id = "{PROD_ACCOUNT}"
+environment = "prod"
+alias = "acme-prod"
+
+[[aws.accounts]]
+id = "{STAGING_ACCOUNT}"
+environment = "staging"
+alias = "acme-staging"
+
+[aws.duties]
+aws-reader = {{}}
+logs-reader = {{}}
+infra-operator = {{}}
+data-operator = {{}}
+secrets-reader = {{}}
 
 [[repositories]]
 name = "{DEV_REPO}"

@@ -50,10 +50,15 @@ class HandlerError(CedargateError):
     """A handler failed in a way it could describe to the agent."""
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """Render pydantic errors as ``field `a.b`: problem`` clauses, one per error."""
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """Render pydantic errors as ``field `a.b`: problem`` clauses, one per error (under ``prefix``)."""
     parts = []
     for error in exc.errors():
-        location = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        location = ".".join([prefix, *(str(p) for p in error["loc"])] if prefix else [str(p) for p in error["loc"]])
+        location = location or "(top level)"
+        message = str(error.get("ctx", {}).get("error", ""))
+        if not error["loc"] and message.startswith("field `"):
+            parts.append(message)  # a model-level check that already names its field
+            continue
         parts.append(f"field `{location}`: {error['msg'][:1].lower()}{error['msg'][1:]}")
     return "; ".join(parts)

@@ -3,7 +3,8 @@
 A manifest is declarative. It names the handler that does the work, the resource the call
 targets, the risk level (the only source of the tool's MCP annotations and Cedar action
 group), the duty identity whose credentials the handler uses, and the JSON Schema of the
-arguments the agent may pass.
+arguments the agent may pass. An AWS manifest does not write that schema: it lists the
+allowed parameters and the schema is derived from botocore's service model (``aws_schema``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,22 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import jmespath
 import mcp_types as types
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from cedargate.aws_schema import ParameterRule, derive_input_schema
+from cedargate.errors import describe_validation_error
 from cedargate.risk import Risk
 
 ToolName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -35,13 +47,44 @@ class RepoHandlerSpec(_Strict):
     operation: str
 
 
+class SecretSpec(_Strict):
+    """Response fields that hold secrets: redacted unless the call asked to reveal them.
+
+    Asking to reveal is an argument policies see (``context.args.<reveal_argument>``), so a
+    value is disclosed only when a policy lets such a call through. Paths are dotted keys,
+    ``[]`` stepping into every element of a list (``Parameters[].Value``).
+    """
+
+    paths: tuple[Annotated[str, StringConstraints(min_length=1)], ...]
+    reveal_argument: ToolName = "reveal"
+
+
 class AwsHandlerSpec(_Strict):
-    """One boto3 operation; ``result`` is a JMESPath projection of the response."""
+    """One boto3 operation: what the agent may pass, what the admin fixes, what comes back.
+
+    ``result`` is a JMESPath projection of the response; the projected result is capped at
+    ``max_result_bytes`` of JSON and streamed bodies (``s3:GetObject``) at ``max_body_bytes``.
+    """
 
     kind: Literal["aws"]
-    service: str
-    operation: str
+    service: Annotated[str, StringConstraints(min_length=1)]
+    operation: Annotated[str, StringConstraints(min_length=1)]
+    parameters: dict[str, ParameterRule] = Field(default_factory=dict)
+    fixed: dict[str, Any] = Field(default_factory=dict)
     result: str | None = None
+    max_result_bytes: Annotated[int, Field(ge=256, le=4 * 1024 * 1024)] = 64 * 1024
+    max_body_bytes: Annotated[int, Field(ge=1, le=4 * 1024 * 1024)] = 256 * 1024
+    secrets: SecretSpec | None = None
+
+    @field_validator("result")
+    @classmethod
+    def _result_is_jmespath(cls, result: str | None) -> str | None:
+        if result is not None:
+            try:
+                jmespath.compile(result)
+            except jmespath.exceptions.JMESPathError as exc:
+                raise ValueError(f"not a JMESPath expression: {exc}") from exc
+        return result
 
 
 HandlerSpec = Annotated[RepoHandlerSpec | AwsHandlerSpec, Field(discriminator="kind")]
@@ -74,6 +117,37 @@ class ToolManifest(_Strict):
     resource: ResourceBinding
     input_schema: dict[str, Any]
     source: Path = Field(default=Path("?"), exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_aws_schema(cls, data: Any) -> Any:
+        """An AWS manifest's schema comes from the service model, never from the file."""
+        if not isinstance(data, dict):
+            return data
+        handler = data.get("handler")
+        if not isinstance(handler, dict) or handler.get("kind") != "aws":
+            return data
+        resource = data.get("resource") or {"kind": "aws_account", "argument": "account"}
+        account = resource.get("argument", "account") if isinstance(resource, dict) else "account"
+        try:
+            spec = AwsHandlerSpec.model_validate(handler)
+        except ValidationError as exc:
+            raise ValueError(describe_validation_error(exc, prefix="handler")) from exc
+        extra = {}
+        if spec.secrets is not None:
+            extra[spec.secrets.reveal_argument] = {
+                "type": "boolean",
+                "default": False,
+                "description": "Return the secret values instead of `[REDACTED]`; only where a policy allows it.",
+            }
+        schema = derive_input_schema(spec.service, spec.operation, spec.parameters, spec.fixed, account, extra)
+        # A dumped manifest round-trips; a schema written by hand that differs is refused.
+        if "input_schema" in data and data["input_schema"] != schema:
+            raise ValueError(
+                "field `input_schema`: AWS tools derive their schema from the service model; "
+                "list the parameters agents may pass under [handler.parameters.NAME] instead"
+            )
+        return {**data, "resource": resource, "input_schema": schema}
 
     @field_validator("input_schema")
     @classmethod

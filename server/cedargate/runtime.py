@@ -48,9 +48,14 @@ def load_tools_and_policies(config: Config, registry: HandlerRegistry) -> tuple[
 
 
 def handler_registry(aws: AwsClients | None, config: Config | None = None) -> HandlerRegistry:
-    """Every handler family; without AWS clients the registry can check manifests but not run AWS tools."""
+    """Every handler family; without AWS clients the registry can check manifests but not run AWS tools.
+
+    Repository tools are checked against ``config``'s repositories and AWS manifests against its
+    duties (or, without a config, the clients' duties).
+    """
     repositories = config.repositories if config is not None else ()
-    return HandlerRegistry({"repo": RepoHandlers(repositories), "aws": AwsHandlers(aws)})
+    duties = config.aws.duties if config is not None else None
+    return HandlerRegistry({"repo": RepoHandlers(repositories), "aws": AwsHandlers(aws, duties)})
 
 
 def build_runtime(config: Config) -> Runtime:

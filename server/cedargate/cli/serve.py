@@ -21,6 +21,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8750, help="HTTP port (default: 8750)")
+    serve.add_argument(
+        "--aws",
+        choices=["sandbox", "real", "auto"],
+        help="AWS backend, overriding `aws.mode`: the embedded sandbox account, real AWS, or auto",
+    )
     serve.set_defaults(run=run)
 
 
@@ -29,7 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from cedargate.server import build_server
     from cedargate.transport import serve_http, serve_stdio
 
-    runtime = build_runtime(config_from(args))
+    config = config_from(args)
+    if args.aws:
+        config = config.model_copy(update={"aws": config.aws.model_copy(update={"mode": args.aws})})
+    runtime = build_runtime(config)
     try:
         server = build_server(runtime)
         if args.transport == "http":

@@ -1,4 +1,4 @@
-"""``cedargate tools``: what the manifests publish."""
+"""``cedargate tools``: what the manifests publish, and starting a new one."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 
 from cedargate.cli._common import config_from, group
+from cedargate.cli.tools_new import register_new
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,6 +18,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(run=run_list)
+    register_new(tools)
 
 
 def run_list(args: argparse.Namespace) -> int:

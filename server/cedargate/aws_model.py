@@ -1,0 +1,90 @@
+"""botocore's service models: the one source of what a service, operation and parameter is.
+
+Models are parsed once per process (EC2's takes seconds); operations that hand out
+credentials are refused here, whatever a manifest says, so no path can publish them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from typing import Final
+
+import botocore.session
+from botocore.exceptions import UnknownServiceError
+from botocore.model import OperationModel, ServiceModel, Shape
+
+CREDENTIAL_VENDING: Final = frozenset(
+    {
+        ("sts", "AssumeRole"),
+        ("sts", "AssumeRoleWithSAML"),
+        ("sts", "AssumeRoleWithWebIdentity"),
+        ("sts", "AssumeRoot"),
+        ("sts", "GetSessionToken"),
+        ("sts", "GetFederationToken"),
+        ("iam", "CreateAccessKey"),
+        ("iam", "CreateLoginProfile"),
+        ("iam", "UpdateLoginProfile"),
+        ("iam", "CreateServiceSpecificCredential"),
+        ("iam", "ResetServiceSpecificCredential"),
+        ("sso", "GetRoleCredentials"),
+        ("sso-oidc", "CreateToken"),
+        ("cognito-identity", "GetCredentialsForIdentity"),
+        ("cognito-identity", "GetOpenIdToken"),
+        ("ecr", "GetAuthorizationToken"),
+        ("ecr-public", "GetAuthorizationToken"),
+        ("codeartifact", "GetAuthorizationToken"),
+        ("redshift", "GetClusterCredentials"),
+        ("redshift", "GetClusterCredentialsWithIAM"),
+        ("redshift-serverless", "GetCredentials"),
+    }
+)
+"""Operations that hand out credentials: never published, whatever a manifest says."""
+
+
+_botocore = botocore.session.get_session()
+
+
+def new_botocore_session() -> botocore.session.Session:
+    """A fresh botocore session that shares this module's model loader.
+
+    Service models are large (EC2's takes seconds to parse), so they are parsed once per
+    process. The session itself is new so it picks up the event handlers registered at the
+    time of the call (the sandbox's moto hooks are registered when moto is imported).
+    """
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _botocore.get_component("data_loader"))
+    return session
+
+
+@cache
+def service_model(service: str) -> ServiceModel:
+    """botocore's model of ``service``; ``ValueError`` naming ``handler.service`` when unknown."""
+    try:
+        return _botocore.get_service_model(service)
+    except UnknownServiceError as exc:
+        raise ValueError(f"field `handler.service`: unknown AWS service `{service}`") from exc
+
+
+def operation_model(service: str, operation: str) -> OperationModel:
+    model = service_model(service)
+    if operation not in model.operation_names:
+        raise ValueError(
+            f"field `handler.operation`: service `{service}` has no operation `{operation}` "
+            "(operation names are CamelCase, e.g. `DescribeInstances`)"
+        )
+    if (service, operation) in CREDENTIAL_VENDING:
+        raise ValueError(
+            f"field `handler.operation`: `{service}:{operation}` hands out credentials and is never published as a tool"
+        )
+    return model.operation_model(operation)
+
+
+def input_members(operation: OperationModel) -> Mapping[str, Shape]:
+    shape = operation.input_shape
+    return shape.members if shape is not None else {}
+
+
+def required_members(operation: OperationModel) -> frozenset[str]:
+    shape = operation.input_shape
+    return frozenset(shape.required_members) if shape is not None else frozenset()

@@ -1,0 +1,67 @@
+"""``cedargate tools new aws SERVICE OPERATION --risk LEVEL``: a starting manifest from the service model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from cedargate.errors import ConfigError, ManifestError, describe_validation_error
+from cedargate.risk import Risk
+
+
+def register_new(tools: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    new = tools.add_parser(
+        "new",
+        help="write a starting manifest for an AWS operation",
+        description=(
+            "Write a manifest for an AWS operation from botocore's service model, for an admin to edit: "
+            "required parameters are allowed, the others are listed commented out."
+        ),
+    )
+    new.add_argument("kind", choices=["aws"], help="the handler family (only `aws` is generated)")
+    new.add_argument("service", help="botocore service name, e.g. `ec2`")
+    new.add_argument("operation", help="operation name in CamelCase, e.g. `StopInstances`")
+    new.add_argument("--risk", required=True, choices=[r.value for r in Risk], help="the tool's risk level")
+    new.add_argument("--duty", help="duty identity (default: `aws-reader` for reads, `infra-operator` otherwise)")
+    new.add_argument("--owner", default="platform", help="owning team (default: platform)")
+    new.add_argument("--output", metavar="PATH", help="file to write (default: TOOLS_DIR/aws/NAME.toml)")
+    new.add_argument("--force", action="store_true", help="overwrite an existing file")
+    new.add_argument("--json", action="store_true", help="print the result as JSON")
+    new.set_defaults(run=run_new)
+
+
+def run_new(args: argparse.Namespace) -> int:
+    from cedargate.aws_manifest_template import render_manifest, tool_name
+
+    risk = Risk(args.risk)
+    duty = args.duty or ("aws-reader" if risk is Risk.READ else "infra-operator")
+    try:
+        text = render_manifest(args.service, args.operation, risk, duty, args.owner)
+    except ValueError as exc:
+        raise ManifestError(str(exc)) from exc
+    except ValidationError as exc:
+        raise ManifestError(f"the generated manifest does not load: {describe_validation_error(exc)}") from exc
+    name = tool_name(args.service, args.operation)
+    path = Path(args.output) if args.output else _tools_dir(args) / "aws" / f"{name}.toml"
+    if path.exists() and not args.force:
+        raise ConfigError(f"`{path}` exists: pass --force to overwrite it or --output to write elsewhere")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    if args.json:
+        print(json.dumps({"name": name, "path": str(path), "duty": duty, "risk": risk.value}))
+    else:
+        print(f"wrote {path}: tool `{name}` ({risk.value}, duty `{duty}`)")
+        print("next: allow parameters and set a result projection, then run `cedargate policy validate`")
+    return 0
+
+
+def _tools_dir(args: argparse.Namespace) -> Path:
+    from cedargate.cli._common import config_from
+
+    try:
+        return config_from(args).tools_dir
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; or pass --output PATH") from exc
