@@ -34,10 +34,8 @@ def test_a_manifest_with_a_bad_field_names_file_tool_and_field(tree: Path) -> No
 def test_a_manifest_naming_an_unknown_operation_is_refused(tree: Path) -> None:
     path = tree / "tools/aws/sts.toml"
     path.write_text(path.read_text().replace('operation = "GetCallerIdentity"', 'operation = "GetCallerIdentityX"'))
-    with pytest.raises(
-        ManifestError,
-        match=r"sts.toml: tool `aws_sts_get_caller_identity`: field `handler.operation`: service `sts` has no operation",
-    ):
+    expected = r"sts.toml: tool `aws_sts_get_caller_identity`: field `handler.operation`: service `sts` has no"
+    with pytest.raises(ManifestError, match=expected):
         _start(tree)
 
 
