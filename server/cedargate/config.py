@@ -81,6 +81,21 @@ class AuditConfig(_Strict):
     fsync: bool = False
 
 
+class PolicyConfig(_Strict):
+    """How the policy set is enforced and refreshed.
+
+    ``shadow_files`` (names under ``policies_dir``) are evaluated on every call but never
+    enforced: what they would change is audited. In ``shadow_environments`` no decision is
+    enforced at all: a deny is audited as "would deny" and the call runs. Meant for rolling
+    out a new policy; a shadow environment is not governed, so keep it to sandboxes.
+    """
+
+    shadow_files: tuple[str, ...] = ()
+    shadow_environments: tuple[Identifier, ...] = ()
+    reload_interval_seconds: Annotated[float, Field(ge=0)] = 2.0
+    """How often ``tools/`` and ``policies/`` are checked for changes while serving; 0 turns reload off."""
+
+
 class Config(_Strict):
     """The whole configuration, with every path already absolute."""
 
@@ -88,6 +103,7 @@ class Config(_Strict):
     policies_dir: Path = Path("policies")
     principal: PrincipalConfig | None = None
     audit: AuditConfig = AuditConfig()
+    policy: PolicyConfig = PolicyConfig()
     aws: AwsConfig = AwsConfig()
     repositories: tuple[RepositoryConfig, ...] = ()
     base_dir: Path = Field(default=Path("."), exclude=True)

@@ -22,9 +22,7 @@ import anyio.to_thread
 
 from cedargate.audit.event import AuditEvent, AuditPrincipal, AuditResource, Outcome
 from cedargate.audit.log import AuditSink
-from cedargate.authorize import Authorizer
 from cedargate.budget import Budget
-from cedargate.catalog import ToolCatalog
 from cedargate.config import Config
 from cedargate.errors import AuditWriteError, HandlerError, ResourceError, ToolInputError
 from cedargate.gate import needs_approval
@@ -34,6 +32,7 @@ from cedargate.redact import arguments_for_audit, redact_value
 from cedargate.request_context import build_context
 from cedargate.resolve import resolve_resource
 from cedargate.session import SessionState
+from cedargate.snapshot import SnapshotHolder
 from cedargate.validate import validate_arguments
 
 logger = logging.getLogger(__name__)
@@ -69,15 +68,13 @@ class Pipeline:
     def __init__(
         self,
         config: Config,
-        catalog: ToolCatalog,
-        authorizer: Authorizer,
+        snapshots: SnapshotHolder,
         handlers: HandlerRegistry,
         audit: AuditSink,
         budget: Budget | None = None,
     ) -> None:
         self._config = config
-        self._catalog = catalog
-        self._authorizer = authorizer
+        self._snapshots = snapshots
         self._handlers = handlers
         self._audit = audit
         self._budget = budget or Budget()
@@ -109,7 +106,9 @@ class Pipeline:
         return self._finish(event, started, Outcome.SUCCEEDED, payload=payload)
 
     async def _governed(self, request: CallRequest, event: _EventDraft) -> dict[str, Any]:
-        manifest = self._catalog.get(request.tool)
+        # One snapshot for the whole call: a reload never mixes old tools with new policies.
+        snapshot = self._snapshots.current
+        manifest = snapshot.catalog.get(request.tool)
         if manifest is None:
             raise _Refused(
                 Outcome.UNKNOWN_TOOL, f"unknown tool `{request.tool}`: list the tools to see what this server publishes"
@@ -124,12 +123,18 @@ class Pipeline:
             resource=AuditResource(type=resource.ref.type, id=resource.ref.id), environment=resource.environment
         )
         context = build_context(request.principal, manifest, resource, args, request.session, call_number)
-        decision = self._authorizer.authorize(request.principal, manifest.name, resource, context)
-        event.fields["decision"] = decision
-        if needs_approval(decision):
-            raise _Refused(Outcome.APPROVAL_REQUIRED, decision.explain())
-        if not decision.allowed:
-            raise _Refused(Outcome.DENIED, decision.explain())
+        verdict = snapshot.authorizer.decide(request.principal, manifest.name, resource, context)
+        decision = verdict.decision
+        event.fields.update(decision=decision, shadow=verdict.shadow)
+        if verdict.enforced:
+            if needs_approval(decision):
+                raise _Refused(Outcome.APPROVAL_REQUIRED, decision.explain())
+            if not decision.allowed:
+                raise _Refused(Outcome.DENIED, decision.explain())
+        else:
+            logger.warning(
+                "shadow environment `%s`: %s ran although it %s", resource.environment, request.tool, decision.explain()
+            )
         self._budget.check(request.principal, manifest)
         if not manifest.risk.read_only:
             # Provenance: a change records what the session had read before it.

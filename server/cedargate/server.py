@@ -81,12 +81,11 @@ def to_call_tool_result(result: CallResult) -> types.CallToolResult:
 def build_server(runtime: Runtime) -> Server[Any]:
     """An SDK server whose list and call handlers are backed by ``runtime``."""
     sessions = SessionRegistry()
-    tools = runtime.catalog.mcp_tools
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=tools)
+        return types.ListToolsResult(tools=runtime.catalog.mcp_tools)
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         request = CallRequest(
