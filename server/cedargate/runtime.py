@@ -20,6 +20,7 @@ from cedargate.handlers.repo import RepoHandlers
 from cedargate.identity import Principal, principal_from_config
 from cedargate.pipeline import Pipeline
 from cedargate.policy_set import PolicySet, load_policy_set
+from cedargate.reload import PolicyReloader
 from cedargate.snapshot import SnapshotHolder, build_snapshot
 
 
@@ -34,6 +35,7 @@ class Runtime:
     audit: JsonlAuditLog
     aws: AwsClients
     handlers: HandlerRegistry
+    reloader: PolicyReloader
 
     @property
     def catalog(self) -> ToolCatalog:
@@ -72,4 +74,5 @@ def build_runtime(config: Config) -> Runtime:
         aws.close()
         raise
     pipeline = Pipeline(config, snapshots, registry, audit)
-    return Runtime(config, snapshots, principal, pipeline, audit, aws, registry)
+    reloader = PolicyReloader(config, registry, snapshots, audit)
+    return Runtime(config, snapshots, principal, pipeline, audit, aws, registry, reloader)

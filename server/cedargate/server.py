@@ -21,6 +21,7 @@ from cedargate.identity import Principal
 from cedargate.pipeline import CallRequest, CallResult
 from cedargate.runtime import Runtime
 from cedargate.session import SessionState
+from cedargate.tool_list_events import ToolListNotifier
 
 SERVER_NAME = "cedargate"
 INSTRUCTIONS = (
@@ -81,13 +82,17 @@ def to_call_tool_result(result: CallResult) -> types.CallToolResult:
 def build_server(runtime: Runtime) -> Server[Any]:
     """An SDK server whose list and call handlers are backed by ``runtime``."""
     sessions = SessionRegistry()
+    notifier = ToolListNotifier()
+    runtime.reloader.on_tools_changed(notifier.tools_changed)
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
+        notifier.seen(ctx)
         return types.ListToolsResult(tools=runtime.catalog.mcp_tools)
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        notifier.seen(ctx)
         request = CallRequest(
             tool=params.name,
             arguments=params.arguments,
@@ -102,4 +107,5 @@ def build_server(runtime: Runtime) -> Server[Any]:
         instructions=INSTRUCTIONS,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_subscriptions_listen=notifier.listen_handler,
     )
