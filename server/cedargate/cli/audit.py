@@ -1,9 +1,14 @@
-"""``cedargate audit``: checking the audit trail."""
+"""``cedargate audit``: checking, reading, querying and exporting the audit trail."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cedargate.cli._common import config_from, group
 from cedargate.errors import CedargateError
@@ -19,6 +24,121 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     verify.add_argument("--log", type=Path, help="audit log file (default: the configured one)")
     verify.add_argument("--json", action="store_true", help="print JSON")
     verify.set_defaults(run=run_verify)
+    tail = audit.add_parser(
+        "tail",
+        help="print the last events",
+        description="Print the last events of the audit log (optionally filtered).",
+    )
+    tail.add_argument("-n", "--lines", type=int, default=10, help="how many events (default: 10)")
+    tail.add_argument("--follow", "-f", action="store_true", help="keep printing events as they are appended")
+    _filter_arguments(tail)
+    tail.set_defaults(run=run_tail)
+    query = audit.add_parser(
+        "query",
+        help="find events by agent, user, team, tool, decision, environment, time or task",
+        description="Print the events that match every filter given, in log order.",
+    )
+    query.add_argument("--limit", type=int, help="only the last LIMIT matches")
+    _filter_arguments(query)
+    query.set_defaults(run=run_query)
+    export = audit.add_parser(
+        "export",
+        help="export events in a standard format (OCSF)",
+        description="Export events as OCSF API Activity (class 6003) JSON lines, Cedar's policies in "
+        "actor.authorizations.",
+    )
+    export.add_argument("--format", choices=["ocsf"], default="ocsf", help="output format (default: ocsf)")
+    export.add_argument("--output", type=Path, help="write to this file instead of standard output")
+    _filter_arguments(export, with_json=False)
+    export.set_defaults(run=run_export)
+
+
+def _filter_arguments(parser: argparse.ArgumentParser, *, with_json: bool = True) -> None:
+    parser.add_argument("--log", type=Path, help="audit log file (default: the configured one)")
+    for name, what in (
+        ("agent", "the calling agent"),
+        ("user", "the human the agent acted for"),
+        ("team", "the agent's team"),
+        ("tool", "tool name"),
+        ("decision", "Cedar's decision: allow, deny or approval_required"),
+        ("outcome", "succeeded, denied, approval_required, invalid_arguments, unknown_tool or failed"),
+        ("environment", "the resource's environment"),
+        ("task", "task id"),
+        ("session", "session id"),
+    ):
+        parser.add_argument(f"--{name}", help=f"only events of {what}")
+    parser.add_argument("--since", type=_when, help="only events at or after this ISO time (e.g. 2026-01-31T09:00Z)")
+    parser.add_argument("--until", type=_when, help="only events before this ISO time")
+    if with_json:
+        parser.add_argument("--json", action="store_true", help="print one JSON event per line")
+
+
+def _when(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"`{text}` is not an ISO date or time") from exc
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"`{text}` has no time zone: add `Z` or an offset such as `+02:00`")
+    return value
+
+
+def _where(args: argparse.Namespace) -> Any:
+    from cedargate.audit.query import AuditFilter
+
+    names = ("agent", "user", "team", "tool", "decision", "outcome", "environment", "task", "session", "since", "until")
+    return AuditFilter(**{name: getattr(args, name) for name in names})
+
+
+def _log_path(args: argparse.Namespace) -> Path:
+    path: Path = args.log or config_from(args).audit.path
+    return path
+
+
+def _print(events: list[dict[str, Any]], as_json: bool) -> None:
+    from cedargate.audit.query import one_line
+
+    for event in events:
+        print(json.dumps(event, ensure_ascii=False) if as_json else one_line(event), flush=True)
+
+
+def run_tail(args: argparse.Namespace) -> int:
+    from cedargate.audit.query import query, read_events
+
+    path, where = _log_path(args), _where(args)
+    events = list(read_events(path))
+    _print(query(events, where, limit=args.lines), args.json)
+    seen = len(events)
+    while args.follow:
+        time.sleep(1.0)
+        events = list(read_events(path))
+        _print(query(events[seen:], where), args.json)
+        seen = len(events)
+    return 0
+
+
+def run_query(args: argparse.Namespace) -> int:
+    from cedargate.audit.query import query, read_events
+
+    matches = query(read_events(_log_path(args)), _where(args), limit=args.limit)
+    _print(matches, args.json)
+    if not args.json:
+        print(f"{len(matches)} matching events", file=sys.stderr)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from cedargate.audit.ocsf import to_ocsf
+    from cedargate.audit.query import query, read_events
+
+    records = [to_ocsf(e) for e in query(read_events(_log_path(args)), _where(args))]
+    lines = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+    if args.output:
+        args.output.write_text(lines, encoding="utf-8")
+        print(f"wrote {len(records)} OCSF events to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(lines)
+    return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
