@@ -74,11 +74,23 @@ class AwsConfig(_Strict):
     accounts: tuple[AwsAccountConfig, ...] = ()
 
 
+class CheckpointConfig(_Strict):
+    """Signed checkpoints of the chain head: where they are kept and the public key that checks them.
+
+    The private key stays with the signer (``cedargate audit checkpoint --key``); the serving
+    process reads only ``public_key``, and refuses to start on a log its checkpoints contradict.
+    """
+
+    path: Path = Path("var/audit.checkpoints.jsonl")
+    public_key: Path
+
+
 class AuditConfig(_Strict):
     """Where the audit trail goes and how hard each line is pushed to disk."""
 
     path: Path = Path("var/audit.jsonl")
     fsync: bool = False
+    checkpoints: CheckpointConfig | None = None
 
 
 class PolicyConfig(_Strict):
@@ -160,7 +172,18 @@ def _resolve_paths(config: Config, base: Path) -> Config:
             "base_dir": base,
             "tools_dir": absolute(config.tools_dir),
             "policies_dir": absolute(config.policies_dir),
-            "audit": config.audit.model_copy(update={"path": absolute(config.audit.path)}),
+            "audit": config.audit.model_copy(
+                update={
+                    "path": absolute(config.audit.path),
+                    "checkpoints": config.audit.checkpoints
+                    and config.audit.checkpoints.model_copy(
+                        update={
+                            "path": absolute(config.audit.checkpoints.path),
+                            "public_key": absolute(config.audit.checkpoints.public_key),
+                        }
+                    ),
+                }
+            ),
             "repositories": tuple(r.model_copy(update={"path": absolute(r.path)}) for r in config.repositories),
         }
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cedargate.audit.checkpoint import require_consistent
 from cedargate.audit.log import JsonlAuditLog
 from cedargate.aws_session import AwsClients
 from cedargate.catalog import ToolCatalog, load_catalog
@@ -69,6 +70,9 @@ def build_runtime(config: Config) -> Runtime:
     try:
         registry = handler_registry(aws)
         snapshots = SnapshotHolder(build_snapshot(config, registry))
+        if config.audit.checkpoints is not None:
+            checkpoints = config.audit.checkpoints
+            require_consistent(config.audit.path, checkpoints.path, checkpoints.public_key)
         audit = JsonlAuditLog(config.audit.path, fsync=config.audit.fsync)
     except BaseException:
         aws.close()

@@ -22,8 +22,29 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Recompute the hash chain; name the first event altered, removed or reordered.",
     )
     verify.add_argument("--log", type=Path, help="audit log file (default: the configured one)")
+    verify.add_argument("--checkpoints", type=Path, help="signed checkpoints file (default: the configured one)")
+    verify.add_argument("--public-key", type=Path, help="Ed25519 public key (PEM) that signed the checkpoints")
     verify.add_argument("--json", action="store_true", help="print JSON")
     verify.set_defaults(run=run_verify)
+    keygen = audit.add_parser(
+        "keygen",
+        help="create an Ed25519 key pair for signing checkpoints",
+        description="Create an Ed25519 key pair: the private key for the signer, the public key for the server.",
+    )
+    keygen.add_argument("--private-key", type=Path, required=True, help="where to write the private key (mode 0600)")
+    keygen.add_argument("--public-key", type=Path, required=True, help="where to write the public key")
+    keygen.set_defaults(run=run_keygen)
+    checkpoint = audit.add_parser(
+        "checkpoint",
+        help="sign the head of the hash chain",
+        description="Sign the head of the audit log's hash chain and append the checkpoint; with --every, keep "
+        "signing at that interval. Run it where the private key lives, not in the serving process.",
+    )
+    checkpoint.add_argument("--key", type=Path, required=True, help="the Ed25519 private key (PEM)")
+    checkpoint.add_argument("--log", type=Path, help="audit log file (default: the configured one)")
+    checkpoint.add_argument("--checkpoints", type=Path, help="checkpoints file (default: the configured one)")
+    checkpoint.add_argument("--every", type=float, metavar="SECONDS", help="keep signing every SECONDS")
+    checkpoint.set_defaults(run=run_checkpoint)
     tail = audit.add_parser(
         "tail",
         help="print the last events",
@@ -51,6 +72,55 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     export.add_argument("--output", type=Path, help="write to this file instead of standard output")
     _filter_arguments(export, with_json=False)
     export.set_defaults(run=run_export)
+
+
+def _checkpoint_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """The checkpoints file and public key: from the flags, else from the config when it names them."""
+    configured = None
+    if args.checkpoints is None or args.public_key is None:
+        try:
+            configured = config_from(args).audit.checkpoints
+        except CedargateError:
+            if args.public_key is not None or args.checkpoints is not None:
+                raise
+    checkpoints = args.checkpoints or (configured.path if configured else None)
+    public_key = args.public_key or (configured.public_key if configured else None)
+    if (checkpoints is None) != (public_key is None):
+        raise CedargateError(
+            "checking checkpoints needs both --checkpoints and --public-key (or `[audit.checkpoints]`)"
+        )
+    return checkpoints, public_key
+
+
+def run_keygen(args: argparse.Namespace) -> int:
+    from cedargate.audit.checkpoint import generate_keypair
+
+    kid = generate_keypair(args.private_key, args.public_key)
+    print(f"key {kid}: private key {args.private_key} (keep it with the signer), public key {args.public_key}")
+    return 0
+
+
+def run_checkpoint(args: argparse.Namespace) -> int:
+    from cedargate.audit.checkpoint import load_private_key, sign_head
+
+    key = load_private_key(args.key)
+    log = args.log
+    checkpoints = args.checkpoints
+    if log is None or checkpoints is None:
+        config = config_from(args)
+        log = log or config.audit.path
+        if checkpoints is None and config.audit.checkpoints is None:
+            raise CedargateError("no checkpoints file: pass --checkpoints PATH or configure `[audit.checkpoints]`")
+        checkpoints = checkpoints or config.audit.checkpoints.path  # type: ignore[union-attr]
+    while True:
+        signed = sign_head(log, checkpoints, key)
+        if signed is not None:
+            print(f"signed event {signed.events} ({signed.head_hash[:16]}) into {checkpoints}", flush=True)
+        elif args.every is None:
+            print("nothing new to sign", file=sys.stderr)
+        if args.every is None:
+            return 0
+        time.sleep(args.every)
 
 
 def _filter_arguments(parser: argparse.ArgumentParser, *, with_json: bool = True) -> None:
@@ -142,7 +212,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from cedargate.audit.verify import verify_log
+    from cedargate.audit.verify import verify_checkpoints, verify_log
 
     path = args.log or config_from(args).audit.path
     if not path.is_file():
@@ -150,10 +220,15 @@ def run_verify(args: argparse.Namespace) -> int:
             f"audit log `{path}` does not exist: pass --log PATH or check `[audit] path` in the config"
         )
     report = verify_log(path)
+    checkpoints, public_key = _checkpoint_paths(args)
+    if report.ok and public_key is not None and checkpoints is not None:
+        report = verify_checkpoints(report, path, checkpoints, public_key)
     if args.json:
         print(report.model_dump_json(indent=2))
     elif report.ok:
-        print(f"ok: {report.events} events, chain intact ({report.path})")
+        signed = f", {report.checkpoints} signed checkpoints hold" if report.checkpoints is not None else ""
+        print(f"ok: {report.events} events, chain intact{signed} ({report.path})")
     else:
-        print(f"FAILED at line {report.line} (event {report.event_id or 'unknown'}): {report.problem} ({report.path})")
+        where = f" at line {report.line} (event {report.event_id or 'unknown'})" if report.line is not None else ""
+        print(f"FAILED{where}: {report.problem} ({report.path})")
     return 0 if report.ok else 1
