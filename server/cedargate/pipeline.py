@@ -28,7 +28,7 @@ from cedargate.errors import AuditWriteError, HandlerError, ResourceError, ToolI
 from cedargate.gate import needs_approval
 from cedargate.handlers import HandlerCall, HandlerRegistry
 from cedargate.identity import Principal
-from cedargate.redact import arguments_for_audit, redact_value
+from cedargate.redact import arguments_for_audit, redact_text, redact_value
 from cedargate.request_context import build_context
 from cedargate.resolve import resolve_resource
 from cedargate.session import SessionState
@@ -116,6 +116,8 @@ class Pipeline:
         event.fields.update(
             manifest_hash=manifest.content_hash, action=manifest.name, duty=manifest.duty, risk=manifest.risk.value
         )
+        if manifest.sensitive_fields:
+            event.fields["arguments"] = arguments_for_audit(request.arguments or {}, manifest.sensitive_fields)
         call_number = request.session.next_call()
         args = validate_arguments(manifest, request.arguments)
         resource = resolve_resource(manifest, args, self._config)
@@ -147,7 +149,7 @@ class Pipeline:
         self._budget.charge(request.principal, manifest)
         if manifest.risk.read_only:
             request.session.record_read(event.event_id)
-        return dict(redact_value(result))
+        return dict(redact_value(result, "", manifest.sensitive_fields))
 
     def _finish(
         self,
@@ -159,6 +161,7 @@ class Pipeline:
         error: str | None = None,
     ) -> CallResult:
         digest = hashlib.sha256(_result_bytes(payload)).hexdigest() if payload is not None else None
+        error = redact_text(error) if error is not None else None
         draft = AuditEvent(
             **event.fields,
             outcome=outcome,
