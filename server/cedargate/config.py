@@ -85,12 +85,34 @@ class CheckpointConfig(_Strict):
     public_key: Path
 
 
+class CloudWatchSinkConfig(_Strict):
+    """Copy every audit event to a CloudWatch Logs stream (created if missing), with the server's AWS access."""
+
+    kind: Literal["cloudwatch"]
+    log_group: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    log_stream: Annotated[str, StringConstraints(min_length=1, max_length=512)] = "cedargate-audit"
+
+
+class OpenTelemetrySinkConfig(_Strict):
+    """Record every call as a span through the process's OpenTelemetry tracer provider."""
+
+    kind: Literal["opentelemetry"]
+
+
+SinkConfig = Annotated[CloudWatchSinkConfig | OpenTelemetrySinkConfig, Field(discriminator="kind")]
+
+
 class AuditConfig(_Strict):
-    """Where the audit trail goes and how hard each line is pushed to disk."""
+    """Where the audit trail goes and how hard each line is pushed to disk.
+
+    ``path`` is the primary, fail-closed log; ``sinks`` are secondary copies that retry and
+    report when they fail, and never stop a call.
+    """
 
     path: Path = Path("var/audit.jsonl")
     fsync: bool = False
     checkpoints: CheckpointConfig | None = None
+    sinks: tuple[SinkConfig, ...] = ()
 
 
 class PolicyConfig(_Strict):

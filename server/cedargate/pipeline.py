@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -46,6 +47,8 @@ class CallRequest:
     arguments: Mapping[str, Any] | None
     principal: Principal
     session: SessionState
+    traceparent: str | None = None
+    """The client's W3C trace context (``_meta.traceparent``); recorded, never trusted for identity."""
 
 
 @dataclass(frozen=True)
@@ -209,8 +212,17 @@ class _EventDraft:
                 "task": p.task,
                 "tool": request.tool,
                 "arguments": arguments_for_audit(request.arguments or {}),
+                "traceparent": _valid_traceparent(request.traceparent),
             },
         )
+
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def _valid_traceparent(value: str | None) -> str | None:
+    """Only a well-formed W3C ``traceparent`` goes into the audit trail; anything else is dropped."""
+    return value if value is not None and _TRACEPARENT.match(value) else None
 
 
 def _result_bytes(payload: Mapping[str, Any]) -> bytes:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cedargate.audit.checkpoint import require_consistent
+from cedargate.audit.fanout import FanoutAudit
 from cedargate.audit.log import JsonlAuditLog
+from cedargate.audit.sinks import secondary_sinks
 from cedargate.aws_session import AwsClients
 from cedargate.catalog import ToolCatalog, load_catalog
 from cedargate.cedar_schema import build_schema
@@ -33,7 +35,7 @@ class Runtime:
     snapshots: SnapshotHolder
     principal: Principal
     pipeline: Pipeline
-    audit: JsonlAuditLog
+    audit: FanoutAudit
     aws: AwsClients
     handlers: HandlerRegistry
     reloader: PolicyReloader
@@ -73,7 +75,9 @@ def build_runtime(config: Config) -> Runtime:
         if config.audit.checkpoints is not None:
             checkpoints = config.audit.checkpoints
             require_consistent(config.audit.path, checkpoints.path, checkpoints.public_key)
-        audit = JsonlAuditLog(config.audit.path, fsync=config.audit.fsync)
+        audit = FanoutAudit(
+            JsonlAuditLog(config.audit.path, fsync=config.audit.fsync), secondary_sinks(config.audit, aws)
+        )
     except BaseException:
         aws.close()
         raise

@@ -67,6 +67,11 @@ def _session_header(ctx: ServerRequestContext[Any]) -> str | None:
     return headers.get("mcp-session-id") if headers is not None else None
 
 
+def _traceparent(params: types.CallToolRequestParams) -> str | None:
+    value = (params.meta or {}).get("traceparent")
+    return value if isinstance(value, str) else None
+
+
 def to_call_tool_result(result: CallResult) -> types.CallToolResult:
     if result.is_error:
         return types.CallToolResult(
@@ -98,6 +103,7 @@ def build_server(runtime: Runtime) -> Server[Any]:
             arguments=params.arguments,
             principal=runtime.principal,
             session=sessions.for_context(ctx, runtime.principal),
+            traceparent=_traceparent(params),
         )
         return to_call_tool_result(await runtime.pipeline.call(request))
 

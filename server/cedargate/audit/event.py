@@ -74,6 +74,8 @@ class AuditEvent(BaseModel):
     result_sha256: str | None = None
     execution: dict[str, Any] | None = None
     context_sources: list[str] | None = None
+    traceparent: str | None = None
+    """The W3C trace context the client sent in ``_meta.traceparent``, when it sent one."""
     prev_hash: str = GENESIS_HASH
     hash: str = ""
 
