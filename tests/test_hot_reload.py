@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -111,3 +112,31 @@ async def test_a_new_manifest_reaches_2026_clients_on_their_listen_stream(runtim
 async def test_an_unchanged_tree_is_not_reloaded(runtime: Runtime) -> None:
     assert await runtime.reloader.poll() is None
     assert audit_events(runtime.config.audit.path) == []
+
+
+async def test_a_serving_process_picks_up_a_new_policy_and_keeps_it_after_a_bad_one(tree: Path) -> None:
+    import os
+    import sys
+
+    from mcp import StdioServerParameters
+
+    config = tree / "cedargate.toml"
+    config.write_text(config.read_text() + "\n[policy]\nreload_interval_seconds = 0.05\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CEDARGATE_")}
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "cedargate", "--config", str(config), "serve"], env=env
+    )
+    async with Client(params, mode="legacy") as client:
+        assert (await client.call_tool("repo_read_file", READ_ME)).is_error is False
+        (tree / "policies/pause.cedar").write_text(NO_READS)
+        with anyio.fail_after(20):  # each try is a real round trip; the watcher polls every 50 ms
+            while not (await client.call_tool("repo_read_file", READ_ME)).is_error:
+                pass
+        (tree / "policies/broken.cedar").write_text('forbid (principal, action == Action::"nope", resource);\n')
+        with anyio.fail_after(20):
+            while not any(e["outcome"] == "failed" for e in audit_events(tree / "audit.jsonl")):
+                await client.call_tool("repo_read_file", READ_ME)
+        still = await client.call_tool("repo_read_file", READ_ME)
+    assert still.is_error is True and "no-reads-in-dev" in still.content[0].text  # type: ignore[union-attr]
+    reloads = [e for e in audit_events(tree / "audit.jsonl") if e["tool"] == "cedargate.policy_reload"]
+    assert [e["outcome"] for e in reloads] == ["succeeded", "failed"]

@@ -194,3 +194,18 @@ def test_a_shadow_file_that_does_not_exist_stops_start_up(tree: Path) -> None:
     config = _with_policy_table(tree, 'shadow_files = ["canray.cedar"]')
     with pytest.raises(PolicyError, match=r"`canray\.cedar` is not a policy file"):
         build_runtime(load_config(config, environ={}))
+
+
+def test_explain_names_a_policy_that_failed_to_evaluate_and_denies(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tree / "policies/overflow.cedar").write_text(
+        '@id("call-budget")\n@reason("a guard whose arithmetic overflows")\n'
+        "forbid (principal, action, resource) when { context.session.call_count + 9223372036854775807 > 0 };\n"
+    )
+    argv = ["--config", str(tree / "cedargate.toml"), "policy", "explain", "--tool", "repo_read_file"]
+    assert main([*argv, "--agent", "codex", "--resource", "acme/web", "--arg", "path=README.md"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "decision: deny"
+    assert "errored (cedargate denies when a policy fails to evaluate):" in out
+    assert "call-budget (overflow.cedar:1)" in out
