@@ -32,7 +32,7 @@ from cedargate.decision import Decision, Effect
 from cedargate.errors import CedargateError, PolicyError, describe_validation_error
 from cedargate.handlers import HandlerRegistry
 from cedargate.policy_request import PolicyRequest, decide_request
-from cedargate.snapshot import build_snapshot
+from cedargate.snapshot import Snapshot, build_snapshot
 
 
 class _Strict(BaseModel):
@@ -154,7 +154,7 @@ def _run_file(path: Path, config: Config, registry: HandlerRegistry) -> list[Cas
     return results
 
 
-def _run_case(path: Path, case: TestCase, request: PolicyRequest, snapshot: Any, config: Config) -> CaseResult:
+def _run_case(path: Path, case: TestCase, request: PolicyRequest, snapshot: Snapshot, config: Config) -> CaseResult:
     expected = _describe(case.expect, case.policies)
     try:
         verdict = decide_request(request, snapshot, config)

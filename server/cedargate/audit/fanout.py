@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel
@@ -130,7 +131,8 @@ class FanoutAudit:
         self._workers = [_Worker(sink, retries, backoff) for sink in secondaries]
 
     @property
-    def path(self) -> object:
+    def path(self) -> Path:
+        """The primary log's file."""
         return self.primary.path
 
     def ready(self) -> None:
