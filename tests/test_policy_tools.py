@@ -209,3 +209,44 @@ def test_explain_names_a_policy_that_failed_to_evaluate_and_denies(
     assert out.splitlines()[0] == "decision: deny"
     assert "errored (cedargate denies when a policy fails to evaluate):" in out
     assert "call-budget (overflow.cedar:1)" in out
+
+
+async def test_a_shadow_permit_never_lifts_an_enforced_deny(tree: Path) -> None:
+    (tree / "policies/canary.cedar").write_text(
+        '@id("qa-writes-allowed")\n@reason("canary: agents may write in qa")\n'
+        'permit (principal, action in Action::"risk:write", resource in Environment::"qa");\n'
+    )
+    config = _with_policy_table(tree, 'shadow_files = ["canary.cedar"]')
+    config.write_text(
+        config.read_text().replace(
+            'environment = "dev"\nowner_team = "storefront"', 'environment = "qa"\nowner_team = "storefront"'
+        )
+    )
+    runtime = build_runtime(load_config(config, environ={}))
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None
+    try:
+        async with Client(build_server(runtime)) as client:
+            result = await client.call_tool(
+                "repo_write_file", {"repository": "acme/web", "branch": "agent/s", "path": "a.txt", "content": "a"}
+            )
+    finally:
+        runtime.close()
+    assert result.is_error is True
+    assert git_text(repo.path, ["branch", "--list", "agent/s"]) == ""
+    [event] = audit_events(runtime.config.audit.path)
+    assert event["outcome"] == "denied" and event["decision"]["policies"] == []
+    assert event["shadow"]["would"] == "allow"
+    assert event["shadow"]["decision"]["policies"][0]["id"] == "qa-writes-allowed"
+
+
+def test_explain_shows_what_a_shadow_file_would_decide(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tree / "policies/canary.cedar").write_text(
+        '@id("no-dev-reads")\n@reason("canary")\nforbid (principal, action, resource in Environment::"dev");\n'
+    )
+    config = _with_policy_table(tree, 'shadow_files = ["canary.cedar"]')
+    argv = ["--config", str(config), "policy", "explain", "--tool", "repo_read_file", "--agent", "codex"]
+    assert main([*argv, "--resource", "acme/web", "--arg", "path=README.md"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "decision: allow"
+    assert "shadow (file): would deny by no-dev-reads" in out
