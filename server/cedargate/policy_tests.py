@@ -52,10 +52,8 @@ class AccountFixture(_Strict):
     alias: str = ""
 
 
-class TestCase(_Strict):
+class PolicyCase(_Strict):
     """One request and what it must be decided."""
-
-    __test__ = False  # not a pytest class
 
     name: str
     expect: Effect
@@ -82,9 +80,7 @@ class CaseResult(BaseModel):
     problem: str | None = None
 
 
-class TestReport(BaseModel):
-    __test__ = False
-
+class PolicyTestReport(BaseModel):
     ok: bool
     files: int
     cases: list[CaseResult]
@@ -103,11 +99,11 @@ def case_files(cases_dir: Path) -> list[Path]:
     return files
 
 
-def run_policy_tests(config: Config, registry: HandlerRegistry, cases_dir: Path | None = None) -> TestReport:
+def run_policy_tests(config: Config, registry: HandlerRegistry, cases_dir: Path | None = None) -> PolicyTestReport:
     """Run every case under ``cases_dir`` (default ``policies/tests``) against the policies on disk."""
     files = case_files(cases_dir or config.policies_dir / "tests")
     results = [result for path in files for result in _run_file(path, config, registry)]
-    return TestReport(ok=all(r.passed for r in results), files=len(files), cases=results)
+    return PolicyTestReport(ok=all(r.passed for r in results), files=len(files), cases=results)
 
 
 def _load(path: Path) -> CaseFile:
@@ -141,7 +137,7 @@ def _run_file(path: Path, config: Config, registry: HandlerRegistry) -> list[Cas
         fields = {**case_file.defaults, **raw}
         case_name = str(fields.get("name", f"case {number}"))
         try:
-            case = TestCase(
+            case = PolicyCase(
                 name=case_name,
                 expect=fields.pop("expect", None),
                 policies=fields.pop("policies", None),
@@ -154,7 +150,7 @@ def _run_file(path: Path, config: Config, registry: HandlerRegistry) -> list[Cas
     return results
 
 
-def _run_case(path: Path, case: TestCase, request: PolicyRequest, snapshot: Snapshot, config: Config) -> CaseResult:
+def _run_case(path: Path, case: PolicyCase, request: PolicyRequest, snapshot: Snapshot, config: Config) -> CaseResult:
     expected = _describe(case.expect, case.policies)
     try:
         verdict = decide_request(request, snapshot, config)
@@ -182,7 +178,7 @@ def _run_case(path: Path, case: TestCase, request: PolicyRequest, snapshot: Snap
     )
 
 
-def _mismatch(case: TestCase, decision: Decision) -> str | None:
+def _mismatch(case: PolicyCase, decision: Decision) -> str | None:
     if decision.effect is not case.expect:
         return f"decision is `{decision.effect}`, expected `{case.expect}`"
     actual_ids = sorted(p.id for p in decision.policies)
