@@ -116,3 +116,24 @@ def test_a_line_that_is_not_json_stops_a_query_with_its_line_number(
     log.write_text('{"event_id": "a", "time": "2026-01-01T00:00:00+00:00"}\n{torn\n')
     assert main(["audit", "query", "--log", str(log)]) == 2
     assert "line 2 is not JSON" in capsys.readouterr().err
+
+
+def test_following_prints_only_whole_lines_appended_since_the_last_look(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cedargate.audit.query import AuditFilter
+    from cedargate.cli.audit import _print_appended
+
+    log = tmp_path / "audit.jsonl"
+    first = {"event_id": "a", "time": "2026-01-01T00:00:00+00:00", "tool": "t", "outcome": "succeeded"}
+    log.write_text(json.dumps(first) + "\n")
+    offset = log.stat().st_size
+    second = {**first, "event_id": "b"}
+    with open(log, "a") as handle:
+        handle.write(json.dumps(second) + "\n" + '{"event_id": "c", "ti')
+    offset = _print_appended(log, offset, AuditFilter(), as_json=True)
+    assert [e["event_id"] for e in _json_lines(capsys.readouterr().out)] == ["b"]
+    with open(log, "a") as handle:
+        handle.write('me": "2026-01-01T00:00:01+00:00"}\n')
+    _print_appended(log, offset, AuditFilter(), as_json=True)
+    assert [e["event_id"] for e in _json_lines(capsys.readouterr().out)] == ["c"]

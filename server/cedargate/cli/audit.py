@@ -176,15 +176,23 @@ def run_tail(args: argparse.Namespace) -> int:
     from cedargate.audit.query import query, read_events
 
     path, where = _log_path(args), _where(args)
-    events = list(read_events(path))
-    _print(query(events, where, limit=args.lines), args.json)
-    seen = len(events)
+    _print(query(read_events(path), where, limit=args.lines), args.json)
+    offset = path.stat().st_size
     while args.follow:
         time.sleep(1.0)
-        events = list(read_events(path))
-        _print(query(events[seen:], where), args.json)
-        seen = len(events)
+        offset = _print_appended(path, offset, where, args.json)
     return 0
+
+
+def _print_appended(path: Path, offset: int, where: Any, as_json: bool) -> int:
+    """Print the whole lines appended since ``offset``; returns the offset after the last one."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next round
+    events = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+    _print([e for e in events if where.matches(e)], as_json)
+    return offset + len(complete)
 
 
 def run_query(args: argparse.Namespace) -> int:
