@@ -128,11 +128,60 @@ class AwsConfig(_Strict):
     duties: dict[Identifier, AwsDutyConfig] = Field(default_factory=dict)
 
 
+class CheckpointConfig(_Strict):
+    """Signed checkpoints of the chain head: where they are kept and the public key that checks them.
+
+    The private key stays with the signer (``cedargate audit checkpoint --key``); the serving
+    process reads only ``public_key``, and refuses to start on a log its checkpoints contradict.
+    """
+
+    path: Path = Path("var/audit.checkpoints.jsonl")
+    public_key: Path
+
+
+class CloudWatchSinkConfig(_Strict):
+    """Copy every audit event to a CloudWatch Logs stream (created if missing), with the server's AWS access."""
+
+    kind: Literal["cloudwatch"]
+    log_group: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    log_stream: Annotated[str, StringConstraints(min_length=1, max_length=512)] = "cedargate-audit"
+
+
+class OpenTelemetrySinkConfig(_Strict):
+    """Record every call as a span through the process's OpenTelemetry tracer provider."""
+
+    kind: Literal["opentelemetry"]
+
+
+SinkConfig = Annotated[CloudWatchSinkConfig | OpenTelemetrySinkConfig, Field(discriminator="kind")]
+
+
 class AuditConfig(_Strict):
-    """Where the audit trail goes and how hard each line is pushed to disk."""
+    """Where the audit trail goes and how hard each line is pushed to disk.
+
+    ``path`` is the primary, fail-closed log; ``sinks`` are secondary copies that retry and
+    report when they fail, and never stop a call.
+    """
 
     path: Path = Path("var/audit.jsonl")
     fsync: bool = False
+    checkpoints: CheckpointConfig | None = None
+    sinks: tuple[SinkConfig, ...] = ()
+
+
+class PolicyConfig(_Strict):
+    """How the policy set is enforced and refreshed.
+
+    ``shadow_files`` (names under ``policies_dir``) are evaluated on every call but never
+    enforced: what they would change is audited. In ``shadow_environments`` no decision is
+    enforced at all: a deny is audited as "would deny" and the call runs. Meant for rolling
+    out a new policy; a shadow environment is not governed, so keep it to sandboxes.
+    """
+
+    shadow_files: tuple[str, ...] = ()
+    shadow_environments: tuple[Identifier, ...] = ()
+    reload_interval_seconds: Annotated[float, Field(ge=0)] = 2.0
+    """How often ``tools/`` and ``policies/`` are checked for changes while serving; 0 turns reload off."""
 
 
 class Config(_Strict):
@@ -142,6 +191,7 @@ class Config(_Strict):
     policies_dir: Path = Path("policies")
     principal: PrincipalConfig | None = None
     audit: AuditConfig = AuditConfig()
+    policy: PolicyConfig = PolicyConfig()
     aws: AwsConfig = AwsConfig()
     repositories: tuple[RepositoryConfig, ...] = ()
     workspaces_dir: Path = Path("var/workspaces")
@@ -199,7 +249,18 @@ def _resolve_paths(config: Config, base: Path) -> Config:
             "base_dir": base,
             "tools_dir": absolute(config.tools_dir),
             "policies_dir": absolute(config.policies_dir),
-            "audit": config.audit.model_copy(update={"path": absolute(config.audit.path)}),
+            "audit": config.audit.model_copy(
+                update={
+                    "path": absolute(config.audit.path),
+                    "checkpoints": config.audit.checkpoints
+                    and config.audit.checkpoints.model_copy(
+                        update={
+                            "path": absolute(config.audit.checkpoints.path),
+                            "public_key": absolute(config.audit.checkpoints.public_key),
+                        }
+                    ),
+                }
+            ),
             "workspaces_dir": absolute(config.workspaces_dir),
             "repositories": tuple(
                 _resolve_repository(r, base, absolute(config.workspaces_dir)) for r in config.repositories

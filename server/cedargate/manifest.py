@@ -116,6 +116,8 @@ class ToolManifest(_Strict):
     handler: HandlerSpec
     resource: ResourceBinding
     input_schema: dict[str, Any]
+    sensitive_fields: tuple[str, ...] = ()
+    """Argument and result keys whose values never reach the audit log or the agent (replaced whole)."""
     source: Path = Field(default=Path("?"), exclude=True)
 
     @model_validator(mode="before")

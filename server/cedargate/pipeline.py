@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -22,19 +23,18 @@ import anyio.to_thread
 
 from cedargate.audit.event import AuditEvent, AuditPrincipal, AuditResource, Outcome
 from cedargate.audit.log import AuditSink
-from cedargate.authorize import Authorizer
 from cedargate.budget import Budget
-from cedargate.catalog import ToolCatalog
 from cedargate.cedar_types import REPOSITORY
 from cedargate.config import Config
 from cedargate.errors import AuditWriteError, HandlerError, ResourceError, ToolInputError
 from cedargate.gate import needs_approval
 from cedargate.handlers import HandlerCall, HandlerRegistry
 from cedargate.identity import Principal
-from cedargate.redact import arguments_for_audit, redact_value
+from cedargate.redact import arguments_for_audit, redact_text, redact_value
 from cedargate.request_context import build_context
 from cedargate.resolve import resolve_resource
 from cedargate.session import SessionState
+from cedargate.snapshot import SnapshotHolder
 from cedargate.validate import validate_arguments
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ class CallRequest:
     arguments: Mapping[str, Any] | None
     principal: Principal
     session: SessionState
+    traceparent: str | None = None
+    """The client's W3C trace context (``_meta.traceparent``); recorded, never trusted for identity."""
 
 
 @dataclass(frozen=True)
@@ -70,15 +72,13 @@ class Pipeline:
     def __init__(
         self,
         config: Config,
-        catalog: ToolCatalog,
-        authorizer: Authorizer,
+        snapshots: SnapshotHolder,
         handlers: HandlerRegistry,
         audit: AuditSink,
         budget: Budget | None = None,
     ) -> None:
         self._config = config
-        self._catalog = catalog
-        self._authorizer = authorizer
+        self._snapshots = snapshots
         self._handlers = handlers
         self._audit = audit
         self._budget = budget or Budget()
@@ -110,7 +110,9 @@ class Pipeline:
         return self._finish(event, started, Outcome.SUCCEEDED, payload=payload)
 
     async def _governed(self, request: CallRequest, event: _EventDraft) -> dict[str, Any]:
-        manifest = self._catalog.get(request.tool)
+        # One snapshot for the whole call: a reload never mixes old tools with new policies.
+        snapshot = self._snapshots.current
+        manifest = snapshot.catalog.get(request.tool)
         if manifest is None:
             raise _Refused(
                 Outcome.UNKNOWN_TOOL, f"unknown tool `{request.tool}`: list the tools to see what this server publishes"
@@ -118,6 +120,8 @@ class Pipeline:
         event.fields.update(
             manifest_hash=manifest.content_hash, action=manifest.name, duty=manifest.duty, risk=manifest.risk.value
         )
+        if manifest.sensitive_fields:
+            event.fields["arguments"] = arguments_for_audit(request.arguments or {}, manifest.sensitive_fields)
         call_number = request.session.next_call()
         args = validate_arguments(manifest, request.arguments)
         resource = resolve_resource(manifest, args, self._config)
@@ -125,12 +129,18 @@ class Pipeline:
             resource=AuditResource(type=resource.ref.type, id=resource.ref.id), environment=resource.environment
         )
         context = build_context(request.principal, manifest, resource, args, request.session, call_number)
-        decision = self._authorizer.authorize(request.principal, manifest.name, resource, context)
-        event.fields["decision"] = decision
-        if needs_approval(decision):
-            raise _Refused(Outcome.APPROVAL_REQUIRED, decision.explain())
-        if not decision.allowed:
-            raise _Refused(Outcome.DENIED, decision.explain())
+        verdict = snapshot.authorizer.decide(request.principal, manifest.name, resource, context)
+        decision = verdict.decision
+        event.fields.update(decision=decision, shadow=verdict.shadow)
+        if verdict.enforced:
+            if needs_approval(decision):
+                raise _Refused(Outcome.APPROVAL_REQUIRED, decision.explain())
+            if not decision.allowed:
+                raise _Refused(Outcome.DENIED, decision.explain())
+        else:
+            logger.warning(
+                "shadow environment `%s`: %s ran although it %s", resource.environment, request.tool, decision.explain()
+            )
         self._budget.check(request.principal, manifest)
         if resource.ref.type == REPOSITORY:
             request.session.touch_repository(resource.ref.id)
@@ -153,7 +163,7 @@ class Pipeline:
         self._budget.charge(request.principal, manifest)
         if manifest.risk.read_only:
             request.session.record_read(event.event_id)
-        return dict(redact_value(result))
+        return dict(redact_value(result, "", manifest.sensitive_fields))
 
     def _finish(
         self,
@@ -165,6 +175,7 @@ class Pipeline:
         error: str | None = None,
     ) -> CallResult:
         digest = hashlib.sha256(_result_bytes(payload)).hexdigest() if payload is not None else None
+        error = redact_text(error) if error is not None else None
         draft = AuditEvent(
             **event.fields,
             outcome=outcome,
@@ -212,8 +223,17 @@ class _EventDraft:
                 "task": p.task,
                 "tool": request.tool,
                 "arguments": arguments_for_audit(request.arguments or {}),
+                "traceparent": _valid_traceparent(request.traceparent),
             },
         )
+
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def _valid_traceparent(value: str | None) -> str | None:
+    """Only a well-formed W3C ``traceparent`` goes into the audit trail; anything else is dropped."""
+    return value if value is not None and _TRACEPARENT.match(value) else None
 
 
 def _result_bytes(payload: Mapping[str, Any]) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,9 +77,11 @@ def policy_files(policies_dir: Path) -> list[Path]:
     return sorted(policies_dir.rglob("*.cedar"))
 
 
-def load_policy_set(policies_dir: Path, schema: Mapping[str, Any]) -> PolicySet:
-    """Parse, validate and index every policy file; fails closed on the first problem."""
-    sources = [_read_and_parse(path) for path in policy_files(policies_dir)]
+def load_policy_set(
+    policies_dir: Path, schema: Mapping[str, Any], exclude: Collection[Path] = frozenset()
+) -> PolicySet:
+    """Parse, validate and index every policy file but ``exclude``; fails closed on the first problem."""
+    sources = [_read_and_parse(path) for path in policy_files(policies_dir) if path not in exclude]
     positions = [(src.path, st) for src in sources for st in src.statements]
     combined = "\n".join(src.text for src in sources)
     parsed = cedarpy.PolicySet.from_str(combined)

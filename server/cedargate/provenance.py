@@ -1,73 +1,85 @@
-"""The provenance summary a pull request carries: what task, which writes, what was read, tested how.
+"""Provenance: the chain of calls that led to a change, read back from the audit trail.
 
-Everything in it is a fact cedargate recorded (audit event ids, commit trailers, the
-workspace's last sandboxed run); nothing is taken from what the agent claims.
+A write event lists its session's earlier successful reads (``context_sources``); a commit
+made by cedargate names its write event in a ``Cedargate-Audit-Event:`` trailer. Starting
+from either, this follows the sources back and returns them as a tree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
 
-from cedargate.identity import Principal
-from cedargate.workspaces import TestRun
+from pydantic import BaseModel
 
-HEADING = "## Provenance (recorded by cedargate)"
+from cedargate.errors import CedargateError
+from cedargate.git import run_git
 
-
-@dataclass(frozen=True)
-class WriteRecord:
-    """One commit on the branch and the audit event that made it (``None`` if made outside cedargate)."""
-
-    commit: str
-    subject: str
-    audit_event: str | None
+TRAILER: Final = re.compile(r"^Cedargate-Audit-Event:\s*(\S+)\s*$", re.MULTILINE)
 
 
-@dataclass(frozen=True)
-class Provenance:
-    principal: Principal
-    branch: str
-    base: str
-    base_commit: str
-    head_commit: str
-    writes: Sequence[WriteRecord]
-    context_sources: Sequence[str]
-    last_test: TestRun | None
+class ProvenanceNode(BaseModel):
+    """One call and the calls it drew on; ``event`` is ``None`` when the source is missing from the log."""
+
     event_id: str
+    event: dict[str, Any] | None
+    sources: list[ProvenanceNode] = []
 
-    def markdown(self) -> str:
-        p = self.principal
-        lines = [
-            HEADING,
-            "",
-            f"- task: `{p.task}`",
-            f"- agent: `{p.agent}` (team `{p.team}`, {p.mode}) on behalf of `{p.on_behalf_of}`",
-            f"- branch: `{self.branch}` at `{self.head_commit}`, from `{self.base}` at `{self.base_commit}`",
-            f"- this pull request: audit event `{self.event_id}`",
-            "",
-            "### Writes (audit events)",
-        ]
-        lines += [
-            f"- `{w.audit_event or 'not made through cedargate'}`: {w.commit[:12]} {w.subject}" for w in self.writes
-        ] or ["- none"]
-        lines += ["", "### Context sources (audit events of the reads before these writes)"]
-        lines += [f"- `{event}`" for event in self.context_sources] or ["- none recorded in this session"]
-        lines += ["", "### Last sandboxed test run", *self._test_lines()]
-        return "\n".join(lines) + "\n"
 
-    def _test_lines(self) -> list[str]:
-        run = self.last_test
-        if run is None:
-            return ["- none: tests were not run through cedargate for this branch"]
-        verdict = (
-            "timed out" if run.timed_out else ("passed" if run.exit_code == 0 else f"failed (exit {run.exit_code})")
+def event_id_of_commit(repo: Path, commit: str) -> str:
+    """The audit event named by ``commit``'s trailer; fails when the commit was not made by cedargate."""
+    result = run_git(repo, ["log", "-1", "--format=%B", "--end-of-options", commit], check=False)
+    if result.returncode != 0:
+        raise CedargateError(f"`{commit}` is not a commit in `{repo}`")
+    match = TRAILER.search(result.stdout.decode("utf-8", errors="replace"))
+    if match is None:
+        raise CedargateError(
+            f"commit `{commit}` has no `Cedargate-Audit-Event:` trailer: it was not made through cedargate"
         )
-        current = "the branch head" if run.commit == self.head_commit else f"`{run.commit}`, not the branch head"
-        if run.clean is False:
-            current += ", with uncommitted changes"
-        return [
-            f"- `{run.command}`: {verdict} in {run.duration_ms / 1000:.1f} s",
-            f"- tested {current}; audit event `{run.event_id}`",
-            f"- output: {run.output_bytes} bytes, sha256 `{run.output_sha256}`",
-        ]
+    return match.group(1)
+
+
+def trace(event_id: str, events: Iterable[dict[str, Any]]) -> ProvenanceNode:
+    """The tree of calls behind ``event_id``; each event appears once even if several changes drew on it."""
+    by_id: Mapping[str, dict[str, Any]] = {str(e.get("event_id")): e for e in events}
+    if event_id not in by_id:
+        raise CedargateError(f"event `{event_id}` is not in the audit log: check --log, or the log was rotated")
+    return _node(event_id, by_id, set())
+
+
+def _node(event_id: str, by_id: Mapping[str, dict[str, Any]], seen: set[str]) -> ProvenanceNode:
+    event = by_id.get(event_id)
+    seen.add(event_id)
+    sources = [
+        _node(source, by_id, seen)
+        for source in (event or {}).get("context_sources") or []
+        if source not in seen  # a log is a DAG by construction; this only guards against a forged loop
+    ]
+    return ProvenanceNode(event_id=event_id, event=event, sources=sources)
+
+
+def render(node: ProvenanceNode, depth: int = 0) -> list[str]:
+    """Indented lines, the change first and what it drew on below it."""
+    pad = "  " * depth + ("<- " if depth else "")
+    if node.event is None:
+        lines = [f"{pad}event {node.event_id}: missing from the audit log"]
+    else:
+        lines = [pad + _describe(node.event)]
+    for source in node.sources:
+        lines.extend(render(source, depth + 1))
+    return lines
+
+
+def _describe(event: Mapping[str, Any]) -> str:
+    principal = event.get("principal") or {}
+    resource = (event.get("resource") or {}).get("id", "-")
+    args = event.get("arguments") or {}
+    detail = ", ".join(f"{k}={args[k]}" for k in ("path", "branch", "ref") if k in args)
+    return (
+        f"{event.get('time')} {event.get('tool')} {resource}@{event.get('environment') or '-'}"
+        f"{' (' + detail + ')' if detail else ''}: {event.get('outcome')} "
+        f"[agent {principal.get('agent')} for {principal.get('on_behalf_of')}, task {event.get('task')}, "
+        f"session {event.get('session_id')}, event {event.get('event_id')}]"
+    )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cedargate.audit.checkpoint import require_consistent
+from cedargate.audit.fanout import FanoutAudit
 from cedargate.audit.log import JsonlAuditLog
-from cedargate.authorize import Authorizer
+from cedargate.audit.sinks import secondary_sinks
 from cedargate.aws_session import AwsClients
 from cedargate.catalog import ToolCatalog, load_catalog
 from cedargate.cedar_schema import build_schema
@@ -21,6 +23,8 @@ from cedargate.handlers.repo import RepoHandlers
 from cedargate.identity import Principal, principal_from_config
 from cedargate.pipeline import Pipeline
 from cedargate.policy_set import PolicySet, load_policy_set
+from cedargate.reload import PolicyReloader
+from cedargate.snapshot import SnapshotHolder, build_snapshot
 
 
 @dataclass
@@ -28,12 +32,22 @@ class Runtime:
     """A started server's parts; ``close`` releases the audit file and the sandbox."""
 
     config: Config
-    catalog: ToolCatalog
-    policies: PolicySet
+    snapshots: SnapshotHolder
     principal: Principal
     pipeline: Pipeline
-    audit: JsonlAuditLog
+    audit: FanoutAudit
     aws: AwsClients
+    handlers: HandlerRegistry
+    reloader: PolicyReloader
+
+    @property
+    def catalog(self) -> ToolCatalog:
+        """The tools in force now (hot reload may replace them between calls)."""
+        return self.snapshots.current.catalog
+
+    @property
+    def policies(self) -> PolicySet:
+        return self.snapshots.current.policies
 
     def close(self) -> None:
         self.audit.close()
@@ -63,10 +77,16 @@ def build_runtime(config: Config) -> Runtime:
     aws = AwsClients(config.aws)
     try:
         registry = handler_registry(aws, config)
-        catalog, policies = load_tools_and_policies(config, registry)
-        audit = JsonlAuditLog(config.audit.path, fsync=config.audit.fsync)
+        snapshots = SnapshotHolder(build_snapshot(config, registry))
+        if config.audit.checkpoints is not None:
+            checkpoints = config.audit.checkpoints
+            require_consistent(config.audit.path, checkpoints.path, checkpoints.public_key)
+        audit = FanoutAudit(
+            JsonlAuditLog(config.audit.path, fsync=config.audit.fsync), secondary_sinks(config.audit, aws)
+        )
     except BaseException:
         aws.close()
         raise
-    pipeline = Pipeline(config, catalog, Authorizer(policies, config), registry, audit)
-    return Runtime(config, catalog, policies, principal, pipeline, audit, aws)
+    pipeline = Pipeline(config, snapshots, registry, audit)
+    reloader = PolicyReloader(config, registry, snapshots, audit)
+    return Runtime(config, snapshots, principal, pipeline, audit, aws, registry, reloader)

@@ -21,6 +21,7 @@ from cedargate.identity import Principal
 from cedargate.pipeline import CallRequest, CallResult
 from cedargate.runtime import Runtime
 from cedargate.session import SessionState
+from cedargate.tool_list_events import ToolListNotifier
 
 SERVER_NAME = "cedargate"
 INSTRUCTIONS = (
@@ -66,6 +67,11 @@ def _session_header(ctx: ServerRequestContext[Any]) -> str | None:
     return headers.get("mcp-session-id") if headers is not None else None
 
 
+def _traceparent(params: types.CallToolRequestParams) -> str | None:
+    value = (params.meta or {}).get("traceparent")
+    return value if isinstance(value, str) else None
+
+
 def to_call_tool_result(result: CallResult) -> types.CallToolResult:
     if result.is_error:
         return types.CallToolResult(
@@ -81,19 +87,23 @@ def to_call_tool_result(result: CallResult) -> types.CallToolResult:
 def build_server(runtime: Runtime) -> Server[Any]:
     """An SDK server whose list and call handlers are backed by ``runtime``."""
     sessions = SessionRegistry()
-    tools = runtime.catalog.mcp_tools
+    notifier = ToolListNotifier()
+    runtime.reloader.on_tools_changed(notifier.tools_changed)
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=tools)
+        notifier.seen(ctx)
+        return types.ListToolsResult(tools=runtime.catalog.mcp_tools)
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        notifier.seen(ctx)
         request = CallRequest(
             tool=params.name,
             arguments=params.arguments,
             principal=runtime.principal,
             session=sessions.for_context(ctx, runtime.principal),
+            traceparent=_traceparent(params),
         )
         return to_call_tool_result(await runtime.pipeline.call(request))
 
@@ -103,4 +113,5 @@ def build_server(runtime: Runtime) -> Server[Any]:
         instructions=INSTRUCTIONS,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_subscriptions_listen=notifier.listen_handler,
     )

@@ -15,6 +15,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict
 
 from cedargate.decision import Decision
+from cedargate.shadow import ShadowVerdict
 
 SCHEMA_VERSION: Final = 1
 GENESIS_HASH: Final = "0" * 64
@@ -65,12 +66,16 @@ class AuditEvent(BaseModel):
     risk: str | None = None
     arguments: dict[str, Any]
     decision: Decision | None = None
+    shadow: ShadowVerdict | None = None
+    """Set when shadow policies (or a shadow environment) would have decided otherwise."""
     outcome: Outcome
     error: str | None = None
     duration_ms: float
     result_sha256: str | None = None
     execution: dict[str, Any] | None = None
     context_sources: list[str] | None = None
+    traceparent: str | None = None
+    """The W3C trace context the client sent in ``_meta.traceparent``, when it sent one."""
     prev_hash: str = GENESIS_HASH
     hash: str = ""
 

@@ -23,6 +23,8 @@ class VerifyReport(BaseModel):
     line: int | None = None
     event_id: str | None = None
     problem: str | None = None
+    checkpoints: int | None = None
+    """How many signed checkpoints held; ``None`` when none were checked."""
 
 
 def verify_log(path: Path) -> VerifyReport:
@@ -55,3 +57,13 @@ def verify_log(path: Path) -> VerifyReport:
 
 def _fail(path: Path, count: int, line: int, event_id: str | None, problem: str) -> VerifyReport:
     return VerifyReport(path=str(path), ok=False, events=count, line=line, event_id=event_id, problem=problem)
+
+
+def verify_checkpoints(report: VerifyReport, path: Path, checkpoints: Path, public_key: Path) -> VerifyReport:
+    """Add the signed checkpoints' verdict to an intact chain's report: this is what catches a cut-off tail."""
+    from cedargate.audit.checkpoint import check_checkpoints, event_hashes, load_public_key
+
+    count, problem = check_checkpoints(event_hashes(path), checkpoints, load_public_key(public_key))
+    if problem is None:
+        return report.model_copy(update={"checkpoints": count})
+    return report.model_copy(update={"ok": False, "checkpoints": count, "problem": problem})

@@ -1,9 +1,14 @@
-"""``cedargate audit``: checking the audit trail."""
+"""``cedargate audit``: checking, reading, querying and exporting the audit trail."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cedargate.cli._common import config_from, group
 from cedargate.errors import CedargateError
@@ -17,12 +22,205 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Recompute the hash chain; name the first event altered, removed or reordered.",
     )
     verify.add_argument("--log", type=Path, help="audit log file (default: the configured one)")
+    verify.add_argument("--checkpoints", type=Path, help="signed checkpoints file (default: the configured one)")
+    verify.add_argument("--public-key", type=Path, help="Ed25519 public key (PEM) that signed the checkpoints")
     verify.add_argument("--json", action="store_true", help="print JSON")
     verify.set_defaults(run=run_verify)
+    keygen = audit.add_parser(
+        "keygen",
+        help="create an Ed25519 key pair for signing checkpoints",
+        description="Create an Ed25519 key pair: the private key for the signer, the public key for the server.",
+    )
+    keygen.add_argument("--private-key", type=Path, required=True, help="where to write the private key (mode 0600)")
+    keygen.add_argument("--public-key", type=Path, required=True, help="where to write the public key")
+    keygen.set_defaults(run=run_keygen)
+    checkpoint = audit.add_parser(
+        "checkpoint",
+        help="sign the head of the hash chain",
+        description="Sign the head of the audit log's hash chain and append the checkpoint; with --every, keep "
+        "signing at that interval. Run it where the private key lives, not in the serving process.",
+    )
+    checkpoint.add_argument("--key", type=Path, required=True, help="the Ed25519 private key (PEM)")
+    checkpoint.add_argument("--log", type=Path, help="audit log file (default: the configured one)")
+    checkpoint.add_argument("--checkpoints", type=Path, help="checkpoints file (default: the configured one)")
+    checkpoint.add_argument("--every", type=float, metavar="SECONDS", help="keep signing every SECONDS")
+    checkpoint.set_defaults(run=run_checkpoint)
+    tail = audit.add_parser(
+        "tail",
+        help="print the last events",
+        description="Print the last events of the audit log (optionally filtered).",
+    )
+    tail.add_argument("-n", "--lines", type=int, default=10, help="how many events (default: 10)")
+    tail.add_argument("--follow", "-f", action="store_true", help="keep printing events as they are appended")
+    _filter_arguments(tail)
+    tail.set_defaults(run=run_tail)
+    query = audit.add_parser(
+        "query",
+        help="find events by agent, user, team, tool, decision, environment, time or task",
+        description="Print the events that match every filter given, in log order.",
+    )
+    query.add_argument("--limit", type=int, help="only the last LIMIT matches")
+    _filter_arguments(query)
+    query.set_defaults(run=run_query)
+    export = audit.add_parser(
+        "export",
+        help="export events in a standard format (OCSF)",
+        description="Export events as OCSF API Activity (class 6003) JSON lines, Cedar's policies in "
+        "actor.authorizations.",
+    )
+    export.add_argument("--format", choices=["ocsf"], default="ocsf", help="output format (default: ocsf)")
+    export.add_argument("--output", type=Path, help="write to this file instead of standard output")
+    _filter_arguments(export, with_json=False)
+    export.set_defaults(run=run_export)
+
+
+def _checkpoint_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """The checkpoints file and public key: from the flags, else from the config when it names them."""
+    configured = None
+    if args.checkpoints is None or args.public_key is None:
+        try:
+            configured = config_from(args).audit.checkpoints
+        except CedargateError:
+            if args.public_key is not None or args.checkpoints is not None:
+                raise
+    checkpoints = args.checkpoints or (configured.path if configured else None)
+    public_key = args.public_key or (configured.public_key if configured else None)
+    if (checkpoints is None) != (public_key is None):
+        raise CedargateError(
+            "checking checkpoints needs both --checkpoints and --public-key (or `[audit.checkpoints]`)"
+        )
+    return checkpoints, public_key
+
+
+def run_keygen(args: argparse.Namespace) -> int:
+    from cedargate.audit.checkpoint import generate_keypair
+
+    kid = generate_keypair(args.private_key, args.public_key)
+    print(f"key {kid}: private key {args.private_key} (keep it with the signer), public key {args.public_key}")
+    return 0
+
+
+def run_checkpoint(args: argparse.Namespace) -> int:
+    from cedargate.audit.checkpoint import load_private_key, sign_head
+
+    key = load_private_key(args.key)
+    log = args.log
+    checkpoints = args.checkpoints
+    if log is None or checkpoints is None:
+        config = config_from(args)
+        log = log or config.audit.path
+        if checkpoints is None and config.audit.checkpoints is None:
+            raise CedargateError("no checkpoints file: pass --checkpoints PATH or configure `[audit.checkpoints]`")
+        checkpoints = checkpoints or config.audit.checkpoints.path  # type: ignore[union-attr]
+    while True:
+        signed = sign_head(log, checkpoints, key)
+        if signed is not None:
+            print(f"signed event {signed.events} ({signed.head_hash[:16]}) into {checkpoints}", flush=True)
+        elif args.every is None:
+            print("nothing new to sign", file=sys.stderr)
+        if args.every is None:
+            return 0
+        time.sleep(args.every)
+
+
+def _filter_arguments(parser: argparse.ArgumentParser, *, with_json: bool = True) -> None:
+    parser.add_argument("--log", type=Path, help="audit log file (default: the configured one)")
+    for name, what in (
+        ("agent", "the calling agent"),
+        ("user", "the human the agent acted for"),
+        ("team", "the agent's team"),
+        ("tool", "tool name"),
+        ("decision", "Cedar's decision: allow, deny or approval_required"),
+        ("outcome", "succeeded, denied, approval_required, invalid_arguments, unknown_tool or failed"),
+        ("environment", "the resource's environment"),
+        ("task", "task id"),
+        ("session", "session id"),
+    ):
+        parser.add_argument(f"--{name}", help=f"only events of {what}")
+    parser.add_argument("--since", type=_when, help="only events at or after this ISO time (e.g. 2026-01-31T09:00Z)")
+    parser.add_argument("--until", type=_when, help="only events before this ISO time")
+    if with_json:
+        parser.add_argument("--json", action="store_true", help="print one JSON event per line")
+
+
+def _when(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"`{text}` is not an ISO date or time") from exc
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"`{text}` has no time zone: add `Z` or an offset such as `+02:00`")
+    return value
+
+
+def _where(args: argparse.Namespace) -> Any:
+    from cedargate.audit.query import AuditFilter
+
+    names = ("agent", "user", "team", "tool", "decision", "outcome", "environment", "task", "session", "since", "until")
+    return AuditFilter(**{name: getattr(args, name) for name in names})
+
+
+def _log_path(args: argparse.Namespace) -> Path:
+    path: Path = args.log or config_from(args).audit.path
+    return path
+
+
+def _print(events: list[dict[str, Any]], as_json: bool) -> None:
+    from cedargate.audit.query import one_line
+
+    for event in events:
+        print(json.dumps(event, ensure_ascii=False) if as_json else one_line(event), flush=True)
+
+
+def run_tail(args: argparse.Namespace) -> int:
+    from cedargate.audit.query import query, read_events
+
+    path, where = _log_path(args), _where(args)
+    _print(query(read_events(path), where, limit=args.lines), args.json)
+    offset = path.stat().st_size
+    while args.follow:
+        time.sleep(1.0)
+        offset = _print_appended(path, offset, where, args.json)
+    return 0
+
+
+def _print_appended(path: Path, offset: int, where: Any, as_json: bool) -> int:
+    """Print the whole lines appended since ``offset``; returns the offset after the last one."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next round
+    events = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+    _print([e for e in events if where.matches(e)], as_json)
+    return offset + len(complete)
+
+
+def run_query(args: argparse.Namespace) -> int:
+    from cedargate.audit.query import query, read_events
+
+    matches = query(read_events(_log_path(args)), _where(args), limit=args.limit)
+    _print(matches, args.json)
+    if not args.json:
+        print(f"{len(matches)} matching events", file=sys.stderr)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from cedargate.audit.ocsf import to_ocsf
+    from cedargate.audit.query import query, read_events
+
+    records = [to_ocsf(e) for e in query(read_events(_log_path(args)), _where(args))]
+    lines = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+    if args.output:
+        args.output.write_text(lines, encoding="utf-8")
+        print(f"wrote {len(records)} OCSF events to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(lines)
+    return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from cedargate.audit.verify import verify_log
+    from cedargate.audit.verify import verify_checkpoints, verify_log
 
     path = args.log or config_from(args).audit.path
     if not path.is_file():
@@ -30,10 +228,15 @@ def run_verify(args: argparse.Namespace) -> int:
             f"audit log `{path}` does not exist: pass --log PATH or check `[audit] path` in the config"
         )
     report = verify_log(path)
+    checkpoints, public_key = _checkpoint_paths(args)
+    if report.ok and public_key is not None and checkpoints is not None:
+        report = verify_checkpoints(report, path, checkpoints, public_key)
     if args.json:
         print(report.model_dump_json(indent=2))
     elif report.ok:
-        print(f"ok: {report.events} events, chain intact ({report.path})")
+        signed = f", {report.checkpoints} signed checkpoints hold" if report.checkpoints is not None else ""
+        print(f"ok: {report.events} events, chain intact{signed} ({report.path})")
     else:
-        print(f"FAILED at line {report.line} (event {report.event_id or 'unknown'}): {report.problem} ({report.path})")
+        where = f" at line {report.line} (event {report.event_id or 'unknown'})" if report.line is not None else ""
+        print(f"FAILED{where}: {report.problem} ({report.path})")
     return 0 if report.ok else 1

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from cedargate.cli._common import config_from
+
+if TYPE_CHECKING:
+    from cedargate.runtime import Runtime
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -48,9 +53,19 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             print(f"cedargate: serving streamable HTTP on http://{args.host}:{args.port}/mcp", file=sys.stderr)
-            anyio.run(serve_http, server, args.host, args.port)
+            anyio.run(_with_reload, runtime, serve_http(server, args.host, args.port))
         else:
-            anyio.run(serve_stdio, server)
+            anyio.run(_with_reload, runtime, serve_stdio(server))
     finally:
         runtime.close()
     return 0
+
+
+async def _with_reload(runtime: Runtime, serving: Coroutine[Any, Any, None]) -> None:
+    """Serve, and watch ``tools/`` and ``policies/`` for changes while serving (unless turned off)."""
+    interval = runtime.config.policy.reload_interval_seconds
+    async with anyio.create_task_group() as tasks:
+        if interval > 0:
+            tasks.start_soon(runtime.reloader.watch, interval)
+        await serving
+        tasks.cancel_scope.cancel()

@@ -19,7 +19,7 @@ from cedargate.forge import forge_token, open_github_pull_request
 from cedargate.git import git_text, run_git
 from cedargate.handlers import Handler, HandlerCall
 from cedargate.handlers.repo_common import AUDIT_TRAILER, branch_tip, commit_of, repo_of, task_branch, task_workspace
-from cedargate.provenance import Provenance, WriteRecord
+from cedargate.pull_request_body import Provenance, WriteRecord
 from cedargate.repo_paths import safe_ref
 from cedargate.sandbox import SandboxLimits, run_sandboxed
 from cedargate.workspaces import TestRun, WorkspaceStore

@@ -1,0 +1,103 @@
+"""Reading the audit trail back: iterate events, filter them, take the tail.
+
+Filters compare exact values (agent, user, team, tool, decision, outcome, environment, task,
+session) and a half-open time range ``[since, until)``. A line that is not JSON stops the
+read with its line number: the trail is evidence, so it is never skipped silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from cedargate.errors import CedargateError
+
+
+class AuditFilter(BaseModel):
+    """Which events to keep; every field left ``None`` matches everything."""
+
+    model_config = ConfigDict(frozen=True)
+
+    agent: str | None = None
+    user: str | None = None
+    team: str | None = None
+    tool: str | None = None
+    decision: str | None = None
+    outcome: str | None = None
+    environment: str | None = None
+    task: str | None = None
+    session: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        principal = event.get("principal") or {}
+        decision = event.get("decision") or {}
+        pairs = (
+            (self.agent, principal.get("agent")),
+            (self.user, principal.get("on_behalf_of")),
+            (self.team, principal.get("team")),
+            (self.tool, event.get("tool")),
+            (self.decision, decision.get("effect")),
+            (self.outcome, event.get("outcome")),
+            (self.environment, event.get("environment")),
+            (self.task, event.get("task")),
+            (self.session, event.get("session_id")),
+        )
+        if any(wanted is not None and wanted != actual for wanted, actual in pairs):
+            return False
+        if self.since is None and self.until is None:
+            return True
+        when = event_time(event)
+        return (self.since is None or when >= self.since) and (self.until is None or when < self.until)
+
+
+def event_time(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(event["time"]))
+
+
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
+    """Every event of the file, in order; fails naming the line that is not an event."""
+    if not path.is_file():
+        raise CedargateError(
+            f"audit log `{path}` does not exist: pass --log PATH or check `[audit] path` in the config"
+        )
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise CedargateError(
+                    f"audit log `{path}` line {number} is not JSON: run `cedargate audit verify --log {path}`"
+                ) from exc
+            if not isinstance(record, dict):
+                raise CedargateError(f"audit log `{path}` line {number} is not an audit event")
+            yield record
+
+
+def query(events: Iterable[dict[str, Any]], where: AuditFilter, limit: int | None = None) -> list[dict[str, Any]]:
+    """The matching events in log order; with ``limit``, only the last ``limit`` of them."""
+    matching = (e for e in events if where.matches(e))
+    return list(deque(matching, maxlen=limit)) if limit is not None else list(matching)
+
+
+def one_line(event: dict[str, Any]) -> str:
+    """A compact line for terminals: time, outcome, decision, who, tool, target, event id."""
+    principal = event.get("principal") or {}
+    resource = event.get("resource") or {}
+    decision = (event.get("decision") or {}).get("effect", "-")
+    shadow = " (shadow: would " + event["shadow"]["would"] + ")" if event.get("shadow") else ""
+    target = f"{resource.get('id', '-')}@{event.get('environment') or '-'}"
+    return (
+        f"{event.get('time', '?')}  {event.get('outcome', '?'):<17} {decision:<17} "
+        f"{principal.get('agent', '?')}/{principal.get('on_behalf_of', '?')}  {event.get('tool', '?')}  "
+        f"{target}  {event.get('event_id', '?')}{shadow}"
+    )

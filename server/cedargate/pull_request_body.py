@@ -1,0 +1,73 @@
+"""The provenance summary a pull request carries: what task, which writes, what was read, tested how.
+
+Everything in it is a fact cedargate recorded (audit event ids, commit trailers, the
+workspace's last sandboxed run); nothing is taken from what the agent claims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cedargate.identity import Principal
+from cedargate.workspaces import TestRun
+
+HEADING = "## Provenance (recorded by cedargate)"
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    """One commit on the branch and the audit event that made it (``None`` if made outside cedargate)."""
+
+    commit: str
+    subject: str
+    audit_event: str | None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    principal: Principal
+    branch: str
+    base: str
+    base_commit: str
+    head_commit: str
+    writes: Sequence[WriteRecord]
+    context_sources: Sequence[str]
+    last_test: TestRun | None
+    event_id: str
+
+    def markdown(self) -> str:
+        p = self.principal
+        lines = [
+            HEADING,
+            "",
+            f"- task: `{p.task}`",
+            f"- agent: `{p.agent}` (team `{p.team}`, {p.mode}) on behalf of `{p.on_behalf_of}`",
+            f"- branch: `{self.branch}` at `{self.head_commit}`, from `{self.base}` at `{self.base_commit}`",
+            f"- this pull request: audit event `{self.event_id}`",
+            "",
+            "### Writes (audit events)",
+        ]
+        lines += [
+            f"- `{w.audit_event or 'not made through cedargate'}`: {w.commit[:12]} {w.subject}" for w in self.writes
+        ] or ["- none"]
+        lines += ["", "### Context sources (audit events of the reads before these writes)"]
+        lines += [f"- `{event}`" for event in self.context_sources] or ["- none recorded in this session"]
+        lines += ["", "### Last sandboxed test run", *self._test_lines()]
+        return "\n".join(lines) + "\n"
+
+    def _test_lines(self) -> list[str]:
+        run = self.last_test
+        if run is None:
+            return ["- none: tests were not run through cedargate for this branch"]
+        verdict = (
+            "timed out" if run.timed_out else ("passed" if run.exit_code == 0 else f"failed (exit {run.exit_code})")
+        )
+        current = "the branch head" if run.commit == self.head_commit else f"`{run.commit}`, not the branch head"
+        if run.clean is False:
+            current += ", with uncommitted changes"
+        return [
+            f"- `{run.command}`: {verdict} in {run.duration_ms / 1000:.1f} s",
+            f"- tested {current}; audit event `{run.event_id}`",
+            f"- output: {run.output_bytes} bytes, sha256 `{run.output_sha256}`",
+        ]

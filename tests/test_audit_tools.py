@@ -1,0 +1,139 @@
+"""Auditors' tools on a real audit trail: tail, query, OCSF export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from cedargate.audit.ocsf import CLASS_UID, REQUIRED, missing_required
+from cedargate.cli import main
+from cedargate.runtime import Runtime
+from cedargate.server import build_server
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def trail(runtime: Runtime) -> Path:
+    """Four calls: an allowed read, an allowed write, a denied prod write, bad arguments."""
+    async with Client(build_server(runtime)) as client:
+        await client.call_tool("repo_read_file", {"repository": "acme/web", "path": "README.md"})
+        await client.call_tool(
+            "repo_write_file", {"repository": "acme/web", "branch": "agent/q", "path": "a.txt", "content": "a"}
+        )
+        await client.call_tool(
+            "repo_write_file", {"repository": "acme/payments", "branch": "agent/q", "path": "a.txt", "content": "a"}
+        )
+        await client.call_tool("repo_read_file", {"repository": "acme/web", "path": 3})
+    return runtime.config.audit.path
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+async def test_query_by_decision_and_environment_finds_the_denied_prod_write(
+    trail: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["audit", "query", "--log", str(trail), "--decision", "deny", "--environment", "prod", "--json"]) == 0
+    [event] = _json_lines(capsys.readouterr().out)
+    assert event["tool"] == "repo_write_file"
+    assert event["resource"]["id"] == "acme/payments"
+
+
+async def test_query_by_agent_user_team_task_and_tool(trail: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["audit", "query", "--log", str(trail), "--agent", "codex-demo", "--user", "alice", "--team", "storefront"]
+    main([*argv, "--task", "demo-timeout", "--tool", "repo_read_file", "--json"])
+    assert [e["outcome"] for e in _json_lines(capsys.readouterr().out)] == ["succeeded", "invalid_arguments"]
+    main(["audit", "query", "--log", str(trail), "--agent", "someone-else", "--json"])
+    assert _json_lines(capsys.readouterr().out) == []
+
+
+async def test_query_by_time_range_is_half_open(trail: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events = _json_lines(trail.read_text())
+    second, fourth = events[1]["time"], events[3]["time"]
+    main(["audit", "query", "--log", str(trail), "--since", second, "--until", fourth, "--json"])
+    assert [e["event_id"] for e in _json_lines(capsys.readouterr().out)] == [e["event_id"] for e in events[1:3]]
+
+
+async def test_a_time_without_a_zone_is_refused(trail: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["audit", "query", "--log", str(trail), "--since", "2026-01-01T00:00"])
+    assert "has no time zone" in capsys.readouterr().err
+
+
+async def test_tail_prints_the_last_events_one_per_line(trail: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "tail", "--log", str(trail), "-n", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    events = _json_lines(trail.read_text())
+    assert len(lines) == 2
+    assert lines[0].endswith(events[2]["event_id"]) and "denied" in lines[0] and "acme/payments@prod" in lines[0]
+    assert lines[1].endswith(events[3]["event_id"]) and "invalid_arguments" in lines[1]
+
+
+async def test_ocsf_export_has_every_required_field_and_the_determining_policies(
+    trail: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ocsf.jsonl"
+    assert main(["audit", "export", "--format", "ocsf", "--log", str(trail), "--output", str(out)]) == 0
+    records = _json_lines(out.read_text())
+    events = _json_lines(trail.read_text())
+    assert len(records) == len(events)
+    for record, event in zip(records, events, strict=True):
+        assert missing_required(record) == [], record
+        assert set(REQUIRED) <= set(record)
+        assert record["class_uid"] == CLASS_UID and record["category_uid"] == 6
+        assert record["type_uid"] == CLASS_UID * 100 + record["activity_id"]
+        assert record["metadata"]["uid"] == event["event_id"]
+        assert isinstance(record["time"], int)
+    read, write, denied, invalid = records
+    assert read["activity_id"] == 2 and write["activity_id"] == 3
+    assert read["actor"]["authorizations"] == [
+        {
+            "decision": "allow",
+            "policy": {
+                "uid": "reads-allowed",
+                "name": "reads-allowed",
+                "desc": "reading code and cloud state is allowed for every agent",
+            },
+        }
+    ]
+    assert denied["status_id"] == 2
+    assert denied["actor"]["authorizations"][0]["decision"] == "deny"
+    assert denied["actor"]["authorizations"][0]["policy"]["uid"] == "prod-writes-forbidden"
+    assert denied["actor"]["user"]["name"] == "alice" and denied["actor"]["app_name"] == "codex-demo"
+    assert invalid["actor"]["authorizations"] == []
+
+
+def test_a_line_that_is_not_json_stops_a_query_with_its_line_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "audit.jsonl"
+    log.write_text('{"event_id": "a", "time": "2026-01-01T00:00:00+00:00"}\n{torn\n')
+    assert main(["audit", "query", "--log", str(log)]) == 2
+    assert "line 2 is not JSON" in capsys.readouterr().err
+
+
+def test_following_prints_only_whole_lines_appended_since_the_last_look(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cedargate.audit.query import AuditFilter
+    from cedargate.cli.audit import _print_appended
+
+    log = tmp_path / "audit.jsonl"
+    first = {"event_id": "a", "time": "2026-01-01T00:00:00+00:00", "tool": "t", "outcome": "succeeded"}
+    log.write_text(json.dumps(first) + "\n")
+    offset = log.stat().st_size
+    second = {**first, "event_id": "b"}
+    with open(log, "a") as handle:
+        handle.write(json.dumps(second) + "\n" + '{"event_id": "c", "ti')
+    offset = _print_appended(log, offset, AuditFilter(), as_json=True)
+    assert [e["event_id"] for e in _json_lines(capsys.readouterr().out)] == ["b"]
+    with open(log, "a") as handle:
+        handle.write('me": "2026-01-01T00:00:01+00:00"}\n')
+    _print_appended(log, offset, AuditFilter(), as_json=True)
+    assert [e["event_id"] for e in _json_lines(capsys.readouterr().out)] == ["c"]
