@@ -81,6 +81,35 @@ class AuditConfig(_Strict):
     fsync: bool = False
 
 
+class StoreConfig(_Strict):
+    """Where governance state lives: a SQLite file, or PostgreSQL when ``url`` is set (several replicas)."""
+
+    path: Path = Path("var/cedargate.db")
+    url: str | None = None
+
+
+class ApprovalsConfig(_Strict):
+    """How long an approval request stays open, and which users belong to each approver group."""
+
+    ttl_minutes: Annotated[int, Field(gt=0)] = 60
+    groups: dict[Identifier, tuple[Identifier, ...]] = {}
+
+
+class CapsConfig(_Strict):
+    """Caps of one team or agent; ``None`` means no cap of that kind."""
+
+    day_cents: Annotated[int, Field(ge=0)] | None = None
+    month_cents: Annotated[int, Field(ge=0)] | None = None
+    calls_per_minute: Annotated[int, Field(ge=0)] | None = None
+
+
+class BudgetsConfig(_Strict):
+    """Spend and rate caps per team and per agent (keys are team and agent ids)."""
+
+    teams: dict[Identifier, CapsConfig] = {}
+    agents: dict[Identifier, CapsConfig] = {}
+
+
 class Config(_Strict):
     """The whole configuration, with every path already absolute."""
 
@@ -90,6 +119,9 @@ class Config(_Strict):
     audit: AuditConfig = AuditConfig()
     aws: AwsConfig = AwsConfig()
     repositories: tuple[RepositoryConfig, ...] = ()
+    store: StoreConfig = StoreConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     def repository(self, name: str) -> RepositoryConfig | None:
@@ -146,5 +178,6 @@ def _resolve_paths(config: Config, base: Path) -> Config:
             "policies_dir": absolute(config.policies_dir),
             "audit": config.audit.model_copy(update={"path": absolute(config.audit.path)}),
             "repositories": tuple(r.model_copy(update={"path": absolute(r.path)}) for r in config.repositories),
+            "store": config.store.model_copy(update={"path": absolute(config.store.path)}),
         }
     )
