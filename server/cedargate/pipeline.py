@@ -26,8 +26,8 @@ from cedargate.authorize import Authorizer
 from cedargate.budget import Budget
 from cedargate.catalog import ToolCatalog
 from cedargate.config import Config
-from cedargate.errors import AuditWriteError, HandlerError, ResourceError, ToolInputError
-from cedargate.gate import needs_approval
+from cedargate.errors import AuditWriteError, BudgetExceeded, HandlerError, ResourceError, ToolInputError
+from cedargate.gate import Gate, GateTicket, needs_approval
 from cedargate.handlers import HandlerCall, HandlerRegistry
 from cedargate.identity import Principal
 from cedargate.redact import arguments_for_audit, redact_value
@@ -47,6 +47,8 @@ class CallRequest:
     arguments: Mapping[str, Any] | None
     principal: Principal
     session: SessionState
+    approval_id: str | None = None
+    """An approval the caller names explicitly (otherwise a grant for these exact arguments is looked up)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Pipeline:
         handlers: HandlerRegistry,
         audit: AuditSink,
         budget: Budget | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self._config = config
         self._catalog = catalog
@@ -81,6 +84,7 @@ class Pipeline:
         self._handlers = handlers
         self._audit = audit
         self._budget = budget or Budget()
+        self._gate = gate or Gate()
 
     async def call(self, request: CallRequest) -> CallResult:
         """Run one call through every step; never raises for anything the agent sent."""
@@ -96,6 +100,8 @@ class Pipeline:
             return self._finish(event, started, Outcome.INVALID_ARGUMENTS, error=str(exc))
         except _Refused as refusal:
             return self._finish(event, started, refusal.outcome, error=refusal.message)
+        except BudgetExceeded as exc:
+            return self._finish(event, started, Outcome.OVER_BUDGET, error=str(exc))
         except HandlerError as exc:
             return self._finish(event, started, Outcome.FAILED, error=str(exc))
         except Exception as exc:  # boundary: a crashing handler is audited, not propagated
@@ -123,23 +129,39 @@ class Pipeline:
         event.fields.update(
             resource=AuditResource(type=resource.ref.type, id=resource.ref.id), environment=resource.environment
         )
-        context = build_context(request.principal, manifest, resource, args, request.session, call_number)
+        remaining = await anyio.to_thread.run_sync(self._budget.remaining_cents, request.principal)
+        context = build_context(request.principal, manifest, resource, args, request.session, call_number, remaining)
         decision = self._authorizer.authorize(request.principal, manifest.name, resource, context)
         event.fields["decision"] = decision
-        if needs_approval(decision):
-            raise _Refused(Outcome.APPROVAL_REQUIRED, decision.explain())
+        # Gate: an approval-required decision either finds a grant (Cedar decides again with it) or waits.
+        ticket = GateTicket(request.principal, manifest, args, resource, event.event_id, request.approval_id)
+        gated = await anyio.to_thread.run_sync(
+            self._gate.admit,
+            ticket,
+            decision,
+            lambda approval: self._authorizer.authorize(
+                request.principal, manifest.name, resource, {**context, "approval": dict(approval)}
+            ),
+        )
+        decision = event.fields["decision"] = gated.decision
+        event.fields["approval"] = gated.approval
+        if gated.waiting is not None or needs_approval(decision):
+            raise _Refused(Outcome.APPROVAL_REQUIRED, gated.waiting or decision.explain())
         if not decision.allowed:
             raise _Refused(Outcome.DENIED, decision.explain())
-        self._budget.check(request.principal, manifest)
+        reservation = await anyio.to_thread.run_sync(self._budget.check, request.principal, manifest)
         if not manifest.risk.read_only:
             # Provenance: a change records what the session had read before it.
             event.fields["context_sources"] = list(request.session.context_sources)
         call = HandlerCall(manifest, args, resource, request.principal, event.event_id, request.session.id)
         try:
             result = await anyio.to_thread.run_sync(self._handlers.handler_for(manifest), call)
+        except BaseException:
+            await anyio.to_thread.run_sync(self._budget.release, reservation)
+            raise
         finally:
             event.fields["execution"] = call.execution or None
-        self._budget.charge(request.principal, manifest)
+        await anyio.to_thread.run_sync(self._budget.charge, reservation, event.event_id)
         if manifest.risk.read_only:
             request.session.record_read(event.event_id)
         return dict(redact_value(result))

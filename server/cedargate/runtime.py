@@ -9,18 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cedargate.approvals import ApprovalQueue
 from cedargate.audit.log import JsonlAuditLog
 from cedargate.authorize import Authorizer
 from cedargate.aws_session import AwsClients
+from cedargate.budget import Budget
 from cedargate.catalog import ToolCatalog, load_catalog
 from cedargate.cedar_schema import build_schema
 from cedargate.config import Config
+from cedargate.gate import Gate
 from cedargate.handlers import HandlerRegistry
 from cedargate.handlers.aws import AwsHandlers
 from cedargate.handlers.repo import RepoHandlers
 from cedargate.identity import Principal, principal_from_config
 from cedargate.pipeline import Pipeline
 from cedargate.policy_set import PolicySet, load_policy_set
+from cedargate.store import Store, open_store
 
 
 @dataclass
@@ -34,10 +38,13 @@ class Runtime:
     pipeline: Pipeline
     audit: JsonlAuditLog
     aws: AwsClients
+    store: Store | None = None
 
     def close(self) -> None:
         self.audit.close()
         self.aws.close()
+        if self.store is not None:
+            self.store.close()
 
 
 def load_tools_and_policies(config: Config, registry: HandlerRegistry) -> tuple[ToolCatalog, PolicySet]:
@@ -58,9 +65,17 @@ def build_runtime(config: Config) -> Runtime:
     try:
         registry = handler_registry(aws)
         catalog, policies = load_tools_and_policies(config, registry)
-        audit = JsonlAuditLog(config.audit.path, fsync=config.audit.fsync)
+        store = open_store(config.store)
     except BaseException:
         aws.close()
         raise
-    pipeline = Pipeline(config, catalog, Authorizer(policies, config), registry, audit)
-    return Runtime(config, catalog, policies, principal, pipeline, audit, aws)
+    try:
+        audit = JsonlAuditLog(config.audit.path, fsync=config.audit.fsync)
+    except BaseException:
+        aws.close()
+        store.close()
+        raise
+    gate = Gate(ApprovalQueue(store, config.approvals))
+    budget = Budget(store, config.budgets)
+    pipeline = Pipeline(config, catalog, Authorizer(policies, config), registry, audit, budget=budget, gate=gate)
+    return Runtime(config, catalog, policies, principal, pipeline, audit, aws, store)

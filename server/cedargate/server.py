@@ -23,6 +23,8 @@ from cedargate.runtime import Runtime
 from cedargate.session import SessionState
 
 SERVER_NAME = "cedargate"
+APPROVAL_META_KEY = "cedargate/approval"
+"""``_meta`` key a call may use to name the approval it retries under."""
 INSTRUCTIONS = (
     "cedargate governs every tool call with Cedar policy and writes an audit event for each. "
     "A denied call says which policy denied it and why; do not retry it unchanged."
@@ -66,6 +68,12 @@ def _session_header(ctx: ServerRequestContext[Any]) -> str | None:
     return headers.get("mcp-session-id") if headers is not None else None
 
 
+def _approval_id(params: types.CallToolRequestParams) -> str | None:
+    meta = params.meta if isinstance(params.meta, dict) else {}
+    value = meta.get(APPROVAL_META_KEY)
+    return value if isinstance(value, str) and value else None
+
+
 def to_call_tool_result(result: CallResult) -> types.CallToolResult:
     if result.is_error:
         return types.CallToolResult(
@@ -94,6 +102,7 @@ def build_server(runtime: Runtime) -> Server[Any]:
             arguments=params.arguments,
             principal=runtime.principal,
             session=sessions.for_context(ctx, runtime.principal),
+            approval_id=_approval_id(params),
         )
         return to_call_tool_result(await runtime.pipeline.call(request))
 

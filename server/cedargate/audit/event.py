@@ -24,6 +24,7 @@ class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     DENIED = "denied"
     APPROVAL_REQUIRED = "approval_required"
+    OVER_BUDGET = "over_budget"
     INVALID_ARGUMENTS = "invalid_arguments"
     UNKNOWN_TOOL = "unknown_tool"
     FAILED = "failed"
@@ -43,6 +44,17 @@ class AuditResource(BaseModel):
 
     type: str
     id: str
+
+
+class ApprovalLink(BaseModel):
+    """The approval a call opened (``pending``) or used (``granted``), linking request, approval and execution."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    status: str
+    approver: str | None = None
+    request_event_id: str
 
 
 class AuditEvent(BaseModel):
@@ -71,6 +83,7 @@ class AuditEvent(BaseModel):
     result_sha256: str | None = None
     execution: dict[str, Any] | None = None
     context_sources: list[str] | None = None
+    approval: ApprovalLink | None = None
     prev_hash: str = GENESIS_HASH
     hash: str = ""
 

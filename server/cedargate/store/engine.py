@@ -61,7 +61,9 @@ def open_store(config: StoreConfig, *, migrate: bool = True) -> Store:
             upgrade(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
+        where = engine.url.render_as_string(hide_password=True)
+        cause = getattr(exc, "orig", None) or exc
         raise StoreError(
-            f"store `{engine.url.render_as_string(hide_password=True)}` cannot be opened or migrated: {getattr(exc, 'orig', None) or exc}"
+            f"store `{where}` cannot be opened or migrated: {cause}; check `[store]` in the config"
         ) from exc
     return Store(engine)
