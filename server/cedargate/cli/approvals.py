@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cedargate.cli._common import config_from, group
@@ -39,12 +41,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         decide.set_defaults(run=run_decide, approve=approve)
 
 
-def _queue(args: argparse.Namespace) -> Any:
+@contextmanager
+def _queue(args: argparse.Namespace) -> Iterator[Any]:
     from cedargate.approvals import ApprovalQueue
     from cedargate.store import open_store
 
     config = config_from(args)
-    return ApprovalQueue(open_store(config.store), config.approvals)
+    store = open_store(config.store)
+    try:
+        yield ApprovalQueue(store, config.approvals)
+    finally:
+        store.close()
 
 
 def _print(approvals: list[Any], as_json: bool) -> None:
@@ -64,12 +71,14 @@ def run_list(args: argparse.Namespace) -> int:
     from cedargate.approvals import ApprovalStatus
 
     status = None if args.status == "all" else ApprovalStatus(args.status)
-    _print(_queue(args).list(status), args.json)
+    with _queue(args) as queue:
+        _print(queue.list(status), args.json)
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
-    approval = _queue(args).get(args.id)
+    with _queue(args) as queue:
+        approval = queue.get(args.id)
     if args.json:
         print(approval.model_dump_json(indent=2))
     else:
@@ -79,7 +88,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_decide(args: argparse.Namespace) -> int:
-    approval = _queue(args).decide(args.id, args.user, approve=args.approve, note=args.note)
+    with _queue(args) as queue:
+        approval = queue.decide(args.id, args.user, approve=args.approve, note=args.note)
     if args.json:
         print(approval.model_dump_json(indent=2))
     else:
