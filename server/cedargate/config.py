@@ -110,6 +110,29 @@ class BudgetsConfig(_Strict):
     agents: dict[Identifier, CapsConfig] = {}
 
 
+class ClaimsConfig(_Strict):
+    """Which JWT claim carries each part of the principal."""
+
+    agent: str = "sub"
+    team: str = "team"
+    on_behalf_of: str = "on_behalf_of"
+    mode: str = "mode"
+    task: str = "task"
+    user: str = "sub"
+    """The claim naming the human in an approver's token (admin API)."""
+
+
+class AuthConfig(_Strict):
+    """Streamable HTTP as an OAuth 2.1 resource server: bearer JWTs from ``issuer``, for ``resource_url``."""
+
+    issuer: str
+    jwks_url: str
+    resource_url: str
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    required_scopes: tuple[str, ...] = ()
+    claims: ClaimsConfig = ClaimsConfig()
+
+
 class Config(_Strict):
     """The whole configuration, with every path already absolute."""
 
@@ -122,6 +145,7 @@ class Config(_Strict):
     store: StoreConfig = StoreConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
     budgets: BudgetsConfig = BudgetsConfig()
+    auth: AuthConfig | None = None
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     def repository(self, name: str) -> RepositoryConfig | None:

@@ -17,6 +17,7 @@ from mcp.server.context import ServerRequestContext
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from cedargate import __version__
+from cedargate.http_identity import principal_for
 from cedargate.identity import Principal
 from cedargate.pipeline import CallRequest, CallResult
 from cedargate.runtime import Runtime
@@ -96,12 +97,16 @@ def build_server(runtime: Runtime) -> Server[Any]:
     ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=tools)
 
+    claims_config = runtime.config.auth.claims if runtime.config.auth is not None else None
+
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        # Over HTTP with auth, each request's verified token names the principal; stdio keeps the config's.
+        principal = principal_for(ctx, runtime.principal, claims_config)
         request = CallRequest(
             tool=params.name,
             arguments=params.arguments,
-            principal=runtime.principal,
-            session=sessions.for_context(ctx, runtime.principal),
+            principal=principal,
+            session=sessions.for_context(ctx, principal),
             approval_id=_approval_id(params),
         )
         return to_call_tool_result(await runtime.pipeline.call(request))

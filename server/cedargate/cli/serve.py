@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 import anyio
@@ -23,6 +24,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    from cedargate.http_app import http_app_options
     from cedargate.runtime import build_runtime
     from cedargate.server import build_server
     from cedargate.transport import serve_http, serve_stdio
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
         server = build_server(runtime)
         if args.transport == "http":
             print(f"cedargate: serving streamable HTTP on http://{args.host}:{args.port}/mcp", file=sys.stderr)
-            anyio.run(serve_http, server, args.host, args.port)
+            options = http_app_options(runtime, args.host)
+            anyio.run(functools.partial(serve_http, server, args.host, args.port, **options))
         else:
             anyio.run(serve_stdio, server)
     finally:
