@@ -29,6 +29,7 @@ from cedargate.config import Config
 from cedargate.errors import AuditWriteError, BudgetExceeded, HandlerError, ResourceError, ToolInputError
 from cedargate.gate import Gate, GateTicket, needs_approval
 from cedargate.handlers import HandlerCall, HandlerRegistry
+from cedargate.holds import HoldKind, Holds
 from cedargate.identity import Principal
 from cedargate.redact import arguments_for_audit, redact_value
 from cedargate.request_context import build_context
@@ -77,6 +78,7 @@ class Pipeline:
         audit: AuditSink,
         budget: Budget | None = None,
         gate: Gate | None = None,
+        holds: Holds | None = None,
     ) -> None:
         self._config = config
         self._catalog = catalog
@@ -85,6 +87,7 @@ class Pipeline:
         self._audit = audit
         self._budget = budget or Budget()
         self._gate = gate or Gate()
+        self._holds = holds or Holds()
 
     async def call(self, request: CallRequest) -> CallResult:
         """Run one call through every step; never raises for anything the agent sent."""
@@ -129,6 +132,12 @@ class Pipeline:
         event.fields.update(
             resource=AuditResource(type=resource.ref.type, id=resource.ref.id), environment=resource.environment
         )
+        # Revocation and freeze: read from the store on every call, so every replica sees them at once.
+        hold = await anyio.to_thread.run_sync(
+            self._holds.refusal, request.principal, resource.environment, manifest.risk
+        )
+        if hold is not None:
+            raise _Refused(Outcome.REVOKED if hold[0] is HoldKind.AGENT else Outcome.FROZEN, hold[1])
         remaining = await anyio.to_thread.run_sync(self._budget.remaining_cents, request.principal)
         context = build_context(request.principal, manifest, resource, args, request.session, call_number, remaining)
         decision = self._authorizer.authorize(request.principal, manifest.name, resource, context)

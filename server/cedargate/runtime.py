@@ -21,6 +21,7 @@ from cedargate.gate import Gate
 from cedargate.handlers import HandlerRegistry
 from cedargate.handlers.aws import AwsHandlers
 from cedargate.handlers.repo import RepoHandlers
+from cedargate.holds import Holds
 from cedargate.identity import Principal, principal_from_config
 from cedargate.pipeline import Pipeline
 from cedargate.policy_set import PolicySet, load_policy_set
@@ -77,5 +78,7 @@ def build_runtime(config: Config) -> Runtime:
         raise
     gate = Gate(ApprovalQueue(store, config.approvals))
     budget = Budget(store, config.budgets)
-    pipeline = Pipeline(config, catalog, Authorizer(policies, config), registry, audit, budget=budget, gate=gate)
+    pipeline = Pipeline(
+        config, catalog, Authorizer(policies, config), registry, audit, budget=budget, gate=gate, holds=Holds(store)
+    )
     return Runtime(config, catalog, policies, principal, pipeline, audit, aws, store)

@@ -25,6 +25,8 @@ class Outcome(StrEnum):
     DENIED = "denied"
     APPROVAL_REQUIRED = "approval_required"
     OVER_BUDGET = "over_budget"
+    REVOKED = "revoked"
+    FROZEN = "frozen"
     INVALID_ARGUMENTS = "invalid_arguments"
     UNKNOWN_TOOL = "unknown_tool"
     FAILED = "failed"

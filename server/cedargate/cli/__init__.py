@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from cedargate import __version__
-from cedargate.cli import approvals, audit, budget, db, demo, policy, serve, tools
+from cedargate.cli import approvals, audit, budget, db, demo, holds, policy, serve, tools
 from cedargate.errors import CedargateError
 
-COMMAND_GROUPS = (serve, demo, tools, policy, audit, db, approvals, budget)
+COMMAND_GROUPS = (serve, demo, tools, policy, audit, db, approvals, budget, holds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -92,3 +92,14 @@ revocations = Table(
     Column("at", UtcDateTime(), nullable=False),
     Column("reason", Text, nullable=False),
 )
+
+admin_actions = Table(
+    "admin_actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("reason", Text, nullable=False),
+)
