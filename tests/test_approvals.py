@@ -90,6 +90,7 @@ async def test_an_approval_required_call_opens_a_pending_approval_names_who_may_
         "status": "pending",
         "approver": None,
         "request_event_id": event["event_id"],
+        "self_approvable": False,
     }
 
 
@@ -119,6 +120,7 @@ async def test_an_approved_retry_runs_once_and_the_audit_trail_links_request_app
         "status": "granted",
         "approver": "bob",
         "request_event_id": request["event_id"],
+        "self_approvable": False,
     }
     assert governed.store is not None
     used = ApprovalQueue(governed.store, governed.config.approvals).get(approval_id)

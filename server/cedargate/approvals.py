@@ -66,6 +66,7 @@ class Approval(BaseModel):
     note: str | None = None
     consumed_event_id: str | None = None
     consumed_at: datetime | None = None
+    self_approvable: bool = False
 
 
 class ApprovalRequest(BaseModel):
@@ -86,6 +87,8 @@ class ApprovalRequest(BaseModel):
     reason: str
     approver_groups: list[str]
     request_event_id: str
+    self_approvable: bool = False
+    """Policy lets the interactive human approve it themselves (through elicitation, never the CLI)."""
 
 
 def arguments_digest(args: Mapping[str, Any]) -> str:
@@ -182,6 +185,34 @@ class ApprovalQueue:
             ).rowcount
         if changed != 1:
             raise ApprovalError(f"approval `{approval_id}` was decided or expired meanwhile; nothing changed")
+        return self.get(approval_id)
+
+    def self_approve(self, approval_id: str, agent: str, user: str) -> Approval:
+        """Grant a pending approval on the word of the human the agent acts for.
+
+        Only for approvals the policy marked ``@self_approval`` and opened for an interactive
+        principal, and only by that principal's own human: the server calls this after the
+        human answered an elicitation, never on a client's say-so alone.
+        """
+        approval = self.get(approval_id)
+        if not approval.self_approvable or (approval.agent, approval.on_behalf_of) != (agent, user):
+            raise ApprovalError(f"approval `{approval_id}` cannot be approved by `{user}` themselves")
+        now = self._clock()
+        with self._store.engine.begin() as connection:
+            changed = connection.execute(
+                update(approvals)
+                .where(
+                    and_(
+                        approvals.c.id == approval_id,
+                        approvals.c.status == ApprovalStatus.PENDING.value,
+                        approvals.c.self_approvable.is_(True),
+                        approvals.c.expires_at > now,
+                    )
+                )
+                .values(status=ApprovalStatus.APPROVED.value, decided_by=user, decided_at=now, note="self-approved")
+            ).rowcount
+        if changed != 1:
+            raise ApprovalError(f"approval `{approval_id}` is not pending; nothing changed")
         return self.get(approval_id)
 
     def find_grant(

@@ -81,7 +81,12 @@ class Gate:
         pending = self._queue.open(self._request(ticket, decision, digest))
         return GateResult(
             decision,
-            ApprovalLink(id=pending.id, status="pending", request_event_id=pending.request_event_id),
+            ApprovalLink(
+                id=pending.id,
+                status="pending",
+                request_event_id=pending.request_event_id,
+                self_approvable=pending.self_approvable,
+            ),
             waiting=self._waiting_message(pending, decision, problem),
         )
 
@@ -102,6 +107,8 @@ class Gate:
             reason="; ".join(policy.reason or policy.id for policy in decision.policies),
             approver_groups=list(decision.approver_groups),
             request_event_id=ticket.event_id,
+            # Self-approval only where policy allows it and a human is at the keyboard.
+            self_approvable=decision.self_approvable and p.mode == "interactive",
         )
 
     @staticmethod

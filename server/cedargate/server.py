@@ -16,7 +16,8 @@ from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
-from cedargate import __version__
+from cedargate import __version__, elicit
+from cedargate.approvals import ApprovalQueue
 from cedargate.http_identity import principal_for
 from cedargate.identity import Principal
 from cedargate.pipeline import CallRequest, CallResult
@@ -99,7 +100,11 @@ def build_server(runtime: Runtime) -> Server[Any]:
 
     claims_config = runtime.config.auth.claims if runtime.config.auth is not None else None
 
-    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    queue = ApprovalQueue(runtime.store, runtime.config.approvals) if runtime.store is not None else None
+
+    async def call_tool(
+        ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
         # Over HTTP with auth, each request's verified token names the principal; stdio keeps the config's.
         principal = principal_for(ctx, runtime.principal, claims_config)
         request = CallRequest(
@@ -109,7 +114,10 @@ def build_server(runtime: Runtime) -> Server[Any]:
             session=sessions.for_context(ctx, principal),
             approval_id=_approval_id(params),
         )
-        return to_call_tool_result(await runtime.pipeline.call(request))
+        if queue is None:
+            return to_call_tool_result(await runtime.pipeline.call(request))
+        outcome = await elicit.call_with_self_approval(ctx, params, request, queue, runtime.pipeline.call)
+        return outcome if isinstance(outcome, types.InputRequiredResult) else to_call_tool_result(outcome)
 
     return Server(
         SERVER_NAME,

@@ -57,6 +57,7 @@ class ApprovalLink(BaseModel):
     status: str
     approver: str | None = None
     request_event_id: str
+    self_approvable: bool = False
 
 
 class AuditEvent(BaseModel):

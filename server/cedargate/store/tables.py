@@ -9,7 +9,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, TypeDecorator
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    false,
+)
 from sqlalchemy.engine import Dialect
 
 metadata = MetaData()
@@ -59,6 +71,7 @@ approvals = Table(
     Column("note", Text),
     Column("consumed_event_id", String(64)),
     Column("consumed_at", UtcDateTime()),
+    Column("self_approvable", Boolean, nullable=False, server_default=false()),
 )
 
 budget_counters = Table(
