@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
-from sqlalchemy import update
+from sqlalchemy import select, update
 from tests.conftest import audit_events
 from tests.governed_tree import governed_config
 
@@ -22,7 +22,7 @@ from cedargate.config import StoreConfig, load_config
 from cedargate.git import git_text
 from cedargate.runtime import Runtime, build_runtime
 from cedargate.server import APPROVAL_META_KEY, build_server
-from cedargate.store.tables import approvals
+from cedargate.store.tables import admin_actions, approvals
 
 pytestmark = pytest.mark.anyio
 
@@ -126,6 +126,9 @@ async def test_an_approved_retry_runs_once_and_the_audit_trail_links_request_app
     used = ApprovalQueue(governed.store, governed.config.approvals).get(approval_id)
     assert used.status is ApprovalStatus.CONSUMED
     assert used.consumed_event_id == execution["event_id"]
+    with governed.store.engine.connect() as connection:
+        [action] = connection.execute(select(admin_actions)).mappings().all()
+    assert (action["actor"], action["action"], action["subject"]) == ("bob", "approval_approved", approval_id)
     assert verify_log(governed.config.audit.path).ok
 
 

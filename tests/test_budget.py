@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client
 from tests.conftest import audit_events
@@ -172,3 +173,35 @@ async def test_budget_show_reports_spend_and_caps_as_json(capped: Runtime, capsy
     assert team["day_cents"]["used"] == 1 and team["day_cents"]["cap"] == 2
     assert team["month_cents"]["cap"] == 100
     assert lines[("agent", "codex-demo")]["day_cents"] == {**team["day_cents"], "cap": None}
+
+
+async def test_concurrent_calls_through_two_replicas_on_one_postgresql_never_pass_the_cap(
+    tree: Path, postgres: object
+) -> None:
+    from tests.store_fixtures import PostgresCluster
+
+    assert isinstance(postgres, PostgresCluster)
+    store = StoreConfig(url=postgres.create_database())
+    caps = "\n[budgets.agents.codex-demo]\nday_cents = 3\n"
+    path = governed_config(tree, store, staging=False, extra=caps)
+    second = tree / "replica2.toml"
+    second.write_text(path.read_text().replace('path = "audit.jsonl"', 'path = "audit-2.jsonl"'))
+    replicas = [build_runtime(load_config(path, environ={})), build_runtime(load_config(second, environ={}))]
+    outcomes: list[bool] = []
+
+    async def agent(runtime: Runtime, n: int) -> None:
+        async with Client(build_server(runtime)) as client:
+            result = await client.call_tool("repo_write_file", _write(f"agent/k{n}"))
+            outcomes.append(bool(result.is_error))
+
+    try:
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tasks:
+                for n in range(8):
+                    tasks.start_soon(agent, replicas[n % 2], n)
+    finally:
+        for runtime in replicas:
+            runtime.close()
+    assert outcomes.count(False) == 3
+    events = audit_events(tree / "audit.jsonl") + audit_events(tree / "audit-2.jsonl")
+    assert sorted(e["outcome"] for e in events) == ["over_budget"] * 5 + ["succeeded"] * 3

@@ -21,7 +21,7 @@ from sqlalchemy import and_, insert, select, update
 from cedargate.config import ApprovalsConfig
 from cedargate.errors import ApprovalError
 from cedargate.store import Store
-from cedargate.store.tables import approvals
+from cedargate.store.tables import admin_actions, approvals
 
 Clock = Callable[[], datetime]
 
@@ -183,6 +183,12 @@ class ApprovalQueue:
                 )
                 .values(status=status.value, decided_by=user, decided_at=now, note=note or None)
             ).rowcount
+            if changed == 1:
+                connection.execute(
+                    insert(admin_actions).values(
+                        at=now, actor=user, action=f"approval_{status.value}", subject=approval_id, reason=note
+                    )
+                )
         if changed != 1:
             raise ApprovalError(f"approval `{approval_id}` was decided or expired meanwhile; nothing changed")
         return self.get(approval_id)
