@@ -74,3 +74,22 @@ async def test_lifting_a_hold_that_does_not_exist_fails_with_a_hint(
 ) -> None:
     assert _cli(dev, "unfreeze", "--environment", "prod", "--as", "olga") == 2
     assert "environment `prod` has no hold to lift" in capsys.readouterr().err
+
+
+async def test_a_call_whose_store_is_unreachable_fails_closed_and_is_audited(dev: Runtime) -> None:
+    assert dev.store is not None
+    dev.store.engine.dispose()
+    broken = dev.store.engine
+    if broken.dialect.name == "sqlite":
+        (dev.config.store.path).unlink()
+        (dev.config.store.path).mkdir()  # a directory where the database file was: every connection fails
+    else:
+        with broken.connect() as connection:
+            connection.exec_driver_sql("DROP TABLE revocations")
+            connection.commit()
+    async with Client(build_server(dev)) as client:
+        result = await client.call_tool("repo_write_file", _write("agent/s1"))
+    assert result.is_error is True
+    assert "the governance store failed during the revocation check" in result.content[0].text  # type: ignore[union-attr]
+    [event] = audit_events(dev.config.audit.path)
+    assert event["outcome"] == "failed"

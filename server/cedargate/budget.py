@@ -8,12 +8,14 @@ order, so concurrent calls on any number of replicas sharing one database never 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 
 from cedargate.approvals import Clock, utc_now
 from cedargate.budget_windows import Period, Window, period_of
@@ -22,7 +24,10 @@ from cedargate.errors import BudgetExceeded
 from cedargate.identity import Principal
 from cedargate.manifest import ToolManifest
 from cedargate.store import Store
+from cedargate.store.guard import store_guarded
 from cedargate.store.tables import budget_counters, spend_ledger
+
+logger = logging.getLogger(__name__)
 
 UNCAPPED_CENTS: Final = 2**63 - 1
 """``context.budget.remaining_cents`` when no spend cap applies (Cedar's largest Long)."""
@@ -68,6 +73,7 @@ class Budget:
         table = self._config.teams if scope == "team" else self._config.agents
         return table.get(subject, CapsConfig())
 
+    @store_guarded("the budget check")
     def remaining_cents(self, principal: Principal) -> int:
         """The smallest headroom under any spend cap that applies to this principal (for Cedar)."""
         if self._store is None:
@@ -84,6 +90,7 @@ class Budget:
                         remaining = min(remaining, max(cap - spent, 0))
         return remaining
 
+    @store_guarded("the budget check")
     def check(self, principal: Principal, manifest: ToolManifest) -> Reservation | None:
         """Reserve the call's cost and count it, or raise ``BudgetExceeded`` naming cap, spend and reset time."""
         if self._store is None:
@@ -99,11 +106,21 @@ class Budget:
         return Reservation(principal, manifest.name, manifest.cost_cents, spend)
 
     def charge(self, reservation: Reservation | None, event_id: str) -> None:
-        """Record the reserved spend in the ledger (the counters already hold it)."""
+        """Record the reserved spend in the ledger (the counters already hold it).
+
+        Runs after the handler did its work, so a ledger failure is logged, not turned into a
+        failed call: the caps stay enforced by the counters the reservation already raised.
+        """
         if self._store is None or reservation is None:
             return
+        try:
+            self._write_ledger(self._store, reservation, event_id)
+        except SQLAlchemyError:
+            logger.exception("spend ledger row for event %s could not be written", event_id)
+
+    def _write_ledger(self, store: Store, reservation: Reservation, event_id: str) -> None:
         p = reservation.principal
-        with self._store.engine.begin() as connection:
+        with store.engine.begin() as connection:
             connection.execute(
                 insert(spend_ledger).values(
                     event_id=event_id,
@@ -115,6 +132,7 @@ class Budget:
                 )
             )
 
+    @store_guarded("the budget refund")
     def release(self, reservation: Reservation | None) -> None:
         """Give back the reserved cents of a call whose handler failed (the call still counts for rate caps)."""
         if self._store is None or reservation is None or reservation.cents == 0:

@@ -20,6 +20,7 @@ from cedargate.identity import Principal
 from cedargate.manifest import ToolManifest
 from cedargate.redact import arguments_for_audit
 from cedargate.resolve import Resource
+from cedargate.store.guard import store_guarded
 
 Reauthorize = Callable[[Mapping[str, Any]], Decision]
 
@@ -56,6 +57,7 @@ class Gate:
     def __init__(self, queue: ApprovalQueue | None = None) -> None:
         self._queue = queue
 
+    @store_guarded("the approval gate")
     def admit(self, ticket: GateTicket, decision: Decision, reauthorize: Reauthorize) -> GateResult:
         """The decision to act on; fails closed: any doubt leaves the call waiting or denied."""
         if not needs_approval(decision):

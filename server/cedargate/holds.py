@@ -18,6 +18,7 @@ from cedargate.errors import CedargateError
 from cedargate.identity import Principal
 from cedargate.risk import Risk
 from cedargate.store import Store
+from cedargate.store.guard import store_guarded
 from cedargate.store.tables import admin_actions, revocations
 
 
@@ -43,6 +44,7 @@ class Holds:
         self._store = store
         self._clock = clock
 
+    @store_guarded("the revocation check")
     def refusal(self, principal: Principal, environment: str, risk: Risk) -> tuple[HoldKind, str] | None:
         """Why this call may not run because of a hold, or ``None``; checked on every call."""
         if self._store is None:

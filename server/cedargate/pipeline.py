@@ -26,7 +26,14 @@ from cedargate.authorize import Authorizer
 from cedargate.budget import Budget
 from cedargate.catalog import ToolCatalog
 from cedargate.config import Config
-from cedargate.errors import AuditWriteError, BudgetExceeded, HandlerError, ResourceError, ToolInputError
+from cedargate.errors import (
+    AuditWriteError,
+    BudgetExceeded,
+    HandlerError,
+    ResourceError,
+    StoreError,
+    ToolInputError,
+)
 from cedargate.gate import Gate, GateTicket, needs_approval
 from cedargate.handlers import HandlerCall, HandlerRegistry
 from cedargate.holds import HoldKind, Holds
@@ -105,6 +112,8 @@ class Pipeline:
             return self._finish(event, started, refusal.outcome, error=refusal.message)
         except BudgetExceeded as exc:
             return self._finish(event, started, Outcome.OVER_BUDGET, error=str(exc))
+        except StoreError as exc:
+            return self._finish(event, started, Outcome.FAILED, error=str(exc))
         except HandlerError as exc:
             return self._finish(event, started, Outcome.FAILED, error=str(exc))
         except Exception as exc:  # boundary: a crashing handler is audited, not propagated
