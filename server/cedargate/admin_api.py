@@ -11,9 +11,11 @@ verified token, never a name the client sends; the queue applies the same checks
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
+import anyio.to_thread
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -43,13 +45,15 @@ def admin_routes(queue: ApprovalQueue, user_claim: str) -> list[Route]:
         if raw != "all" and raw not in ApprovalStatus.__members__.values():
             return JSONResponse({"error": f"unknown status `{raw}`"}, status_code=400)
         status = None if raw == "all" else ApprovalStatus(raw)
-        return JSONResponse([a.model_dump(mode="json") for a in queue.list(status)])
+        found = await anyio.to_thread.run_sync(queue.list, status)
+        return JSONResponse([a.model_dump(mode="json") for a in found])
 
     async def show(request: Request) -> JSONResponse:
         if user_of(request) is None:
             return unauthorized()
         try:
-            return JSONResponse(queue.get(request.path_params["id"]).model_dump(mode="json"))
+            approval = await anyio.to_thread.run_sync(queue.get, request.path_params["id"])
+            return JSONResponse(approval.model_dump(mode="json"))
         except ApprovalError as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
 
@@ -59,12 +63,16 @@ def admin_routes(queue: ApprovalQueue, user_claim: str) -> list[Route]:
             return unauthorized()
         approval_id = request.path_params["id"]
         note = _note(await request.body())
+        verb = request.path_params["verb"]
+        if verb not in ("approve", "deny"):
+            return JSONResponse({"error": f"unknown action `{verb}`: use approve or deny"}, status_code=404)
         try:
-            queue.get(approval_id)
+            await anyio.to_thread.run_sync(queue.get, approval_id)
         except ApprovalError as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
+        decide = functools.partial(queue.decide, approval_id, user, approve=verb == "approve", note=note)
         try:
-            approval = queue.decide(approval_id, user, approve=request.path_params["verb"] == "approve", note=note)
+            approval = await anyio.to_thread.run_sync(decide)
         except ApprovalError as exc:
             return JSONResponse({"error": str(exc)}, status_code=403)
         return JSONResponse(approval.model_dump(mode="json"))
