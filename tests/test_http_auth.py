@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,9 @@ READ = {"repository": "acme/web", "path": "README.md"}
 @pytest.fixture
 def http(tree: Path, issuer: Issuer) -> Iterator[HttpServer]:
     path = governed_config(tree, StoreConfig(path=tree / "state.db"), extra=auth_toml(issuer))
+    # No [principal]: over HTTP with auth, every caller is named by its token alone.
+    path.write_text(re.sub(r"\[principal\]\n(?:[a-z_]+ = .*\n)+", "", path.read_text()))
+    assert "[principal]" not in path.read_text()
     server, stop = start_http_server(path)
     yield server
     stop()

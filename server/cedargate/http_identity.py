@@ -26,10 +26,17 @@ def bearer_claims(ctx: ServerRequestContext[Any]) -> dict[str, Any] | None:
     return None
 
 
-def principal_for(ctx: ServerRequestContext[Any], fallback: Principal, claims_config: ClaimsConfig | None) -> Principal:
-    """The token's principal when the request carries one, else ``fallback`` (stdio, or HTTP without auth)."""
+def principal_for(
+    ctx: ServerRequestContext[Any], fallback: Principal | None, claims_config: ClaimsConfig | None
+) -> Principal:
+    """The token's principal when the request carries one, else ``fallback`` (stdio, or HTTP without auth).
+
+    Fails closed when neither exists: there is no anonymous agent.
+    """
     claims = bearer_claims(ctx) if claims_config is not None else None
     if claims is None or claims_config is None:
+        if fallback is None:
+            raise PermissionError("no principal: this server takes its callers from bearer tokens only")
         return fallback
     principal = principal_from_claims(claims, claims_config)
     if principal is None:  # the verifier already refused such tokens; fail closed if one slips through

@@ -35,7 +35,8 @@ class Runtime:
     config: Config
     catalog: ToolCatalog
     policies: PolicySet
-    principal: Principal
+    principal: Principal | None
+    """The config principal; ``None`` only when ``[auth]`` is set (every HTTP call brings its own)."""
     pipeline: Pipeline
     audit: JsonlAuditLog
     aws: AwsClients
@@ -61,7 +62,7 @@ def handler_registry(aws: AwsClients | None) -> HandlerRegistry:
 
 
 def build_runtime(config: Config) -> Runtime:
-    principal = principal_from_config(config)
+    principal = principal_from_config(config) if config.principal is not None or config.auth is None else None
     aws = AwsClients(config.aws)
     try:
         registry = handler_registry(aws)

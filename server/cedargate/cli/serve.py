@@ -25,11 +25,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run(args: argparse.Namespace) -> int:
     from cedargate.http_app import http_app_options
+    from cedargate.identity import principal_from_config
     from cedargate.runtime import build_runtime
     from cedargate.server import build_server
     from cedargate.transport import serve_http, serve_stdio
 
-    runtime = build_runtime(config_from(args))
+    config = config_from(args)
+    if args.transport == "stdio":
+        principal_from_config(config)  # stdio has no token: the config must name the principal
+    runtime = build_runtime(config)
     try:
         server = build_server(runtime)
         if args.transport == "http":
