@@ -134,3 +134,17 @@ async def test_approvers_decide_over_the_admin_api_with_their_own_token(http: Ht
         ran = await client.call_tool("repo_delete_branch", delete)
     assert ran.is_error is False
     assert git_text(repo.path, ["branch", "--list", "agent/old"]) == ""
+
+
+async def test_an_agent_revoked_mid_session_is_refused_although_its_token_is_still_valid(
+    http: HttpServer, issuer: Issuer
+) -> None:
+    from cedargate.holds import HoldKind, Holds
+
+    async with _client(http, issuer.token(http.mcp_url)) as client:
+        before = await client.call_tool("repo_read_file", READ)
+        Holds(http.runtime.store).put(HoldKind.AGENT, "codex-ci", "olga", "token leaked")
+        after = await client.call_tool("repo_read_file", READ)
+    assert before.is_error is False
+    assert after.is_error is True
+    assert "agent `codex-ci` was revoked" in after.content[0].text  # type: ignore[union-attr]
