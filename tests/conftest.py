@@ -16,6 +16,8 @@ from cedargate.runtime import Runtime, build_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["tests.store_fixtures", "tests.oauth_fixtures"]
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -78,4 +78,5 @@ def _determining(policy: PolicyInfo) -> DeterminingPolicy:
         file=policy.file.name,
         line=policy.line,
         approval_group=policy.approval_group,
+        self_approval=policy.self_approval,
     )

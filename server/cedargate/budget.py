@@ -1,20 +1,208 @@
-"""Step 6, budget: team and agent spend and rate caps, checked before running, charged after.
+"""Step 6, budget: team and agent spend caps (per UTC day and month) and call-rate caps (per minute).
 
-Seam for the governance-state issue: no caps are configured yet, so ``check`` admits every
-call and ``charge`` records nothing. The pipeline already calls both at the right places.
+``check`` reserves the manifest's ``cost_cents`` and counts the call before the handler runs;
+``charge`` records the spend in the ledger after it succeeded; ``release`` gives the cents
+back when it failed. Reserving is one transaction of conditional ``UPDATE``s taken in a fixed
+order, so concurrent calls on any number of replicas sharing one database never pass a cap.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from cedargate.approvals import Clock, utc_now
+from cedargate.budget_windows import Period, Window, period_of
+from cedargate.config import BudgetsConfig, CapsConfig
+from cedargate.errors import BudgetExceeded
 from cedargate.identity import Principal
 from cedargate.manifest import ToolManifest
+from cedargate.store import Store
+from cedargate.store.guard import store_guarded
+from cedargate.store.tables import budget_counters, spend_ledger
+
+logger = logging.getLogger(__name__)
+
+UNCAPPED_CENTS: Final = 2**63 - 1
+"""``context.budget.remaining_cents`` when no spend cap applies (Cedar's largest Long)."""
+
+_SPEND_WINDOWS: Final = (Window.DAY, Window.MONTH)
+_WINDOW_WORDS: Final = {Window.DAY: "daily spend", Window.MONTH: "monthly spend", Window.MINUTE: "calls-per-minute"}
+
+
+@dataclass(frozen=True)
+class Counter:
+    """One row of ``budget_counters`` a call touches, and the cap on it (``None``: counted, not capped)."""
+
+    scope: str
+    subject: str
+    period: Period
+    amount: int
+    cap: int | None
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.scope, self.subject, self.period.window.value, self.period.key)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What ``check`` took for one call; ``charge`` or ``release`` settles it."""
+
+    principal: Principal
+    tool: str
+    cents: int
+    spend: tuple[Counter, ...]
 
 
 class Budget:
-    """Spend and rate caps; this version has none and admits every call."""
+    """Spend and rate caps backed by the store; without a store every call is admitted and nothing is kept."""
 
-    def check(self, principal: Principal, manifest: ToolManifest) -> None:
-        """Raise ``BudgetExceeded`` when a cap would be passed (never, without caps)."""
+    def __init__(self, store: Store | None = None, config: BudgetsConfig | None = None, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._config = config or BudgetsConfig()
+        self._clock = clock
 
-    def charge(self, principal: Principal, manifest: ToolManifest) -> None:
-        """Record the call's cost estimate against the caps (nothing to record without caps)."""
+    def caps_for(self, scope: str, subject: str) -> CapsConfig:
+        table = self._config.teams if scope == "team" else self._config.agents
+        return table.get(subject, CapsConfig())
+
+    @store_guarded("the budget check")
+    def remaining_cents(self, principal: Principal) -> int:
+        """The smallest headroom under any spend cap that applies to this principal (for Cedar)."""
+        if self._store is None:
+            return UNCAPPED_CENTS
+        now = self._clock()
+        remaining = UNCAPPED_CENTS
+        with self._store.engine.connect() as connection:
+            for scope, subject in (("team", principal.team), ("agent", principal.agent)):
+                caps = self.caps_for(scope, subject)
+                for window in _SPEND_WINDOWS:
+                    cap = _cap(caps, window)
+                    if cap is not None:
+                        spent = _amount(connection, scope, subject, period_of(window, now))
+                        remaining = min(remaining, max(cap - spent, 0))
+        return remaining
+
+    @store_guarded("the budget check")
+    def check(self, principal: Principal, manifest: ToolManifest) -> Reservation | None:
+        """Reserve the call's cost and count it, or raise ``BudgetExceeded`` naming cap, spend and reset time."""
+        if self._store is None:
+            return None
+        counters = self._counters(principal, manifest.cost_cents, self._clock())
+        with self._store.engine.begin() as connection:
+            for counter in counters:
+                if not _take(connection, counter):
+                    spent = _amount(connection, counter.scope, counter.subject, counter.period)
+                    connection.rollback()
+                    raise BudgetExceeded(_over_cap_message(counter, spent, manifest))
+        spend = tuple(c for c in counters if c.period.window is not Window.MINUTE)
+        return Reservation(principal, manifest.name, manifest.cost_cents, spend)
+
+    def charge(self, reservation: Reservation | None, event_id: str) -> None:
+        """Record the reserved spend in the ledger (the counters already hold it).
+
+        Runs after the handler did its work, so a ledger failure is logged, not turned into a
+        failed call: the caps stay enforced by the counters the reservation already raised.
+        """
+        if self._store is None or reservation is None:
+            return
+        try:
+            self._write_ledger(self._store, reservation, event_id)
+        except SQLAlchemyError:
+            logger.exception("spend ledger row for event %s could not be written", event_id)
+
+    def _write_ledger(self, store: Store, reservation: Reservation, event_id: str) -> None:
+        p = reservation.principal
+        with store.engine.begin() as connection:
+            connection.execute(
+                insert(spend_ledger).values(
+                    event_id=event_id,
+                    agent=p.agent,
+                    team=p.team,
+                    tool=reservation.tool,
+                    cents=reservation.cents,
+                    at=self._clock(),
+                )
+            )
+
+    @store_guarded("the budget refund")
+    def release(self, reservation: Reservation | None) -> None:
+        """Give back the reserved cents of a call whose handler failed (the call still counts for rate caps)."""
+        if self._store is None or reservation is None or reservation.cents == 0:
+            return
+        with self._store.engine.begin() as connection:
+            for counter in sorted(reservation.spend, key=lambda c: c.key):
+                connection.execute(
+                    update(budget_counters)
+                    .where(_row(counter.scope, counter.subject, counter.period))
+                    .values(amount=budget_counters.c.amount - counter.amount)
+                )
+
+    def _counters(self, principal: Principal, cents: int, now: datetime) -> list[Counter]:
+        counters: list[Counter] = []
+        for scope, subject in (("team", principal.team), ("agent", principal.agent)):
+            caps = self.caps_for(scope, subject)
+            for window in _SPEND_WINDOWS:
+                counters.append(Counter(scope, subject, period_of(window, now), cents, _cap(caps, window)))
+            if caps.calls_per_minute is not None:
+                counters.append(Counter(scope, subject, period_of(Window.MINUTE, now), 1, caps.calls_per_minute))
+        # A fixed lock order: two transactions never wait on each other's rows in a cycle.
+        return sorted(counters, key=lambda c: c.key)
+
+
+def _cap(caps: CapsConfig, window: Window) -> int | None:
+    return {Window.DAY: caps.day_cents, Window.MONTH: caps.month_cents, Window.MINUTE: caps.calls_per_minute}[window]
+
+
+def _row(scope: str, subject: str, period: Period) -> Any:
+    return and_(
+        budget_counters.c.scope == scope,
+        budget_counters.c.subject == subject,
+        budget_counters.c.window == period.window.value,
+        budget_counters.c.period == period.key,
+    )
+
+
+def _amount(connection: Connection, scope: str, subject: str, period: Period) -> int:
+    value = connection.execute(select(budget_counters.c.amount).where(_row(scope, subject, period))).scalar()
+    return int(value or 0)
+
+
+def _take(connection: Connection, counter: Counter) -> bool:
+    """Add ``counter.amount`` to its row unless that passes the cap; the check and the add are one statement."""
+    dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    connection.execute(
+        dialect_insert(budget_counters)
+        .values(
+            scope=counter.scope,
+            subject=counter.subject,
+            window=counter.period.window.value,
+            period=counter.period.key,
+            amount=0,
+        )
+        .on_conflict_do_nothing()
+    )
+    condition = _row(counter.scope, counter.subject, counter.period)
+    if counter.cap is not None:
+        condition = and_(condition, budget_counters.c.amount + counter.amount <= counter.cap)
+    result = connection.execute(
+        update(budget_counters).where(condition).values(amount=budget_counters.c.amount + counter.amount)
+    )
+    return bool(result.rowcount == 1)
+
+
+def _over_cap_message(counter: Counter, spent: int, manifest: ToolManifest) -> str:
+    what = _WINDOW_WORDS[counter.period.window]
+    resets = counter.period.resets_at.isoformat(timespec="seconds")
+    if counter.period.window is Window.MINUTE:
+        usage = f"cap is {counter.cap} calls, {spent} made this minute"
+    else:
+        usage = f"cap is {counter.cap} cents, {spent} cents spent, `{manifest.name}` costs {manifest.cost_cents} cents"
+    return f"over budget: {counter.scope} `{counter.subject}` {what} {usage}; nothing ran; the cap resets at {resets}"

@@ -84,6 +84,7 @@ def _context(manifest: ToolManifest) -> dict[str, Any]:
                     "groups": {"type": "Set", "element": _string()},
                 },
             },
+            "budget": {"type": "Record", "attributes": {"remaining_cents": {"type": "Long"}}},
         },
     }
 

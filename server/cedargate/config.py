@@ -184,6 +184,58 @@ class PolicyConfig(_Strict):
     """How often ``tools/`` and ``policies/`` are checked for changes while serving; 0 turns reload off."""
 
 
+class StoreConfig(_Strict):
+    """Where governance state lives: a SQLite file, or PostgreSQL when ``url`` is set (several replicas)."""
+
+    path: Path = Path("var/cedargate.db")
+    url: str | None = None
+
+
+class ApprovalsConfig(_Strict):
+    """How long an approval request stays open, and which users belong to each approver group."""
+
+    ttl_minutes: Annotated[int, Field(gt=0)] = 60
+    groups: dict[Identifier, tuple[Identifier, ...]] = {}
+
+
+class CapsConfig(_Strict):
+    """Caps of one team or agent; ``None`` means no cap of that kind."""
+
+    day_cents: Annotated[int, Field(ge=0)] | None = None
+    month_cents: Annotated[int, Field(ge=0)] | None = None
+    calls_per_minute: Annotated[int, Field(ge=0)] | None = None
+
+
+class BudgetsConfig(_Strict):
+    """Spend and rate caps per team and per agent (keys are team and agent ids)."""
+
+    teams: dict[Identifier, CapsConfig] = {}
+    agents: dict[Identifier, CapsConfig] = {}
+
+
+class ClaimsConfig(_Strict):
+    """Which JWT claim carries each part of the principal."""
+
+    agent: str = "sub"
+    team: str = "team"
+    on_behalf_of: str = "on_behalf_of"
+    mode: str = "mode"
+    task: str = "task"
+    user: str = "sub"
+    """The claim naming the human in an approver's token (admin API)."""
+
+
+class AuthConfig(_Strict):
+    """Streamable HTTP as an OAuth 2.1 resource server: bearer JWTs from ``issuer``, for ``resource_url``."""
+
+    issuer: str
+    jwks_url: str
+    resource_url: str
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    required_scopes: tuple[str, ...] = ()
+    claims: ClaimsConfig = ClaimsConfig()
+
+
 class Config(_Strict):
     """The whole configuration, with every path already absolute."""
 
@@ -195,6 +247,10 @@ class Config(_Strict):
     aws: AwsConfig = AwsConfig()
     repositories: tuple[RepositoryConfig, ...] = ()
     workspaces_dir: Path = Path("var/workspaces")
+    store: StoreConfig = StoreConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
+    auth: AuthConfig | None = None
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     def repository(self, name: str) -> RepositoryConfig | None:
@@ -265,6 +321,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
             "repositories": tuple(
                 _resolve_repository(r, base, absolute(config.workspaces_dir)) for r in config.repositories
             ),
+            "store": config.store.model_copy(update={"path": absolute(config.store.path)}),
         }
     )
 

@@ -26,6 +26,7 @@ class DeterminingPolicy(BaseModel):
     file: str
     line: int
     approval_group: str | None = None
+    self_approval: bool = False
 
 
 class Decision(BaseModel):
@@ -44,6 +45,11 @@ class Decision(BaseModel):
     @property
     def approver_groups(self) -> tuple[str, ...]:
         return tuple(sorted({p.approval_group for p in self.policies if p.approval_group}))
+
+    @property
+    def self_approvable(self) -> bool:
+        """True when every policy holding the call back lets the human at the keyboard approve it."""
+        return self.effect is Effect.APPROVAL_REQUIRED and all(p.self_approval for p in self.policies)
 
     def explain(self) -> str:
         """A sentence for the agent: which policies decided and their reasons."""

@@ -7,7 +7,10 @@
     ├── ToolInputError       an agent passed arguments that do not fit the tool's schema
     ├── ResourceError        the resource a call names is not configured
     ├── AuditWriteError      the audit trail cannot be written: the call must not run
-    └── HandlerError         a tool's handler failed while running
+    ├── HandlerError         a tool's handler failed while running
+    ├── StoreError           the governance store cannot be opened, migrated or queried
+    ├── ApprovalError        an approval does not exist or cannot be decided by this user
+    └── BudgetExceeded       a call would pass a spend or call-rate cap
 
 Messages follow one convention: lowercase, no final period, user input in backticks, and
 where it helps, what to do next.
@@ -48,6 +51,18 @@ class AuditWriteError(CedargateError):
 
 class HandlerError(CedargateError):
     """A handler failed in a way it could describe to the agent."""
+
+
+class StoreError(CedargateError):
+    """The governance store (approvals, budgets, revocations) is unreachable or refused a change."""
+
+
+class ApprovalError(CedargateError):
+    """An approval is unknown, already decided, expired, or the user may not decide it."""
+
+
+class BudgetExceeded(CedargateError):
+    """A team's or agent's spend or call-rate cap would be passed; the call does not run."""
 
 
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:

@@ -1,15 +1,125 @@
-"""Step 5, gate: approval-required decisions wait for a human.
+"""Step 5, gate: approval-required decisions wait for a human, out of band.
 
-Seam for the governance-state issue. Until approvals are stored, an approval-required
-decision is final for this call: nothing runs, the agent is told who could approve, and the
-audit event records ``approval_required``.
+When Cedar says a call needs an approval, the gate looks for a grant bound to this agent,
+tool and arguments' digest (or the approval id the call names). With one, Cedar decides
+again with ``context.approval`` filled in and, if that allows, the grant is consumed (once,
+atomically) and the call runs. Without one, a pending approval is opened and the call stops:
+nothing ran, and the agent learns the id and who may approve.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cedargate.approvals import Approval, ApprovalQueue, ApprovalRequest, arguments_digest
+from cedargate.audit.event import ApprovalLink
 from cedargate.decision import Decision, Effect
+from cedargate.identity import Principal
+from cedargate.manifest import ToolManifest
+from cedargate.redact import arguments_for_audit
+from cedargate.resolve import Resource
+from cedargate.store.guard import store_guarded
+
+Reauthorize = Callable[[Mapping[str, Any]], Decision]
 
 
 def needs_approval(decision: Decision) -> bool:
     """True when the call must wait for an approval it does not have."""
     return decision.effect is Effect.APPROVAL_REQUIRED
+
+
+@dataclass(frozen=True)
+class GateTicket:
+    """The call as the gate sees it."""
+
+    principal: Principal
+    manifest: ToolManifest
+    args: Mapping[str, Any]
+    resource: Resource
+    event_id: str
+    approval_id: str | None = None
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The decision that stands after the gate, the approval it involved, and why the call waits (if it does)."""
+
+    decision: Decision
+    approval: ApprovalLink | None = None
+    waiting: str | None = None
+
+
+class Gate:
+    """The approval step; without a queue, approval-required is final (nothing can be approved)."""
+
+    def __init__(self, queue: ApprovalQueue | None = None) -> None:
+        self._queue = queue
+
+    @store_guarded("the approval gate")
+    def admit(self, ticket: GateTicket, decision: Decision, reauthorize: Reauthorize) -> GateResult:
+        """The decision to act on; fails closed: any doubt leaves the call waiting or denied."""
+        if not needs_approval(decision):
+            return GateResult(decision)
+        if self._queue is None:
+            return GateResult(decision, waiting=decision.explain())
+        p = ticket.principal
+        digest = arguments_digest(ticket.args)
+        grant, problem = self._queue.find_grant(
+            p.agent, p.on_behalf_of, ticket.manifest.name, digest, ticket.approval_id
+        )
+        if grant is not None:
+            approved = reauthorize(self._queue.context_for(grant))
+            link = ApprovalLink(
+                id=grant.id, status="granted", approver=grant.decided_by, request_event_id=grant.request_event_id
+            )
+            if approved.allowed:
+                if self._queue.consume(grant.id, ticket.event_id):
+                    return GateResult(approved, link)
+                problem = f"approval `{grant.id}` was used by another call or expired"
+            elif not needs_approval(approved):
+                return GateResult(approved, link)
+        pending = self._queue.open(self._request(ticket, decision, digest))
+        return GateResult(
+            decision,
+            ApprovalLink(
+                id=pending.id,
+                status="pending",
+                request_event_id=pending.request_event_id,
+                self_approvable=pending.self_approvable,
+            ),
+            waiting=self._waiting_message(pending, decision, problem),
+        )
+
+    @staticmethod
+    def _request(ticket: GateTicket, decision: Decision, digest: str) -> ApprovalRequest:
+        p = ticket.principal
+        return ApprovalRequest(
+            tool=ticket.manifest.name,
+            agent=p.agent,
+            team=p.team,
+            on_behalf_of=p.on_behalf_of,
+            task=p.task,
+            arguments=arguments_for_audit(dict(ticket.args)),
+            args_digest=digest,
+            resource=f"{ticket.resource.ref.type}::{ticket.resource.ref.id}",
+            environment=ticket.resource.environment,
+            policies=[policy.id for policy in decision.policies],
+            reason="; ".join(policy.reason or policy.id for policy in decision.policies),
+            approver_groups=list(decision.approver_groups),
+            request_event_id=ticket.event_id,
+            # Self-approval only where policy allows it and a human is at the keyboard.
+            self_approvable=decision.self_approvable and p.mode == "interactive",
+        )
+
+    @staticmethod
+    def _waiting_message(pending: Approval, decision: Decision, problem: str | None) -> str:
+        who = ", ".join(f"`{g}`" for g in pending.approver_groups)
+        prefix = f"{problem}; " if problem else ""
+        return (
+            f"{prefix}call {decision.explain()}; nothing ran. Approval `{pending.id}` is pending: a member of {who} "
+            f"other than `{pending.agent}` and `{pending.on_behalf_of}` can run "
+            f"`cedargate approvals approve {pending.id} --as USER`; then retry with the same arguments "
+            f"(before {pending.expires_at.isoformat(timespec='seconds')})"
+        )

@@ -26,9 +26,17 @@ from cedargate.audit.log import AuditSink
 from cedargate.budget import Budget
 from cedargate.cedar_types import REPOSITORY
 from cedargate.config import Config
-from cedargate.errors import AuditWriteError, HandlerError, ResourceError, ToolInputError
-from cedargate.gate import needs_approval
+from cedargate.errors import (
+    AuditWriteError,
+    BudgetExceeded,
+    HandlerError,
+    ResourceError,
+    StoreError,
+    ToolInputError,
+)
+from cedargate.gate import Gate, GateTicket, needs_approval
 from cedargate.handlers import HandlerCall, HandlerRegistry
+from cedargate.holds import HoldKind, Holds
 from cedargate.identity import Principal
 from cedargate.redact import arguments_for_audit, redact_text, redact_value
 from cedargate.request_context import build_context
@@ -50,6 +58,8 @@ class CallRequest:
     session: SessionState
     traceparent: str | None = None
     """The client's W3C trace context (``_meta.traceparent``); recorded, never trusted for identity."""
+    approval_id: str | None = None
+    """An approval the caller names explicitly (otherwise a grant for these exact arguments is looked up)."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +86,16 @@ class Pipeline:
         handlers: HandlerRegistry,
         audit: AuditSink,
         budget: Budget | None = None,
+        gate: Gate | None = None,
+        holds: Holds | None = None,
     ) -> None:
         self._config = config
         self._snapshots = snapshots
         self._handlers = handlers
         self._audit = audit
         self._budget = budget or Budget()
+        self._gate = gate or Gate()
+        self._holds = holds or Holds()
 
     async def call(self, request: CallRequest) -> CallResult:
         """Run one call through every step; never raises for anything the agent sent."""
@@ -97,6 +111,10 @@ class Pipeline:
             return self._finish(event, started, Outcome.INVALID_ARGUMENTS, error=str(exc))
         except _Refused as refusal:
             return self._finish(event, started, refusal.outcome, error=refusal.message)
+        except BudgetExceeded as exc:
+            return self._finish(event, started, Outcome.OVER_BUDGET, error=str(exc))
+        except StoreError as exc:
+            return self._finish(event, started, Outcome.FAILED, error=str(exc))
         except HandlerError as exc:
             return self._finish(event, started, Outcome.FAILED, error=str(exc))
         except Exception as exc:  # boundary: a crashing handler is audited, not propagated
@@ -128,20 +146,42 @@ class Pipeline:
         event.fields.update(
             resource=AuditResource(type=resource.ref.type, id=resource.ref.id), environment=resource.environment
         )
-        context = build_context(request.principal, manifest, resource, args, request.session, call_number)
-        verdict = snapshot.authorizer.decide(request.principal, manifest.name, resource, context)
+        # Revocation and freeze: read from the store on every call, so every replica sees them at once.
+        hold = await anyio.to_thread.run_sync(
+            self._holds.refusal, request.principal, resource.environment, manifest.risk
+        )
+        if hold is not None:
+            raise _Refused(Outcome.REVOKED if hold[0] is HoldKind.AGENT else Outcome.FROZEN, hold[1])
+        remaining = await anyio.to_thread.run_sync(self._budget.remaining_cents, request.principal)
+        context = build_context(request.principal, manifest, resource, args, request.session, call_number, remaining)
+        authorizer = snapshot.authorizer
+        verdict = authorizer.decide(request.principal, manifest.name, resource, context)
         decision = verdict.decision
         event.fields.update(decision=decision, shadow=verdict.shadow)
         if verdict.enforced:
-            if needs_approval(decision):
-                raise _Refused(Outcome.APPROVAL_REQUIRED, decision.explain())
+            # Gate: an approval-required decision either finds a grant (Cedar decides again with it) or waits.
+            ticket = GateTicket(request.principal, manifest, args, resource, event.event_id, request.approval_id)
+            gated = await anyio.to_thread.run_sync(
+                self._gate.admit,
+                ticket,
+                decision,
+                lambda approval: (
+                    authorizer.decide(
+                        request.principal, manifest.name, resource, {**context, "approval": dict(approval)}
+                    ).decision
+                ),
+            )
+            decision = event.fields["decision"] = gated.decision
+            event.fields["approval"] = gated.approval
+            if gated.waiting is not None or needs_approval(decision):
+                raise _Refused(Outcome.APPROVAL_REQUIRED, gated.waiting or decision.explain())
             if not decision.allowed:
                 raise _Refused(Outcome.DENIED, decision.explain())
         else:
             logger.warning(
                 "shadow environment `%s`: %s ran although it %s", resource.environment, request.tool, decision.explain()
             )
-        self._budget.check(request.principal, manifest)
+        reservation = await anyio.to_thread.run_sync(self._budget.check, request.principal, manifest)
         if resource.ref.type == REPOSITORY:
             request.session.touch_repository(resource.ref.id)
         if not manifest.risk.read_only:
@@ -158,9 +198,12 @@ class Pipeline:
         )
         try:
             result = await anyio.to_thread.run_sync(self._handlers.handler_for(manifest), call)
+        except BaseException:
+            await anyio.to_thread.run_sync(self._budget.release, reservation)
+            raise
         finally:
             event.fields["execution"] = call.execution or None
-        self._budget.charge(request.principal, manifest)
+        await anyio.to_thread.run_sync(self._budget.charge, reservation, event.event_id)
         if manifest.risk.read_only:
             request.session.record_read(event.event_id)
         return dict(redact_value(result, "", manifest.sensitive_fields))

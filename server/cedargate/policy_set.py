@@ -31,6 +31,8 @@ class PolicyInfo:
     file: Path
     line: int
     column: int
+    self_approval: bool = False
+    """``@self_approval``: an interactive human may approve their own agent's call (via elicitation)."""
 
     @property
     def display_id(self) -> str:
@@ -133,6 +135,7 @@ def _index(combined: str, positions: list[tuple[Path, Statement]]) -> dict[str, 
             file=path,
             line=statement.line,
             column=statement.column,
+            self_approval="self_approval" in annotations,
         )
     return info
 

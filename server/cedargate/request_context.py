@@ -25,7 +25,9 @@ def build_context(
     args: Mapping[str, Any],
     session: SessionState,
     call_number: int,
+    remaining_cents: int = 0,
 ) -> dict[str, Any]:
+    """The context Cedar sees; ``approval`` starts ungranted (the gate fills it from a grant)."""
     visible = visible_arg_names(manifest)
     return {
         "environment": resource.environment,
@@ -35,6 +37,6 @@ def build_context(
         "task": principal.task,
         "session": {"id": session.id, "call_count": call_number, "repositories": list(session.repositories)},
         "args": {name: value for name, value in args.items() if name in visible},
-        # Seam for the approvals issue: until approvals exist, nothing is ever approved.
         "approval": dict(NO_APPROVAL),
+        "budget": {"remaining_cents": remaining_cents},
     }

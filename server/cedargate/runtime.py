@@ -1,44 +1,53 @@
-"""Assembling a server from its config: catalog, schema, policies, authorizer, audit, handlers.
+"""Assembling a server from its config: catalog, schema, policies, authorizer, store, audit, handlers.
 
 Everything that can be wrong with the files on disk is found here, before the first call: a
-broken manifest, a policy that does not parse or validate, a missing principal, an audit log
-that cannot be opened. Start-up stops with the place named.
+broken manifest, a policy that does not parse or validate, a missing principal, a store that
+cannot be reached or migrated, an audit log that cannot be opened. Start-up stops with the
+place named, and whatever was opened before the failure is closed again.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 
+from cedargate.approvals import ApprovalQueue
 from cedargate.audit.checkpoint import require_consistent
 from cedargate.audit.fanout import FanoutAudit
 from cedargate.audit.log import JsonlAuditLog
 from cedargate.audit.sinks import secondary_sinks
 from cedargate.aws_session import AwsClients
+from cedargate.budget import Budget
 from cedargate.catalog import ToolCatalog, load_catalog
 from cedargate.cedar_schema import build_schema
 from cedargate.config import Config
+from cedargate.gate import Gate
 from cedargate.handlers import HandlerRegistry
 from cedargate.handlers.aws import AwsHandlers
 from cedargate.handlers.repo import RepoHandlers
+from cedargate.holds import Holds
 from cedargate.identity import Principal, principal_from_config
 from cedargate.pipeline import Pipeline
 from cedargate.policy_set import PolicySet, load_policy_set
 from cedargate.reload import PolicyReloader
 from cedargate.snapshot import SnapshotHolder, build_snapshot
+from cedargate.store import Store, open_store
 
 
 @dataclass
 class Runtime:
-    """A started server's parts; ``close`` releases the audit file and the sandbox."""
+    """A started server's parts; ``close`` releases the audit file, the store and the sandbox."""
 
     config: Config
     snapshots: SnapshotHolder
-    principal: Principal
+    principal: Principal | None
+    """The config principal; ``None`` only when ``[auth]`` is set (every HTTP call brings its own)."""
     pipeline: Pipeline
     audit: FanoutAudit
     aws: AwsClients
     handlers: HandlerRegistry
     reloader: PolicyReloader
+    store: Store
 
     @property
     def catalog(self) -> ToolCatalog:
@@ -52,6 +61,7 @@ class Runtime:
     def close(self) -> None:
         self.audit.close()
         self.aws.close()
+        self.store.close()
 
 
 def load_tools_and_policies(config: Config, registry: HandlerRegistry) -> tuple[ToolCatalog, PolicySet]:
@@ -73,20 +83,30 @@ def handler_registry(aws: AwsClients | None, config: Config | None = None) -> Ha
 
 
 def build_runtime(config: Config) -> Runtime:
-    principal = principal_from_config(config)
-    aws = AwsClients(config.aws)
-    try:
+    # Over stdio the config names the principal; with [auth], every HTTP call brings its own.
+    principal = principal_from_config(config) if config.principal is not None or config.auth is None else None
+    with ExitStack() as opened:
+        aws = AwsClients(config.aws)
+        opened.callback(aws.close)
         registry = handler_registry(aws, config)
         snapshots = SnapshotHolder(build_snapshot(config, registry))
+        store = open_store(config.store)
+        opened.callback(store.close)
         if config.audit.checkpoints is not None:
             checkpoints = config.audit.checkpoints
             require_consistent(config.audit.path, checkpoints.path, checkpoints.public_key)
         audit = FanoutAudit(
             JsonlAuditLog(config.audit.path, fsync=config.audit.fsync), secondary_sinks(config.audit, aws)
         )
-    except BaseException:
-        aws.close()
-        raise
-    pipeline = Pipeline(config, snapshots, registry, audit)
+        opened.pop_all()  # everything opened: the runtime owns it now
+    pipeline = Pipeline(
+        config,
+        snapshots,
+        registry,
+        audit,
+        budget=Budget(store, config.budgets),
+        gate=Gate(ApprovalQueue(store, config.approvals)),
+        holds=Holds(store),
+    )
     reloader = PolicyReloader(config, registry, snapshots, audit)
-    return Runtime(config, snapshots, principal, pipeline, audit, aws, registry, reloader)
+    return Runtime(config, snapshots, principal, pipeline, audit, aws, registry, reloader, store)

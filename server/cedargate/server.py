@@ -16,7 +16,9 @@ from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
-from cedargate import __version__
+from cedargate import __version__, elicit
+from cedargate.approvals import ApprovalQueue
+from cedargate.http_identity import principal_for
 from cedargate.identity import Principal
 from cedargate.pipeline import CallRequest, CallResult
 from cedargate.runtime import Runtime
@@ -24,6 +26,8 @@ from cedargate.session import SessionState
 from cedargate.tool_list_events import ToolListNotifier
 
 SERVER_NAME = "cedargate"
+APPROVAL_META_KEY = "cedargate/approval"
+"""``_meta`` key a call may use to name the approval it retries under."""
 INSTRUCTIONS = (
     "cedargate governs every tool call with Cedar policy and writes an audit event for each. "
     "A denied call says which policy denied it and why; do not retry it unchanged."
@@ -72,6 +76,12 @@ def _traceparent(params: types.CallToolRequestParams) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _approval_id(params: types.CallToolRequestParams) -> str | None:
+    meta = params.meta if isinstance(params.meta, dict) else {}
+    value = meta.get(APPROVAL_META_KEY)
+    return value if isinstance(value, str) and value else None
+
+
 def to_call_tool_result(result: CallResult) -> types.CallToolResult:
     if result.is_error:
         return types.CallToolResult(
@@ -96,16 +106,25 @@ def build_server(runtime: Runtime) -> Server[Any]:
         notifier.seen(ctx)
         return types.ListToolsResult(tools=runtime.catalog.mcp_tools)
 
-    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    claims_config = runtime.config.auth.claims if runtime.config.auth is not None else None
+    queue = ApprovalQueue(runtime.store, runtime.config.approvals)
+
+    async def call_tool(
+        ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
         notifier.seen(ctx)
+        # Over HTTP with auth, each request's verified token names the principal; stdio keeps the config's.
+        principal = principal_for(ctx, runtime.principal, claims_config)
         request = CallRequest(
             tool=params.name,
             arguments=params.arguments,
-            principal=runtime.principal,
-            session=sessions.for_context(ctx, runtime.principal),
+            principal=principal,
+            session=sessions.for_context(ctx, principal),
             traceparent=_traceparent(params),
+            approval_id=_approval_id(params),
         )
-        return to_call_tool_result(await runtime.pipeline.call(request))
+        outcome = await elicit.call_with_self_approval(ctx, params, request, queue, runtime.pipeline.call)
+        return outcome if isinstance(outcome, types.InputRequiredResult) else to_call_tool_result(outcome)
 
     return Server(
         SERVER_NAME,

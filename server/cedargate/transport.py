@@ -16,10 +16,13 @@ async def serve_stdio(server: Server[Any]) -> None:
         await server.run(read, write, options)
 
 
-async def serve_http(server: Server[Any], host: str, port: int) -> None:
-    """Streamable HTTP on ``http://host:port/mcp``; loopback hosts get DNS-rebinding protection."""
+async def serve_http(server: Server[Any], host: str, port: int, **app_options: Any) -> None:
+    """Streamable HTTP on ``http://host:port/mcp``; loopback hosts get DNS-rebinding protection.
+
+    ``app_options`` go to ``streamable_http_app`` (bearer auth and admin routes, see ``http_app``).
+    """
     import uvicorn
 
-    app = server.streamable_http_app(host=host)
+    app = server.streamable_http_app(host=host, **app_options)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
     await uvicorn.Server(config).serve()

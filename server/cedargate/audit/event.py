@@ -25,6 +25,9 @@ class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     DENIED = "denied"
     APPROVAL_REQUIRED = "approval_required"
+    OVER_BUDGET = "over_budget"
+    REVOKED = "revoked"
+    FROZEN = "frozen"
     INVALID_ARGUMENTS = "invalid_arguments"
     UNKNOWN_TOOL = "unknown_tool"
     FAILED = "failed"
@@ -44,6 +47,18 @@ class AuditResource(BaseModel):
 
     type: str
     id: str
+
+
+class ApprovalLink(BaseModel):
+    """The approval a call opened (``pending``) or used (``granted``), linking request, approval and execution."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    status: str
+    approver: str | None = None
+    request_event_id: str
+    self_approvable: bool = False
 
 
 class AuditEvent(BaseModel):
@@ -76,6 +91,7 @@ class AuditEvent(BaseModel):
     context_sources: list[str] | None = None
     traceparent: str | None = None
     """The W3C trace context the client sent in ``_meta.traceparent``, when it sent one."""
+    approval: ApprovalLink | None = None
     prev_hash: str = GENESIS_HASH
     hash: str = ""
 

@@ -14,8 +14,6 @@ from cedargate.cli._common import config_from
 if TYPE_CHECKING:
     from cedargate.runtime import Runtime
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser(
@@ -35,6 +33,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    from cedargate.http_app import http_app_options
+    from cedargate.identity import principal_from_config
     from cedargate.runtime import build_runtime
     from cedargate.server import build_server
     from cedargate.transport import serve_http, serve_stdio
@@ -42,18 +42,15 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     if args.aws:
         config = config.model_copy(update={"aws": config.aws.model_copy(update={"mode": args.aws})})
+    if args.transport == "stdio":
+        principal_from_config(config)  # stdio has no token: the config must name the principal
     runtime = build_runtime(config)
     try:
         server = build_server(runtime)
         if args.transport == "http":
-            if args.host not in LOOPBACK_HOSTS:
-                print(
-                    f"cedargate: warning: {args.host} is reachable from other machines and every caller acts as "
-                    "the configured principal; keep HTTP on 127.0.0.1 until bearer-token identity is configured",
-                    file=sys.stderr,
-                )
             print(f"cedargate: serving streamable HTTP on http://{args.host}:{args.port}/mcp", file=sys.stderr)
-            anyio.run(_with_reload, runtime, serve_http(server, args.host, args.port))
+            options = http_app_options(runtime, args.host)
+            anyio.run(_with_reload, runtime, serve_http(server, args.host, args.port, **options))
         else:
             anyio.run(_with_reload, runtime, serve_stdio(server))
     finally:

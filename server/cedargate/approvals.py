@@ -1,0 +1,292 @@
+"""The approval queue: pending requests a human grants or denies out of band.
+
+An approval is bound to one agent (and the human it acts for), one tool and one arguments'
+digest; it is single-use and expires. Every state change is one conditional ``UPDATE``, so
+two replicas racing on the same approval cannot both decide or both consume it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import and_, insert, select, update
+
+from cedargate.config import ApprovalsConfig
+from cedargate.errors import ApprovalError
+from cedargate.store import Store
+from cedargate.store.tables import admin_actions, approvals
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    CONSUMED = "consumed"
+    EXPIRED = "expired"
+    """Never stored: a pending or approved row past ``expires_at`` reads as expired."""
+
+
+class Approval(BaseModel):
+    """One approval request as approvers and the audit trail see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    tool: str
+    agent: str
+    team: str
+    on_behalf_of: str
+    task: str
+    args_digest: str
+    arguments: dict[str, Any]
+    resource: str
+    environment: str
+    policies: list[str]
+    reason: str
+    approver_groups: list[str]
+    status: ApprovalStatus
+    created_at: datetime
+    expires_at: datetime
+    request_event_id: str
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    note: str | None = None
+    consumed_event_id: str | None = None
+    consumed_at: datetime | None = None
+    self_approvable: bool = False
+
+
+class ApprovalRequest(BaseModel):
+    """What the gate knows when a call needs an approval it does not have."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tool: str
+    agent: str
+    team: str
+    on_behalf_of: str
+    task: str
+    arguments: dict[str, Any]
+    args_digest: str
+    resource: str
+    environment: str
+    policies: list[str]
+    reason: str
+    approver_groups: list[str]
+    request_event_id: str
+    self_approvable: bool = False
+    """Policy lets the interactive human approve it themselves (through elicitation, never the CLI)."""
+
+
+def arguments_digest(args: Mapping[str, Any]) -> str:
+    """sha256 of the validated arguments' canonical JSON: what an approval is bound to."""
+    body = json.dumps(dict(args), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class ApprovalQueue:
+    """Approvals in the store, with the approver groups from the config."""
+
+    def __init__(self, store: Store, config: ApprovalsConfig, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._config = config
+        self._clock = clock
+
+    def groups_of(self, user: str) -> list[str]:
+        return sorted(group for group, users in self._config.groups.items() if user in users)
+
+    def context_for(self, grant: Approval) -> dict[str, Any]:
+        """``context.approval`` for a granted approval: who approved, and every group they belong to."""
+        approver = grant.decided_by or ""
+        return {"granted": True, "approver": approver, "groups": self.groups_of(approver)}
+
+    def open(self, request: ApprovalRequest) -> Approval:
+        """A pending approval for this request; an open one for the same call is reused, not duplicated."""
+        now = self._clock()
+        existing = self._find(request.agent, request.on_behalf_of, request.tool, request.args_digest, "pending", now)
+        if existing is not None:
+            return existing
+        approval_id = "apr_" + secrets.token_hex(8)
+        row = {
+            **request.model_dump(exclude={"arguments", "policies", "approver_groups"}),
+            "id": approval_id,
+            "arguments": json.dumps(request.arguments, sort_keys=True, default=str),
+            "policies": json.dumps(request.policies),
+            "approver_group": ",".join(request.approver_groups),
+            "status": ApprovalStatus.PENDING.value,
+            "created_at": now,
+            "expires_at": now + timedelta(minutes=self._config.ttl_minutes),
+        }
+        with self._store.engine.begin() as connection:
+            connection.execute(insert(approvals).values(**row))
+        return self.get(approval_id)
+
+    def get(self, approval_id: str) -> Approval:
+        with self._store.engine.connect() as connection:
+            row = connection.execute(select(approvals).where(approvals.c.id == approval_id)).mappings().first()
+        if row is None:
+            raise ApprovalError(f"no approval `{approval_id}`: run `cedargate approvals list` to see the open ones")
+        return self._model(row)
+
+    def list(self, status: ApprovalStatus | None = None) -> list[Approval]:
+        """Approvals newest first; ``status`` filters on the status as read now (expiry included)."""
+        with self._store.engine.connect() as connection:
+            rows = connection.execute(select(approvals).order_by(approvals.c.created_at.desc())).mappings().all()
+        found = [self._model(row) for row in rows]
+        return [a for a in found if status is None or a.status is status]
+
+    def decide(self, approval_id: str, user: str, *, approve: bool, note: str = "") -> Approval:
+        """Grant or deny a pending approval as ``user``.
+
+        Refuses users outside every approver group the policy named, and the requesting agent
+        and the human it acts for: nobody approves their own request.
+        """
+        approval = self.get(approval_id)
+        if user in (approval.agent, approval.on_behalf_of):
+            raise ApprovalError(
+                f"`{user}` may not decide approval `{approval_id}`: it was requested by agent `{approval.agent}` "
+                f"acting for `{approval.on_behalf_of}`, and nobody approves their own request"
+            )
+        missing = [g for g in approval.approver_groups if user not in self._config.groups.get(g, ())]
+        if missing:
+            names = ", ".join(f"`{g}`" for g in missing)
+            raise ApprovalError(
+                f"`{user}` may not decide approval `{approval_id}`: not a member of {names} "
+                "(see `[approvals.groups]` in the config)"
+            )
+        if approval.status is not ApprovalStatus.PENDING:
+            raise ApprovalError(f"approval `{approval_id}` is {approval.status.value}, not pending")
+        now = self._clock()
+        status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
+        with self._store.engine.begin() as connection:
+            changed = connection.execute(
+                update(approvals)
+                .where(
+                    and_(
+                        approvals.c.id == approval_id,
+                        approvals.c.status == ApprovalStatus.PENDING.value,
+                        approvals.c.expires_at > now,
+                    )
+                )
+                .values(status=status.value, decided_by=user, decided_at=now, note=note or None)
+            ).rowcount
+            if changed == 1:
+                connection.execute(
+                    insert(admin_actions).values(
+                        at=now, actor=user, action=f"approval_{status.value}", subject=approval_id, reason=note
+                    )
+                )
+        if changed != 1:
+            raise ApprovalError(f"approval `{approval_id}` was decided or expired meanwhile; nothing changed")
+        return self.get(approval_id)
+
+    def self_approve(self, approval_id: str, agent: str, user: str) -> Approval:
+        """Grant a pending approval on the word of the human the agent acts for.
+
+        Only for approvals the policy marked ``@self_approval`` and opened for an interactive
+        principal, and only by that principal's own human: the server calls this after the
+        human answered an elicitation, never on a client's say-so alone.
+        """
+        approval = self.get(approval_id)
+        if not approval.self_approvable or (approval.agent, approval.on_behalf_of) != (agent, user):
+            raise ApprovalError(f"approval `{approval_id}` cannot be approved by `{user}` themselves")
+        now = self._clock()
+        with self._store.engine.begin() as connection:
+            changed = connection.execute(
+                update(approvals)
+                .where(
+                    and_(
+                        approvals.c.id == approval_id,
+                        approvals.c.status == ApprovalStatus.PENDING.value,
+                        approvals.c.self_approvable.is_(True),
+                        approvals.c.expires_at > now,
+                    )
+                )
+                .values(status=ApprovalStatus.APPROVED.value, decided_by=user, decided_at=now, note="self-approved")
+            ).rowcount
+        if changed != 1:
+            raise ApprovalError(f"approval `{approval_id}` is not pending; nothing changed")
+        return self.get(approval_id)
+
+    def find_grant(
+        self, agent: str, on_behalf_of: str, tool: str, digest: str, approval_id: str | None
+    ) -> tuple[Approval | None, str | None]:
+        """The usable grant for this exact call, or ``None`` and why a named one cannot be used."""
+        now = self._clock()
+        if approval_id is None:
+            return self._find(agent, on_behalf_of, tool, digest, "approved", now), None
+        try:
+            approval = self.get(approval_id)
+        except ApprovalError as exc:
+            return None, str(exc)
+        if (approval.agent, approval.on_behalf_of, approval.tool) != (agent, on_behalf_of, tool):
+            return None, f"approval `{approval_id}` was granted for another agent, user or tool"
+        if approval.args_digest != digest:
+            return None, f"approval `{approval_id}` was granted for other arguments"
+        if approval.status is not ApprovalStatus.APPROVED:
+            return None, f"approval `{approval_id}` is {approval.status.value}"
+        return approval, None
+
+    def consume(self, approval_id: str, event_id: str) -> bool:
+        """Use a grant once; ``False`` when another call used it first or it expired meanwhile."""
+        now = self._clock()
+        with self._store.engine.begin() as connection:
+            changed = connection.execute(
+                update(approvals)
+                .where(
+                    and_(
+                        approvals.c.id == approval_id,
+                        approvals.c.status == ApprovalStatus.APPROVED.value,
+                        approvals.c.expires_at > now,
+                    )
+                )
+                .values(status=ApprovalStatus.CONSUMED.value, consumed_event_id=event_id, consumed_at=now)
+            ).rowcount
+        return bool(changed == 1)
+
+    def _find(
+        self, agent: str, on_behalf_of: str, tool: str, digest: str, status: str, now: datetime
+    ) -> Approval | None:
+        query = (
+            select(approvals)
+            .where(
+                and_(
+                    approvals.c.agent == agent,
+                    approvals.c.on_behalf_of == on_behalf_of,
+                    approvals.c.tool == tool,
+                    approvals.c.args_digest == digest,
+                    approvals.c.status == status,
+                    approvals.c.expires_at > now,
+                )
+            )
+            .order_by(approvals.c.created_at.desc())
+        )
+        with self._store.engine.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        return None if row is None else self._model(row)
+
+    def _model(self, row: Any) -> Approval:
+        data = dict(row)
+        status = ApprovalStatus(data["status"])
+        if status in (ApprovalStatus.PENDING, ApprovalStatus.APPROVED) and data["expires_at"] <= self._clock():
+            status = ApprovalStatus.EXPIRED
+        return Approval(
+            **{k: v for k, v in data.items() if k not in ("arguments", "policies", "approver_group", "status")},
+            arguments=json.loads(data["arguments"]),
+            policies=json.loads(data["policies"]),
+            approver_groups=[g for g in data["approver_group"].split(",") if g],
+            status=status,
+        )

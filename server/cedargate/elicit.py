@@ -1,0 +1,114 @@
+"""Interactive self-approval: asking the human at the keyboard through MCP elicitation.
+
+Used if and only if the policies holding a call back carry ``@self_approval``, the principal
+is interactive, and the connected client declared the elicitation capability; everything
+else waits in the out-of-band queue. The pending approval is opened first, exactly as for
+the queue; a "yes" from the human grants it (approver: the human the agent acts for) and
+the call is run again with it, so the audit trail shows the request, who approved and the
+execution. Handshake-era connections get a mid-call ``elicitation/create``; 2026-07-28
+connections get an ``InputRequiredResult`` whose ``request_state`` is the approval id (the
+store, not the state, carries what was asked, so any replica can take the retry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+from cedargate.approvals import Approval, ApprovalQueue
+from cedargate.audit.event import Outcome
+from cedargate.errors import ApprovalError
+from cedargate.identity import Principal
+from cedargate.pipeline import CallRequest, CallResult
+
+INPUT_KEY = "cedargate-approval"
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "approve": {"type": "boolean", "title": "Approve", "description": "run this call once, as shown"},
+    },
+    "required": ["approve"],
+}
+
+
+def self_approval_candidate(result: CallResult, ctx: ServerRequestContext[Any]) -> str | None:
+    """The pending approval to ask the human about, or ``None`` when the queue must decide."""
+    event = result.event
+    if result.outcome is not Outcome.APPROVAL_REQUIRED or event is None or event.approval is None:
+        return None
+    if not event.approval.self_approvable or event.approval.status != "pending":
+        return None
+    capabilities = ctx.session.client_capabilities
+    return event.approval.id if capabilities is not None and capabilities.elicitation is not None else None
+
+
+def question(approval: Approval) -> str:
+    args = ", ".join(f"{k}={v!r}" for k, v in sorted(approval.arguments.items()))
+    return (
+        f"Agent `{approval.agent}` asks to run `{approval.tool}` on {approval.resource} ({args}). "
+        f"Policy: {approval.reason}. Approve this one call?"
+    )
+
+
+def is_handshake_era(ctx: ServerRequestContext[Any]) -> bool:
+    return ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS
+
+
+def input_required(approval: Approval) -> types.InputRequiredResult:
+    request = types.ElicitRequest(
+        params=types.ElicitRequestFormParams(message=question(approval), requested_schema=SCHEMA)
+    )
+    return types.InputRequiredResult(input_requests={INPUT_KEY: request}, request_state=approval.id)
+
+
+async def ask(ctx: ServerRequestContext[Any], approval: Approval) -> types.ElicitResult:
+    return await ctx.session.elicit_form(question(approval), SCHEMA, related_request_id=ctx.request_id)
+
+
+def accepted(answer: object) -> bool:
+    """Only an explicit accept with ``approve: true`` counts; decline, cancel or anything else does not."""
+    return (
+        isinstance(answer, types.ElicitResult)
+        and answer.action == "accept"
+        and (answer.content or {}).get("approve") is True
+    )
+
+
+def grant(queue: ApprovalQueue, approval_id: str, principal: Principal) -> bool:
+    """Record the human's yes; ``False`` (and the call stays waiting) when the approval cannot take it."""
+    try:
+        queue.self_approve(approval_id, principal.agent, principal.on_behalf_of)
+    except ApprovalError:
+        return False
+    return True
+
+
+async def call_with_self_approval(
+    ctx: ServerRequestContext[Any],
+    params: types.CallToolRequestParams,
+    request: CallRequest,
+    queue: ApprovalQueue,
+    call: Callable[[CallRequest], Awaitable[CallResult]],
+) -> CallResult | types.InputRequiredResult:
+    """Run the call; where policy and client allow it, ask the human instead of leaving it in the queue."""
+    answered = params.request_state is not None and params.input_responses is not None
+    if params.request_state and params.input_responses is not None:
+        # 2026-07-28 retry: the human answered the question this server asked about that approval.
+        if accepted(params.input_responses.get(INPUT_KEY)):
+            grant(queue, params.request_state, request.principal)
+        request = replace(request, approval_id=params.request_state)
+    result = await call(request)
+    approval_id = None if answered else self_approval_candidate(result, ctx)
+    if approval_id is None:
+        return result
+    approval = queue.get(approval_id)
+    if not is_handshake_era(ctx):
+        return input_required(approval)
+    if accepted(await ask(ctx, approval)) and grant(queue, approval_id, request.principal):
+        result = await call(replace(request, approval_id=approval_id))
+    return result

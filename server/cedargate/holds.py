@@ -1,0 +1,122 @@
+"""Revocation and freeze: holds an operator puts on an agent or an environment, shared by every replica.
+
+A revoked agent is refused on its next call, whatever the tool; a frozen environment runs
+only read-risk tools. Both live in the store and are read on every call, so they take effect
+on every replica without a restart. Each change is recorded in ``admin_actions`` with who
+made it and why.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel
+from sqlalchemy import ColumnElement, Connection, and_, delete, insert, select
+
+from cedargate.approvals import Clock, utc_now
+from cedargate.errors import CedargateError
+from cedargate.identity import Principal
+from cedargate.risk import Risk
+from cedargate.store import Store
+from cedargate.store.guard import store_guarded
+from cedargate.store.tables import admin_actions, revocations
+
+
+class HoldKind(StrEnum):
+    AGENT = "agent"
+    """A revoked agent."""
+    ENVIRONMENT = "environment"
+    """A frozen environment."""
+
+
+class Hold(BaseModel):
+    kind: HoldKind
+    subject: str
+    by_user: str
+    at: str
+    reason: str
+
+
+class Holds:
+    """Holds in the store; without a store there are none."""
+
+    def __init__(self, store: Store | None = None, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._clock = clock
+
+    @store_guarded("the revocation check")
+    def refusal(self, principal: Principal, environment: str, risk: Risk) -> tuple[HoldKind, str] | None:
+        """Why this call may not run because of a hold, or ``None``; checked on every call."""
+        if self._store is None:
+            return None
+        query = select(revocations).where(
+            ((revocations.c.kind == HoldKind.AGENT.value) & (revocations.c.subject == principal.agent))
+            | ((revocations.c.kind == HoldKind.ENVIRONMENT.value) & (revocations.c.subject == environment))
+        )
+        with self._store.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        for row in rows:
+            if row["kind"] == HoldKind.AGENT.value:
+                return HoldKind.AGENT, (
+                    f"agent `{principal.agent}` was revoked by `{row['by_user']}` ({row['reason']}); nothing ran; "
+                    "an operator can run `cedargate reinstate agent` to undo it"
+                )
+        for row in rows:
+            if not risk.read_only:
+                return HoldKind.ENVIRONMENT, (
+                    f"environment `{environment}` is frozen by `{row['by_user']}` ({row['reason']}): only read tools "
+                    f"run there; nothing ran"
+                )
+        return None
+
+    def put(self, kind: HoldKind, subject: str, user: str, reason: str) -> None:
+        store = self._require()
+        with store.engine.begin() as connection:
+            connection.execute(delete(revocations).where(_key(kind, subject)))
+            connection.execute(
+                insert(revocations).values(
+                    kind=kind.value, subject=subject, by_user=user, at=self._clock(), reason=reason
+                )
+            )
+            self._record(connection, user, _PUT[kind], subject, reason)
+
+    def lift(self, kind: HoldKind, subject: str, user: str, reason: str) -> None:
+        store = self._require()
+        with store.engine.begin() as connection:
+            removed = connection.execute(delete(revocations).where(_key(kind, subject))).rowcount
+            if removed != 1:
+                raise CedargateError(f"{kind.value} `{subject}` has no hold to lift; `cedargate holds` lists them")
+            self._record(connection, user, _LIFT[kind], subject, reason)
+
+    def list(self) -> list[Hold]:
+        store = self._require()
+        with store.engine.connect() as connection:
+            rows = connection.execute(select(revocations).order_by(revocations.c.at)).mappings().all()
+        return [
+            Hold(
+                kind=HoldKind(r["kind"]),
+                subject=r["subject"],
+                by_user=r["by_user"],
+                at=r["at"].isoformat(),
+                reason=r["reason"],
+            )
+            for r in rows
+        ]
+
+    def _record(self, connection: Connection, user: str, action: str, subject: str, reason: str) -> None:
+        connection.execute(
+            insert(admin_actions).values(at=self._clock(), actor=user, action=action, subject=subject, reason=reason)
+        )
+
+    def _require(self) -> Store:
+        if self._store is None:
+            raise CedargateError("no governance store configured")
+        return self._store
+
+
+_PUT = {HoldKind.AGENT: "revoke_agent", HoldKind.ENVIRONMENT: "freeze_environment"}
+_LIFT = {HoldKind.AGENT: "reinstate_agent", HoldKind.ENVIRONMENT: "unfreeze_environment"}
+
+
+def _key(kind: HoldKind, subject: str) -> ColumnElement[bool]:
+    return and_(revocations.c.kind == kind.value, revocations.c.subject == subject)

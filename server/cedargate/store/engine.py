@@ -1,0 +1,69 @@
+"""Opening the store: the engine for the configured database, upgraded to the newest schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+
+from cedargate.config import StoreConfig
+from cedargate.errors import StoreError
+from cedargate.store.migrate import upgrade
+
+
+class Store:
+    """One engine on the governance database; every replica opens its own on the same database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def store_url(config: StoreConfig) -> str:
+    """The SQLAlchemy URL: the configured one, or the SQLite file."""
+    if config.url:
+        return config.url
+    return f"sqlite+pysqlite:///{config.path}"
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine with the settings the store relies on (waits for locks rather than failing)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def open_store(config: StoreConfig, *, migrate: bool = True) -> Store:
+    """The store named by the config, migrated to the newest revision; fails with the database named."""
+    if not config.url:
+        Path(config.path).parent.mkdir(parents=True, exist_ok=True)
+    url = store_url(config)
+    engine = create_store_engine(url)
+    try:
+        if migrate:
+            upgrade(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        where = engine.url.render_as_string(hide_password=True)
+        cause = getattr(exc, "orig", None) or exc
+        raise StoreError(
+            f"store `{where}` cannot be opened or migrated: {cause}; check `[store]` in the config"
+        ) from exc
+    return Store(engine)

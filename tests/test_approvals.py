@@ -1,0 +1,256 @@
+"""Approvals: approval-required calls wait in the store until an approver grants them, once."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+from sqlalchemy import select, update
+from tests.conftest import audit_events
+from tests.governed_tree import governed_config
+
+from cedargate.approvals import ApprovalQueue, ApprovalStatus
+from cedargate.audit.verify import verify_log
+from cedargate.cli import main
+from cedargate.config import StoreConfig, load_config
+from cedargate.git import git_text
+from cedargate.runtime import Runtime, build_runtime
+from cedargate.server import APPROVAL_META_KEY, build_server
+from cedargate.store.tables import admin_actions, approvals
+
+pytestmark = pytest.mark.anyio
+
+DELETE = "repo_delete_branch"
+
+
+@pytest.fixture
+def governed(tree: Path, store_config: StoreConfig) -> Iterator[Runtime]:
+    runtime = build_runtime(load_config(governed_config(tree, store_config), environ={}))
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None
+    git_text(repo.path, ["branch", "agent/old"])
+    git_text(repo.path, ["branch", "agent/other"])
+    yield runtime
+    runtime.close()
+
+
+def _branch_exists(runtime: Runtime, branch: str) -> bool:
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None
+    return git_text(repo.path, ["branch", "--list", branch]) != ""
+
+
+def _cli(runtime: Runtime, *args: str) -> int:
+    return main(["--config", str(runtime.config.base_dir / "cedargate.toml"), *args])
+
+
+def _pending_id(runtime: Runtime) -> str:
+    assert runtime.store is not None
+    [pending] = ApprovalQueue(runtime.store, runtime.config.approvals).list(ApprovalStatus.PENDING)
+    return pending.id
+
+
+async def _delete(runtime: Runtime, branch: str = "agent/old", *, approval: str | None = None) -> tuple[bool, str]:
+    async with Client(build_server(runtime)) as client:
+        result = await client.call_tool(
+            DELETE,
+            {"repository": "acme/web", "branch": branch},
+            meta={APPROVAL_META_KEY: approval} if approval else None,
+        )
+    return bool(result.is_error), result.content[0].text  # type: ignore[union-attr]
+
+
+async def test_an_approval_required_call_opens_a_pending_approval_names_who_may_approve_and_runs_nothing(
+    governed: Runtime,
+) -> None:
+    is_error, text = await _delete(governed)
+    assert is_error
+    approval_id = _pending_id(governed)
+    assert approval_id in text
+    assert "awaits approval by `sre`" in text
+    assert "nothing ran" in text
+    assert _branch_exists(governed, "agent/old")
+    assert governed.store is not None
+    approval = ApprovalQueue(governed.store, governed.config.approvals).get(approval_id)
+    assert approval.tool == DELETE
+    assert approval.agent == "codex-demo" and approval.on_behalf_of == "alice"
+    assert approval.policies == ["staging-destructive-needs-sre"]
+    assert approval.approver_groups == ["sre"]
+    assert approval.arguments == {"repository": "acme/web", "branch": "agent/old"}
+    [event] = audit_events(governed.config.audit.path)
+    assert event["outcome"] == "approval_required"
+    assert event["approval"] == {
+        "id": approval_id,
+        "status": "pending",
+        "approver": None,
+        "request_event_id": event["event_id"],
+        "self_approvable": False,
+    }
+
+
+async def test_retrying_the_same_call_reuses_the_open_approval(governed: Runtime) -> None:
+    await _delete(governed)
+    await _delete(governed)
+    first, second = audit_events(governed.config.audit.path)
+    assert first["approval"]["id"] == second["approval"]["id"]
+
+
+async def test_an_approved_retry_runs_once_and_the_audit_trail_links_request_approval_and_execution(
+    governed: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _delete(governed)
+    approval_id = _pending_id(governed)
+    assert _cli(governed, "approvals", "approve", approval_id, "--as", "bob", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "approved"
+    is_error, text = await _delete(governed)
+    assert not is_error, text
+    assert not _branch_exists(governed, "agent/old")
+    request, execution = audit_events(governed.config.audit.path)
+    assert execution["outcome"] == "succeeded"
+    assert execution["decision"]["effect"] == "allow"
+    assert [p["id"] for p in execution["decision"]["policies"]] == ["staging-destructive-when-approved"]
+    assert execution["approval"] == {
+        "id": approval_id,
+        "status": "granted",
+        "approver": "bob",
+        "request_event_id": request["event_id"],
+        "self_approvable": False,
+    }
+    assert governed.store is not None
+    used = ApprovalQueue(governed.store, governed.config.approvals).get(approval_id)
+    assert used.status is ApprovalStatus.CONSUMED
+    assert used.consumed_event_id == execution["event_id"]
+    with governed.store.engine.connect() as connection:
+        [action] = connection.execute(select(admin_actions)).mappings().all()
+    assert (action["actor"], action["action"], action["subject"]) == ("bob", "approval_approved", approval_id)
+    assert verify_log(governed.config.audit.path).ok
+
+
+async def test_a_used_approval_is_not_reused(governed: Runtime) -> None:
+    await _delete(governed)
+    approval_id = _pending_id(governed)
+    _cli(governed, "approvals", "approve", approval_id, "--as", "bob")
+    assert not (await _delete(governed))[0]
+    repo = governed.config.repository("acme/web")
+    assert repo is not None
+    git_text(repo.path, ["branch", "agent/old"])
+    is_error, text = await _delete(governed, approval=approval_id)
+    assert is_error
+    assert f"approval `{approval_id}` is consumed" in text
+    assert _branch_exists(governed, "agent/old")
+
+
+async def test_an_approval_is_bound_to_the_arguments_it_was_granted_for(governed: Runtime) -> None:
+    await _delete(governed, "agent/old")
+    approval_id = _pending_id(governed)
+    _cli(governed, "approvals", "approve", approval_id, "--as", "bob")
+    is_error, text = await _delete(governed, "agent/other", approval=approval_id)
+    assert is_error
+    assert "granted for other arguments" in text
+    assert _branch_exists(governed, "agent/other")
+    is_error, _ = await _delete(governed, "agent/other")
+    assert is_error and _branch_exists(governed, "agent/other")
+
+
+async def test_an_expired_approval_is_refused(governed: Runtime) -> None:
+    await _delete(governed)
+    approval_id = _pending_id(governed)
+    _cli(governed, "approvals", "approve", approval_id, "--as", "bob")
+    assert governed.store is not None
+    with governed.store.engine.begin() as connection:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        connection.execute(update(approvals).where(approvals.c.id == approval_id).values(expires_at=past))
+    is_error, text = await _delete(governed, approval=approval_id)
+    assert is_error
+    assert f"approval `{approval_id}` is expired" in text
+    assert _branch_exists(governed, "agent/old")
+
+
+@pytest.mark.parametrize("user", ["alice", "codex-demo", "carol"])
+async def test_the_requester_its_human_and_non_members_cannot_approve(
+    governed: Runtime, user: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _delete(governed)
+    approval_id = _pending_id(governed)
+    assert _cli(governed, "approvals", "approve", approval_id, "--as", user) == 2
+    error = capsys.readouterr().err
+    assert f"`{user}` may not decide approval `{approval_id}`" in error
+    assert _pending_id(governed) == approval_id
+
+
+async def test_a_denied_approval_cannot_be_used(governed: Runtime) -> None:
+    await _delete(governed)
+    approval_id = _pending_id(governed)
+    assert _cli(governed, "approvals", "deny", approval_id, "--as", "erin", "--note", "not today") == 0
+    is_error, text = await _delete(governed, approval=approval_id)
+    assert is_error and f"approval `{approval_id}` is denied" in text
+    assert _branch_exists(governed, "agent/old")
+
+
+async def test_approvals_list_and_show_print_json(governed: Runtime, capsys: pytest.CaptureFixture[str]) -> None:
+    await _delete(governed)
+    approval_id = _pending_id(governed)
+    capsys.readouterr()
+    assert _cli(governed, "approvals", "list", "--json") == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed["id"] == approval_id and listed["status"] == "pending"
+    assert _cli(governed, "approvals", "show", approval_id, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["approver_groups"] == ["sre"]
+
+
+def test_only_one_of_two_racing_calls_consumes_a_grant(governed: Runtime) -> None:
+    assert governed.store is not None
+    queue = ApprovalQueue(governed.store, governed.config.approvals)
+    anyio.run(_delete, governed)
+    approval_id = _pending_id(governed)
+    queue.decide(approval_id, "bob", approve=True)
+    results: list[bool] = []
+
+    async def race() -> None:
+        async with anyio.create_task_group() as tg:
+            for n in range(4):
+                tg.start_soon(lambda n=n: _consume(n))
+
+    async def _consume(n: int) -> None:
+        results.append(await anyio.to_thread.run_sync(queue.consume, approval_id, f"event-{n}"))
+
+    anyio.run(race)
+    assert sorted(results) == [False, False, False, True]
+
+
+async def test_a_second_server_process_sees_an_approval_granted_through_the_first(tree: Path, postgres: object) -> None:
+    from tests.store_fixtures import PostgresCluster
+
+    assert isinstance(postgres, PostgresCluster)
+    store = StoreConfig(url=postgres.create_database())
+    config_path = governed_config(tree, store)
+    first = build_runtime(load_config(config_path, environ={}))
+    try:
+        repo = first.config.repository("acme/web")
+        assert repo is not None
+        git_text(repo.path, ["branch", "agent/old"])
+        is_error, _ = await _delete(first)
+        assert is_error
+        approval_id = _pending_id(first)
+        assert _cli(first, "approvals", "approve", approval_id, "--as", "bob") == 0
+    finally:
+        first.close()
+    second_config = tree / "replica2.toml"
+    second_config.write_text(config_path.read_text().replace('path = "audit.jsonl"', 'path = "audit-2.jsonl"'))
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "cedargate", "--config", str(second_config), "serve"]
+    )
+    with anyio.fail_after(60):
+        async with Client(params) as client:
+            result = await client.call_tool(DELETE, {"repository": "acme/web", "branch": "agent/old"})
+    assert result.is_error is False, result.content
+    assert git_text(repo.path, ["branch", "--list", "agent/old"]) == ""
+    [event] = audit_events(tree / "audit-2.jsonl")
+    assert event["approval"]["id"] == approval_id
+    assert event["approval"]["approver"] == "bob"

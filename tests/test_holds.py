@@ -1,0 +1,95 @@
+"""Revocation and freeze take effect on the next call of a running session, and are undone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mcp import Client
+from sqlalchemy import select
+from tests.conftest import audit_events
+from tests.governed_tree import governed_config
+
+from cedargate.cli import main
+from cedargate.config import StoreConfig, load_config
+from cedargate.runtime import Runtime, build_runtime
+from cedargate.server import build_server
+from cedargate.store.tables import admin_actions
+
+pytestmark = pytest.mark.anyio
+
+READ = {"repository": "acme/web", "path": "README.md"}
+
+
+def _write(branch: str) -> dict[str, str]:
+    return {"repository": "acme/web", "branch": branch, "path": "a.txt", "content": branch}
+
+
+@pytest.fixture
+def dev(tree: Path, store_config: StoreConfig) -> Iterator[Runtime]:
+    runtime = build_runtime(load_config(governed_config(tree, store_config, staging=False), environ={}))
+    yield runtime
+    runtime.close()
+
+
+def _cli(runtime: Runtime, *args: str) -> int:
+    return main(["--config", str(runtime.config.base_dir / "cedargate.toml"), *args])
+
+
+async def test_a_revoked_agent_is_refused_mid_session_until_reinstated(dev: Runtime) -> None:
+    async with Client(build_server(dev)) as client:
+        before = await client.call_tool("repo_read_file", READ)
+        assert _cli(dev, "revoke", "agent", "codex-demo", "--as", "olga", "--reason", "leaked token") == 0
+        during = await client.call_tool("repo_read_file", READ)
+        assert _cli(dev, "reinstate", "agent", "codex-demo", "--as", "olga") == 0
+        after = await client.call_tool("repo_read_file", READ)
+    assert before.is_error is False and after.is_error is False
+    assert during.is_error is True
+    text = during.content[0].text  # type: ignore[union-attr]
+    assert "agent `codex-demo` was revoked by `olga` (leaked token)" in text
+    assert [e["outcome"] for e in audit_events(dev.config.audit.path)] == ["succeeded", "revoked", "succeeded"]
+    assert dev.store is not None
+    with dev.store.engine.connect() as connection:
+        actions = connection.execute(select(admin_actions.c.action, admin_actions.c.actor)).all()
+    assert [tuple(a) for a in actions] == [("revoke_agent", "olga"), ("reinstate_agent", "olga")]
+
+
+async def test_a_frozen_environment_runs_reads_only_until_unfrozen(dev: Runtime) -> None:
+    assert _cli(dev, "freeze", "--environment", "dev", "--as", "olga", "--reason", "incident 42") == 0
+    async with Client(build_server(dev)) as client:
+        read = await client.call_tool("repo_read_file", READ)
+        write = await client.call_tool("repo_write_file", _write("agent/f1"))
+        assert _cli(dev, "unfreeze", "--environment", "dev", "--as", "olga") == 0
+        thawed = await client.call_tool("repo_write_file", _write("agent/f2"))
+    assert read.is_error is False
+    assert write.is_error is True
+    assert "environment `dev` is frozen by `olga` (incident 42)" in write.content[0].text  # type: ignore[union-attr]
+    assert thawed.is_error is False
+    assert [e["outcome"] for e in audit_events(dev.config.audit.path)] == ["succeeded", "frozen", "succeeded"]
+
+
+async def test_lifting_a_hold_that_does_not_exist_fails_with_a_hint(
+    dev: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(dev, "unfreeze", "--environment", "prod", "--as", "olga") == 2
+    assert "environment `prod` has no hold to lift" in capsys.readouterr().err
+
+
+async def test_a_call_whose_store_is_unreachable_fails_closed_and_is_audited(dev: Runtime) -> None:
+    assert dev.store is not None
+    dev.store.engine.dispose()
+    broken = dev.store.engine
+    if broken.dialect.name == "sqlite":
+        (dev.config.store.path).unlink()
+        (dev.config.store.path).mkdir()  # a directory where the database file was: every connection fails
+    else:
+        with broken.connect() as connection:
+            connection.exec_driver_sql("DROP TABLE revocations")
+            connection.commit()
+    async with Client(build_server(dev)) as client:
+        result = await client.call_tool("repo_write_file", _write("agent/s1"))
+    assert result.is_error is True
+    assert "the governance store failed during the revocation check" in result.content[0].text  # type: ignore[union-attr]
+    [event] = audit_events(dev.config.audit.path)
+    assert event["outcome"] == "failed"

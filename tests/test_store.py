@@ -1,0 +1,56 @@
+"""The governance store: migrations create the schema on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+from tests.governed_tree import store_toml
+
+from cedargate.cli import main
+from cedargate.config import StoreConfig
+from cedargate.errors import StoreError
+from cedargate.store import open_store
+from cedargate.store.migrate import current_revision, head_revision
+from cedargate.store.tables import metadata
+
+
+def test_opening_a_store_migrates_it_to_the_newest_revision_with_every_table(store_config: StoreConfig) -> None:
+    store = open_store(store_config)
+    try:
+        assert current_revision(store.engine) == head_revision(store.engine)
+        tables = set(inspect(store.engine).get_table_names())
+        assert set(metadata.tables) <= tables
+        for name, table in metadata.tables.items():
+            columns = {c["name"] for c in inspect(store.engine).get_columns(name)}
+            assert columns == {c.name for c in table.columns}
+    finally:
+        store.close()
+
+
+def test_opening_a_store_twice_leaves_the_migrated_schema_alone(store_config: StoreConfig) -> None:
+    open_store(store_config).close()
+    store = open_store(store_config)
+    try:
+        assert current_revision(store.engine) == head_revision(store.engine)
+    finally:
+        store.close()
+
+
+def test_db_upgrade_reports_the_backend_and_revision(
+    store_config: StoreConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "db.toml"
+    config.write_text(store_toml(store_config))
+    assert main(["--config", str(config), "db", "upgrade", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["backend"] == ("postgresql" if store_config.url else "sqlite")
+    assert report["revision"] == "0003"
+
+
+def test_an_unreachable_database_stops_start_up_with_the_store_named(tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as failed:
+        open_store(StoreConfig(url="postgresql+psycopg://nobody@127.0.0.1:1/none"))
+    assert "store `postgresql+psycopg://nobody@127.0.0.1:1/none` cannot be opened" in str(failed.value)
