@@ -33,7 +33,10 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(report.model_dump_json(indent=2))
     elif report.ok:
-        print(f"ok: {report.events} events, chain intact ({report.path})")
+        notes = f", {report.segments} segment(s) after torn writes" if report.segments else ""
+        if report.torn_tail is not None:
+            notes += f"; line {report.torn_tail} is a torn write (a new segment starts when the server restarts)"
+        print(f"ok: {report.events} events, chain intact{notes} ({report.path})")
     else:
         print(f"FAILED at line {report.line} (event {report.event_id or 'unknown'}): {report.problem} ({report.path})")
     return 0 if report.ok else 1
