@@ -33,6 +33,7 @@ from cedargate.identity import Principal
 from cedargate.redact import arguments_for_audit, redact_value
 from cedargate.request_context import build_context
 from cedargate.resolve import resolve_resource
+from cedargate.result_cap import enforce_result_cap
 from cedargate.session import SessionState
 from cedargate.validate import validate_arguments
 
@@ -140,9 +141,11 @@ class Pipeline:
         finally:
             event.fields["execution"] = call.execution or None
         self._budget.charge(request.principal, manifest)
+        payload = dict(redact_value(result))
+        enforce_result_cap(manifest.name, payload)
         if manifest.risk.read_only:
             request.session.record_read(event.event_id)
-        return dict(redact_value(result))
+        return payload
 
     def _finish(
         self,
