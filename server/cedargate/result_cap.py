@@ -26,4 +26,8 @@ def enforce_result_cap(tool: str, payload: Mapping[str, Any], limit: int = MAX_R
         size = len(json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode())
     except (TypeError, ValueError) as exc:
         raise HandlerError(f"the result of `{tool}` is not JSON ({exc}); it was withheld") from exc
-    del size, limit  # the size cap follows in the next change
+    if size > limit:
+        raise HandlerError(
+            f"the result of `{tool}` is {size} bytes, over the {limit}-byte result cap; "
+            "it was withheld: ask for less (a narrower path, filter or page)"
+        )

@@ -129,6 +129,12 @@ class Governed:
         request = CallRequest(tool, arguments, self.runtime.principal, session or SessionState())
         return anyio.run(self.runtime.pipeline.call, request)
 
+    async def acall(
+        self, tool: str, arguments: Mapping[str, Any] | None, session: SessionState | None = None
+    ) -> CallResult:
+        request = CallRequest(tool, arguments, self.runtime.principal, session or SessionState())
+        return await self.runtime.pipeline.call(request)
+
     def close(self) -> None:
         self.runtime.close()
 
