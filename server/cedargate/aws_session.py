@@ -27,6 +27,12 @@ class AwsClients:
 
     def __init__(self, config: AwsConfig) -> None:
         self.region = config.region
+        self._endpoint_url = config.endpoint_url
+        self._boto_config = BotoConfig(
+            retries={"max_attempts": config.max_attempts},
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+        )
         self.backend: Literal["sandbox", "real"] = _choose_backend(config)
         self._mock: Any = None
         self._lock = threading.Lock()
@@ -41,9 +47,7 @@ class AwsClients:
             session = boto3.Session(
                 region_name=self.region, **(_SANDBOX_CREDENTIALS if self.backend == "sandbox" else {})
             )
-            return session.client(
-                service, config=BotoConfig(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=20)
-            )
+            return session.client(service, endpoint_url=self._endpoint_url, config=self._boto_config)
 
     def close(self) -> None:
         if self._mock is not None:
