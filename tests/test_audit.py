@@ -113,7 +113,7 @@ def test_a_log_ending_in_a_torn_line_continues_in_a_new_segment(log_with_five: P
 def test_a_log_ending_in_a_foreign_line_refuses_to_open(log_with_five: Path) -> None:
     with open(log_with_five, "a") as handle:
         handle.write('{"not": "an event"}\n')
-    with pytest.raises(AuditWriteError, match="foreign line"):
+    with pytest.raises(AuditWriteError, match="foreign or edited line"):
         JsonlAuditLog(log_with_five)
 
 

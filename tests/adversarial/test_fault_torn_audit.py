@@ -140,7 +140,7 @@ def test_a_foreign_last_line_still_refuses_start_up(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     _write(path, 1)
     _torn(path, b"[1, 2]\n")
-    with pytest.raises(AuditWriteError, match="foreign line"):
+    with pytest.raises(AuditWriteError, match="foreign or edited line"):
         JsonlAuditLog(path)
 
 
@@ -215,3 +215,23 @@ async def _swallow_disconnect(agent: object) -> None:
         await agent()  # type: ignore[operator]
     except Exception:
         return
+
+
+def test_complete_lines_merged_into_one_are_not_taken_for_a_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    _write(path, 4)
+    data = path.read_bytes()
+    second_last_end = data.rstrip(b"\n").rindex(b"\n")
+    path.write_bytes(data[:second_last_end] + b"\x00" + data[second_last_end + 1 :])
+    report = verify_log(path)
+    assert not report.ok and report.line == 3
+    with pytest.raises(AuditWriteError, match="foreign or edited line"):
+        JsonlAuditLog(path)
+
+
+def test_a_blank_line_is_not_a_torn_write(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"\n")
+    assert not verify_log(path).ok
+    with pytest.raises(AuditWriteError):
+        JsonlAuditLog(path)

@@ -45,6 +45,21 @@ def is_segment_record(record: object) -> bool:
     return isinstance(record, dict) and record.get("record") == SEGMENT_RECORD
 
 
+def is_torn_prefix(line: bytes) -> bool:
+    """Whether ``line`` could be what a crash leaves of a record: the start of a JSON object, cut short.
+
+    A record is one canonical JSON object, so its only complete prefix is itself: bytes that
+    already hold a whole JSON value (followed by anything) were not torn, they were edited.
+    """
+    if not line.startswith(b"{"):
+        return False
+    try:
+        json.JSONDecoder().raw_decode(line.decode("utf-8", errors="replace"))
+    except ValueError:
+        return True
+    return False
+
+
 def parse_complete(line: bytes) -> dict[str, Any] | None:
     """The line as a chained record, or ``None`` when it is not one (torn, foreign or empty)."""
     try:
@@ -77,10 +92,10 @@ def recover_tail(path: Path) -> str:
                     _append(path, b"\n")
                 return str(record["hash"])
             return _start_segment(path, str(record["hash"]), torn[::-1], ends_with_newline=tail.endswith(b"\n"))
-        if _is_json(line):
+        if not is_torn_prefix(line):
             raise AuditWriteError(
-                f"audit log `{path}` has a foreign line at byte {offset}; run `cedargate audit verify --log {path}` "
-                "and move the file aside before serving"
+                f"audit log `{path}` has a foreign or edited line at byte {offset}; "
+                f"run `cedargate audit verify --log {path}` and move the file aside before serving"
             )
         torn.append(TornLine(offset, line))
     if start > 0:
@@ -135,7 +150,7 @@ def _append(path: Path, data: bytes) -> None:
 
 
 def _lines_with_offsets(data: bytes, base: int) -> list[tuple[int, bytes]]:
-    """Non-empty lines of ``data`` with their absolute offsets; a partial first line is dropped when ``base > 0``."""
+    """Lines of ``data`` with their absolute offsets; a partial first line is dropped when ``base > 0``."""
     out: list[tuple[int, bytes]] = []
     position = 0
     if base > 0:
@@ -144,15 +159,6 @@ def _lines_with_offsets(data: bytes, base: int) -> list[tuple[int, bytes]]:
     while position < len(data):
         end = data.find(b"\n", position)
         end = len(data) if end < 0 else end
-        if end > position:
-            out.append((base + position, data[position:end]))
+        out.append((base + position, data[position:end]))
         position = end + 1
     return out
-
-
-def _is_json(line: bytes) -> bool:
-    try:
-        json.loads(line)
-    except ValueError:
-        return False
-    return True

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cedargate.audit.event import GENESIS_HASH, event_hash
-from cedargate.audit.segments import TornLine, check_segment, is_segment_record, parse_complete
+from cedargate.audit.segments import TornLine, check_segment, is_segment_record, is_torn_prefix, parse_complete
 
 
 class VerifyReport(BaseModel):
@@ -47,14 +47,12 @@ def verify_log(path: Path) -> VerifyReport:
             line = raw.rstrip(b"\n")
             record = parse_complete(line)
             if record is None:
-                try:
-                    json.loads(line)
-                except ValueError:
+                if is_torn_prefix(line):
                     # Possibly a torn write: acceptable only if a segment record names it next.
                     torn_first_line = torn_first_line or number
                     torn.append(TornLine(line_offset, line))
                     continue
-                return _fail(path, count, number, None, "line is not an audit event")
+                return _fail(path, count, number, None, _not_an_event(line))
             event_id = record.get("event_id")
             if torn:
                 if not is_segment_record(record):
@@ -82,6 +80,14 @@ def verify_log(path: Path) -> VerifyReport:
             count += 1
     # A torn last line is a crash, not an edit: every complete event before it verified.
     return VerifyReport(path=str(path), ok=True, events=count, segments=segments, torn_tail=torn_first_line or None)
+
+
+def _not_an_event(line: bytes) -> str:
+    try:
+        json.loads(line)
+    except ValueError:
+        return "line is not valid JSON (torn or edited)"
+    return "line is not an audit event"
 
 
 def _fail(path: Path, count: int, line: int, event_id: str | None, problem: str) -> VerifyReport:
