@@ -36,6 +36,7 @@ class AwsClients:
         self.backend: Literal["sandbox", "real"] = _choose_backend(config)
         self._mock: Any = None
         self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
         if self.backend == "sandbox":
             from moto import mock_aws  # imported lazily: real deployments never load moto
 
@@ -43,13 +44,20 @@ class AwsClients:
             self._mock.start()
 
     def client(self, service: str) -> Any:
-        with self._lock:  # boto3's default session is not thread-safe to create clients from
-            session = boto3.Session(
-                region_name=self.region, **(_SANDBOX_CREDENTIALS if self.backend == "sandbox" else {})
-            )
-            return session.client(service, endpoint_url=self._endpoint_url, config=self._boto_config)
+        """One client per service, made once: creating a client costs far more than a call."""
+        with self._lock:  # creating clients is not thread-safe; using a made client is
+            client = self._clients.get(service)
+            if client is None:
+                session = boto3.Session(
+                    region_name=self.region, **(_SANDBOX_CREDENTIALS if self.backend == "sandbox" else {})
+                )
+                client = self._clients[service] = session.client(
+                    service, endpoint_url=self._endpoint_url, config=self._boto_config
+                )
+            return client
 
     def close(self) -> None:
+        self._clients.clear()
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
