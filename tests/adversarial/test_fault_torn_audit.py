@@ -171,6 +171,7 @@ async def test_a_server_killed_with_sigkill_mid_load_restarts_and_its_chain_veri
     audit = tmp_path / "audit.jsonl"
     server = await start_http_server(config, tmp_path / "server.log")
     acknowledged: list[str] = []
+    enough = anyio.Event()
     denied = {"repository": "acme/payments", "branch": "agent/k", "path": "a.txt", "content": "x"}
 
     async def agent() -> None:
@@ -180,6 +181,8 @@ async def test_a_server_killed_with_sigkill_mid_load_restarts_and_its_chain_veri
                 # A denial names its audit event: that event must survive the crash.
                 text = result.content[0].text  # type: ignore[union-attr]
                 acknowledged.append(text.rsplit("audit event ", 1)[1].rstrip(")"))
+                if len(acknowledged) >= 12:
+                    enough.set()
                 await client.call_tool("repo_read_file", {"repository": "acme/web", "path": "README.md"})
 
     try:
@@ -187,8 +190,7 @@ async def test_a_server_killed_with_sigkill_mid_load_restarts_and_its_chain_veri
             async with anyio.create_task_group() as tg:
                 for _ in range(4):
                     tg.start_soon(_swallow_disconnect, agent)
-                while len(acknowledged) < 40:
-                    await anyio.sleep(0.01)
+                await enough.wait()
                 server.kill()  # mid-load: calls are in flight
     finally:
         server.stop()
