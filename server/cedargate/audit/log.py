@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from cedargate.audit.event import AuditEvent, canonical_json, event_hash
+from cedargate.audit.probe import unwritable_reason
 from cedargate.audit.segments import recover_tail
 from cedargate.errors import AuditWriteError
 
@@ -47,6 +48,9 @@ class JsonlAuditLog:
             raise AuditWriteError(f"audit log `{self.path}` is not writable ({self._broken}); no call runs until it is")
         if self._file.closed:
             raise AuditWriteError(f"audit log `{self.path}` is closed")
+        reason = unwritable_reason(self._file.fileno())
+        if reason is not None:
+            raise AuditWriteError(f"audit log `{self.path}` could not be written: {reason}")
 
     def append(self, event: AuditEvent) -> AuditEvent:
         """Chain, write and flush one event; returns it with ``prev_hash`` and ``hash`` set."""
