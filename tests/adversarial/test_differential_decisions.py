@@ -55,7 +55,7 @@ def policies(draw: st.DrawFn) -> list[RefPolicy]:
                 risk=draw(st.sampled_from(sorted({m.risk.value for m in CATALOG}))) if scope == "risk" else None,
                 environment=draw(st.none() | st.sampled_from(ENVIRONMENTS)),
                 condition=draw(st.sampled_from(sorted(CONDITION_TEXT))),  # type: ignore[arg-type]
-                approval=draw(st.none() | st.just("sre")) if effect == "forbid" else None,
+                approval=draw(st.sampled_from([None, "sre", "sre"])) if effect == "forbid" else None,
             )
         )
     return out
@@ -77,8 +77,15 @@ def test_the_authorizer_agrees_with_the_reference_rules(tmp_path: Path) -> None:
     effects: set[str] = set()
 
     @FUZZ
-    @given(policy_list=policies(), request=requests(), call_count=st.integers(1, 50))
-    def run(policy_list: list[RefPolicy], request: tuple[str, dict[str, Any], str], call_count: int) -> None:
+    @given(
+        policy_list=policies(),
+        request=requests(),
+        call_count=st.integers(1, 50),
+        approved=st.sampled_from([False, False, True]),
+    )
+    def run(
+        policy_list: list[RefPolicy], request: tuple[str, dict[str, Any], str], call_count: int, approved: bool
+    ) -> None:
         folder = tmp_path / "policies"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
@@ -89,9 +96,11 @@ def test_the_authorizer_agrees_with_the_reference_rules(tmp_path: Path) -> None:
         resource = resolve_resource(manifest, args, CONFIG)
         who = principal(mode=mode)
         context = build_context(who, manifest, resource, args, SessionState(), call_count)
+        if approved:  # as the approvals step will set it once an approval is granted
+            context["approval"] = {"granted": True, "approver": "bob", "groups": ["sre"]}
         actual = authorizer.authorize(who, tool, resource, context)
         expected = decide(
-            policy_list, RefRequest(tool, manifest.risk.value, resource.environment, mode, approval_granted=False)
+            policy_list, RefRequest(tool, manifest.risk.value, resource.environment, mode, approval_granted=approved)
         )
         effects.add(expected.effect)
         assert actual.effect == Effect(expected.effect), (policy_list, request)
