@@ -148,7 +148,8 @@ def governed(
     """Build the real runtime from ``config_path`` and re-wire its pipeline through spies."""
     runtime = build_runtime(load_config(config_path, environ=environ or {}))
     runs: list[HandlerRun] = []
-    real = runtime.pipeline._handlers._families  # the registry built by runtime.handler_registry
+    # Every family the runtime registered (so new packs are spied on too); private, test-only access.
+    real = runtime.pipeline._handlers._families
     families = {kind: SpyFamily(family, runs, (replace or {}).get(kind)) for kind, family in real.items()}
     audit = RecordingAudit(runtime.audit)
     runtime.pipeline = Pipeline(
