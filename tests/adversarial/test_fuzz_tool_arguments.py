@@ -10,13 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given
+import anyio
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.adversarial.harness import FUZZ, Governed, assert_call_governed
+from mcp import Client
+from tests.adversarial.harness import EXAMPLES, FUZZ, Governed, assert_call_governed
 from tests.adversarial.schema_strategy import from_schema
 
 from cedargate.audit.event import Outcome
 from cedargate.audit.verify import verify_log
+from cedargate.server import build_server
 
 CANARY = "/tmp/cedargate-adversarial-canary"
 
@@ -67,20 +71,41 @@ def _resource_names(gov: Governed) -> list[str]:
     return [r.name for r in config.repositories] + [a.id for a in config.aws.accounts] + ["acme/secret", "0" * 12]
 
 
+PLAUSIBLE: dict[str, list[str]] = {
+    "path": ["README.md", "src/app.py", "missing.txt", "src/ledger.py", "docs/new.md"],
+    "branch": ["agent/fuzz", "agent/fuzz-2", "agent/none", "main"],
+    "ref": ["HEAD", "main"],
+    "base": ["HEAD", "main"],
+    "content": ["x = 1\n", ""],
+    "message": ["Fix the timeout"],
+}
+"""Values that make a call get past validation, so decisions and handlers are reached too."""
+
+
 @st.composite
 def calls(draw: st.DrawFn, gov: Governed) -> tuple[str, dict[str, Any]]:
-    """A tool from the catalog and arguments: schema-valid, then bent in one of several ways."""
+    """A tool from the catalog and arguments: schema-valid, plausible or hostile, then maybe bent."""
     manifest = draw(st.sampled_from(list(gov.runtime.catalog)))
     schema = manifest.input_schema
     args: dict[str, Any] = draw(from_schema(schema))
     properties = list(schema.get("properties", {}))
     resource_arg = manifest.resource.argument
-    if draw(st.booleans()):
+    configured = [r.name for r in gov.runtime.config.repositories] + [a.id for a in gov.runtime.config.aws.accounts]
+    # Hypothesis tries small draws first: 0 means the plausible choice, large numbers the hostile one.
+    if draw(st.integers(0, 4)) < 4:
+        kind_names = [n for n in configured if ("/" in n) == (manifest.resource.kind == "repository")]
+        args[resource_arg] = draw(st.sampled_from(kind_names or configured))
+    else:
         args[resource_arg] = draw(st.sampled_from(_resource_names(gov)))
     for name in properties:
-        if name != resource_arg and draw(st.integers(0, 3)) == 0:
+        if name == resource_arg or (name not in args and name not in schema.get("required", [])):
+            continue
+        choice = draw(st.integers(0, 5))
+        if choice <= 2 and name in PLAUSIBLE:
+            args[name] = draw(st.sampled_from(PLAUSIBLE[name]))
+        elif choice == 5:
             args[name] = draw(st.sampled_from(HOSTILE_STRINGS))
-    bend = draw(st.integers(0, 5))
+    bend = draw(st.integers(0, 7))
     if bend == 1 and properties:  # a value of the wrong JSON type
         args[draw(st.sampled_from(properties))] = draw(JSON_VALUES)
     elif bend == 2:  # an argument the schema does not declare
@@ -113,7 +138,7 @@ def test_fuzzed_arguments_never_crash_and_every_call_is_governed(gov: Governed) 
     assert not Path(CANARY).exists(), "an argument reached a shell or a git option"
     assert verify_log(gov.runtime.config.audit.path).ok
     # The generator reaches past validation into decisions and handlers, not only refusals.
-    assert {Outcome.INVALID_ARGUMENTS, Outcome.SUCCEEDED} <= outcomes
+    assert {Outcome.INVALID_ARGUMENTS, Outcome.SUCCEEDED, Outcome.DENIED, Outcome.FAILED} <= outcomes
 
 
 def test_unknown_tool_names_are_refused_and_audited(gov: Governed) -> None:
@@ -128,5 +153,33 @@ def test_unknown_tool_names_are_refused_and_audited(gov: Governed) -> None:
         result = gov.call(name, args)
         assert_call_governed(gov, before_events, before_runs, result)
         assert result.outcome is Outcome.UNKNOWN_TOOL
+
+    run()
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+def test_fuzzed_calls_through_a_real_mcp_session_get_tool_results_never_protocol_failures(
+    gov: Governed, mode: str
+) -> None:
+    server = build_server(gov.runtime)
+
+    async def one(tool: str, args: dict[str, Any]) -> None:
+        with anyio.fail_after(30):
+            async with Client(server, mode=mode) as client:
+                before = len(gov.events)
+                result = await client.call_tool(tool, args)
+        assert len(gov.events) == before + 1
+        event = gov.events[-1]
+        assert result.is_error is (event.outcome is not Outcome.SUCCEEDED)
+        if result.is_error:
+            assert event.event_id in result.content[0].text  # type: ignore[union-attr]
+        else:
+            assert result.structured_content is not None
+
+    @settings(FUZZ, max_examples=max(10, EXAMPLES // 4))
+    @given(st.data())
+    def run(data: st.DataObject) -> None:
+        tool, args = data.draw(calls(gov))
+        anyio.run(one, tool, args)
 
     run()
