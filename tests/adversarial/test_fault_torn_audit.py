@@ -4,6 +4,8 @@ segment linked to the last complete event, nothing before it is lost, tampering 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -12,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from mcp import Client
 from tests.adversarial.harness import FUZZ, chained_records, make_tree, start_http_server
+from tests.conftest import ROOT
 
 from cedargate.audit.event import AuditEvent, AuditPrincipal, Outcome
 from cedargate.audit.log import JsonlAuditLog
@@ -237,3 +240,21 @@ def test_a_blank_line_is_not_a_torn_write(tmp_path: Path) -> None:
     assert not verify_log(path).ok
     with pytest.raises(AuditWriteError):
         JsonlAuditLog(path)
+
+
+@pytest.mark.parametrize("recovered", [False, True])
+def test_audit_verify_command_names_a_torn_tail_and_accepts_a_recovered_log(torn_log: Path, recovered: bool) -> None:
+    if recovered:
+        _write(torn_log, 1, start=4)
+    result = subprocess.run(
+        [sys.executable, "-m", "cedargate", "audit", "verify", "--log", str(torn_log)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT / "server"), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 0
+    if recovered:
+        assert "5 events" in result.stdout and "1 segment(s) after torn writes" in result.stdout
+    else:
+        assert "line 5 is a torn write" in result.stdout
