@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +12,22 @@ import pytest
 
 from cedargate.config import Config, load_config
 from cedargate.demo import write_demo_tree
-from cedargate.runtime import Runtime, build_runtime
+from cedargate.manifest import ToolManifest
+from cedargate.runtime import Runtime, build_runtime, handler_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 
 pytest_plugins = ["tests.store_fixtures", "tests.oauth_fixtures"]
+
+
+def shipped_config() -> Config:
+    """The checkout's own cedargate.toml: the tools, policies and duties as shipped."""
+    return load_config(ROOT / "cedargate.toml", environ={})
+
+
+def shipped_check() -> Callable[[ToolManifest], None]:
+    """Manifest checks as the server runs them against the shipped config."""
+    return handler_registry(None, shipped_config()).check
 
 
 @pytest.fixture

@@ -100,10 +100,20 @@ def test_a_reopened_log_continues_the_chain(log_with_five: Path) -> None:
     assert verify_log(log_with_five).events == 6
 
 
-def test_a_log_ending_in_a_torn_line_refuses_to_open(log_with_five: Path) -> None:
+def test_a_log_ending_in_a_torn_line_continues_in_a_new_segment(log_with_five: Path) -> None:
     with open(log_with_five, "a") as handle:
         handle.write('{"event_id": "torn", "ha')
-    with pytest.raises(AuditWriteError, match="incomplete or foreign line"):
+    log = JsonlAuditLog(log_with_five)
+    log.append(_event(5))
+    log.close()
+    report = verify_log(log_with_five)
+    assert report.ok and report.events == 6 and report.segments == 1
+
+
+def test_a_log_ending_in_a_foreign_line_refuses_to_open(log_with_five: Path) -> None:
+    with open(log_with_five, "a") as handle:
+        handle.write('{"not": "an event"}\n')
+    with pytest.raises(AuditWriteError, match="foreign or edited line"):
         JsonlAuditLog(log_with_five)
 
 

@@ -106,7 +106,13 @@ class AwsClients:
                 secrets = credentials.as_client_kwargs()
             else:
                 secrets = _SANDBOX_CREDENTIALS if self.backend == "sandbox" else {}
-            client = self._boto_session().client(service, region_name=region, config=_boto_config(agent), **secrets)
+            client = self._boto_session().client(
+                service,
+                region_name=region,
+                endpoint_url=self.config.endpoint_url,
+                config=_boto_config(self.config, agent),
+                **secrets,
+            )
             if self.sandbox is not None and trail is not None:
                 self.sandbox.trail.instrument(client, trail)
             self._clients[key] = client
@@ -133,12 +139,13 @@ def user_agent_extra(agent: str) -> str:
     return f"cedargate/{__version__} agent/{safe}"
 
 
-def _boto_config(agent: str) -> BotoConfig:
+def _boto_config(config: AwsConfig, agent: str) -> BotoConfig:
+    """Timeouts and retries from the config: a slow or dead endpoint becomes an audited tool error."""
     return BotoConfig(
         user_agent_extra=user_agent_extra(agent),
-        retries={"mode": "standard", "max_attempts": 4},
-        connect_timeout=5,
-        read_timeout=20,
+        retries={"mode": "standard", "total_max_attempts": config.max_attempts + 1},
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
     )
 
 

@@ -126,6 +126,13 @@ class AwsConfig(_Strict):
     default_account: str | None = None
     accounts: tuple[AwsAccountConfig, ...] = ()
     duties: dict[Identifier, AwsDutyConfig] = Field(default_factory=dict)
+    # How long an AWS call may take before it is a (audited) tool error; ``endpoint_url``
+    # points every client at one endpoint (a VPC endpoint, a local stand-in).
+    endpoint_url: str | None = None
+    connect_timeout: Annotated[float, Field(gt=0, le=300)] = 5
+    read_timeout: Annotated[float, Field(gt=0, le=900)] = 20
+    max_attempts: Annotated[int, Field(ge=0, le=10)] = 2
+    """Retries after the first attempt (botocore's `retries.max_attempts`)."""
 
 
 class CheckpointConfig(_Strict):

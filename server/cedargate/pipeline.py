@@ -41,6 +41,7 @@ from cedargate.identity import Principal
 from cedargate.redact import arguments_for_audit, redact_text, redact_value
 from cedargate.request_context import build_context
 from cedargate.resolve import resolve_resource
+from cedargate.result_cap import enforce_result_cap
 from cedargate.session import SessionState
 from cedargate.snapshot import SnapshotHolder
 from cedargate.validate import validate_arguments
@@ -96,6 +97,22 @@ class Pipeline:
         self._budget = budget or Budget()
         self._gate = gate or Gate()
         self._holds = holds or Holds()
+
+    def rewired(self, *, handlers: HandlerRegistry | None = None, audit: AuditSink | None = None) -> Pipeline:
+        """The same pipeline with its handlers or audit sink swapped (tests and benchmarks wrap them)."""
+        return Pipeline(
+            self._config,
+            self._snapshots,
+            handlers or self._handlers,
+            audit or self._audit,
+            budget=self._budget,
+            gate=self._gate,
+            holds=self._holds,
+        )
+
+    @property
+    def handlers(self) -> HandlerRegistry:
+        return self._handlers
 
     async def call(self, request: CallRequest) -> CallResult:
         """Run one call through every step; never raises for anything the agent sent."""
@@ -204,9 +221,11 @@ class Pipeline:
         finally:
             event.fields["execution"] = call.execution or None
         await anyio.to_thread.run_sync(self._budget.charge, reservation, event.event_id)
+        payload = dict(redact_value(result, "", manifest.sensitive_fields))
+        enforce_result_cap(manifest.name, payload)
         if manifest.risk.read_only:
             request.session.record_read(event.event_id)
-        return dict(redact_value(result, "", manifest.sensitive_fields))
+        return payload
 
     def _finish(
         self,

@@ -7,13 +7,14 @@ server restarts on a writable file.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from cedargate.audit.event import GENESIS_HASH, AuditEvent, canonical_json, event_hash
+from cedargate.audit.event import AuditEvent, canonical_json, event_hash
+from cedargate.audit.probe import unwritable_reason
+from cedargate.audit.segments import recover_tail
 from cedargate.errors import AuditWriteError
 
 
@@ -47,6 +48,9 @@ class JsonlAuditLog:
             raise AuditWriteError(f"audit log `{self.path}` is not writable ({self._broken}); no call runs until it is")
         if self._file.closed:
             raise AuditWriteError(f"audit log `{self.path}` is closed")
+        reason = unwritable_reason(self._file.fileno())
+        if reason is not None:
+            raise AuditWriteError(f"audit log `{self.path}` could not be written: {reason}")
 
     def append(self, event: AuditEvent) -> AuditEvent:
         """Chain, write and flush one event; returns it with ``prev_hash`` and ``hash`` set."""
@@ -81,19 +85,5 @@ def _write_all(file: BinaryIO, data: bytes) -> None:
 
 
 def _last_hash(path: Path) -> str:
-    """The hash of the file's last event, read from its tail; genesis for a new file."""
-    if not path.exists() or path.stat().st_size == 0:
-        return GENESIS_HASH
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        chunk = min(size, 1 << 20)
-        handle.seek(size - chunk)
-        tail = handle.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
-    try:
-        return str(json.loads(tail)["hash"])
-    except (ValueError, KeyError) as exc:
-        raise AuditWriteError(
-            f"audit log `{path}` ends with an incomplete or foreign line; run `cedargate audit verify --log {path}` "
-            "and move the file aside before serving"
-        ) from exc
+    """The hash of the file's last record; a torn tail is recovered into a new segment first."""
+    return recover_tail(path)

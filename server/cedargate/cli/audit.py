@@ -234,8 +234,12 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(report.model_dump_json(indent=2))
     elif report.ok:
-        signed = f", {report.checkpoints} signed checkpoints hold" if report.checkpoints is not None else ""
-        print(f"ok: {report.events} events, chain intact{signed} ({report.path})")
+        notes = f", {report.checkpoints} signed checkpoints hold" if report.checkpoints is not None else ""
+        if report.segments:
+            notes += f", {report.segments} segment(s) after torn writes"
+        if report.torn_tail is not None:
+            notes += f"; line {report.torn_tail} is a torn write (a new segment starts when the server restarts)"
+        print(f"ok: {report.events} events, chain intact{notes} ({report.path})")
     else:
         where = f" at line {report.line} (event {report.event_id or 'unknown'})" if report.line is not None else ""
         print(f"FAILED{where}: {report.problem} ({report.path})")

@@ -54,6 +54,10 @@ class HandlerRegistry:
     def __init__(self, families: Mapping[str, HandlerFamily]) -> None:
         self._families = dict(families)
 
+    @property
+    def families(self) -> Mapping[str, HandlerFamily]:
+        return dict(self._families)
+
     def check(self, manifest: ToolManifest) -> None:
         family = self._families.get(manifest.handler.kind)
         if family is None:

@@ -1,0 +1,113 @@
+"""The real Authorizer against the reference model, on generated policy sets and requests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.adversarial.harness import FUZZ, principal
+from tests.adversarial.reference import CONDITION_TEXT, RefPolicy, RefRequest, decide
+from tests.adversarial.schema_strategy import from_schema
+from tests.conftest import ROOT, shipped_check
+
+from cedargate.authorize import Authorizer
+from cedargate.catalog import ToolCatalog, load_catalog
+from cedargate.cedar_schema import build_schema
+from cedargate.config import AwsAccountConfig, AwsConfig, Config, RepositoryConfig
+from cedargate.decision import Effect
+from cedargate.policy_set import load_policy_set
+from cedargate.request_context import build_context
+from cedargate.resolve import resolve_resource
+from cedargate.session import SessionState
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+
+
+def _config() -> Config:
+    repos = tuple(
+        RepositoryConfig(name=f"acme/{env}", path=Path("/nonexistent"), environment=env, owner_team="storefront")
+        for env in ENVIRONMENTS
+    )
+    accounts = tuple(AwsAccountConfig(id=f"{n:012d}", environment=env) for n, env in enumerate(ENVIRONMENTS, start=1))
+    return Config(repositories=repos, aws=AwsConfig(mode="sandbox", accounts=accounts))
+
+
+CATALOG: ToolCatalog = load_catalog(ROOT / "tools", check=shipped_check())
+CONFIG = _config()
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> list[RefPolicy]:
+    tools = sorted(CATALOG.tools)
+    out = []
+    for index in range(draw(st.integers(0, 5))):
+        scope = draw(st.sampled_from(["any", "tool", "risk"]))
+        effect = draw(st.sampled_from(["permit", "forbid"]))
+        out.append(
+            RefPolicy(
+                policy_id=f"p{index}",
+                effect=effect,
+                tool=draw(st.sampled_from(tools)) if scope == "tool" else None,
+                risk=draw(st.sampled_from(sorted({m.risk.value for m in CATALOG}))) if scope == "risk" else None,
+                environment=draw(st.none() | st.sampled_from(ENVIRONMENTS)),
+                condition=draw(st.sampled_from(sorted(CONDITION_TEXT))),  # type: ignore[arg-type]
+                approval=draw(st.sampled_from([None, "sre", "sre"])) if effect == "forbid" else None,
+            )
+        )
+    return out
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> tuple[str, dict[str, Any], str]:
+    manifest = draw(st.sampled_from(list(CATALOG)))
+    args: dict[str, Any] = draw(from_schema(manifest.input_schema))
+    if manifest.resource.kind == "repository":
+        args[manifest.resource.argument] = draw(st.sampled_from([r.name for r in CONFIG.repositories]))
+    else:
+        args[manifest.resource.argument] = draw(st.sampled_from([a.id for a in CONFIG.aws.accounts]))
+    return manifest.name, args, draw(st.sampled_from(["interactive", "autonomous"]))
+
+
+def test_the_authorizer_agrees_with_the_reference_rules(tmp_path: Path) -> None:
+    schema = build_schema(CATALOG)
+    effects: set[str] = set()
+
+    @FUZZ
+    @given(
+        policy_list=policies(),
+        request=requests(),
+        call_count=st.integers(1, 50),
+        approved=st.sampled_from([False, False, True]),
+    )
+    def run(
+        policy_list: list[RefPolicy], request: tuple[str, dict[str, Any], str], call_count: int, approved: bool
+    ) -> None:
+        folder = tmp_path / "policies"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        (folder / "generated.cedar").write_text("\n".join(p.cedar() for p in policy_list))
+        authorizer = Authorizer(load_policy_set(folder, schema), CONFIG)
+        tool, args, mode = request
+        manifest = CATALOG.tools[tool]
+        resource = resolve_resource(manifest, args, CONFIG)
+        who = principal(mode=mode)
+        context = build_context(who, manifest, resource, args, SessionState(), call_count)
+        if approved:  # as the approvals step will set it once an approval is granted
+            context["approval"] = {"granted": True, "approver": "bob", "groups": ["sre"]}
+        actual = authorizer.authorize(who, tool, resource, context)
+        expected = decide(
+            policy_list, RefRequest(tool, manifest.risk.value, resource.environment, mode, approval_granted=approved)
+        )
+        effects.add(expected.effect)
+        assert actual.effect == Effect(expected.effect), (policy_list, request)
+        if expected.error:
+            assert actual.errors, "an evaluation error must be reported with the deny"
+        else:
+            assert {p.id for p in actual.policies} == expected.policies
+
+    run()
+    # The generator reaches every kind of outcome, or the comparison proves little.
+    assert effects == {"allow", "deny", "approval_required"}
