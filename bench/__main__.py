@@ -1,8 +1,8 @@
 """``python -m bench``: run every section, print a markdown table, write JSON.
 
-    python -m bench                  # the full run (about 10-20 minutes on 2 cores)
-    python -m bench --quick          # a small run that proves the harness works
-    python -m bench --sections overhead,scale --json out.json
+python -m bench                  # the full run (about 10-20 minutes on 2 cores)
+python -m bench --quick          # a small run that proves the harness works
+python -m bench --sections overhead,scale --json out.json
 """
 
 from __future__ import annotations
@@ -42,14 +42,26 @@ class Plan:
     overhead_policies: int
 
 
-FULL = Plan(calls=300, runs=5, sizes=[10, 100, 1000, 10000], levels=[1, 8, 32], http_calls=20, http_runs=3, overhead_policies=1000)
+FULL = Plan(
+    calls=300,
+    runs=5,
+    sizes=[10, 100, 1000, 10000],
+    levels=[1, 8, 32],
+    http_calls=20,
+    http_runs=3,
+    overhead_policies=1000,
+)
 QUICK = Plan(calls=20, runs=2, sizes=[10, 100], levels=[1, 4], http_calls=3, http_runs=1, overhead_policies=100)
 
 
 async def run(plan: Plan, sections: list[str], workdir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "mcp": mcp.__version__ if hasattr(mcp, "__version__") else "?"},
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "mcp": mcp.__version__ if hasattr(mcp, "__version__") else "?",
+        },
         "plan": plan.__dict__,
     }
     if "overhead" in sections:
@@ -85,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}"
     )
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write results (default {DEFAULT_JSON})")
+    parser.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON, help=f"where to write results (default {DEFAULT_JSON})"
+    )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in sections if s not in SECTIONS]

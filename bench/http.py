@@ -53,7 +53,18 @@ async def _one_run(url: str, sessions: int, calls: int) -> tuple[float, list[flo
 async def http_throughput(config_path: Path, levels: list[int], calls: int, runs: int) -> list[dict[str, Any]]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cedargate", "--config", str(config_path), "serve", "--transport", "http", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "cedargate",
+            "--config",
+            str(config_path),
+            "serve",
+            "--transport",
+            "http",
+            "--port",
+            str(port),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -19,6 +19,7 @@ import mcp_types as types
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 
+from bench.fixture import NOOP_ARGS, NOOP_TOOL
 from cedargate.audit.log import JsonlAuditLog
 from cedargate.authorize import Authorizer
 from cedargate.aws_session import AwsClients
@@ -33,8 +34,6 @@ from cedargate.resolve import resolve_resource
 from cedargate.runtime import Runtime, load_tools_and_policies
 from cedargate.server import build_server
 from cedargate.transport import serve_stdio
-
-from bench.fixture import NOOP_ARGS, NOOP_TOOL
 
 
 def noop(call: HandlerCall) -> dict[str, Any]:

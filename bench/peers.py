@@ -66,7 +66,9 @@ def peer_python(name: str, requirements: list[str]) -> tuple[Path, str]:
         marker.write_text(wanted)
     package = requirements[0].split("=")[0].split("<")[0]
     shown = subprocess.run([str(python), "-m", "pip", "show", package], capture_output=True, text=True)
-    version = next((line.split(":", 1)[1].strip() for line in shown.stdout.splitlines() if line.startswith("Version:")), "?")
+    version = next(
+        (line.split(":", 1)[1].strip() for line in shown.stdout.splitlines() if line.startswith("Version:")), "?"
+    )
     return python, version
 
 
@@ -247,7 +249,9 @@ async def aws_peer(config_path: Path, workdir: Path, calls: int, runs: int) -> P
         python, report.version = started
         if refusals:
             report.status = "; ".join(refusals) + f"; compared with {report.version}, which starts"
-        peer = StdioServerParameters(command=str(python.parent / "awslabs.aws-api-mcp-server"), env=peer_env, cwd=str(workdir))
+        peer = StdioServerParameters(
+            command=str(python.parent / "awslabs.aws-api-mcp-server"), env=peer_env, cwd=str(workdir)
+        )
         ops = [
             Op(
                 "sts get-caller-identity",

@@ -81,7 +81,8 @@ def _http(rows: list[dict[str, Any]]) -> list[str]:
 def _peers(reports: list[dict[str, Any]]) -> list[str]:
     lines = [
         "### 4. Peers over stdio (cedargate governed vs the peer, same repository / same moto server)\n",
-        "| peer | operation | peer p50 / p99 ms | cedargate tool | cedargate p50 / p99 ms | ratio p50 | ratio p99 | note |",
+        "| peer | operation | peer p50 / p99 ms | cedargate tool | cedargate p50 / p99 ms "
+        "| ratio p50 | ratio p99 | note |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for rep in reports:
