@@ -51,7 +51,7 @@ FULL = Plan(
     http_runs=3,
     overhead_policies=1000,
 )
-QUICK = Plan(calls=20, runs=2, sizes=[10, 100], levels=[1, 4], http_calls=3, http_runs=1, overhead_policies=100)
+QUICK = Plan(calls=10, runs=2, sizes=[10, 100], levels=[1, 2], http_calls=2, http_runs=1, overhead_policies=100)
 
 
 async def run(plan: Plan, sections: list[str], workdir: Path) -> dict[str, Any]:
