@@ -30,6 +30,7 @@ class AwsClients:
         self.backend: Literal["sandbox", "real"] = _choose_backend(config)
         self._mock: Any = None
         self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
         if self.backend == "sandbox":
             from moto import mock_aws  # imported lazily: real deployments never load moto
 
@@ -37,13 +38,18 @@ class AwsClients:
             self._mock.start()
 
     def client(self, service: str) -> Any:
+        """One client per service, made on first use (making one costs tens of ms; clients are thread-safe)."""
         with self._lock:  # boto3's default session is not thread-safe to create clients from
+            cached = self._clients.get(service)
+            if cached is not None:
+                return cached
             session = boto3.Session(
                 region_name=self.region, **(_SANDBOX_CREDENTIALS if self.backend == "sandbox" else {})
             )
-            return session.client(
+            client = self._clients[service] = session.client(
                 service, config=BotoConfig(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=20)
             )
+            return client
 
     def close(self) -> None:
         if self._mock is not None:
