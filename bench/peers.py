@@ -211,7 +211,11 @@ def _preflight(python: Path, env: dict[str, str], workdir: Path) -> str | None:
 
 async def aws_peer(config_path: Path, workdir: Path, calls: int, runs: int) -> PeerReport:
     """``call_aws`` (read-only mode) vs ``aws_sts_get_caller_identity``, both against one moto server."""
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
 
     report = PeerReport(AWS_PEER)
     port = free_port()
@@ -242,7 +246,7 @@ async def aws_peer(config_path: Path, workdir: Path, calls: int, runs: int) -> P
             if refusal is None:
                 started = (python, version)
                 break
-            refusals.append(f"{AWS_PEER} {version} refused to start: {refusal}")
+            refusals.append(f"{AWS_PEER} {version} refused to start ({refusal[:160]})")
         if started is None:
             report.status = "; ".join(refusals)
             return report
