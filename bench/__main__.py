@@ -43,7 +43,7 @@ class Plan:
 
 
 FULL = Plan(
-    calls=300,
+    calls=200,
     runs=5,
     sizes=[10, 100, 1000, 10000],
     levels=[1, 8, 32],

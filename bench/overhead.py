@@ -90,13 +90,15 @@ async def pipeline_overhead(runtime: Runtime, calls: int, runs: int) -> tuple[La
         return await anyio.to_thread.run_sync(noop, call)
 
     gov_runs, bare_runs = [], []
+    gov_cpu: list[float] = []
+    bare_cpu: list[float] = []
     for _ in range(runs):
-        gov_runs.append(await time_calls(governed, calls, warmup=max(3, calls // 10)))
-        bare_runs.append(await time_calls(bare, calls, warmup=max(3, calls // 10)))
+        gov_runs.append(await time_calls(governed, calls, warmup=max(3, calls // 10), cpu=gov_cpu))
+        bare_runs.append(await time_calls(bare, calls, warmup=max(3, calls // 10), cpu=bare_cpu))
     result = await runtime.pipeline.call(request)
     if result.is_error or result.event is None:
         raise RuntimeError(f"benchmark call was not allowed and audited: {result.message}")
-    return summarise(gov_runs), summarise(bare_runs)
+    return summarise(gov_runs, gov_cpu), summarise(bare_runs, bare_cpu)
 
 
 async def policy_scale(workdir: Path, sizes: list[int], calls: int, runs: int) -> list[dict[str, Any]]:

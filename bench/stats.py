@@ -16,6 +16,8 @@ class Latency:
     p99_ms: float
     runs: int
     calls_per_run: int
+    cpu_ms: float | None = None
+    """Median over runs of process CPU time per call (all threads); steadier than wall time on a busy machine."""
 
     def ratio_to(self, baseline: Latency) -> tuple[float, float]:
         return ratio(self.p50_ms, baseline.p50_ms), ratio(self.p99_ms, baseline.p99_ms)
@@ -32,9 +34,10 @@ def ratio(value: float, baseline: float) -> float:
     return round(value / baseline, 2) if baseline > 0 else float("nan")
 
 
-def summarise(runs: Sequence[Sequence[float]]) -> Latency:
+def summarise(runs: Sequence[Sequence[float]], cpu: Sequence[float] = ()) -> Latency:
     """Median over runs of each run's p50 and p99 (samples in seconds, result in ms)."""
     return Latency(
+        cpu_ms=round(statistics.median(cpu) * 1000, 3) if cpu else None,
         p50_ms=round(statistics.median(percentile(r, 50) for r in runs) * 1000, 3),
         p99_ms=round(statistics.median(percentile(r, 99) for r in runs) * 1000, 3),
         runs=len(runs),
@@ -42,13 +45,21 @@ def summarise(runs: Sequence[Sequence[float]]) -> Latency:
     )
 
 
-async def time_calls(call: Callable[[], Awaitable[object]], calls: int, warmup: int) -> list[float]:
-    """Wall time of each of ``calls`` awaited calls, after ``warmup`` untimed ones."""
+async def time_calls(
+    call: Callable[[], Awaitable[object]], calls: int, warmup: int, cpu: list[float] | None = None
+) -> list[float]:
+    """Wall time of each of ``calls`` awaited calls, after ``warmup`` untimed ones.
+
+    With ``cpu``, the run's process CPU time per call is appended to it.
+    """
     for _ in range(warmup):
         await call()
     samples = []
+    cpu_start = time.process_time()
     for _ in range(calls):
         start = time.perf_counter()
         await call()
         samples.append(time.perf_counter() - start)
+    if cpu is not None:
+        cpu.append((time.process_time() - cpu_start) / calls)
     return samples
