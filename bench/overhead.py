@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import anyio.to_thread
 from mcp import Client, StdioServerParameters
 
-from bench.fixture import NOOP_ARGS, NOOP_TOOL, make_tree
+from bench.fixture import NOOP_ARGS, NOOP_TOOL, generated_repo, make_tree
 from bench.noop import build, build_bench_runtime, noop
 from bench.stats import Latency, ratio, summarise, time_calls
 from cedargate.config import load_config
@@ -76,12 +77,14 @@ async def client_overhead(runtime: Runtime, config_path: Path, calls: int, runs:
     return rows
 
 
-async def pipeline_overhead(runtime: Runtime, calls: int, runs: int) -> tuple[Latency, Latency]:
+async def pipeline_overhead(
+    runtime: Runtime, calls: int, runs: int, args: Mapping[str, Any] = NOOP_ARGS
+) -> tuple[Latency, Latency]:
     """``Pipeline.call`` (identify through audit, the line written) vs the bare execute step."""
     manifest = runtime.catalog.tools[NOOP_TOOL]
-    resource = resolve_resource(manifest, NOOP_ARGS, runtime.config)
-    call = HandlerCall(manifest, NOOP_ARGS, resource, runtime.principal, "", "")
-    request = CallRequest(NOOP_TOOL, NOOP_ARGS, runtime.principal, SessionState())
+    resource = resolve_resource(manifest, args, runtime.config)
+    call = HandlerCall(manifest, args, resource, runtime.principal, "", "")
+    request = CallRequest(NOOP_TOOL, args, runtime.principal, SessionState())
 
     async def governed() -> object:
         return await runtime.pipeline.call(request)
@@ -111,7 +114,8 @@ async def policy_scale(workdir: Path, sizes: list[int], calls: int, runs: int) -
         runtime = build_bench_runtime(load_config(config_path, environ={}))
         load_s = time.perf_counter() - started
         try:
-            gov, bare = await pipeline_overhead(runtime, calls, runs)
+            # The last generated repository: a lookup that scans the config would show here.
+            gov, bare = await pipeline_overhead(runtime, calls, runs, {"repository": generated_repo(n - 1)})
         finally:
             runtime.close()
         first = first or gov
