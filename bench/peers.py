@@ -246,7 +246,7 @@ async def aws_peer(config_path: Path, workdir: Path, calls: int, runs: int) -> P
             if refusal is None:
                 started = (python, version)
                 break
-            refusals.append(f"{AWS_PEER} {version} refused to start ({refusal[:160]})")
+            refusals.append(f"{AWS_PEER} {version} refused to start ({refusal[:100]})")
         if started is None:
             report.status = "; ".join(refusals)
             return report
