@@ -36,6 +36,7 @@ class Authorizer:
         self._action_ancestry = action_ancestry(policy_set.schema_json)
         self._slices: dict[tuple[Principal, str, Uid], cedarpy.PolicySet] = {}
         self._order = {pid: index for index, pid in enumerate(policy_set.info)}
+        self._determining_by_id: dict[str, DeterminingPolicy] = {}
 
     @property
     def policy_set(self) -> PolicySet:
@@ -83,11 +84,18 @@ class Authorizer:
             return Decision(effect=Effect.DENY, errors=(f"authorization engine failed: {exc}",))
         return self._decision_from(result)
 
+    def _determining(self, policy_id: str) -> DeterminingPolicy:
+        """The (immutable) audit view of a policy, built once per policy rather than once per call."""
+        found = self._determining_by_id.get(policy_id)
+        if found is None:
+            found = self._determining_by_id[policy_id] = _determining(self._policy_set.info[policy_id])
+        return found
+
     def _decision_from(self, result: cedarpy.AuthzResult) -> Decision:
         info = self._policy_set.info
         # Cedar reports reasons as a set; file order keeps explanations stable whatever was evaluated.
         reasons = sorted((pid for pid in result.diagnostics.reasons if pid in info), key=self._order.__getitem__)
-        determining = tuple(_determining(info[pid]) for pid in reasons)
+        determining = tuple(self._determining(pid) for pid in reasons)
         errors = tuple(self._policy_set.readable(e) for e in result.diagnostics.errors)
         if errors or result.decision is cedarpy.Decision.NoDecision:
             return Decision(effect=Effect.DENY, errors=errors or ("Cedar reached no decision",))
