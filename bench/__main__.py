@@ -1,6 +1,6 @@
 """``python -m bench``: run every section, print a markdown table, write JSON.
 
-python -m bench                  # the full run (about 10-20 minutes on 2 cores)
+python -m bench                  # the full run (about 6 minutes on 2 cores)
 python -m bench --quick          # a small run that proves the harness works
 python -m bench --sections overhead,scale --json out.json
 """
@@ -15,11 +15,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import anyio
-import mcp
 
 from bench import http, overhead, peers
 from bench.fixture import make_tree
@@ -60,7 +60,8 @@ async def run(plan: Plan, sections: list[str], workdir: Path) -> dict[str, Any]:
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "mcp": mcp.__version__ if hasattr(mcp, "__version__") else "?",
+            "mcp": version("mcp"),
+            "cedarpy": version("cedarpy"),
         },
         "plan": plan.__dict__,
     }
