@@ -65,31 +65,47 @@ async def run(plan: Plan, sections: list[str], workdir: Path) -> dict[str, Any]:
         },
         "plan": plan.__dict__,
     }
-    if "overhead" in sections:
-        config_path = make_tree(workdir / "overhead", scale=plan.overhead_policies)
-        runtime = build_bench_runtime(load_config(config_path, environ={}))
+    steps = {"overhead": _overhead, "scale": _scale, "http": _http, "peers": _peers}
+    for section in sections:
         try:
-            gov, bare = await overhead.pipeline_overhead(runtime, plan.calls, plan.runs)
-            results["pipeline"] = {
-                "policies": len(runtime.policies.info),
-                "pipeline_call": gov.__dict__,
-                "execute_step_alone": bare.__dict__,
-            }
-            results["overhead"] = await overhead.client_overhead(runtime, config_path, plan.calls, plan.runs)
-        finally:
-            runtime.close()
-    if "scale" in sections:
-        results["scale"] = await overhead.policy_scale(workdir, plan.sizes, plan.calls, plan.runs)
-    if "http" in sections:
-        config_path = make_tree(workdir / "http", noop=False)
-        results["http"] = await http.http_throughput(config_path, plan.levels, plan.http_calls, plan.http_runs)
-    if "peers" in sections:
-        config_path = make_tree(workdir / "peers", noop=False)
-        repo = workdir / "peers" / "repos" / "web"
-        reports = [await peers.git_peer(config_path, repo, plan.calls // 3 or 1, plan.runs)]
-        reports.append(await peers.aws_peer(config_path, workdir / "peers", plan.calls // 3 or 1, plan.runs))
-        results["peers"] = [r.__dict__ for r in reports]
+            results.update(await steps[section](plan, workdir))
+        except Exception as exc:  # one broken section is reported, the others still run
+            results.setdefault("failed", {})[section] = f"{type(exc).__name__}: {exc}"
     return results
+
+
+async def _overhead(plan: Plan, workdir: Path) -> dict[str, Any]:
+    config_path = make_tree(workdir / "overhead", scale=plan.overhead_policies)
+    runtime = build_bench_runtime(load_config(config_path, environ={}))
+    try:
+        gov, bare = await overhead.pipeline_overhead(runtime, plan.calls, plan.runs)
+        pipeline = {
+            "policies": len(runtime.policies.info),
+            "pipeline_call": gov.__dict__,
+            "execute_step_alone": bare.__dict__,
+        }
+        clients = await overhead.client_overhead(runtime, config_path, plan.calls, plan.runs)
+    finally:
+        runtime.close()
+    return {"pipeline": pipeline, "overhead": clients}
+
+
+async def _scale(plan: Plan, workdir: Path) -> dict[str, Any]:
+    return {"scale": await overhead.policy_scale(workdir, plan.sizes, plan.calls, plan.runs)}
+
+
+async def _http(plan: Plan, workdir: Path) -> dict[str, Any]:
+    config_path = make_tree(workdir / "http", noop=False)
+    return {"http": await http.http_throughput(config_path, plan.levels, plan.http_calls, plan.http_runs)}
+
+
+async def _peers(plan: Plan, workdir: Path) -> dict[str, Any]:
+    config_path = make_tree(workdir / "peers", noop=False)
+    repo = workdir / "peers" / "repos" / "web"
+    calls = max(1, plan.calls // 3)
+    reports = [await peers.git_peer(config_path, repo, calls, plan.runs)]
+    reports.append(await peers.aws_peer(config_path, workdir / "peers", calls, plan.runs))
+    return {"peers": [r.__dict__ for r in reports]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(render(results))
     print(f"\nresults written to {args.json}", file=sys.stderr)
-    return 0
+    return 1 if results.get("failed") else 0
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ def render(results: dict[str, Any]) -> str:
         out += _http(results["http"])
     if "peers" in results:
         out += _peers(results["peers"])
+    for section, error in results.get("failed", {}).items():
+        out.append(f"**section `{section}` failed:** {error}\n")
     out += _targets(results)
     return "\n".join(out)
 
