@@ -18,7 +18,11 @@ from cedargate.decision import Decision, DeterminingPolicy, Effect
 from cedargate.entities import principal_entities, resource_entities
 from cedargate.identity import Principal
 from cedargate.policy_set import PolicyInfo, PolicySet
+from cedargate.policy_slice import Uid, action_ancestry, applicable_ids, entity_ancestry, sliced_policy_set
 from cedargate.resolve import Resource
+
+_MAX_SLICES = 4096
+"""Cached policy slices, one per (principal, action, resource) seen; the cache restarts when full."""
 
 
 class Authorizer:
@@ -28,19 +32,41 @@ class Authorizer:
         self._policy_set = policy_set
         self._base_entities = resource_entities(config)
         self._known_teams = {e["uid"]["id"] for e in self._base_entities if e["uid"]["type"] == "Team"}
-        self._entities_by_principal: dict[Principal, cedarpy.Entities] = {}
+        self._entities_by_principal: dict[Principal, tuple[cedarpy.Entities, dict[Uid, frozenset[Uid]]]] = {}
+        self._action_ancestry = action_ancestry(policy_set.schema_json)
+        self._slices: dict[tuple[Principal, str, Uid], cedarpy.PolicySet] = {}
+        self._order = {pid: index for index, pid in enumerate(policy_set.info)}
+        self._determining_by_id: dict[str, DeterminingPolicy] = {}
 
     @property
     def policy_set(self) -> PolicySet:
         return self._policy_set
 
-    def _entities_for(self, principal: Principal) -> cedarpy.Entities:
-        entities = self._entities_by_principal.get(principal)
-        if entities is None:
+    def _entities_for(self, principal: Principal) -> tuple[cedarpy.Entities, dict[Uid, frozenset[Uid]]]:
+        entry = self._entities_by_principal.get(principal)
+        if entry is None:
             graph = self._base_entities + principal_entities(principal, self._known_teams)
             entities = cedarpy.Entities.from_json_str(json.dumps(graph), schema=self._policy_set.schema)
-            self._entities_by_principal[principal] = entities
-        return entities
+            entry = self._entities_by_principal[principal] = (entities, entity_ancestry(graph))
+        return entry
+
+    def _policies_for(
+        self, principal: Principal, action: str, resource: Resource, ancestry: Mapping[Uid, frozenset[Uid]]
+    ) -> cedarpy.PolicySet:
+        """Only the policies whose scope can match (see ``policy_slice``); the whole set if unindexed."""
+        static = self._policy_set.static_policies
+        if not static:
+            return self._policy_set.policies
+        key = (principal, action, (resource.ref.type, resource.ref.id))
+        sliced = self._slices.get(key)
+        if sliced is None:
+            ids = applicable_ids(
+                static, (AGENT, principal.agent), (ACTION, action), key[2], ancestry, self._action_ancestry
+            )
+            if len(self._slices) >= _MAX_SLICES:
+                self._slices.clear()
+            sliced = self._slices[key] = sliced_policy_set(static, ids)
+        return sliced
 
     def authorize(self, principal: Principal, action: str, resource: Resource, context: Mapping[str, Any]) -> Decision:
         """Decide one request; never raises for a policy problem, it denies instead."""
@@ -51,16 +77,25 @@ class Authorizer:
             "context": dict(context),
         }
         try:
-            result = cedarpy.is_authorized(
-                request, self._policy_set.policies, self._entities_for(principal), self._policy_set.schema
-            )
+            entities, ancestry = self._entities_for(principal)
+            policies = self._policies_for(principal, action, resource, ancestry)
+            result = cedarpy.is_authorized(request, policies, entities, self._policy_set.schema)
         except Exception as exc:  # boundary: any engine failure is a deny, never an allow
             return Decision(effect=Effect.DENY, errors=(f"authorization engine failed: {exc}",))
         return self._decision_from(result)
 
+    def _determining(self, policy_id: str) -> DeterminingPolicy:
+        """The (immutable) audit view of a policy, built once per policy rather than once per call."""
+        found = self._determining_by_id.get(policy_id)
+        if found is None:
+            found = self._determining_by_id[policy_id] = _determining(self._policy_set.info[policy_id])
+        return found
+
     def _decision_from(self, result: cedarpy.AuthzResult) -> Decision:
         info = self._policy_set.info
-        determining = tuple(_determining(info[pid]) for pid in result.diagnostics.reasons if pid in info)
+        # Cedar reports reasons as a set; file order keeps explanations stable whatever was evaluated.
+        reasons = sorted((pid for pid in result.diagnostics.reasons if pid in info), key=self._order.__getitem__)
+        determining = tuple(self._determining(pid) for pid in reasons)
         errors = tuple(self._policy_set.readable(e) for e in result.diagnostics.errors)
         if errors or result.decision is cedarpy.Decision.NoDecision:
             return Decision(effect=Effect.DENY, errors=errors or ("Cedar reached no decision",))

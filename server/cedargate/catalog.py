@@ -68,6 +68,9 @@ def _load_file(path: Path, check: ManifestCheck | None) -> list[ToolManifest]:
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(f"{path}: not valid TOML: {exc}") from exc
     entries = raw["tool"] if isinstance(raw.get("tool"), list) else [raw]
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{path}: entry {number} of `tool` is not a table; write each tool as [[tool]]")
     return [_load_entry(path, entry, check) for entry in entries]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -261,7 +262,19 @@ class Config(_Strict):
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     def repository(self, name: str) -> RepositoryConfig | None:
-        return next((r for r in self.repositories if r.name == name), None)
+        repositories, index = self.repository_index
+        if repositories is not self.repositories:  # a model_copy carried an index of other repositories
+            del self.__dict__["repository_index"]
+            repositories, index = self.repository_index
+        return index.get(name)
+
+    @cached_property
+    def repository_index(self) -> tuple[tuple[RepositoryConfig, ...], dict[str, RepositoryConfig]]:
+        """Repositories by name (the first of a name wins), built once: every call looks one up."""
+        index: dict[str, RepositoryConfig] = {}
+        for repo in self.repositories:
+            index.setdefault(repo.name, repo)
+        return self.repositories, index
 
     def aws_account(self, account_id: str) -> AwsAccountConfig | None:
         return next((a for a in self.aws.accounts if a.id == account_id), None)

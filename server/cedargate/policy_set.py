@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ class PolicySet:
     schema_json: Mapping[str, Any]
     info: Mapping[str, PolicyInfo]
     files: tuple[Path, ...]
+    static_policies: Mapping[str, Any] = field(default_factory=dict)
+    """Each policy in Cedar's JSON form, by Cedar's id (``policy3``): what ``policy_slice`` reads scopes from."""
 
     def readable(self, message: str) -> str:
         """Replace Cedar's positional ids (``policy3``) in a message with ``@id`` and place."""
@@ -91,7 +93,8 @@ def load_policy_set(
         raise PolicyError(f"policies in `{policies_dir}`: could not line up statements with parsed policies")
     schema_text = json.dumps(schema)
     cedar_schema = cedarpy.Schema.from_json_str(schema_text)
-    info = _index(combined, positions)
+    static_policies = json.loads(cedarpy.policies_to_json_str(combined))["staticPolicies"]
+    info = _index(static_policies, positions)
     _validate(combined, cedar_schema, info)
     _refuse_duplicate_ids(info)
     return PolicySet(
@@ -100,6 +103,7 @@ def load_policy_set(
         schema_json=schema,
         info=info,
         files=tuple(src.path for src in sources),
+        static_policies=static_policies,
     )
 
 
@@ -121,8 +125,7 @@ def _read_and_parse(path: Path) -> _SourceFile:
     return _SourceFile(path, text, statements)
 
 
-def _index(combined: str, positions: list[tuple[Path, Statement]]) -> dict[str, PolicyInfo]:
-    est = json.loads(cedarpy.policies_to_json_str(combined))["staticPolicies"]
+def _index(est: Mapping[str, Any], positions: list[tuple[Path, Statement]]) -> dict[str, PolicyInfo]:
     info: dict[str, PolicyInfo] = {}
     for index, (path, statement) in enumerate(positions):
         policy_id = f"policy{index}"

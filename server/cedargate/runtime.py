@@ -8,6 +8,7 @@ place named, and whatever was opened before the failure is closed again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -82,13 +83,17 @@ def handler_registry(aws: AwsClients | None, config: Config | None = None) -> Ha
     return HandlerRegistry({"repo": RepoHandlers(repositories), "aws": AwsHandlers(aws, duties)})
 
 
-def build_runtime(config: Config) -> Runtime:
+RegistryFactory = Callable[[AwsClients | None, Config | None], HandlerRegistry]
+"""Builds the handler families a runtime serves (``handler_registry`` unless a caller adds its own)."""
+
+
+def build_runtime(config: Config, registry_for: RegistryFactory = handler_registry) -> Runtime:
     # Over stdio the config names the principal; with [auth], every HTTP call brings its own.
     principal = principal_from_config(config) if config.principal is not None or config.auth is None else None
     with ExitStack() as opened:
         aws = AwsClients(config.aws)
         opened.callback(aws.close)
-        registry = handler_registry(aws, config)
+        registry = registry_for(aws, config)
         snapshots = SnapshotHolder(build_snapshot(config, registry))
         store = open_store(config.store)
         opened.callback(store.close)

@@ -67,7 +67,8 @@ class JsonlAuditLog:
                 self._broken = exc.strerror or str(exc)
                 raise AuditWriteError(f"audit log `{self.path}` could not be written: {self._broken}") from exc
             self._last_hash = record["hash"]
-            return AuditEvent.model_validate(record)
+            # The event was validated when built; only the chain fields are new (no second validation).
+            return event.model_copy(update={"prev_hash": record["prev_hash"], "hash": record["hash"]})
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,65 @@
+"""Percentiles of one run, medians across runs, ratios against a baseline of the same run."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Latency:
+    """p50 and p99 in milliseconds: each the median of that percentile over ``runs`` runs."""
+
+    p50_ms: float
+    p99_ms: float
+    runs: int
+    calls_per_run: int
+    cpu_ms: float | None = None
+    """Median over runs of process CPU time per call (all threads); steadier than wall time on a busy machine."""
+
+    def ratio_to(self, baseline: Latency) -> tuple[float, float]:
+        return ratio(self.p50_ms, baseline.p50_ms), ratio(self.p99_ms, baseline.p99_ms)
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of a non-empty sample."""
+    ordered = sorted(samples)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def ratio(value: float, baseline: float) -> float:
+    return round(value / baseline, 2) if baseline > 0 else float("nan")
+
+
+def summarise(runs: Sequence[Sequence[float]], cpu: Sequence[float] = ()) -> Latency:
+    """Median over runs of each run's p50 and p99 (samples in seconds, result in ms)."""
+    return Latency(
+        cpu_ms=round(statistics.median(cpu) * 1000, 3) if cpu else None,
+        p50_ms=round(statistics.median(percentile(r, 50) for r in runs) * 1000, 3),
+        p99_ms=round(statistics.median(percentile(r, 99) for r in runs) * 1000, 3),
+        runs=len(runs),
+        calls_per_run=len(runs[0]) if runs else 0,
+    )
+
+
+async def time_calls(
+    call: Callable[[], Awaitable[object]], calls: int, warmup: int, cpu: list[float] | None = None
+) -> list[float]:
+    """Wall time of each of ``calls`` awaited calls, after ``warmup`` untimed ones.
+
+    With ``cpu``, the run's process CPU time per call is appended to it.
+    """
+    for _ in range(warmup):
+        await call()
+    samples = []
+    cpu_start = time.process_time()
+    for _ in range(calls):
+        start = time.perf_counter()
+        await call()
+        samples.append(time.perf_counter() - start)
+    if cpu is not None:
+        cpu.append((time.process_time() - cpu_start) / calls)
+    return samples

@@ -1,0 +1,37 @@
+"""The benchmark harness runs end to end in its quick mode and reports every section it ran."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.bench
+def test_quick_benchmark_prints_tables_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--sections", "overhead,scale,http", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert [r["name"] for r in results["overhead"]] == [
+        "in-process client, trivial tool",
+        "stdio client, trivial tool",
+    ]
+    assert all(r["governed"]["p50_ms"] > 0 and r["ratio_p50"] > 0 for r in results["overhead"])
+    assert results["pipeline"]["pipeline_call"]["runs"] == 2
+    assert [r["generated"] for r in results["scale"]] == [10, 100]
+    assert [r["sessions"] for r in results["http"]] == [1, 2]
+    assert all(r["calls_per_s"] > 0 for r in results["http"])
+    assert "### 1. Overhead of a trivial tool" in done.stdout
+    assert "### Targets (measured, not asserted)" in done.stdout
