@@ -87,6 +87,7 @@ def test_demo_runs_the_scripted_session_and_the_trail_verifies(tmp_path: Path) -
     assert outcomes.count("succeeded") >= 2
     assert "denied" in outcomes
     assert "invalid_arguments" in outcomes
+    assert "approval_required" in outcomes
     denied = next(c for c in report["calls"] if c["outcome"] == "denied")
     assert "policy `" in denied["detail"]
     invalid = next(c for c in report["calls"] if c["outcome"] == "invalid_arguments")

@@ -70,6 +70,17 @@ STEPS = (
         {"repository": DEV_REPO, "branch": "main", "path": "README.md", "content": "overwritten\n"},
     ),
     DemoStep("delete a branch in prod", "repo_delete_branch", {"repository": PROD_REPO, "branch": "agent/old"}),
+    DemoStep("list EC2 instances in prod", "aws_ec2_describe_instances", {"account": PROD_ACCOUNT}),
+    DemoStep(
+        "stop an EC2 instance in prod",
+        "aws_ec2_stop_instances",
+        {"account": PROD_ACCOUNT, "InstanceIds": ["i-0a1b2c3d4e5f60718"]},
+    ),
+    DemoStep(
+        "terminate an EC2 instance in staging",
+        "aws_ec2_terminate_instances",
+        {"account": STAGING_ACCOUNT, "InstanceIds": ["i-0a1b2c3d4e5f60718"]},
+    ),
     DemoStep("read with a wrongly typed argument", "repo_read_file", {"repository": DEV_REPO, "path": 42}),
     DemoStep("read outside the repository", "repo_read_file", {"repository": DEV_REPO, "path": "../../etc/passwd"}),
 )
@@ -196,6 +207,8 @@ def _detail(is_error: bool, text: str, structured: dict[str, Any] | None) -> str
     result = data.get("result")
     if isinstance(result, dict) and "Arn" in result:
         return f"arn {result['Arn']}"
+    if isinstance(result, list):
+        return f"{len(result)} items in account {data.get('account')}"
     return json.dumps(data)[:100]
 
 
