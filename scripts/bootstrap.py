@@ -20,14 +20,17 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 
 def ensure_venv() -> None:
     stamp = VENV / ".cedargate-installed"
-    pyproject = ROOT / "pyproject.toml"
-    if stamp.exists() and stamp.stat().st_mtime >= pyproject.stat().st_mtime:
+    inputs = (ROOT / "pyproject.toml", ROOT / "constraints.txt")
+    if stamp.exists() and all(stamp.stat().st_mtime >= p.stat().st_mtime for p in inputs):
         return
     print(f"bootstrap: creating {VENV} and installing cedargate with its test tools", file=sys.stderr)
-    venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
+    if not (BIN / "python").exists():  # reuse a virtualenv made by hand; only fill it in
+        venv.EnvBuilder(with_pip=True, symlinks=os.name != "nt").create(VENV)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    # constraints.txt pins every dependency to the versions the suite last passed with
+    # (tool schemas derived from botocore's models are snapshot-tested, for one).
+    subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[dev]"], check=True)
     stamp.touch()
 
 
