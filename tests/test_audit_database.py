@@ -19,6 +19,7 @@ from tests.governed_tree import store_toml
 
 from cedargate.audit.database import DatabaseSink
 from cedargate.audit.event import AuditEvent, event_hash
+from cedargate.cli import main
 from cedargate.config import StoreConfig, load_config
 from cedargate.runtime import Runtime, build_runtime
 from cedargate.server import build_server
@@ -162,3 +163,42 @@ async def test_the_primary_stays_fail_closed_and_the_table_gets_nothing_it_refus
     assert _rows(runtime.store) == []
     [status] = runtime.audit.status()
     assert status.delivered == 0 and status.pending == 0
+
+
+def _cli_query(tree: Path, capsys: pytest.CaptureFixture[str], *filters: str) -> list[dict[str, Any]]:
+    assert main(["--config", str(tree / "cedargate.toml"), "audit", "query", *filters, "--json"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+async def test_audit_query_reads_the_table_with_the_same_filters_as_the_file(
+    runtime: Runtime, tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with Client(build_server(runtime)) as client:
+        await _read(client)
+        await client.call_tool(
+            "repo_write_file", {"repository": "acme/payments", "branch": "agent/x", "path": "a", "content": "a"}
+        )
+        await _read(client)
+    runtime.audit.flush()
+    first = audit_events(runtime.config.audit.path)[0]["time"]
+    for filters in (
+        (),
+        ("--decision", "deny"),
+        ("--tool", "repo_read_file", "--limit", "1"),
+        ("--user", "alice", "--environment", "dev", "--since", first),
+        ("--until", first),
+        ("--agent", "someone-else"),
+    ):
+        from_file = _cli_query(tree, capsys, *filters)
+        assert _cli_query(tree, capsys, "--source", "database", *filters) == from_file, filters
+    assert len(_cli_query(tree, capsys, "--source", "database", "--tool", "repo_read_file")) == 2
+
+
+def test_audit_query_from_a_store_without_the_table_says_to_upgrade(
+    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tree / "cedargate.toml"
+    path.write_text(path.read_text() + "\n" + store_toml(StoreConfig(path=tmp_path / "empty.db")))
+    assert main(["--config", str(path), "audit", "query", "--source", "database"]) != 0
+    error = capsys.readouterr().err
+    assert "`audit_events` table could not be read" in error and "cedargate db upgrade" in error
