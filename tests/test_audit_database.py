@@ -16,6 +16,7 @@ from mcp import Client
 from sqlalchemy import select, text
 from tests.conftest import audit_events
 from tests.governed_tree import store_toml
+from tests.store_fixtures import postgres_server
 
 from cedargate.audit.database import DatabaseSink
 from cedargate.audit.event import AuditEvent, event_hash
@@ -31,15 +32,19 @@ pytestmark = pytest.mark.anyio
 DATABASE_SINK = '\n[[audit.sinks]]\nkind = "database"\n'
 
 
+def _runtime_on(tree: Path, store_config: StoreConfig) -> Runtime:
+    path = tree / "cedargate.toml"
+    configured = path.read_text().replace(
+        '[audit]\npath = "audit.jsonl"\n', f'[audit]\npath = "audit.jsonl"\n{DATABASE_SINK}'
+    )
+    path.write_text(configured + "\n" + store_toml(store_config))
+    return build_runtime(load_config(path, environ={}))
+
+
 @pytest.fixture
 def runtime(tree: Path, store_config: StoreConfig) -> Iterator[Runtime]:
     """The demo server with its store on the backend under test and the database sink configured."""
-    path = tree / "cedargate.toml"
-    text_ = path.read_text().replace(
-        '[audit]\npath = "audit.jsonl"\n', f'[audit]\npath = "audit.jsonl"\n{DATABASE_SINK}'
-    )
-    path.write_text(text_ + "\n" + store_toml(store_config))
-    rt = build_runtime(load_config(path, environ={}))
+    rt = _runtime_on(tree, store_config)
     yield rt
     rt.close()
 
@@ -110,6 +115,32 @@ async def test_a_store_that_fails_for_a_while_catches_up_without_losing_or_dupli
     assert [r["event_id"] for r in _rows(runtime.store)] == primary
     assert failing.pending == 2 and failing.failures > 0 and "audit_events" in (failing.last_error or "")
     assert recovered.pending == 0 and recovered.delivered == 4 and recovered.last_error is None
+
+
+async def test_a_stopped_postgresql_server_is_caught_up_on_when_it_is_back(tree: Path) -> None:
+    with postgres_server() as server:
+        runtime = _runtime_on(tree, StoreConfig(url=server.cluster.create_database()))
+        try:
+            async with Client(build_server(runtime)) as client:
+                await _read(client)
+                runtime.audit.flush()
+                server.stop()
+                await _read(client)  # refused (the store holds the revocations), and audited in the file
+                await _read(client)
+                runtime.audit.flush()
+                [down] = runtime.audit.status()
+                server.start()
+                await _read(client)
+                runtime.audit.flush()
+                [back] = runtime.audit.status()
+            primary = audit_events(runtime.config.audit.path)
+            stored = [r["event_id"] for r in _rows(runtime.store)]
+        finally:
+            runtime.close()
+    assert [e["outcome"] for e in primary] == ["succeeded", "failed", "failed", "succeeded"]
+    assert stored == [e["event_id"] for e in primary]
+    assert down.pending == 2 and down.failures > 0 and down.last_error is not None
+    assert back.pending == 0 and back.delivered == 4
 
 
 async def test_events_kept_from_a_failed_delivery_are_written_when_the_server_stops(runtime: Runtime) -> None:
