@@ -233,3 +233,21 @@ def test_audit_query_from_a_store_without_the_table_says_to_upgrade(
     assert main(["--config", str(path), "audit", "query", "--source", "database"]) != 0
     error = capsys.readouterr().err
     assert "`audit_events` table could not be read" in error and "cedargate db upgrade" in error
+
+
+async def test_a_tool_name_too_long_for_its_column_is_stored_cut_and_still_found_exactly(
+    runtime: Runtime, tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long_name = "no-such-tool-" + "x" * 600 + "\x00"
+    async with Client(build_server(runtime)) as client:
+        await client.call_tool(long_name, {})
+        await _read(client)
+    runtime.audit.flush()
+    unknown, _ = _rows(runtime.store)
+    assert unknown["outcome"] == "unknown_tool" and json.loads(unknown["event"])["tool"] == long_name
+    assert unknown["tool"] == long_name[:256]
+    found = _cli_query(tree, capsys, "--source", "database", "--tool", long_name)
+    assert [e["event_id"] for e in found] == [unknown["event_id"]]
+    assert _cli_query(tree, capsys, "--source", "database", "--tool", long_name[:-1] + "y") == []
+    [status] = runtime.audit.status()
+    assert status.delivered == 2 and status.failures == 0

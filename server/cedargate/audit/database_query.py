@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from cedargate.audit.query import AuditFilter
+from cedargate.audit.database import column_value
+from cedargate.audit.query import AuditFilter, query
 from cedargate.errors import CedargateError
 from cedargate.store import Store
 from cedargate.store.tables import audit_events
@@ -31,7 +32,7 @@ def _conditions(where: AuditFilter) -> list[ColumnElement[bool]]:
         (c.task, where.task),
         (c.session_id, where.session),
     )
-    conditions = [column == wanted for column, wanted in pairs if wanted is not None]
+    conditions = [column == column_value(wanted) for column, wanted in pairs if wanted is not None]
     if where.since is not None:
         conditions.append(c.time >= where.since)
     if where.until is not None:
@@ -39,10 +40,17 @@ def _conditions(where: AuditFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
+def _cut(where: AuditFilter) -> bool:
+    """Whether a filter value is longer than its column, so SQL alone cannot tell matches apart."""
+    values = (where.agent, where.user, where.team, where.tool, where.environment, where.task, where.session)
+    return any(v is not None and column_value(v) != v for v in values)
+
+
 def query_table(store: Store, where: AuditFilter, limit: int | None = None) -> list[dict[str, Any]]:
     """The matching events in the order they were stored; with ``limit``, only the last ``limit``."""
     statement = select(audit_events.c.event).where(*_conditions(where))
-    if limit is not None:
+    exact_in_sql = not _cut(where)
+    if limit is not None and exact_in_sql:
         statement = statement.order_by(audit_events.c.id.desc()).limit(limit)
     else:
         statement = statement.order_by(audit_events.c.id)
@@ -55,6 +63,9 @@ def query_table(store: Store, where: AuditFilter, limit: int | None = None) -> l
             f"the `audit_events` table could not be read ({type(cause).__name__}: {cause}); "
             "check `[store]` in the config and run `cedargate db upgrade`"
         ) from exc
-    if limit is not None:
+    if limit is not None and exact_in_sql:
         stored.reverse()
-    return [json.loads(event) for event in stored]
+    events = [json.loads(event) for event in stored]
+    if exact_in_sql:
+        return events
+    return query(events, where, limit)  # the columns were cut: the whole event decides
