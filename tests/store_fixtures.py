@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,43 +57,77 @@ class PostgresCluster:
         return self.url(name)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresCluster]:
-    """A PostgreSQL cluster for this test session, owned by a non-root user when run as root."""
+@dataclass(frozen=True)
+class PostgresServer:
+    """One cluster in its own directory; a test may stop and start it again (same port, same data)."""
+
+    bin_dir: Path
+    base: Path
+    port: int
+    prefix: tuple[str, ...]
+
+    @property
+    def cluster(self) -> PostgresCluster:
+        return PostgresCluster(self.port)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
+        self._pg_ctl("-o", options, "-l", str(self.base / "log"), "-w", "start", check=True)
+
+    def stop(self, *, check: bool = True) -> None:
+        self._pg_ctl("-m", "immediate", "-w", "stop", check=check)
+
+    def _pg_ctl(self, *args: str, check: bool) -> None:
+        command = [*self.prefix, str(self.bin_dir / "pg_ctl"), "-D", str(self.base / "data"), *args]
+        subprocess.run(command, check=check, capture_output=True)
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """A fresh cluster, started, owned by a non-root user when run as root; removed afterwards."""
     bin_dir = _pg_bin_dir()
     if bin_dir is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
     base = Path(tempfile.mkdtemp(prefix="cedargate-pg-"))
-    prefix: list[str] = []
+    prefix: tuple[str, ...] = ()
     if os.geteuid() == 0:
         try:
             owner = pwd.getpwnam("postgres")
         except KeyError:
             pytest.skip("running as root and no `postgres` user exists to own the test cluster")
         os.chown(base, owner.pw_uid, owner.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    data = base / "data"
-    port = _free_port()
+        prefix = ("runuser", "-u", "postgres", "--")
+    server = PostgresServer(bin_dir, base, _free_port(), prefix)
     subprocess.run(
-        [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", PG_USER, "-A", "trust", "--no-sync", "-E", "UTF8"],
+        [
+            *prefix,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(base / "data"),
+            "-U",
+            PG_USER,
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
         check=True,
         capture_output=True,
     )
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
-    subprocess.run(
-        [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
+    server.start()
     try:
-        yield PostgresCluster(port)
+        yield server
     finally:
-        subprocess.run(
-            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            check=False,
-            capture_output=True,
-        )
+        server.stop(check=False)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster for this test session."""
+    with postgres_server() as server:
+        yield server.cluster
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

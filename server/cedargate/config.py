@@ -161,7 +161,13 @@ class OpenTelemetrySinkConfig(_Strict):
     kind: Literal["opentelemetry"]
 
 
-SinkConfig = Annotated[CloudWatchSinkConfig | OpenTelemetrySinkConfig, Field(discriminator="kind")]
+class DatabaseSinkConfig(_Strict):
+    """Copy every audit event into the ``audit_events`` table of the ``[store]`` database, for SQL queries."""
+
+    kind: Literal["database"]
+
+
+SinkConfig = Annotated[CloudWatchSinkConfig | OpenTelemetrySinkConfig | DatabaseSinkConfig, Field(discriminator="kind")]
 
 
 class AuditConfig(_Strict):

@@ -101,7 +101,7 @@ def build_runtime(config: Config, registry_for: RegistryFactory = handler_regist
             checkpoints = config.audit.checkpoints
             require_consistent(config.audit.path, checkpoints.path, checkpoints.public_key)
         audit = FanoutAudit(
-            JsonlAuditLog(config.audit.path, fsync=config.audit.fsync), secondary_sinks(config.audit, aws)
+            JsonlAuditLog(config.audit.path, fsync=config.audit.fsync), secondary_sinks(config.audit, aws, store)
         )
         opened.pop_all()  # everything opened: the runtime owns it now
     pipeline = Pipeline(

@@ -1,11 +1,11 @@
 """The primary audit log and its secondary sinks, written in one ``append``.
 
 The primary (the JSONL file) is fail-closed: if it cannot take the event, the call does not
-run or its result is withheld. Secondary sinks (CloudWatch Logs, OpenTelemetry, ...) are
-fed from a queue by one worker thread each, so a slow or failing sink never blocks a call;
-a failed delivery is retried with backoff, then kept and retried with the next event, and
-reported in the log and in ``status()``. An event is never dropped silently: the primary
-has it, and a secondary either delivers it or says it has not.
+run or its result is withheld. Secondary sinks (CloudWatch Logs, OpenTelemetry, the store's
+``audit_events`` table) are fed from a queue by one worker thread each, so a slow or failing
+sink never blocks a call; a failed delivery is retried with backoff, then kept and retried
+with the next event, and reported in the log and in ``status()``. An event is never dropped
+silently: the primary has it, and a secondary either delivers it or says it has not.
 """
 
 from __future__ import annotations

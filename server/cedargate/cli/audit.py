@@ -60,6 +60,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Print the events that match every filter given, in log order.",
     )
     query.add_argument("--limit", type=int, help="only the last LIMIT matches")
+    query.add_argument(
+        "--source",
+        choices=["file", "database"],
+        default="file",
+        help="read the JSONL log (default) or the `audit_events` table the `database` sink fills",
+    )
     _filter_arguments(query)
     query.set_defaults(run=run_query)
     export = audit.add_parser(
@@ -172,6 +178,19 @@ def _print(events: list[dict[str, Any]], as_json: bool) -> None:
         print(json.dumps(event, ensure_ascii=False) if as_json else one_line(event), flush=True)
 
 
+def _query_database(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from cedargate.audit.database_query import query_table
+    from cedargate.store import open_store
+
+    if args.log is not None:
+        raise CedargateError("--log names a file: drop it with `--source database` (the `[store]` database is read)")
+    store = open_store(config_from(args).store, migrate=False)
+    try:
+        return query_table(store, _where(args), limit=args.limit)
+    finally:
+        store.close()
+
+
 def run_tail(args: argparse.Namespace) -> int:
     from cedargate.audit.query import query, read_events
 
@@ -198,7 +217,10 @@ def _print_appended(path: Path, offset: int, where: Any, as_json: bool) -> int:
 def run_query(args: argparse.Namespace) -> int:
     from cedargate.audit.query import query, read_events
 
-    matches = query(read_events(_log_path(args)), _where(args), limit=args.limit)
+    if args.source == "database":
+        matches = _query_database(args)
+    else:
+        matches = query(read_events(_log_path(args)), _where(args), limit=args.limit)
     _print(matches, args.json)
     if not args.json:
         print(f"{len(matches)} matching events", file=sys.stderr)

@@ -116,3 +116,28 @@ admin_actions = Table(
     Column("subject", String(256), nullable=False),
     Column("reason", Text, nullable=False),
 )
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True, index=True),
+    Column("time", UtcDateTime(), nullable=False, index=True),
+    Column("agent", String(256), nullable=False, index=True),
+    Column("on_behalf_of", String(256), nullable=False, index=True),
+    Column("team", String(256), nullable=False, index=True),
+    Column("tool", String(256), nullable=False, index=True),
+    Column("effect", String(32), index=True),
+    Column("outcome", String(32), nullable=False, index=True),
+    Column("environment", String(256), index=True),
+    Column("task", String(256), nullable=False, index=True),
+    Column("session_id", String(256), nullable=False, index=True),
+    Column("event", Text, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+)
+"""One row per audit event (never a segment record); ``event`` is the event's canonical JSON, as hashed.
+
+The filter columns hold at most 256 characters (longer values, which an agent can send as a
+tool name, are cut there; ``event`` keeps them whole), so no event can fail its insert.
+"""
