@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,43 +57,77 @@ class PostgresCluster:
         return self.url(name)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresCluster]:
-    """A PostgreSQL cluster for this test session, owned by a non-root user when run as root."""
+@dataclass(frozen=True)
+class PostgresServer(PostgresCluster):
+    """A cluster this process made and can stop and start again (the database-outage faults use it)."""
+
+    bin_dir: Path
+    base: Path
+    prefix: tuple[str, ...]
+
+    @property
+    def data(self) -> Path:
+        return self.base / "data"
+
+    def _pg_ctl(self, *args: str, check: bool = True) -> None:
+        subprocess.run(
+            [*self.prefix, str(self.bin_dir / "pg_ctl"), "-D", str(self.data), *args], check=check, capture_output=True
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
+        self._pg_ctl("-o", options, "-l", str(self.base / "log"), "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._pg_ctl("-m", mode, "-w", "stop", check=False)
+
+
+@contextmanager
+def local_postgres() -> Iterator[PostgresServer]:
+    """A fresh, running PostgreSQL cluster in a temp dir, removed on exit; skips when it cannot exist here."""
     bin_dir = _pg_bin_dir()
     if bin_dir is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
     base = Path(tempfile.mkdtemp(prefix="cedargate-pg-"))
-    prefix: list[str] = []
+    prefix: tuple[str, ...] = ()
     if os.geteuid() == 0:
         try:
             owner = pwd.getpwnam("postgres")
         except KeyError:
             pytest.skip("running as root and no `postgres` user exists to own the test cluster")
         os.chown(base, owner.pw_uid, owner.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    data = base / "data"
-    port = _free_port()
-    subprocess.run(
-        [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", PG_USER, "-A", "trust", "--no-sync", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
-    subprocess.run(
-        [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
+        prefix = ("runuser", "-u", "postgres", "--")
+    server = PostgresServer(_free_port(), bin_dir, base, prefix)
     try:
-        yield PostgresCluster(port)
-    finally:
         subprocess.run(
-            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            check=False,
+            [
+                *prefix,
+                str(bin_dir / "initdb"),
+                "-D",
+                str(server.data),
+                "-U",
+                PG_USER,
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
             capture_output=True,
         )
+        server.start()
+        yield server
+    finally:
+        server.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster for this test session, owned by a non-root user when run as root."""
+    with local_postgres() as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
