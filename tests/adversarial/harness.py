@@ -69,6 +69,8 @@ class HandlerRun:
     tool: str
     event_id: str
     args: Mapping[str, Any]
+    call: HandlerCall
+    """Everything the handler was given."""
 
 
 class SpyFamily(HandlerFamily):
@@ -89,7 +91,7 @@ class SpyFamily(HandlerFamily):
 
         def spy(call: HandlerCall) -> dict[str, Any]:
             with self._lock:
-                self._runs.append(HandlerRun(manifest.name, call.event_id, dict(call.args)))
+                self._runs.append(HandlerRun(manifest.name, call.event_id, dict(call.args), call))
             return real(call)
 
         return spy
