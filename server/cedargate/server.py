@@ -37,8 +37,8 @@ INSTRUCTIONS = (
 class SessionRegistry:
     """Which session a call belongs to, so policies and provenance see the calls before it.
 
-    A streamable-HTTP session id (issued by the server) names the session when there is one;
-    a handshake-era connection is a session of its own; otherwise (2026-07-28 requests carry
+    A handshake-era streamable-HTTP session id (issued and checked by the transport) names the
+    session when there is one; a handshake-era connection is a session of its own; otherwise (2026-07-28 requests carry
     no session) the principal's task is the session. Never taken from what a client claims.
     """
 
