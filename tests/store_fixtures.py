@@ -58,33 +58,33 @@ class PostgresCluster:
 
 
 @dataclass(frozen=True)
-class PostgresServer:
-    """One cluster in its own directory; a test may stop and start it again (same port, same data)."""
+class PostgresServer(PostgresCluster):
+    """A cluster this process made and can stop and start again (the database-outage faults use it)."""
 
     bin_dir: Path
     base: Path
-    port: int
     prefix: tuple[str, ...]
 
     @property
-    def cluster(self) -> PostgresCluster:
-        return PostgresCluster(self.port)
+    def data(self) -> Path:
+        return self.base / "data"
+
+    def _pg_ctl(self, *args: str, check: bool = True) -> None:
+        subprocess.run(
+            [*self.prefix, str(self.bin_dir / "pg_ctl"), "-D", str(self.data), *args], check=check, capture_output=True
+        )
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
-        self._pg_ctl("-o", options, "-l", str(self.base / "log"), "-w", "start", check=True)
+        self._pg_ctl("-o", options, "-l", str(self.base / "log"), "-w", "start")
 
-    def stop(self, *, check: bool = True) -> None:
-        self._pg_ctl("-m", "immediate", "-w", "stop", check=check)
-
-    def _pg_ctl(self, *args: str, check: bool) -> None:
-        command = [*self.prefix, str(self.bin_dir / "pg_ctl"), "-D", str(self.base / "data"), *args]
-        subprocess.run(command, check=check, capture_output=True)
+    def stop(self, mode: str = "fast") -> None:
+        self._pg_ctl("-m", mode, "-w", "stop", check=False)
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """A fresh cluster, started, owned by a non-root user when run as root; removed afterwards."""
+def local_postgres() -> Iterator[PostgresServer]:
+    """A fresh, running PostgreSQL cluster in a temp dir, removed on exit; skips when it cannot exist here."""
     bin_dir = _pg_bin_dir()
     if bin_dir is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
@@ -97,37 +97,37 @@ def postgres_server() -> Iterator[PostgresServer]:
             pytest.skip("running as root and no `postgres` user exists to own the test cluster")
         os.chown(base, owner.pw_uid, owner.pw_gid)
         prefix = ("runuser", "-u", "postgres", "--")
-    server = PostgresServer(bin_dir, base, _free_port(), prefix)
-    subprocess.run(
-        [
-            *prefix,
-            str(bin_dir / "initdb"),
-            "-D",
-            str(base / "data"),
-            "-U",
-            PG_USER,
-            "-A",
-            "trust",
-            "--no-sync",
-            "-E",
-            "UTF8",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    server.start()
+    server = PostgresServer(_free_port(), bin_dir, base, prefix)
     try:
+        subprocess.run(
+            [
+                *prefix,
+                str(bin_dir / "initdb"),
+                "-D",
+                str(server.data),
+                "-U",
+                PG_USER,
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        server.start()
         yield server
     finally:
-        server.stop(check=False)
+        server.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
-    """A PostgreSQL cluster for this test session."""
-    with postgres_server() as server:
-        yield server.cluster
+    """A PostgreSQL cluster for this test session, owned by a non-root user when run as root."""
+    with local_postgres() as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -16,7 +16,7 @@ from mcp import Client
 from sqlalchemy import select, text
 from tests.conftest import audit_events
 from tests.governed_tree import store_toml
-from tests.store_fixtures import postgres_server
+from tests.store_fixtures import local_postgres
 
 from cedargate.audit.database import DatabaseSink
 from cedargate.audit.event import AuditEvent, event_hash
@@ -118,8 +118,8 @@ async def test_a_store_that_fails_for_a_while_catches_up_without_losing_or_dupli
 
 
 async def test_a_stopped_postgresql_server_is_caught_up_on_when_it_is_back(tree: Path) -> None:
-    with postgres_server() as server:
-        runtime = _runtime_on(tree, StoreConfig(url=server.cluster.create_database()))
+    with local_postgres() as server:
+        runtime = _runtime_on(tree, StoreConfig(url=server.create_database()))
         try:
             async with Client(build_server(runtime)) as client:
                 await _read(client)

@@ -37,8 +37,8 @@ INSTRUCTIONS = (
 class SessionRegistry:
     """Which session a call belongs to, so policies and provenance see the calls before it.
 
-    A streamable-HTTP session id (issued by the server) names the session when there is one;
-    a handshake-era connection is a session of its own; otherwise (2026-07-28 requests carry
+    A handshake-era streamable-HTTP session id (issued and checked by the transport) names the
+    session when there is one; a handshake-era connection is a session of its own; otherwise (2026-07-28 requests carry
     no session) the principal's task is the session. Never taken from what a client claims.
     """
 
@@ -47,10 +47,13 @@ class SessionRegistry:
         self._by_connection: dict[int, tuple[weakref.ref[Any], SessionState]] = {}
 
     def for_context(self, ctx: ServerRequestContext[Any], principal: Principal) -> SessionState:
-        header = _session_header(ctx)
+        handshake = ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS
+        # Only a handshake-era session id was issued and checked by the transport; a 2026-07-28
+        # request's header is whatever the client wrote, and would let it pick a fresh session.
+        header = _session_header(ctx) if handshake else None
         if header is not None:
             return self._by_key.setdefault(("http", header), SessionState(id=header))
-        client_params = ctx.session.client_params if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS else None
+        client_params = ctx.session.client_params if handshake else None
         if client_params is not None:
             return self._for_connection(client_params)
         key = ("task", principal.agent, principal.on_behalf_of, principal.task)

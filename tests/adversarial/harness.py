@@ -69,6 +69,8 @@ class HandlerRun:
     tool: str
     event_id: str
     args: Mapping[str, Any]
+    call: HandlerCall
+    """Everything the handler was given."""
 
 
 class SpyFamily(HandlerFamily):
@@ -89,7 +91,7 @@ class SpyFamily(HandlerFamily):
 
         def spy(call: HandlerCall) -> dict[str, Any]:
             with self._lock:
-                self._runs.append(HandlerRun(manifest.name, call.event_id, dict(call.args)))
+                self._runs.append(HandlerRun(manifest.name, call.event_id, dict(call.args), call))
             return real(call)
 
         return spy
@@ -145,7 +147,11 @@ def governed(
     environ: Mapping[str, str] | None = None,
 ) -> Governed:
     """Build the real runtime from ``config_path`` and re-wire its pipeline through spies."""
-    runtime = build_runtime(load_config(config_path, environ=environ or {}))
+    return spy_on(build_runtime(load_config(config_path, environ=environ or {})), replace=replace)
+
+
+def spy_on(runtime: Runtime, *, replace: Mapping[str, Handler] | None = None) -> Governed:
+    """Re-wire a built runtime's pipeline through spies (servers look the pipeline up on every call)."""
     runs: list[HandlerRun] = []
     # Every family the runtime registered, so new packs are spied on too.
     real = runtime.pipeline.handlers.families

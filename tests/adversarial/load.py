@@ -28,7 +28,14 @@ class LoadReport:
     acknowledged_ids: list[str] = field(default_factory=list)
     """Audit event ids the server named in its answers (every refusal names its event)."""
     by_tool: dict[str, int] = field(default_factory=dict)
+    succeeded_by_tool: dict[str, int] = field(default_factory=dict)
+    over_budget: int = 0
+    """Calls refused because a spend or rate cap was reached."""
     seconds: float = 0.0
+
+    def spent_cents(self, cost_cents: dict[str, int]) -> int:
+        """What the succeeded calls cost, by the manifests' ``cost_cents``."""
+        return sum(cost_cents.get(tool, 0) * n for tool, n in self.succeeded_by_tool.items())
 
     @property
     def calls_per_second(self) -> float:
@@ -76,9 +83,12 @@ async def run_load(url: str, sessions: int, seconds: float, *, stop_after: int |
                     report.latencies.append(time.perf_counter() - began)
                     report.calls += 1
                     report.by_tool[tool] = report.by_tool.get(tool, 0) + 1
-                    if result.is_error:
+                    if not result.is_error:
+                        report.succeeded_by_tool[tool] = report.succeeded_by_tool.get(tool, 0) + 1
+                    else:
                         report.errors += 1
                         text = result.content[0].text  # type: ignore[union-attr]
+                        report.over_budget += text.startswith("over budget:")
                         if "(audit event " in text:
                             report.acknowledged_ids.append(text.rsplit("(audit event ", 1)[1].rstrip(")"))
                 round_number += 1
