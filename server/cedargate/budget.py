@@ -121,16 +121,8 @@ class Budget:
     def _write_ledger(self, store: Store, reservation: Reservation, event_id: str) -> None:
         p = reservation.principal
         with store.engine.begin() as connection:
-            connection.execute(
-                insert(spend_ledger).values(
-                    event_id=event_id,
-                    agent=p.agent,
-                    team=p.team,
-                    tool=reservation.tool,
-                    cents=reservation.cents,
-                    at=self._clock(),
-                )
-            )
+            row = {"agent": p.agent, "team": p.team, "tool": reservation.tool, "cents": reservation.cents}
+            connection.execute(_LEDGER_ROW, {"event_id": event_id, **row, "at": self._clock()})
 
     @store_guarded("the budget refund")
     def release(self, reservation: Reservation | None) -> None:
@@ -202,6 +194,7 @@ _ZERO_ROW: Final = {
     "period": bindparam("k_period"),
     "amount": 0,
 }
+_LEDGER_ROW: Final = insert(spend_ledger)
 _INSERT_ZERO_SQLITE: Final = sqlite.insert(budget_counters).values(**_ZERO_ROW).on_conflict_do_nothing()
 _INSERT_ZERO_PG: Final = postgresql.insert(budget_counters).values(**_ZERO_ROW).on_conflict_do_nothing()
 _ADDED: Final = {"amount": budget_counters.c.amount + bindparam("k_amount")}
