@@ -164,14 +164,23 @@ def diff(call: HandlerCall) -> dict[str, Any]:
     scope = [confined_path(str(call.args["path"]))] if call.args.get("path") else []
     head_ref = call.args.get("head")
     default_base = workspace.base_commit if workspace is not None and head_ref is None else "HEAD"
-    base = commit_of(path, safe_ref(str(call.args.get("base") or default_base), "base"), "base")
+    base_ref = safe_ref(str(call.args.get("base") or default_base), "base")
     if head_ref is None and workspace is not None:
+        base = commit_of(path, base_ref, "base")
         where, revs, head = workspace.path, [base], "workspace"
     else:
-        head = commit_of(path, safe_ref(str(head_ref or "HEAD"), "head"), "head")
+        try:
+            checked_head = safe_ref(str(head_ref or "HEAD"), "head")
+        except ToolInputError:
+            commit_of(path, base_ref, "base")  # a bad base is reported first, as it always was
+            raise
+        base, head = _commits(path, [(base_ref, "base"), (checked_head, "head")])
         where, revs = path, [base, head]
-    files = _numstat(where, ["diff", "--numstat", "-z", *revs, "--", *scope])
-    patch, truncated = _capped(run_git(where, ["diff", "--no-color", *revs, "--", *scope]).stdout)
+    # One git process for both: the numstat records, an empty record, then the patch.
+    out = run_git(where, ["diff", "--numstat", "-z", "--patch", "--no-color", *revs, "--", *scope]).stdout
+    stat, _, patch_bytes = out.partition(b"\0\0")
+    files = _parse_numstat(stat)
+    patch, truncated = _capped(patch_bytes)
     return {
         "repository": repo.name,
         "base": base,
@@ -231,9 +240,23 @@ def _workspace_status(workspace: Workspace) -> dict[str, Any]:
     }
 
 
+def _commits(path: Path, refs: list[tuple[str, str]]) -> list[str]:
+    """The commit each (ref, field) names, from one git process; a failure is named by ``commit_of``."""
+    args = ["rev-parse", "--end-of-options", *(f"{ref}^{{commit}}" for ref, _ in refs), "--"]
+    result = run_git(path, args, check=False)
+    lines = result.stdout.decode().split()  # `--end-of-options` and `--` are echoed around the commits
+    if result.returncode != 0 or len(lines) != len(refs) + 2 or lines[0] != "--end-of-options":
+        return [commit_of(path, ref, field) for ref, field in refs]
+    return lines[1:-1]
+
+
 def _numstat(where: Path, args: list[str]) -> list[dict[str, Any]]:
+    return _parse_numstat(run_git(where, args).stdout)
+
+
+def _parse_numstat(output: bytes) -> list[dict[str, Any]]:
     """Parse ``--numstat -z`` output (renames carry an empty path and two names)."""
-    fields = run_git(where, args).stdout.decode(errors="replace").split("\0")
+    fields = output.decode(errors="replace").split("\0")
     files, i = [], 0
     while i < len(fields):
         if not fields[i].strip():
