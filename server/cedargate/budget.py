@@ -80,14 +80,18 @@ class Budget:
             return UNCAPPED_CENTS
         now = self._clock()
         remaining = UNCAPPED_CENTS
+        capped = [
+            (scope, subject, window, cap)
+            for scope, subject in (("team", principal.team), ("agent", principal.agent))
+            for window in _SPEND_WINDOWS
+            if (cap := _cap(self.caps_for(scope, subject), window)) is not None
+        ]
+        if not capped:  # nothing to read: no connection taken from the pool
+            return remaining
         with self._store.engine.connect() as connection:
-            for scope, subject in (("team", principal.team), ("agent", principal.agent)):
-                caps = self.caps_for(scope, subject)
-                for window in _SPEND_WINDOWS:
-                    cap = _cap(caps, window)
-                    if cap is not None:
-                        spent = _amount(connection, scope, subject, period_of(window, now))
-                        remaining = min(remaining, max(cap - spent, 0))
+            for scope, subject, window, cap in capped:
+                spent = _amount(connection, scope, subject, period_of(window, now))
+                remaining = min(remaining, max(cap - spent, 0))
         return remaining
 
     @store_guarded("the budget check")
