@@ -132,7 +132,6 @@ def _error_text(result: Any) -> str | None:
     return str(getattr(content, "text", "error"))[:200]
 
 
-REPO_TOOL_SUBSTITUTE = "repo_read_file"
 REPO_OPS = (("git_log", "repo_log"), ("git_diff", "repo_diff"), ("git_status", "repo_status"))
 
 
@@ -142,10 +141,10 @@ async def repo_tools(config_path: Path) -> set[str]:
 
 
 async def git_peer(config_path: Path, repo_path: Path, calls: int, runs: int) -> PeerReport:
-    """``mcp-server-git`` vs cedargate's repository tools on the same repository.
+    """``mcp-server-git`` vs cedargate's ``repo_log``/``repo_diff``/``repo_status`` on the same repository.
 
-    cedargate's ``repo_log``/``repo_diff``/``repo_status`` are used when the server publishes
-    them; otherwise the comparison falls back to ``repo_read_file`` and says so per row.
+    Arguments mean the same on both sides: the last 10 commits; HEAD against HEAD's tree
+    (the repository is clean, so both diffs are empty); the repository's state.
     """
     report = PeerReport(GIT_PEER)
     try:
@@ -153,32 +152,21 @@ async def git_peer(config_path: Path, repo_path: Path, calls: int, runs: int) ->
     except RuntimeError as exc:
         report.status = f"not installed: {exc}"
         return report
-    published = await repo_tools(config_path)
+    missing = {tool for _, tool in REPO_OPS} - await repo_tools(config_path)
+    if missing:
+        raise RuntimeError(f"cedargate does not publish {', '.join(sorted(missing))}; check tools/repo/")
     peer_args: dict[str, dict[str, Any]] = {
         "git_log": {"repo_path": str(repo_path), "max_count": 10},
         "git_diff": {"repo_path": str(repo_path), "target": "HEAD"},
         "git_status": {"repo_path": str(repo_path)},
     }
+    # Argument names as in tools/repo/log.toml, diff.toml and status.toml.
     ours_args: dict[str, dict[str, Any]] = {
         "repo_log": {"repository": DEV_REPO, "max_count": 10},
         "repo_diff": {"repository": DEV_REPO, "base": "HEAD"},
         "repo_status": {"repository": DEV_REPO},
     }
-    ops = []
-    for peer_tool, tool in REPO_OPS:
-        if tool in published:
-            ops.append(Op(peer_tool, peer_tool, peer_args[peer_tool], tool, ours_args[tool]))
-        else:
-            ops.append(
-                Op(
-                    peer_tool,
-                    peer_tool,
-                    peer_args[peer_tool],
-                    REPO_TOOL_SUBSTITUTE,
-                    {"repository": DEV_REPO, "path": "README.md"},
-                    note=f"`{tool}` not published yet; compared with `{REPO_TOOL_SUBSTITUTE}`",
-                )
-            )
+    ops = [Op(peer_tool, peer_tool, peer_args[peer_tool], tool, ours_args[tool]) for peer_tool, tool in REPO_OPS]
     peer = StdioServerParameters(command=str(python.parent / GIT_PEER), args=["--repository", str(repo_path)])
     report.rows = await _compare(peer, _cedargate_params(config_path), ops, calls, runs)
     return report

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -80,14 +80,18 @@ class Budget:
             return UNCAPPED_CENTS
         now = self._clock()
         remaining = UNCAPPED_CENTS
+        capped = [
+            (scope, subject, window, cap)
+            for scope, subject in (("team", principal.team), ("agent", principal.agent))
+            for window in _SPEND_WINDOWS
+            if (cap := _cap(self.caps_for(scope, subject), window)) is not None
+        ]
+        if not capped:  # nothing to read: no connection taken from the pool
+            return remaining
         with self._store.engine.connect() as connection:
-            for scope, subject in (("team", principal.team), ("agent", principal.agent)):
-                caps = self.caps_for(scope, subject)
-                for window in _SPEND_WINDOWS:
-                    cap = _cap(caps, window)
-                    if cap is not None:
-                        spent = _amount(connection, scope, subject, period_of(window, now))
-                        remaining = min(remaining, max(cap - spent, 0))
+            for scope, subject, window, cap in capped:
+                spent = _amount(connection, scope, subject, period_of(window, now))
+                remaining = min(remaining, max(cap - spent, 0))
         return remaining
 
     @store_guarded("the budget check")
@@ -121,16 +125,8 @@ class Budget:
     def _write_ledger(self, store: Store, reservation: Reservation, event_id: str) -> None:
         p = reservation.principal
         with store.engine.begin() as connection:
-            connection.execute(
-                insert(spend_ledger).values(
-                    event_id=event_id,
-                    agent=p.agent,
-                    team=p.team,
-                    tool=reservation.tool,
-                    cents=reservation.cents,
-                    at=self._clock(),
-                )
-            )
+            row = {"agent": p.agent, "team": p.team, "tool": reservation.tool, "cents": reservation.cents}
+            connection.execute(_LEDGER_ROW, {"event_id": event_id, **row, "at": self._clock()})
 
     @store_guarded("the budget refund")
     def release(self, reservation: Reservation | None) -> None:
@@ -177,25 +173,41 @@ def _amount(connection: Connection, scope: str, subject: str, period: Period) ->
 
 def _take(connection: Connection, counter: Counter) -> bool:
     """Add ``counter.amount`` to its row unless that passes the cap; the check and the add are one statement."""
-    dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    connection.execute(
-        dialect_insert(budget_counters)
-        .values(
-            scope=counter.scope,
-            subject=counter.subject,
-            window=counter.period.window.value,
-            period=counter.period.key,
-            amount=0,
-        )
-        .on_conflict_do_nothing()
-    )
-    condition = _row(counter.scope, counter.subject, counter.period)
-    if counter.cap is not None:
-        condition = and_(condition, budget_counters.c.amount + counter.amount <= counter.cap)
-    result = connection.execute(
-        update(budget_counters).where(condition).values(amount=budget_counters.c.amount + counter.amount)
-    )
+    key = {"k_scope": counter.scope, "k_subject": counter.subject, "k_window": counter.period.window.value}
+    key["k_period"] = counter.period.key
+    insert_zero = _INSERT_ZERO_PG if connection.dialect.name == "postgresql" else _INSERT_ZERO_SQLITE
+    connection.execute(insert_zero, key)
+    if counter.cap is None:
+        result = connection.execute(_ADD, {**key, "k_amount": counter.amount})
+    else:
+        result = connection.execute(_ADD_UNDER_CAP, {**key, "k_amount": counter.amount, "k_cap": counter.cap})
     return bool(result.rowcount == 1)
+
+
+# Built once: constructing these expressions cost more than running them on every call.
+_KEY_ROW: Final = and_(
+    budget_counters.c.scope == bindparam("k_scope"),
+    budget_counters.c.subject == bindparam("k_subject"),
+    budget_counters.c.window == bindparam("k_window"),
+    budget_counters.c.period == bindparam("k_period"),
+)
+_ZERO_ROW: Final = {
+    "scope": bindparam("k_scope"),
+    "subject": bindparam("k_subject"),
+    "window": bindparam("k_window"),
+    "period": bindparam("k_period"),
+    "amount": 0,
+}
+_LEDGER_ROW: Final = insert(spend_ledger)
+_INSERT_ZERO_SQLITE: Final = sqlite.insert(budget_counters).values(**_ZERO_ROW).on_conflict_do_nothing()
+_INSERT_ZERO_PG: Final = postgresql.insert(budget_counters).values(**_ZERO_ROW).on_conflict_do_nothing()
+_ADDED: Final = {"amount": budget_counters.c.amount + bindparam("k_amount")}
+_ADD: Final = update(budget_counters).where(_KEY_ROW).values(**_ADDED)
+_ADD_UNDER_CAP: Final = (
+    update(budget_counters)
+    .where(and_(_KEY_ROW, budget_counters.c.amount + bindparam("k_amount") <= bindparam("k_cap")))
+    .values(**_ADDED)
+)
 
 
 def _over_cap_message(counter: Counter, spent: int, manifest: ToolManifest) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Connection, and_, delete, insert, select
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, delete, insert, select
 
 from cedargate.approvals import Clock, utc_now
 from cedargate.errors import CedargateError
@@ -27,6 +27,13 @@ class HoldKind(StrEnum):
     """A revoked agent."""
     ENVIRONMENT = "environment"
     """A frozen environment."""
+
+
+# Built once: it is run on every call, and building it cost more than running it.
+_HOLDS_ON = select(revocations).where(
+    ((revocations.c.kind == HoldKind.AGENT.value) & (revocations.c.subject == bindparam("h_agent")))
+    | ((revocations.c.kind == HoldKind.ENVIRONMENT.value) & (revocations.c.subject == bindparam("h_environment")))
+)
 
 
 class Hold(BaseModel):
@@ -49,12 +56,9 @@ class Holds:
         """Why this call may not run because of a hold, or ``None``; checked on every call."""
         if self._store is None:
             return None
-        query = select(revocations).where(
-            ((revocations.c.kind == HoldKind.AGENT.value) & (revocations.c.subject == principal.agent))
-            | ((revocations.c.kind == HoldKind.ENVIRONMENT.value) & (revocations.c.subject == environment))
-        )
         with self._store.engine.connect() as connection:
-            rows = connection.execute(query).mappings().all()
+            params = {"h_agent": principal.agent, "h_environment": environment}
+            rows = connection.execute(_HOLDS_ON, params).mappings().all()
         for row in rows:
             if row["kind"] == HoldKind.AGENT.value:
                 return HoldKind.AGENT, (

@@ -14,10 +14,10 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 
@@ -35,18 +35,20 @@ from cedargate.errors import (
     ToolInputError,
 )
 from cedargate.gate import Gate, GateTicket, needs_approval
-from cedargate.handlers import HandlerCall, HandlerRegistry
+from cedargate.handlers import Handler, HandlerCall, HandlerRegistry
 from cedargate.holds import HoldKind, Holds
 from cedargate.identity import Principal
 from cedargate.redact import arguments_for_audit, redact_text, redact_value
 from cedargate.request_context import build_context
 from cedargate.resolve import resolve_resource
 from cedargate.result_cap import enforce_result_cap
+from cedargate.risk import Risk
 from cedargate.session import SessionState
 from cedargate.snapshot import SnapshotHolder
 from cedargate.validate import validate_arguments
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -164,12 +166,11 @@ class Pipeline:
             resource=AuditResource(type=resource.ref.type, id=resource.ref.id), environment=resource.environment
         )
         # Revocation and freeze: read from the store on every call, so every replica sees them at once.
-        hold = await anyio.to_thread.run_sync(
-            self._holds.refusal, request.principal, resource.environment, manifest.risk
+        hold, remaining = await anyio.to_thread.run_sync(
+            self._holds_then_headroom, request.principal, resource.environment, manifest.risk
         )
         if hold is not None:
             raise _Refused(Outcome.REVOKED if hold[0] is HoldKind.AGENT else Outcome.FROZEN, hold[1])
-        remaining = await anyio.to_thread.run_sync(self._budget.remaining_cents, request.principal)
         context = build_context(request.principal, manifest, resource, args, request.session, call_number, remaining)
         authorizer = snapshot.authorizer
         verdict = authorizer.decide(request.principal, manifest.name, resource, context)
@@ -178,7 +179,8 @@ class Pipeline:
         if verdict.enforced:
             # Gate: an approval-required decision either finds a grant (Cedar decides again with it) or waits.
             ticket = GateTicket(request.principal, manifest, args, resource, event.event_id, request.approval_id)
-            gated = await anyio.to_thread.run_sync(
+            gated = await _off_loop_if(
+                needs_approval(decision),  # otherwise admit returns the decision without touching the store
                 self._gate.admit,
                 ticket,
                 decision,
@@ -213,19 +215,34 @@ class Pipeline:
             request.session.id,
             context_sources=tuple(request.session.context_sources),
         )
+        handled: list[dict[str, Any]] = []
+
+        def execute_then_charge(handler: Handler) -> dict[str, Any]:
+            # One worker-thread hop for both; the charge still follows only a handler that returned.
+            handled.append(handler(call))
+            self._budget.charge(reservation, event.event_id)
+            return handled[0]
+
         try:
-            result = await anyio.to_thread.run_sync(self._handlers.handler_for(manifest), call)
+            result = await anyio.to_thread.run_sync(execute_then_charge, self._handlers.handler_for(manifest))
         except BaseException:
-            await anyio.to_thread.run_sync(self._budget.release, reservation)
+            if not handled:
+                await anyio.to_thread.run_sync(self._budget.release, reservation)
             raise
         finally:
             event.fields["execution"] = call.execution or None
-        await anyio.to_thread.run_sync(self._budget.charge, reservation, event.event_id)
         payload = dict(redact_value(result, "", manifest.sensitive_fields))
         enforce_result_cap(manifest.name, payload)
         if manifest.risk.read_only:
             request.session.record_read(event.event_id)
         return payload
+
+    def _holds_then_headroom(
+        self, principal: Principal, environment: str, risk: Risk
+    ) -> tuple[tuple[HoldKind, str] | None, int]:
+        """The hold refusing this call, else the budget headroom: both store reads in one worker-thread hop."""
+        hold = self._holds.refusal(principal, environment, risk)
+        return (hold, 0) if hold is not None else (None, self._budget.remaining_cents(principal))
 
     def _finish(
         self,
@@ -288,6 +305,11 @@ class _EventDraft:
                 "traceparent": _valid_traceparent(request.traceparent),
             },
         )
+
+
+async def _off_loop_if(blocking: bool, fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` in a worker thread when it may block on the store, else right here."""
+    return await anyio.to_thread.run_sync(fn, *args) if blocking else fn(*args)
 
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")

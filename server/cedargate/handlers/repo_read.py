@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from cedargate.config import RepositoryConfig
-from cedargate.errors import ToolInputError
+from cedargate.errors import HandlerError, ToolInputError
 from cedargate.git import git_text, run_git
 from cedargate.handlers import Handler, HandlerCall
 from cedargate.handlers.repo_common import AUDIT_TRAILER, commit_of, repo_of
@@ -100,11 +100,16 @@ def log(call: HandlerCall) -> dict[str, Any]:
     """Recent commits at a revision (optionally touching a path), with their cedargate audit trailers."""
     repo, path = repo_of(call)
     ref = safe_ref(str(call.args.get("ref", "HEAD")), "ref")
-    commit = commit_of(path, ref, "ref")
     count = int(call.args.get("max_count", 20))
     scope = [confined_path(str(call.args["path"]))] if call.args.get("path") else []
     fmt = _FIELD.join(["%H", "%P", "%an", "%aI", "%s", f"%(trailers:key={AUDIT_TRAILER},valueonly,separator=%x20)"])
-    out = run_git(path, ["log", "-z", f"--format={fmt}", f"--max-count={count}", commit, "--", *scope]).stdout
+    # One git process: log peels the ref itself; only a failure pays for finding out why.
+    args = ["log", "-z", f"--format={fmt}", f"--max-count={count}", "--end-of-options", f"{ref}^{{commit}}"]
+    result = run_git(path, [*args, "--", *scope], check=False)
+    if result.returncode != 0:
+        commit_of(path, ref, "ref")  # names the field when the ref is not a commit
+        run_git(path, [*args, "--", *scope])  # otherwise git's own error
+    out = result.stdout
     commits = []
     for record in out.decode(errors="replace").split("\0"):
         if not record.strip():
@@ -159,14 +164,23 @@ def diff(call: HandlerCall) -> dict[str, Any]:
     scope = [confined_path(str(call.args["path"]))] if call.args.get("path") else []
     head_ref = call.args.get("head")
     default_base = workspace.base_commit if workspace is not None and head_ref is None else "HEAD"
-    base = commit_of(path, safe_ref(str(call.args.get("base") or default_base), "base"), "base")
+    base_ref = safe_ref(str(call.args.get("base") or default_base), "base")
     if head_ref is None and workspace is not None:
+        base = commit_of(path, base_ref, "base")
         where, revs, head = workspace.path, [base], "workspace"
     else:
-        head = commit_of(path, safe_ref(str(head_ref or "HEAD"), "head"), "head")
+        try:
+            checked_head = safe_ref(str(head_ref or "HEAD"), "head")
+        except ToolInputError:
+            commit_of(path, base_ref, "base")  # a bad base is reported first, as it always was
+            raise
+        base, head = _commits(path, [(base_ref, "base"), (checked_head, "head")])
         where, revs = path, [base, head]
-    files = _numstat(where, ["diff", "--numstat", "-z", *revs, "--", *scope])
-    patch, truncated = _capped(run_git(where, ["diff", "--no-color", *revs, "--", *scope]).stdout)
+    # One git process for both: the numstat records, an empty record, then the patch.
+    out = run_git(where, ["diff", "--numstat", "-z", "--patch", "--no-color", *revs, "--", *scope]).stdout
+    stat, _, patch_bytes = out.partition(b"\0\0")
+    files = _parse_numstat(stat)
+    patch, truncated = _capped(patch_bytes)
     return {
         "repository": repo.name,
         "base": base,
@@ -181,15 +195,30 @@ def diff(call: HandlerCall) -> dict[str, Any]:
 def status(call: HandlerCall) -> dict[str, Any]:
     """The repository's HEAD and task branches, and the task's workspace if there is one."""
     repo, path = repo_of(call)
-    head = run_git(path, ["symbolic-ref", "--quiet", "--short", "HEAD"], check=False).stdout.decode().strip()
+    commit, branch = _head(path)
     refs = git_text(path, ["for-each-ref", "--format=%(refname:short)", f"refs/heads/{repo.task_branch_prefix}"])
     workspace = WorkspaceStore(repo, path).for_task(call.principal)
     return {
         "repository": describe_repository(repo),
-        "head": {"branch": head or None, "commit": commit_of(path, "HEAD", "repository")},
+        "head": {"branch": branch, "commit": commit},
         "task_branches": refs.split(),
         "workspace": _workspace_status(workspace) if workspace is not None else None,
     }
+
+
+def _head(path: Path) -> tuple[str, str | None]:
+    """HEAD's commit and its branch (``None`` when detached), from one git process.
+
+    ``--abbrev-ref`` shortens a branch exactly as ``symbolic-ref --short`` does and prints
+    ``HEAD`` when HEAD is detached; ``--`` keeps both arguments revisions.
+    """
+    result = run_git(path, ["rev-parse", "HEAD^{commit}", "--abbrev-ref", "HEAD", "--"], check=False)
+    lines = result.stdout.decode().split()  # the commit, the branch, and `--` echoed back
+    if result.returncode != 0 or len(lines) != 3:
+        commit_of(path, "HEAD", "repository")  # names what is wrong (an unborn HEAD)
+        raise HandlerError(f"git rev-parse failed in `{path.name}`: {result.stderr.decode(errors='replace').strip()}")
+    commit, branch, _ = lines
+    return commit, None if branch == "HEAD" else branch
 
 
 def _workspace_status(workspace: Workspace) -> dict[str, Any]:
@@ -211,9 +240,23 @@ def _workspace_status(workspace: Workspace) -> dict[str, Any]:
     }
 
 
+def _commits(path: Path, refs: list[tuple[str, str]]) -> list[str]:
+    """The commit each (ref, field) names, from one git process; a failure is named by ``commit_of``."""
+    args = ["rev-parse", "--end-of-options", *(f"{ref}^{{commit}}" for ref, _ in refs), "--"]
+    result = run_git(path, args, check=False)
+    lines = result.stdout.decode().split()  # `--end-of-options` and `--` are echoed around the commits
+    if result.returncode != 0 or len(lines) != len(refs) + 2 or lines[0] != "--end-of-options":
+        return [commit_of(path, ref, field) for ref, field in refs]
+    return lines[1:-1]
+
+
 def _numstat(where: Path, args: list[str]) -> list[dict[str, Any]]:
+    return _parse_numstat(run_git(where, args).stdout)
+
+
+def _parse_numstat(output: bytes) -> list[dict[str, Any]]:
     """Parse ``--numstat -z`` output (renames carry an empty path and two names)."""
-    fields = run_git(where, args).stdout.decode(errors="replace").split("\0")
+    fields = output.decode(errors="replace").split("\0")
     files, i = [], 0
     while i < len(fields):
         if not fields[i].strip():
