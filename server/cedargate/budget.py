@@ -100,6 +100,8 @@ class Budget:
         if self._store is None:
             return None
         counters = self._counters(principal, manifest.cost_cents, self._clock())
+        if not counters:  # a free call with no rate cap: nothing to count, no transaction
+            return Reservation(principal, manifest.name, 0, ())
         with self._store.engine.begin() as connection:
             for counter in counters:
                 if not _take(connection, counter):
@@ -115,8 +117,8 @@ class Budget:
         Runs after the handler did its work, so a ledger failure is logged, not turned into a
         failed call: the caps stay enforced by the counters the reservation already raised.
         """
-        if self._store is None or reservation is None:
-            return
+        if self._store is None or reservation is None or reservation.cents == 0:
+            return  # the ledger records spend; a free call spent nothing
         try:
             self._write_ledger(self._store, reservation, event_id)
         except SQLAlchemyError:
@@ -145,7 +147,8 @@ class Budget:
         counters: list[Counter] = []
         for scope, subject in (("team", principal.team), ("agent", principal.agent)):
             caps = self.caps_for(scope, subject)
-            for window in _SPEND_WINDOWS:
+            # Spend counters only move for calls that cost something; a zero would only add empty rows.
+            for window in _SPEND_WINDOWS if cents > 0 else ():
                 counters.append(Counter(scope, subject, period_of(window, now), cents, _cap(caps, window)))
             if caps.calls_per_minute is not None:
                 counters.append(Counter(scope, subject, period_of(Window.MINUTE, now), 1, caps.calls_per_minute))
