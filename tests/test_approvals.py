@@ -254,3 +254,27 @@ async def test_a_second_server_process_sees_an_approval_granted_through_the_firs
     [event] = audit_events(tree / "audit-2.jsonl")
     assert event["approval"]["id"] == approval_id
     assert event["approval"]["approver"] == "bob"
+
+
+async def test_an_approved_call_stopped_by_a_rate_cap_keeps_its_approval_for_the_retry(
+    tree: Path, store_config: StoreConfig
+) -> None:
+    caps = "\n[budgets.agents.codex-demo]\ncalls_per_minute = 0\n"
+    runtime = build_runtime(load_config(governed_config(tree, store_config, extra=caps), environ={}))
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None
+    git_text(repo.path, ["branch", "agent/old"])
+    try:
+        await _delete(runtime)
+        approval_id = _pending_id(runtime)
+        assert _cli(runtime, "approvals", "approve", approval_id, "--as", "bob") == 0
+        is_error, text = await _delete(runtime)
+        assert is_error
+        assert "calls-per-minute cap is 0 calls" in text
+        assert _branch_exists(runtime, "agent/old")
+        assert runtime.store is not None
+        approval = ApprovalQueue(runtime.store, runtime.config.approvals).get(approval_id)
+        assert approval.status is ApprovalStatus.APPROVED
+    finally:
+        runtime.close()
+    assert [e["outcome"] for e in audit_events(tree / "audit.jsonl")] == ["approval_required", "over_budget"]

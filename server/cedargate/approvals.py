@@ -257,6 +257,21 @@ class ApprovalQueue:
             ).rowcount
         return bool(changed == 1)
 
+    def restore(self, approval_id: str, event_id: str) -> None:
+        """Give back a grant this call consumed but could not use (a budget cap stopped it first)."""
+        with self._store.engine.begin() as connection:
+            connection.execute(
+                update(approvals)
+                .where(
+                    and_(
+                        approvals.c.id == approval_id,
+                        approvals.c.status == ApprovalStatus.CONSUMED.value,
+                        approvals.c.consumed_event_id == event_id,
+                    )
+                )
+                .values(status=ApprovalStatus.APPROVED.value, consumed_event_id=None, consumed_at=None)
+            )
+
     def _find(
         self, agent: str, on_behalf_of: str, tool: str, digest: str, status: str, now: datetime
     ) -> Approval | None:

@@ -92,6 +92,12 @@ class Gate:
             waiting=self._waiting_message(pending, decision, problem),
         )
 
+    @store_guarded("the approval gate")
+    def give_back(self, link: ApprovalLink | None, event_id: str) -> None:
+        """Undo this call's use of a grant when a later step stopped the call before it ran."""
+        if self._queue is not None and link is not None and link.status == "granted":
+            self._queue.restore(link.id, event_id)
+
     @staticmethod
     def _request(ticket: GateTicket, decision: Decision, digest: str) -> ApprovalRequest:
         p = ticket.principal

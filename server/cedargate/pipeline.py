@@ -200,7 +200,12 @@ class Pipeline:
             logger.warning(
                 "shadow environment `%s`: %s ran although it %s", resource.environment, request.tool, decision.explain()
             )
-        reservation = await anyio.to_thread.run_sync(self._budget.check, request.principal, manifest)
+        try:
+            reservation = await anyio.to_thread.run_sync(self._budget.check, request.principal, manifest)
+        except BudgetExceeded:
+            # A cap stopped the call before it ran: the approval it consumed is still unused.
+            await anyio.to_thread.run_sync(self._gate.give_back, event.fields.get("approval"), event.event_id)
+            raise
         if resource.ref.type == REPOSITORY:
             request.session.touch_repository(resource.ref.id)
         if not manifest.risk.read_only:
