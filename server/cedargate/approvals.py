@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import Connection, and_, insert, select, update
 
 from cedargate.config import ApprovalsConfig
 from cedargate.errors import ApprovalError
@@ -172,24 +172,23 @@ class ApprovalQueue:
         now = self._clock()
         status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
         with self._store.engine.begin() as connection:
-            changed = connection.execute(
-                update(approvals)
-                .where(
-                    and_(
-                        approvals.c.id == approval_id,
-                        approvals.c.status == ApprovalStatus.PENDING.value,
-                        approvals.c.expires_at > now,
-                    )
-                )
-                .values(status=status.value, decided_by=user, decided_at=now, note=note or None)
-            ).rowcount
-            if changed == 1:
+            changed = _move_live(
+                connection,
+                approval_id,
+                ApprovalStatus.PENDING,
+                now,
+                status=status.value,
+                decided_by=user,
+                decided_at=now,
+                note=note or None,
+            )
+            if changed:
                 connection.execute(
                     insert(admin_actions).values(
                         at=now, actor=user, action=f"approval_{status.value}", subject=approval_id, reason=note
                     )
                 )
-        if changed != 1:
+        if not changed:
             raise ApprovalError(f"approval `{approval_id}` was decided or expired meanwhile; nothing changed")
         return self.get(approval_id)
 
@@ -205,19 +204,18 @@ class ApprovalQueue:
             raise ApprovalError(f"approval `{approval_id}` cannot be approved by `{user}` themselves")
         now = self._clock()
         with self._store.engine.begin() as connection:
-            changed = connection.execute(
-                update(approvals)
-                .where(
-                    and_(
-                        approvals.c.id == approval_id,
-                        approvals.c.status == ApprovalStatus.PENDING.value,
-                        approvals.c.self_approvable.is_(True),
-                        approvals.c.expires_at > now,
-                    )
-                )
-                .values(status=ApprovalStatus.APPROVED.value, decided_by=user, decided_at=now, note="self-approved")
-            ).rowcount
-        if changed != 1:
+            changed = _move_live(
+                connection,
+                approval_id,
+                ApprovalStatus.PENDING,
+                now,
+                approvals.c.self_approvable.is_(True),
+                status=ApprovalStatus.APPROVED.value,
+                decided_by=user,
+                decided_at=now,
+                note="self-approved",
+            )
+        if not changed:
             raise ApprovalError(f"approval `{approval_id}` is not pending; nothing changed")
         return self.get(approval_id)
 
@@ -244,18 +242,15 @@ class ApprovalQueue:
         """Use a grant once; ``False`` when another call used it first or it expired meanwhile."""
         now = self._clock()
         with self._store.engine.begin() as connection:
-            changed = connection.execute(
-                update(approvals)
-                .where(
-                    and_(
-                        approvals.c.id == approval_id,
-                        approvals.c.status == ApprovalStatus.APPROVED.value,
-                        approvals.c.expires_at > now,
-                    )
-                )
-                .values(status=ApprovalStatus.CONSUMED.value, consumed_event_id=event_id, consumed_at=now)
-            ).rowcount
-        return bool(changed == 1)
+            return _move_live(
+                connection,
+                approval_id,
+                ApprovalStatus.APPROVED,
+                now,
+                status=ApprovalStatus.CONSUMED.value,
+                consumed_event_id=event_id,
+                consumed_at=now,
+            )
 
     def restore(self, approval_id: str, event_id: str) -> None:
         """Give back a grant this call consumed but could not use (a budget cap stopped it first)."""
@@ -305,3 +300,22 @@ class ApprovalQueue:
             approver_groups=[g for g in data["approver_group"].split(",") if g],
             status=status,
         )
+
+
+def _move_live(
+    connection: Connection, approval_id: str, current: ApprovalStatus, now: datetime, *extra: Any, **values: Any
+) -> bool:
+    """Change an unexpired approval that is still in ``current``; ``False`` when another call got there first.
+
+    The status check and the update are one statement, so two replicas can never both move it.
+    """
+    changed = connection.execute(
+        update(approvals)
+        .where(
+            and_(
+                approvals.c.id == approval_id, approvals.c.status == current.value, approvals.c.expires_at > now, *extra
+            )
+        )
+        .values(**values)
+    ).rowcount
+    return bool(changed == 1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from cedargate.config import Config, load_config
 
@@ -19,3 +21,12 @@ def group(
     parser = commands.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".")
     parser.set_defaults(group_parser=parser)
     return parser.add_subparsers(title="commands", metavar="COMMAND")
+
+
+def write_output(text: str, output: Path | None, summary: str) -> None:
+    """Write ``text`` to ``--output`` (saying ``summary`` on stderr) or to standard output."""
+    if output:
+        output.write_text(text, encoding="utf-8")
+        print(summary, file=sys.stderr)
+    else:
+        sys.stdout.write(text)

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cedargate.cli._common import config_from, group
+from cedargate.cli._common import config_from, group, write_output
 from cedargate.errors import CedargateError
 
 
@@ -233,11 +233,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     records = [to_ocsf(e) for e in query(read_events(_log_path(args)), _where(args))]
     lines = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
-    if args.output:
-        args.output.write_text(lines, encoding="utf-8")
-        print(f"wrote {len(records)} OCSF events to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(lines)
+    write_output(lines, args.output, f"wrote {len(records)} OCSF events to {args.output}")
     return 0
 
 

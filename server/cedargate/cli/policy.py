@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from cedargate.cli._common import config_from, group
+from cedargate.cli._common import config_from, group, write_output
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,11 +62,7 @@ def run_schema(args: argparse.Namespace) -> int:
     from cedargate.admin import generated_schema_text
 
     text = generated_schema_text(config_from(args))
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    write_output(text, args.output, f"wrote {args.output}")
     return 0
 
 
