@@ -2,6 +2,8 @@
 
 Cedar skips a policy whose evaluation errors, which can turn a ``forbid`` into an allow.
 cedargate treats any diagnostic error, and any request Cedar cannot even build, as a deny.
+A request that cannot be decided differently from one already decided reuses that decision
+(``decision_cache``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import cedarpy
 from cedargate.cedar_types import ACTION, AGENT, EntityRef
 from cedargate.config import Config
 from cedargate.decision import Decision, DeterminingPolicy, Effect
+from cedargate.decision_cache import ContextPath, DecisionCache, context_paths, request_key
 from cedargate.entities import principal_entities, resource_entities
 from cedargate.identity import Principal
 from cedargate.policy_set import PolicyInfo, PolicySet
@@ -23,6 +26,17 @@ from cedargate.resolve import Resource
 
 _MAX_SLICES = 4096
 """Cached policy slices, one per (principal, action, resource) seen; the cache restarts when full."""
+
+
+class _Slice:
+    """The policies that can apply to one (principal, action, resource), and the context paths they read."""
+
+    __slots__ = ("paths", "policies")
+
+    def __init__(self, policies: cedarpy.PolicySet, paths: frozenset[ContextPath] | None) -> None:
+        self.policies = policies
+        self.paths = paths
+        """``None`` when the slice could not be analysed: its decisions are not reused."""
 
 
 class Authorizer:
@@ -34,7 +48,8 @@ class Authorizer:
         self._known_teams = {e["uid"]["id"] for e in self._base_entities if e["uid"]["type"] == "Team"}
         self._entities_by_principal: dict[Principal, tuple[cedarpy.Entities, dict[Uid, frozenset[Uid]]]] = {}
         self._action_ancestry = action_ancestry(policy_set.schema_json)
-        self._slices: dict[tuple[Principal, str, Uid], cedarpy.PolicySet] = {}
+        self._slices: dict[tuple[Principal, str, Uid], _Slice] = {}
+        self._decisions = DecisionCache()
         self._order = {pid: index for index, pid in enumerate(policy_set.info)}
         self._determining_by_id: dict[str, DeterminingPolicy] = {}
 
@@ -50,39 +65,50 @@ class Authorizer:
             entry = self._entities_by_principal[principal] = (entities, entity_ancestry(graph))
         return entry
 
-    def _policies_for(
-        self, principal: Principal, action: str, resource: Resource, ancestry: Mapping[Uid, frozenset[Uid]]
-    ) -> cedarpy.PolicySet:
+    def _slice_for(self, key: tuple[Principal, str, Uid], ancestry: Mapping[Uid, frozenset[Uid]]) -> _Slice:
         """Only the policies whose scope can match (see ``policy_slice``); the whole set if unindexed."""
+        sliced = self._slices.get(key)
+        if sliced is not None:
+            return sliced
         static = self._policy_set.static_policies
         if not static:
-            return self._policy_set.policies
-        key = (principal, action, (resource.ref.type, resource.ref.id))
-        sliced = self._slices.get(key)
-        if sliced is None:
+            sliced = _Slice(self._policy_set.policies, None)
+        else:
+            principal, action, resource = key
             ids = applicable_ids(
-                static, (AGENT, principal.agent), (ACTION, action), key[2], ancestry, self._action_ancestry
+                static, (AGENT, principal.agent), (ACTION, action), resource, ancestry, self._action_ancestry
             )
-            if len(self._slices) >= _MAX_SLICES:
-                self._slices.clear()
-            sliced = self._slices[key] = sliced_policy_set(static, ids)
+            paths = context_paths(static[pid] for pid in ids)
+            sliced = _Slice(sliced_policy_set(static, ids), paths)
+        if len(self._slices) >= _MAX_SLICES:
+            self._slices.clear()
+        self._slices[key] = sliced
         return sliced
 
     def authorize(self, principal: Principal, action: str, resource: Resource, context: Mapping[str, Any]) -> Decision:
         """Decide one request; never raises for a policy problem, it denies instead."""
-        request = {
-            "principal": EntityRef(AGENT, principal.agent).to_json(),
-            "action": EntityRef(ACTION, action).to_json(),
-            "resource": resource.ref.to_json(),
-            "context": dict(context),
-        }
+        scope = (principal, action, (resource.ref.type, resource.ref.id))
         try:
             entities, ancestry = self._entities_for(principal)
-            policies = self._policies_for(principal, action, resource, ancestry)
-            result = cedarpy.is_authorized(request, policies, entities, self._policy_set.schema)
+            sliced = self._slice_for(scope, ancestry)
+            facts = None if sliced.paths is None else request_key(context, sliced.paths)
+            key = None if facts is None else (scope, facts)
+            known = None if key is None else self._decisions.get(key)
+            if known is not None:
+                return known
+            request = {
+                "principal": EntityRef(AGENT, principal.agent).to_json(),
+                "action": EntityRef(ACTION, action).to_json(),
+                "resource": resource.ref.to_json(),
+                "context": dict(context),
+            }
+            result = cedarpy.is_authorized(request, sliced.policies, entities, self._policy_set.schema)
         except Exception as exc:  # boundary: any engine failure is a deny, never an allow
             return Decision(effect=Effect.DENY, errors=(f"authorization engine failed: {exc}",))
-        return self._decision_from(result)
+        decision = self._decision_from(result)
+        if key is not None and not decision.errors:
+            self._decisions.put(key, decision)
+        return decision
 
     def _determining(self, policy_id: str) -> DeterminingPolicy:
         """The (immutable) audit view of a policy, built once per policy rather than once per call."""

@@ -1,17 +1,20 @@
 """Revocation and freeze: holds an operator puts on an agent or an environment, shared by every replica.
 
 A revoked agent is refused on its next call, whatever the tool; a frozen environment runs
-only read-risk tools. Both live in the store and are read on every call, so they take effect
-on every replica without a restart. Each change is recorded in ``admin_actions`` with who
-made it and why.
+only read-risk tools. Both live in the store and are checked on every call, so they take
+effect on every replica without a restart: on PostgreSQL by a read per call, on SQLite by
+re-reading the table whenever the store's change token says any process committed since the
+last read. Each change is recorded in ``admin_actions`` with who made it and why.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Hashable, Sequence
 from enum import StrEnum
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, delete, insert, select
+from sqlalchemy import ColumnElement, Connection, RowMapping, and_, bindparam, delete, insert, select
 
 from cedargate.approvals import Clock, utc_now
 from cedargate.errors import CedargateError
@@ -29,11 +32,12 @@ class HoldKind(StrEnum):
     """A frozen environment."""
 
 
-# Built once: it is run on every call, and building it cost more than running it.
+# Built once: they run on every call (or every change), and building them cost more than running them.
 _HOLDS_ON = select(revocations).where(
     ((revocations.c.kind == HoldKind.AGENT.value) & (revocations.c.subject == bindparam("h_agent")))
     | ((revocations.c.kind == HoldKind.ENVIRONMENT.value) & (revocations.c.subject == bindparam("h_environment")))
 )
+_ALL_HOLDS = select(revocations)
 
 
 class Hold(BaseModel):
@@ -50,15 +54,16 @@ class Holds:
     def __init__(self, store: Store | None = None, clock: Clock = utc_now) -> None:
         self._store = store
         self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: tuple[Hashable, dict[tuple[str, str], RowMapping]] | None = None
+        """Every hold, and the store's change token from just before they were read."""
 
     @store_guarded("the revocation check")
     def refusal(self, principal: Principal, environment: str, risk: Risk) -> tuple[HoldKind, str] | None:
         """Why this call may not run because of a hold, or ``None``; checked on every call."""
         if self._store is None:
             return None
-        with self._store.engine.connect() as connection:
-            params = {"h_agent": principal.agent, "h_environment": environment}
-            rows = connection.execute(_HOLDS_ON, params).mappings().all()
+        rows = self._rows_for(self._store, principal.agent, environment)
         for row in rows:
             if row["kind"] == HoldKind.AGENT.value:
                 return HoldKind.AGENT, (
@@ -72,6 +77,23 @@ class Holds:
                     f"run there; nothing ran"
                 )
         return None
+
+    def _rows_for(self, store: Store, agent: str, environment: str) -> Sequence[RowMapping]:
+        token = store.change_token()
+        if token is None:  # no cheap way to know nothing changed: read this call's holds
+            with store.engine.connect() as connection:
+                params = {"h_agent": agent, "h_environment": environment}
+                return connection.execute(_HOLDS_ON, params).mappings().all()
+        with self._lock:
+            seen = self._seen
+        if seen is None or seen[0] != token:
+            with store.engine.connect() as connection:
+                rows = connection.execute(_ALL_HOLDS).mappings().all()
+            seen = (token, {(row["kind"], row["subject"]): row for row in rows})
+            with self._lock:
+                self._seen = seen
+        held = seen[1]
+        return [row for key in _keys(agent, environment) if (row := held.get(key)) is not None]
 
     def put(self, kind: HoldKind, subject: str, user: str, reason: str) -> None:
         store = self._require()
@@ -120,6 +142,10 @@ class Holds:
 
 _PUT = {HoldKind.AGENT: "revoke_agent", HoldKind.ENVIRONMENT: "freeze_environment"}
 _LIFT = {HoldKind.AGENT: "reinstate_agent", HoldKind.ENVIRONMENT: "unfreeze_environment"}
+
+
+def _keys(agent: str, environment: str) -> tuple[tuple[str, str], ...]:
+    return ((HoldKind.AGENT.value, agent), (HoldKind.ENVIRONMENT.value, environment))
 
 
 def _key(kind: HoldKind, subject: str) -> ColumnElement[bool]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
+import cedarpy
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.adversarial.harness import FUZZ, principal
@@ -111,3 +113,76 @@ def test_the_authorizer_agrees_with_the_reference_rules(tmp_path: Path) -> None:
     run()
     # The generator reaches every kind of outcome, or the comparison proves little.
     assert effects == {"allow", "deny", "approval_required"}
+
+
+# Conditions on context values whose types never change: only the values tell requests apart.
+REUSE_CONDITIONS = (
+    "context.session.call_count > 2",
+    'context.approval.approver == "bob"',
+    "context.budget.remaining_cents < 100",
+    'context.mode == "interactive"',
+    "context.approval.granted",
+    'context has args && context.environment == "prod"',
+    "context.session.call_count + 9223372036854775807 > 3",  # overflows from call 1: an error, never kept
+)
+
+
+@st.composite
+def reuse_policies(draw: st.DrawFn) -> str:
+    out = []
+    for _ in range(draw(st.integers(1, 4))):
+        effect = draw(st.sampled_from(["permit", "forbid"]))
+        scope = draw(st.sampled_from(["action", 'action in Action::"risk:read"', 'action in Action::"risk:write"']))
+        condition = draw(st.sampled_from(REUSE_CONDITIONS))
+        out.append(f"{effect} (principal, {scope}, resource) when {{ {condition} }};")
+    return "\n".join(out)
+
+
+def test_a_reused_decision_is_the_one_cedar_would_make_afresh(tmp_path: Path) -> None:
+    """One long-lived authorizer (reusing decisions) against a fresh one per request."""
+    schema = build_schema(CATALOG)
+    reused: set[bool] = set()
+
+    @FUZZ
+    @given(
+        policy_text=reuse_policies(),
+        targets=st.lists(requests(), min_size=1, max_size=2),
+        calls=st.lists(
+            st.tuples(
+                st.integers(0, 1),
+                st.integers(1, 4),
+                st.sampled_from(["", "bob", "eve"]),
+                st.sampled_from([0, 50, 500]),
+                st.sampled_from([False, False, True]),
+            ),
+            min_size=2,
+            max_size=10,
+        ),
+    )
+    def run(
+        policy_text: str, targets: list[tuple[str, dict[str, Any], str]], calls: list[tuple[int, int, str, int, bool]]
+    ) -> None:
+        folder = tmp_path / "policies"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        (folder / "generated.cedar").write_text(policy_text)
+        policy_set = load_policy_set(folder, schema)
+        long_lived = Authorizer(policy_set, CONFIG)
+        session = SessionState()
+        for target, call_count, approver, remaining, mistyped in calls:
+            tool, args, mode = targets[target % len(targets)]  # a few targets, so decisions can be reused
+            manifest = CATALOG.tools[tool]
+            resource = resolve_resource(manifest, args, CONFIG)
+            who = principal(mode=mode)
+            context = build_context(who, manifest, resource, args, session, call_count, remaining)
+            context["approval"] = {"granted": bool(approver), "approver": approver, "groups": ["sre"]}
+            if mistyped:  # an attribute no policy reads, of the wrong type: Cedar refuses the request
+                context["task"] = 7
+            with patch.object(cedarpy, "is_authorized", wraps=cedarpy.is_authorized) as engine:
+                kept = long_lived.authorize(who, tool, resource, context)
+            reused.add(engine.call_count == 0)
+            afresh = Authorizer(policy_set, CONFIG).authorize(who, tool, resource, context)
+            assert kept == afresh, (policy_text, tool, args, mode, call_count, approver, remaining, mistyped)
+
+    run()
+    assert reused == {True, False}, "the run must both reuse decisions and make new ones"

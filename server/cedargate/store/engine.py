@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cedargate.config import StoreConfig
 from cedargate.errors import StoreError
 from cedargate.store.migrate import upgrade
+from cedargate.store.watch import SqliteChangeWatch
 
 
 class Store:
@@ -18,12 +20,24 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        database = engine.url.database
+        on_file = engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
+        self._watch = SqliteChangeWatch(Path(database)) if on_file and database else None
 
     @property
     def backend(self) -> str:
         return self.engine.dialect.name
 
+    def change_token(self) -> Hashable | None:
+        """Equal tokens mean no commit reached the database in between; ``None``: read it to know.
+
+        Only a SQLite file can tell cheaply; on PostgreSQL every caller reads.
+        """
+        return self._watch.token() if self._watch is not None else None
+
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
         self.engine.dispose()
 
 

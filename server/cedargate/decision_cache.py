@@ -1,0 +1,140 @@
+"""Reusing a Cedar decision for a request that cannot be decided differently.
+
+A Cedar decision is a pure function of the policies, the entities and the request. For one
+(principal, action, resource) the policies (a slice) and the entities are fixed, so what can
+still change the answer is the context, and only in two ways:
+
+- the values the slice's policies read: every ``context.a.b`` (or ``context has a``) path in
+  their conditions. A policy that uses ``context`` any other way (as a whole value) makes the
+  whole context count;
+- the request's shape, which Cedar validates against the schema before evaluating: the type
+  of every attribute, present or not, whether a policy reads it or not.
+
+The cache key is therefore (principal, action, resource, the shape of the whole context, the
+values at the paths read). Two requests with equal keys get the same decision, reasons and
+errors from Cedar; only decisions without errors are kept, so every error is reported fresh.
+The path analysis over-approximates: an expression it does not recognise counts as reading
+the whole context, which only costs cache hits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any, Final
+
+from cedargate.decision import Decision
+
+ContextPath = tuple[str, ...]
+
+_ABSENT: Final = object()
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+_MAX_ENTRIES: Final = 16_384
+"""Decisions kept; the cache starts over when full (keys are small, decisions shared)."""
+
+
+def context_paths(policies: Iterable[Mapping[str, Any]]) -> frozenset[ContextPath]:
+    """Every ``context`` attribute path the policies' conditions read (in Cedar's JSON form)."""
+    found: set[ContextPath] = set()
+    for policy in policies:
+        _collect(policy.get("conditions", []), found)
+    # A path whose prefix is read whole adds nothing: the prefix's value covers it.
+    return frozenset(p for p in found if not any(p[:n] in found for n in range(len(p))))
+
+
+def _collect(node: Any, found: set[ContextPath]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _collect(item, found)
+        return
+    if not isinstance(node, dict):
+        return
+    path = _context_path(node)
+    if path is not None:
+        found.add(path)
+        return
+    for value in node.values():
+        _collect(value, found)
+
+
+def _context_path(node: Mapping[str, Any]) -> ContextPath | None:
+    """The path of ``context.a.b`` / ``context.a has b``, ``()`` for bare ``context``, else ``None``."""
+    if len(node) != 1:
+        return None
+    ((op, operand),) = node.items()
+    if op == "Var":
+        return () if operand == "context" else None
+    if op in (".", "has") and isinstance(operand, dict) and isinstance(operand.get("attr"), str):
+        left = operand.get("left")
+        inner = _context_path(left) if isinstance(left, dict) else None
+        return None if inner is None else (*inner, operand["attr"])
+    return None
+
+
+def request_key(context: Mapping[str, Any], paths: frozenset[ContextPath]) -> Hashable | None:
+    """What of ``context`` can change a decision of policies reading ``paths``; ``None``: do not reuse."""
+    key = (_shape(context), tuple(sorted((path, _frozen(_at(context, path))) for path in paths)))
+    try:
+        hash(key)
+    except TypeError:  # a value with no stable identity (never built by cedargate): decide afresh
+        return None
+    return key
+
+
+def _at(context: Mapping[str, Any], path: ContextPath) -> Any:
+    value: Any = context
+    for name in path:
+        if not isinstance(value, Mapping) or name not in value:
+            return _ABSENT
+        value = value[name]
+    return value
+
+
+def _type_of(value: Any) -> str:
+    kind = type(value)
+    if kind is int:
+        return "long" if _LONG_MIN <= value <= _LONG_MAX else "overflow"
+    return kind.__name__  # bool stays "bool": True is not 1 here
+
+
+def _shape(value: Any) -> Hashable:
+    """Types only, by attribute, and the set of element types of each set: what Cedar validates.
+
+    Exact types (``type(x) is``) keep the per-call cost low; anything unusual gets its own
+    type name, which can only split keys, never merge them.
+    """
+    kind = type(value)
+    if kind is dict:
+        return tuple([(k, _shape(v)) for k, v in value.items()])
+    if kind is list or kind is tuple:
+        return ("set", frozenset([_shape(v) for v in value]))
+    if kind is str:
+        return "str"
+    return _type_of(value)
+
+
+def _frozen(value: Any) -> Hashable:
+    """A hashable copy that keeps types apart (``True`` is not ``1``)."""
+    if value is _ABSENT:
+        return ("absent",)
+    kind = type(value)
+    if kind is dict:
+        return ("record", tuple(sorted((k, _frozen(v)) for k, v in value.items())))
+    if kind is list or kind is tuple:
+        return ("set", tuple(_frozen(v) for v in value))
+    return (_type_of(value), value)
+
+
+class DecisionCache:
+    """Bounded memory of decisions by key; one per authorizer, so a policy reload starts empty."""
+
+    def __init__(self, max_entries: int = _MAX_ENTRIES) -> None:
+        self._entries: dict[Hashable, Decision] = {}
+        self._max = max_entries
+
+    def get(self, key: Hashable) -> Decision | None:
+        return self._entries.get(key)
+
+    def put(self, key: Hashable, decision: Decision) -> None:
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[key] = decision

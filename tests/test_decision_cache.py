@@ -1,0 +1,54 @@
+"""Which context paths a policy reads, and which requests may share a decision."""
+
+from __future__ import annotations
+
+import json
+
+import cedarpy
+import pytest
+
+from cedargate.decision_cache import context_paths, request_key
+
+
+def _paths(text: str) -> set[tuple[str, ...]]:
+    static = json.loads(cedarpy.policies_to_json_str(text))["staticPolicies"]
+    return set(context_paths(static.values()))
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ("", set()),
+        ('when { context.mode == "interactive" }', {("mode",)}),
+        ("unless { context.approval.granted }", {("approval", "granted")}),
+        ('when { context has args && context.args.path like "docs/*" }', {("args",), ("args", "path")}),
+        ('when { context["session"]["call_count"] > 3 }', {("session", "call_count")}),
+        ("when { context.session.repositories.contains(resource.name) }", {("session", "repositories")}),
+        ('when { context == {"mode": "x"} }', {()}),
+        ('when { {"c": context}.c.mode == "x" }', {()}),
+        ('when { principal.team == "sre" }', set()),
+    ],
+)
+def test_the_paths_a_condition_reads(condition: str, expected: set[tuple[str, ...]]) -> None:
+    found = _paths(f"permit (principal, action, resource) {condition};")
+    # A path under one read whole adds nothing to the key.
+    assert found == {p for p in expected if not any(p[:n] in expected for n in range(len(p)))}
+
+
+def test_keys_differ_on_read_values_and_on_any_type_but_not_on_unread_values() -> None:
+    paths = frozenset({("mode",)})
+    base = {"mode": "interactive", "task": "t1", "session": {"call_count": 1}}
+    assert request_key(base, paths) == request_key({**base, "task": "t2", "session": {"call_count": 9}}, paths)
+    assert request_key(base, paths) != request_key({**base, "mode": "autonomous"}, paths)
+    assert request_key(base, paths) != request_key({**base, "task": 7}, paths)
+    assert request_key(base, paths) != request_key({**base, "extra": "x"}, paths)
+
+
+def test_true_and_one_are_different_values() -> None:
+    paths = frozenset({("flag",)})
+    assert request_key({"flag": True}, paths) != request_key({"flag": 1}, paths)
+
+
+def test_a_missing_path_is_its_own_value() -> None:
+    paths = frozenset({("args", "path")})
+    assert request_key({"args": {}}, paths) != request_key({"args": {"path": ""}}, paths)

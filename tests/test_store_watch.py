@@ -1,0 +1,89 @@
+"""The SQLite change token: the hold check skips its read only while no process has committed."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cedargate.config import StoreConfig
+from cedargate.errors import StoreError
+from cedargate.holds import HoldKind, Holds
+from cedargate.identity import Principal
+from cedargate.risk import Risk
+from cedargate.store import Store, open_store
+
+AGENT = Principal(agent="codex-demo", team="storefront", on_behalf_of="alice", mode="autonomous", task="t")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[Store]:
+    opened = open_store(StoreConfig(path=db))
+    yield opened
+    opened.close()
+
+
+def test_the_token_holds_still_while_nothing_is_committed(store: Store) -> None:
+    first = store.change_token()
+    assert first is not None
+    assert store.change_token() == first
+
+
+def test_a_commit_by_another_process_changes_the_token(store: Store, db: Path) -> None:
+    before = store.change_token()
+    script = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1])\n"
+        'c.execute("INSERT INTO admin_actions (at, actor, action, subject, reason) '
+        "VALUES ('2026-11-26 00:00:00', 'olga', 'note', 'x', 'y')\")\n"
+        "c.commit()\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(db)], check=True)
+    assert store.change_token() != before
+
+
+def test_a_replica_on_the_same_file_sees_a_revocation_on_its_next_check(db: Path, store: Store) -> None:
+    holds = Holds(store)
+    assert holds.refusal(AGENT, "dev", Risk.READ) is None  # the table is read and remembered
+    other = open_store(StoreConfig(path=db))
+    try:
+        Holds(other).put(HoldKind.AGENT, "codex-demo", "olga", "token leaked")
+        refusal = holds.refusal(AGENT, "dev", Risk.READ)
+        assert refusal is not None and refusal[0] is HoldKind.AGENT
+        Holds(other).lift(HoldKind.AGENT, "codex-demo", "olga", "rotated")
+        assert holds.refusal(AGENT, "dev", Risk.READ) is None
+    finally:
+        other.close()
+
+
+def test_a_freeze_written_with_plain_sqlite_reaches_the_check(db: Path, store: Store) -> None:
+    holds = Holds(store)
+    assert holds.refusal(AGENT, "prod", Risk.WRITE) is None
+    with sqlite3.connect(db) as connection:
+        connection.execute(
+            "INSERT INTO revocations (kind, subject, by_user, at, reason) "
+            "VALUES ('environment', 'prod', 'olga', '2026-11-26 00:00:00', 'incident')"
+        )
+    refusal = holds.refusal(AGENT, "prod", Risk.WRITE)
+    assert refusal is not None and refusal[0] is HoldKind.ENVIRONMENT
+    assert holds.refusal(AGENT, "prod", Risk.READ) is None  # a frozen environment still runs reads
+
+
+def test_a_database_file_that_is_gone_fails_the_check_closed(db: Path, store: Store) -> None:
+    holds = Holds(store)
+    assert holds.refusal(AGENT, "dev", Risk.READ) is None
+    store.engine.dispose()
+    db.unlink()
+    db.mkdir()  # every new connection to the path fails
+    assert store.change_token() is None
+    with pytest.raises(StoreError, match="revocation check"):
+        holds.refusal(AGENT, "dev", Risk.READ)
