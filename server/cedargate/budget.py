@@ -33,6 +33,7 @@ UNCAPPED_CENTS: Final = 2**63 - 1
 """``context.budget.remaining_cents`` when no spend cap applies (Cedar's largest Long)."""
 
 _SPEND_WINDOWS: Final = (Window.DAY, Window.MONTH)
+_NO_CAPS: Final = CapsConfig()
 _WINDOW_WORDS: Final = {Window.DAY: "daily spend", Window.MONTH: "monthly spend", Window.MINUTE: "calls-per-minute"}
 
 
@@ -71,7 +72,14 @@ class Budget:
 
     def caps_for(self, scope: str, subject: str) -> CapsConfig:
         table = self._config.teams if scope == "team" else self._config.agents
-        return table.get(subject, CapsConfig())
+        return table.get(subject, _NO_CAPS)
+
+    def spend_capped(self, principal: Principal) -> bool:
+        """Whether any spend cap applies to this principal (else its headroom is ``UNCAPPED_CENTS``, no read)."""
+        if self._store is None:
+            return False
+        team, agent = self.caps_for("team", principal.team), self.caps_for("agent", principal.agent)
+        return any(c.day_cents is not None or c.month_cents is not None for c in (team, agent))
 
     @store_guarded("the budget check")
     def remaining_cents(self, principal: Principal) -> int:

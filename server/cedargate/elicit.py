@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+import anyio.to_thread
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -100,15 +101,18 @@ async def call_with_self_approval(
     if params.request_state and params.input_responses is not None:
         # 2026-07-28 retry: the human answered the question this server asked about that approval.
         if accepted(params.input_responses.get(INPUT_KEY)):
-            grant(queue, params.request_state, request.principal)
+            await anyio.to_thread.run_sync(grant, queue, params.request_state, request.principal)
         request = replace(request, approval_id=params.request_state)
     result = await call(request)
     approval_id = None if answered else self_approval_candidate(result, ctx)
     if approval_id is None:
         return result
-    approval = queue.get(approval_id)
+    # Store reads and writes leave the event loop, as the pipeline's do.
+    approval = await anyio.to_thread.run_sync(queue.get, approval_id)
     if not is_handshake_era(ctx):
         return input_required(approval)
-    if accepted(await ask(ctx, approval)) and grant(queue, approval_id, request.principal):
+    if accepted(await ask(ctx, approval)) and await anyio.to_thread.run_sync(
+        grant, queue, approval_id, request.principal
+    ):
         result = await call(replace(request, approval_id=approval_id))
     return result

@@ -3,18 +3,19 @@
     identify -> validate -> resolve -> authorize -> gate -> budget -> execute -> redact -> audit
 
 Every path through ``Pipeline.call`` ends in exactly one audit event, and the audit sink is
-asked whether it can write before anything else happens: if it cannot, nothing runs.
+asked whether it can write before anything else happens: if it cannot, nothing runs. The
+steps that need the governance store (holds, budget headroom, gate, budget, handler) run in
+worker threads; an allowed call with no spend cap makes one such trip, holds checked first.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -23,9 +24,10 @@ import anyio.to_thread
 
 from cedargate.audit.event import AuditEvent, AuditPrincipal, AuditResource, Outcome
 from cedargate.audit.log import AuditSink
-from cedargate.budget import Budget
+from cedargate.budget import UNCAPPED_CENTS, Budget
 from cedargate.cedar_types import REPOSITORY
 from cedargate.config import Config
+from cedargate.decision import Decision
 from cedargate.errors import (
     AuditWriteError,
     BudgetExceeded,
@@ -35,7 +37,7 @@ from cedargate.errors import (
     ToolInputError,
 )
 from cedargate.gate import Gate, GateTicket, needs_approval
-from cedargate.handlers import Handler, HandlerCall, HandlerRegistry
+from cedargate.handlers import HandlerCall, HandlerRegistry
 from cedargate.holds import HoldKind, Holds
 from cedargate.identity import Principal
 from cedargate.redact import arguments_for_audit, redact_text, redact_value
@@ -157,56 +159,44 @@ class Pipeline:
         event.fields.update(
             manifest_hash=manifest.content_hash, action=manifest.name, duty=manifest.duty, risk=manifest.risk.value
         )
-        if manifest.sensitive_fields:
-            event.fields["arguments"] = arguments_for_audit(request.arguments or {}, manifest.sensitive_fields)
+        event.sensitive_fields = manifest.sensitive_fields
         call_number = request.session.next_call()
         args = validate_arguments(manifest, request.arguments)
         resource = resolve_resource(manifest, args, self._config)
         event.fields.update(
             resource=AuditResource(type=resource.ref.type, id=resource.ref.id), environment=resource.environment
         )
-        # Revocation and freeze: read from the store on every call, so every replica sees them at once.
-        hold, remaining = await anyio.to_thread.run_sync(
-            self._holds_then_headroom, request.principal, resource.environment, manifest.risk
-        )
-        if hold is not None:
-            raise _Refused(Outcome.REVOKED if hold[0] is HoldKind.AGENT else Outcome.FROZEN, hold[1])
+        store = _StoreVisits(self._holds, request.principal, resource.environment, manifest.risk)
+        remaining = UNCAPPED_CENTS
+        if self._budget.spend_capped(request.principal):
+            remaining = await store.visit(self._budget.remaining_cents, request.principal)
         context = build_context(request.principal, manifest, resource, args, request.session, call_number, remaining)
         authorizer = snapshot.authorizer
         verdict = authorizer.decide(request.principal, manifest.name, resource, context)
         decision = verdict.decision
         event.fields.update(decision=decision, shadow=verdict.shadow)
-        if verdict.enforced:
-            # Gate: an approval-required decision either finds a grant (Cedar decides again with it) or waits.
+        if verdict.enforced and needs_approval(decision):
+            # Gate: a grant lets Cedar decide again with it; without one the call waits.
             ticket = GateTicket(request.principal, manifest, args, resource, event.event_id, request.approval_id)
-            gated = await _off_loop_if(
-                needs_approval(decision),  # otherwise admit returns the decision without touching the store
-                self._gate.admit,
-                ticket,
-                decision,
-                lambda approval: (
-                    authorizer.decide(
-                        request.principal, manifest.name, resource, {**context, "approval": dict(approval)}
-                    ).decision
-                ),
-            )
+
+            def redecide(approval: Mapping[str, Any]) -> Decision:
+                with_grant = {**context, "approval": dict(approval)}
+                return authorizer.decide(request.principal, manifest.name, resource, with_grant).decision
+
+            gated = await store.visit(self._gate.admit, ticket, decision, redecide)
             decision = event.fields["decision"] = gated.decision
             event.fields["approval"] = gated.approval
             if gated.waiting is not None or needs_approval(decision):
                 raise _Refused(Outcome.APPROVAL_REQUIRED, gated.waiting or decision.explain())
-            if not decision.allowed:
-                raise _Refused(Outcome.DENIED, decision.explain())
-        else:
+        if not verdict.enforced:
             logger.warning(
                 "shadow environment `%s`: %s ran although it %s", resource.environment, request.tool, decision.explain()
             )
-        try:
-            reservation = await anyio.to_thread.run_sync(self._budget.check, request.principal, manifest)
-        except BudgetExceeded:
-            # A cap stopped the call before it ran: the approval it consumed is still unused.
-            await anyio.to_thread.run_sync(self._gate.give_back, event.fields.get("approval"), event.event_id)
-            raise
+        elif not decision.allowed:
+            await store.check_holds()  # a revoked agent or frozen environment is what the trail should say
+            raise _Refused(Outcome.DENIED, decision.explain())
         if resource.ref.type == REPOSITORY:
+            # Right after the decision, with no await between: a concurrent call of this session sees it.
             request.session.touch_repository(resource.ref.id)
         if not manifest.risk.read_only:
             # Provenance: a change records what the session had read before it.
@@ -220,34 +210,33 @@ class Pipeline:
             request.session.id,
             context_sources=tuple(request.session.context_sources),
         )
-        handled: list[dict[str, Any]] = []
+        handler = self._handlers.handler_for(manifest)
 
-        def execute_then_charge(handler: Handler) -> dict[str, Any]:
-            # One worker-thread hop for both; the charge still follows only a handler that returned.
-            handled.append(handler(call))
+        def budget_then_execute() -> dict[str, Any]:
+            # Budget, handler and ledger share the call's one store visit (one worker-thread hop).
+            try:
+                reservation = self._budget.check(request.principal, manifest)
+            except BudgetExceeded:
+                # A cap stopped the call before it ran: the approval it consumed is still unused.
+                self._gate.give_back(event.fields.get("approval"), event.event_id)
+                raise
+            try:
+                result = handler(call)
+            except BaseException:
+                self._budget.release(reservation)
+                raise
             self._budget.charge(reservation, event.event_id)
-            return handled[0]
+            return result
 
         try:
-            result = await anyio.to_thread.run_sync(execute_then_charge, self._handlers.handler_for(manifest))
-        except BaseException:
-            if not handled:
-                await anyio.to_thread.run_sync(self._budget.release, reservation)
-            raise
+            result = await store.visit(budget_then_execute)
         finally:
             event.fields["execution"] = call.execution or None
         payload = dict(redact_value(result, "", manifest.sensitive_fields))
-        enforce_result_cap(manifest.name, payload)
+        event.fields["result_sha256"] = hashlib.sha256(enforce_result_cap(manifest.name, payload)).hexdigest()
         if manifest.risk.read_only:
             request.session.record_read(event.event_id)
         return payload
-
-    def _holds_then_headroom(
-        self, principal: Principal, environment: str, risk: Risk
-    ) -> tuple[tuple[HoldKind, str] | None, int]:
-        """The hold refusing this call, else the budget headroom: both store reads in one worker-thread hop."""
-        hold = self._holds.refusal(principal, environment, risk)
-        return (hold, 0) if hold is not None else (None, self._budget.remaining_cents(principal))
 
     def _finish(
         self,
@@ -258,14 +247,9 @@ class Pipeline:
         payload: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> CallResult:
-        digest = hashlib.sha256(_result_bytes(payload)).hexdigest() if payload is not None else None
         error = redact_text(error) if error is not None else None
-        draft = AuditEvent(
-            **event.fields,
-            outcome=outcome,
-            error=error,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            result_sha256=digest,
+        draft = event.finished(
+            outcome=outcome, error=error, duration_ms=round((time.perf_counter() - started) * 1000, 3)
         )
         try:
             written = self._audit.append(draft)
@@ -275,6 +259,42 @@ class Pipeline:
         if error is not None:
             error = f"{error} (audit event {written.event_id})"
         return CallResult(outcome, payload, error, written)
+
+
+class _StoreVisits:
+    """A call's trips to the governance store, each one worker-thread hop.
+
+    The first trip checks the holds (revocation, freeze) before it does anything else, so no
+    approval is opened, no budget taken and no handler run for a held agent or environment,
+    and a call that needs the store only to run pays for one hop in all.
+    """
+
+    def __init__(self, holds: Holds, principal: Principal, environment: str, risk: Risk) -> None:
+        self._holds = holds
+        self._principal = principal
+        self._environment = environment
+        self._risk = risk
+        self._held_checked = False
+
+    async def visit(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await anyio.to_thread.run_sync(self._after_holds, fn, *args)
+
+    async def check_holds(self) -> None:
+        if not self._held_checked:
+            await self.visit(_nothing)
+
+    def _after_holds(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if not self._held_checked:
+            hold = self._holds.refusal(self._principal, self._environment, self._risk)
+            if hold is not None:
+                kind, message = hold
+                raise _Refused(Outcome.REVOKED if kind is HoldKind.AGENT else Outcome.FROZEN, message)
+            self._held_checked = True
+        return fn(*args)
+
+
+def _nothing() -> None:
+    return None
 
 
 class _Refused(Exception):
@@ -292,6 +312,13 @@ class _EventDraft:
 
     event_id: str
     fields: dict[str, Any]
+    arguments: Mapping[str, Any]
+    """As the agent sent them; redacted once, when the event is written."""
+    sensitive_fields: Collection[str] = ()
+    """The manifest's extra fields to redact, once the tool is known."""
+
+    def finished(self, **fields: Any) -> AuditEvent:
+        return AuditEvent(**self.fields, **fields, arguments=arguments_for_audit(self.arguments, self.sensitive_fields))
 
     @classmethod
     def start(cls, request: CallRequest) -> _EventDraft:
@@ -306,15 +333,10 @@ class _EventDraft:
                 "session_id": request.session.id,
                 "task": p.task,
                 "tool": request.tool,
-                "arguments": arguments_for_audit(request.arguments or {}),
                 "traceparent": _valid_traceparent(request.traceparent),
             },
+            request.arguments or {},
         )
-
-
-async def _off_loop_if(blocking: bool, fn: Callable[..., _T], *args: Any) -> _T:
-    """``fn(*args)`` in a worker thread when it may block on the store, else right here."""
-    return await anyio.to_thread.run_sync(fn, *args) if blocking else fn(*args)
 
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -323,7 +345,3 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 def _valid_traceparent(value: str | None) -> str | None:
     """Only a well-formed W3C ``traceparent`` goes into the audit trail; anything else is dropped."""
     return value if value is not None and _TRACEPARENT.match(value) else None
-
-
-def _result_bytes(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

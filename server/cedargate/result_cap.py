@@ -16,18 +16,22 @@ from cedargate.errors import HandlerError
 MAX_RESULT_BYTES: Final = 2 * 1024 * 1024
 
 
-def enforce_result_cap(tool: str, payload: Mapping[str, Any], limit: int = MAX_RESULT_BYTES) -> None:
-    """Raise ``HandlerError`` when ``payload`` is not JSON or serialises to more than ``limit`` bytes.
+def enforce_result_cap(tool: str, payload: Mapping[str, Any], limit: int = MAX_RESULT_BYTES) -> bytes:
+    """The result's canonical JSON (what the audit event's ``result_sha256`` hashes); raise
+    ``HandlerError`` when ``payload`` is not JSON or serialises to more than ``limit`` bytes.
 
     Checked inside the governed steps, so a bad result is an audited failure rather than an
     exception while the audit event is being written.
     """
     try:
-        size = len(json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode())
+        text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise HandlerError(f"the result of `{tool}` is not JSON ({exc}); it was withheld") from exc
+    data = text.encode()
+    size = len(data)
     if size > limit:
         raise HandlerError(
             f"the result of `{tool}` is {size} bytes, over the {limit}-byte result cap; "
             "it was withheld: ask for less (a narrower path, filter or page)"
         )
+    return data

@@ -103,5 +103,15 @@ def canonical_json(record: dict[str, Any]) -> str:
 
 def event_hash(record: dict[str, Any]) -> str:
     """sha256 of the record without its ``hash`` key."""
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+    return sealed(record)[0]
+
+
+def sealed(record: dict[str, Any]) -> tuple[str, str]:
+    """The record's hash and its JSON line, from one serialisation of the record without ``hash``.
+
+    The line is that canonical body with ``"hash"`` appended as its last key; readers parse
+    lines, and the hash is always recomputed over the canonical body.
+    """
+    body = canonical_json({k: v for k, v in record.items() if k != "hash"})
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    return digest, f'{body[:-1]},"hash":"{digest}"}}'

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from cedargate.audit.event import AuditEvent, canonical_json, event_hash
+from cedargate.audit.event import AuditEvent, sealed
 from cedargate.audit.probe import unwritable_reason
 from cedargate.audit.segments import recover_tail
 from cedargate.errors import AuditWriteError
@@ -58,9 +58,9 @@ class JsonlAuditLog:
             self.ready()
             record = event.model_dump(mode="json")
             record["prev_hash"] = self._last_hash
-            record["hash"] = event_hash(record)
+            record["hash"], line = sealed(record)
             try:
-                _write_all(self._file, (canonical_json(record) + "\n").encode())
+                _write_all(self._file, (line + "\n").encode())
                 if self._fsync:
                     os.fsync(self._file.fileno())
             except OSError as exc:
