@@ -11,6 +11,7 @@ from sqlalchemy import select
 from tests.conftest import audit_events
 from tests.governed_tree import governed_config
 
+from cedargate.approvals import ApprovalQueue, ApprovalStatus
 from cedargate.cli import main
 from cedargate.config import StoreConfig, load_config
 from cedargate.runtime import Runtime, build_runtime
@@ -67,6 +68,35 @@ async def test_a_frozen_environment_runs_reads_only_until_unfrozen(dev: Runtime)
     assert "environment `dev` is frozen by `olga` (incident 42)" in write.content[0].text  # type: ignore[union-attr]
     assert thawed.is_error is False
     assert [e["outcome"] for e in audit_events(dev.config.audit.path)] == ["succeeded", "frozen", "succeeded"]
+
+
+async def test_a_revoked_agent_whose_call_policy_denies_is_recorded_as_revoked(dev: Runtime) -> None:
+    assert _cli(dev, "revoke", "agent", "codex-demo", "--as", "olga", "--reason", "leaked token") == 0
+    async with Client(build_server(dev)) as client:
+        # Writing to `main` is forbidden by `protected-branches` whoever asks.
+        result = await client.call_tool("repo_write_file", _write("main"))
+    assert result.is_error is True
+    assert "was revoked by `olga`" in result.content[0].text  # type: ignore[union-attr]
+    [event] = audit_events(dev.config.audit.path)
+    assert event["outcome"] == "revoked"
+    assert event["decision"]["effect"] == "deny"  # what policy said is kept beside why nothing ran
+
+
+async def test_a_frozen_environment_opens_no_approval_for_a_call_that_would_need_one(
+    tree: Path, store_config: StoreConfig
+) -> None:
+    runtime = build_runtime(load_config(governed_config(tree, store_config), environ={}))  # acme/web in staging
+    try:
+        assert _cli(runtime, "freeze", "--environment", "staging", "--as", "olga", "--reason", "incident 7") == 0
+        async with Client(build_server(runtime)) as client:
+            result = await client.call_tool("repo_delete_branch", {"repository": "acme/web", "branch": "agent/old"})
+        assert result.is_error is True
+        assert "environment `staging` is frozen" in result.content[0].text  # type: ignore[union-attr]
+        assert runtime.store is not None
+        assert ApprovalQueue(runtime.store, runtime.config.approvals).list(ApprovalStatus.PENDING) == []
+        assert [e["outcome"] for e in audit_events(runtime.config.audit.path)] == ["frozen"]
+    finally:
+        runtime.close()
 
 
 async def test_lifting_a_hold_that_does_not_exist_fails_with_a_hint(

@@ -103,6 +103,19 @@ async def test_repo_status_reports_head_and_task_branches(runtime: Runtime) -> N
     assert status["repository"]["protected_branches"] == ["main"]
 
 
+async def test_repo_status_on_a_detached_head_names_no_branch_and_lists_only_task_branches(runtime: Runtime) -> None:
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None and repo.path is not None
+    path = repo.path
+    run_git(path, ["branch", "feature/x"])
+    run_git(path, ["branch", "agent/t"])
+    run_git(path, ["checkout", "-q", "--detach", "HEAD"])
+    async with client_for(runtime) as client:
+        status = await Session(client).ok("repo_status", WEB)
+    assert status["head"] == {"branch": None, "commit": git_text(path, ["rev-parse", "HEAD"])}
+    assert status["task_branches"] == ["agent/t"]
+
+
 @pytest.mark.parametrize(
     ("tool", "arguments", "field"),
     [

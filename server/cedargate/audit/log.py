@@ -44,18 +44,25 @@ class JsonlAuditLog:
 
     def ready(self) -> None:
         """Raise unless the next event can be written (fail closed)."""
-        if self._broken is not None:
-            raise AuditWriteError(f"audit log `{self.path}` is not writable ({self._broken}); no call runs until it is")
-        if self._file.closed:
-            raise AuditWriteError(f"audit log `{self.path}` is closed")
+        self._still_open()
         reason = unwritable_reason(self._file.fileno())
         if reason is not None:
             raise AuditWriteError(f"audit log `{self.path}` could not be written: {reason}")
 
+    def _still_open(self) -> None:
+        if self._broken is not None:
+            raise AuditWriteError(f"audit log `{self.path}` is not writable ({self._broken}); no call runs until it is")
+        if self._file.closed:
+            raise AuditWriteError(f"audit log `{self.path}` is closed")
+
     def append(self, event: AuditEvent) -> AuditEvent:
-        """Chain, write and flush one event; returns it with ``prev_hash`` and ``hash`` set."""
+        """Chain, write and flush one event; returns it with ``prev_hash`` and ``hash`` set.
+
+        The probe ``ready`` runs is not repeated here: the call this event records already
+        happened, so a line that still fits is written even when little space is left.
+        """
         with self._lock:
-            self.ready()
+            self._still_open()
             record = event.model_dump(mode="json")
             record["prev_hash"] = self._last_hash
             record["hash"], line = sealed(record)

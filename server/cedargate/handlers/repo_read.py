@@ -195,15 +195,33 @@ def diff(call: HandlerCall) -> dict[str, Any]:
 def status(call: HandlerCall) -> dict[str, Any]:
     """The repository's HEAD and task branches, and the task's workspace if there is one."""
     repo, path = repo_of(call)
-    commit, branch = _head(path)
-    refs = git_text(path, ["for-each-ref", "--format=%(refname:short)", f"refs/heads/{repo.task_branch_prefix}"])
+    (commit, branch), task_branches = _head_and_task_branches(path, f"refs/heads/{repo.task_branch_prefix}")
     workspace = WorkspaceStore(repo, path).for_task(call.principal)
     return {
         "repository": describe_repository(repo),
         "head": {"branch": branch, "commit": commit},
-        "task_branches": refs.split(),
+        "task_branches": task_branches,
         "workspace": _workspace_status(workspace) if workspace is not None else None,
     }
+
+
+def _head_and_task_branches(path: Path, task_prefix: str) -> tuple[tuple[str, str | None], list[str]]:
+    """HEAD's commit and branch, and the branches under ``task_prefix``, from one git process.
+
+    ``for-each-ref`` marks the branch HEAD is on with ``*``; only a detached or unborn HEAD
+    (no branch marked) costs a second process.
+    """
+    fields = "--format=%(HEAD)%00%(objectname)%00%(refname)%00%(refname:short)"
+    listing = run_git(path, ["for-each-ref", fields, "refs/heads/"]).stdout.decode()
+    head: tuple[str, str | None] | None = None
+    task_branches = []
+    for line in listing.splitlines():
+        marker, commit, full, short = line.split("\0")
+        if marker == "*":
+            head = (commit, short)
+        if full.startswith(task_prefix):
+            task_branches.append(short)
+    return head or _head(path), task_branches
 
 
 def _head(path: Path) -> tuple[str, str | None]:
