@@ -78,12 +78,15 @@ async def _overhead(plan: Plan, workdir: Path) -> dict[str, Any]:
     config_path = make_tree(workdir / "overhead", scale=plan.overhead_policies)
     runtime = build_bench_runtime(load_config(config_path, environ={}))
     try:
-        gov, bare = await overhead.pipeline_overhead(runtime, plan.calls, plan.runs)
+        times = await overhead.pipeline_overhead(runtime, plan.calls, plan.runs, breakdown=True)
         pipeline = {
             "policies": len(runtime.policies.info),
-            "pipeline_call": gov.__dict__,
-            "execute_step_alone": bare.__dict__,
+            "pipeline_call": times.governed.__dict__,
+            "execute_step_alone": times.execute_step.__dict__,
         }
+        for name, latency in (("governance_work_alone", times.work_alone), ("hop_after_work", times.hop_after_work)):
+            if latency is not None:
+                pipeline[name] = latency.__dict__
         clients = await overhead.client_overhead(runtime, config_path, plan.calls, plan.runs)
     finally:
         runtime.close()

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,15 +79,40 @@ async def client_overhead(runtime: Runtime, config_path: Path, calls: int, runs:
     return rows
 
 
+async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def _busy(seconds: float) -> None:
+    """Keep the event loop's thread working, as the governance steps do before the hop."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+@dataclass(frozen=True)
+class PipelineTimes:
+    governed: Latency
+    """``Pipeline.call``: identify through audit, the line written."""
+    execute_step: Latency
+    """The bare execute step: one worker-thread hop to the handler, back to back."""
+    work_alone: Latency | None = None
+    """``Pipeline.call`` with the store visits and the handler run inline: the governance work without the hop."""
+    hop_after_work: Latency | None = None
+    """One worker-thread hop after the loop worked as long as ``work_alone``: the hop as the pipeline meets it."""
+
+
 async def pipeline_overhead(
-    runtime: Runtime, calls: int, runs: int, args: Mapping[str, Any] = NOOP_ARGS
-) -> tuple[Latency, Latency]:
-    """``Pipeline.call`` (identify through audit, the line written) vs the bare execute step."""
+    runtime: Runtime, calls: int, runs: int, args: Mapping[str, Any] = NOOP_ARGS, *, breakdown: bool = False
+) -> PipelineTimes:
+    """``Pipeline.call`` vs the bare execute step; with ``breakdown``, the work and the hop apart."""
     manifest = runtime.catalog.tools[NOOP_TOOL]
     resource = resolve_resource(manifest, args, runtime.config)
     principal = principal_from_config(runtime.config)
     call = HandlerCall(manifest, args, resource, principal, "", "")
     request = CallRequest(NOOP_TOOL, args, principal, SessionState())
+    inline = runtime.pipeline.rewired(offload=_inline)
+    work_p50 = [0.0]
 
     async def governed() -> object:
         return await runtime.pipeline.call(request)
@@ -94,16 +120,34 @@ async def pipeline_overhead(
     async def bare() -> object:
         return await anyio.to_thread.run_sync(noop, call)
 
-    gov_runs, bare_runs = [], []
-    gov_cpu: list[float] = []
-    bare_cpu: list[float] = []
+    async def work_alone() -> object:
+        return await inline.call(request)
+
+    async def hop_after_work() -> float:
+        _busy(work_p50[0])
+        started = time.perf_counter()
+        await anyio.to_thread.run_sync(noop, call)
+        return time.perf_counter() - started
+
+    variants = {"governed": governed, "bare": bare, **({"work": work_alone} if breakdown else {})}
+    samples: dict[str, list[list[float]]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    hops: list[list[float]] = []
     for _ in range(runs):
-        gov_runs.append(await time_calls(governed, calls, warmup=max(3, calls // 10), cpu=gov_cpu))
-        bare_runs.append(await time_calls(bare, calls, warmup=max(3, calls // 10), cpu=bare_cpu))
+        for name, variant in variants.items():
+            samples[name].append(await time_calls(variant, calls, warmup=max(3, calls // 10), cpu=cpu[name]))
+        if breakdown:
+            work_p50[0] = summarise(samples["work"]).p50_ms / 1000
+            hops.append([await hop_after_work() for _ in range(calls)])
     result = await runtime.pipeline.call(request)
     if result.is_error or result.event is None:
         raise RuntimeError(f"benchmark call was not allowed and audited: {result.message}")
-    return summarise(gov_runs, gov_cpu), summarise(bare_runs, bare_cpu)
+    return PipelineTimes(
+        governed=summarise(samples["governed"], cpu["governed"]),
+        execute_step=summarise(samples["bare"], cpu["bare"]),
+        work_alone=summarise(samples["work"], cpu["work"]) if breakdown else None,
+        hop_after_work=summarise(hops) if breakdown else None,
+    )
 
 
 async def policy_scale(workdir: Path, sizes: list[int], calls: int, runs: int) -> list[dict[str, Any]]:
@@ -117,7 +161,8 @@ async def policy_scale(workdir: Path, sizes: list[int], calls: int, runs: int) -
         load_s = time.perf_counter() - started
         try:
             # The last generated repository: a lookup that scans the config would show here.
-            gov, bare = await pipeline_overhead(runtime, calls, runs, {"repository": generated_repo(n - 1)})
+            times = await pipeline_overhead(runtime, calls, runs, {"repository": generated_repo(n - 1)})
+            gov, bare = times.governed, times.execute_step
         finally:
             runtime.close()
         first = first or gov

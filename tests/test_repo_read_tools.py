@@ -150,6 +150,29 @@ async def test_reads_through_a_committed_symlink_are_refused(runtime: Runtime) -
     assert {"path": "escape", "type": "symlink", "mode": "120000", "size": 4} in tree["entries"]
 
 
+async def test_a_file_read_names_what_is_wrong_with_the_ref_or_the_path(runtime: Runtime) -> None:
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None and repo.path is not None
+    before = git_text(repo.path, ["rev-parse", "HEAD"])
+    (repo.path / "docs" / "deep").mkdir(parents=True)
+    (repo.path / "docs" / "deep" / "note.md").write_text("deep\n")
+    run_git(repo.path, ["add", "docs"])
+    run_git(repo.path, ["commit", "-q", "-m", "Add a nested file"], env=COMMITTER)
+    async with client_for(runtime) as client:
+        s = Session(client)
+        nested = await s.ok("repo_read_file", {**WEB, "path": "docs/deep/note.md"})
+        older = await s.refused("repo_read_file", {**WEB, "path": "docs/deep/note.md", "ref": before})
+        missing_ref = await s.refused("repo_read_file", {**WEB, "path": "README.md", "ref": "no-such-branch"})
+        directory = await s.refused("repo_read_file", {**WEB, "path": "docs/deep"})
+        line_break = await s.refused("repo_read_file", {**WEB, "path": "a\nb"})
+    assert nested["content"] == "deep\n" and nested["size"] == 5
+    assert nested["commit"] == git_text(repo.path, ["rev-parse", "HEAD"])
+    assert f"field `path`: `docs/deep/note.md` is not a file at `{before}`" in older
+    assert "field `ref`: `no-such-branch` is not a commit" in missing_ref
+    assert "field `path`: `docs/deep` is not a file" in directory
+    assert "field `path`" in line_break and "line break" in line_break
+
+
 async def test_reads_of_the_prod_repository_are_allowed_and_scoped_to_it(runtime: Runtime) -> None:
     async with client_for(runtime) as client:
         log = await Session(client).ok("repo_log", {"repository": "acme/payments"})

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from cedargate.errors import HandlerError
 
@@ -48,3 +51,99 @@ def git_text(
 ) -> str:
     """``run_git``'s standard output as stripped text."""
     return run_git(repo, args, input=input, env=env).stdout.decode().strip()
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    oid: str
+    type: str
+    size: int
+
+
+class ObjectReader:
+    """One ``git cat-file --batch-command`` process answering several object questions in turn.
+
+    A file read needs the commit a ref names, the blob's type and size, then its content:
+    one process instead of one per question (each git process costs milliseconds). Names
+    are sent one per line, so a name with a line break is refused before it is sent.
+    """
+
+    def __init__(self, repo: Path, timeout: float = 60) -> None:
+        command = ["git", *_SAFE_CONFIG, "-C", str(repo), "cat-file", "--batch-command"]
+        self._repo = repo
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=git_env()
+        )
+        self._watchdog = threading.Timer(timeout, self._process.kill)
+        self._watchdog.start()
+
+    def __enter__(self) -> ObjectReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def info(self, name: str) -> ObjectInfo | None:
+        """Type and size of the object ``name`` resolves to, or ``None`` when it names none."""
+        self._send("info", name)
+        return self._header(name)
+
+    def contents(self, oid: str) -> bytes:
+        """The content of an object known to exist (by id, so it cannot change in between)."""
+        self._send("contents", oid)
+        found = self._header(oid)
+        if found is None:
+            raise HandlerError(f"git cat-file lost object {oid} in `{self._repo.name}`")
+        stdout = self._stdout()
+        data = stdout.read(found.size)
+        stdout.read(1)  # the line feed after the content
+        if len(data) != found.size:
+            raise HandlerError(f"git cat-file stopped early reading {oid} in `{self._repo.name}`")
+        return data
+
+    def close(self) -> None:
+        self._watchdog.cancel()
+        if self._process.stdin is not None and not self._process.stdin.closed:
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        for stream in (self._process.stdout, self._process.stderr):
+            if stream is not None:
+                stream.close()
+
+    def _send(self, command: str, name: str) -> None:
+        if "\n" in name or "\r" in name:
+            raise HandlerError(f"`{name!r}` contains a line break, which git's object reader cannot take")
+        stdin = self._process.stdin
+        if stdin is None:  # pragma: no cover - Popen was asked for a pipe
+            raise HandlerError("git cat-file has no input pipe")
+        try:
+            stdin.write(f"{command} {name}\n".encode())
+            stdin.flush()
+        except BrokenPipeError as exc:
+            raise HandlerError(f"git cat-file exited early in `{self._repo.name}`: {self._stderr()}") from exc
+
+    def _header(self, name: str) -> ObjectInfo | None:
+        line = self._stdout().readline().decode(errors="replace").rstrip("\n")
+        if not line:
+            raise HandlerError(f"git cat-file gave no answer in `{self._repo.name}`: {self._stderr()}")
+        fields = line.rsplit(" ", 2)
+        if line.endswith((" missing", " ambiguous")) or len(fields) != 3 or not fields[2].isdigit():
+            return None
+        oid, kind, size = fields
+        return ObjectInfo(oid, kind, int(size))
+
+    def _stdout(self) -> IO[bytes]:
+        if self._process.stdout is None:  # pragma: no cover - Popen was asked for a pipe
+            raise HandlerError("git cat-file has no output pipe")
+        return self._process.stdout
+
+    def _stderr(self) -> str:
+        self._watchdog.cancel()
+        self._process.kill()
+        self._process.wait()
+        err = self._process.stderr.read() if self._process.stderr is not None else b""
+        return err.decode(errors="replace").strip() or "no message"

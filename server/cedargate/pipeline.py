@@ -15,7 +15,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -51,6 +51,9 @@ from cedargate.validate import validate_arguments
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
+
+Offload = Callable[..., Awaitable[Any]]
+"""Runs a blocking function off the event loop: ``anyio.to_thread.run_sync`` unless swapped."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class Pipeline:
         budget: Budget | None = None,
         gate: Gate | None = None,
         holds: Holds | None = None,
+        offload: Offload | None = None,
     ) -> None:
         self._config = config
         self._snapshots = snapshots
@@ -101,9 +105,20 @@ class Pipeline:
         self._budget = budget or Budget()
         self._gate = gate or Gate()
         self._holds = holds or Holds()
+        self._offload = offload or anyio.to_thread.run_sync
 
-    def rewired(self, *, handlers: HandlerRegistry | None = None, audit: AuditSink | None = None) -> Pipeline:
-        """The same pipeline with its handlers or audit sink swapped (tests and benchmarks wrap them)."""
+    def rewired(
+        self,
+        *,
+        handlers: HandlerRegistry | None = None,
+        audit: AuditSink | None = None,
+        offload: Offload | None = None,
+    ) -> Pipeline:
+        """The same pipeline with its handlers, audit sink or offload swapped (tests and benchmarks).
+
+        ``offload`` runs the store visits and the handler; the benchmarks run them inline to
+        measure the governance work without the worker-thread hop.
+        """
         return Pipeline(
             self._config,
             self._snapshots,
@@ -112,6 +127,7 @@ class Pipeline:
             budget=self._budget,
             gate=self._gate,
             holds=self._holds,
+            offload=offload or self._offload,
         )
 
     @property
@@ -166,7 +182,7 @@ class Pipeline:
         event.fields.update(
             resource=AuditResource(type=resource.ref.type, id=resource.ref.id), environment=resource.environment
         )
-        store = _StoreVisits(self._holds, request.principal, resource.environment, manifest.risk)
+        store = _StoreVisits(self._offload, self._holds, request.principal, resource.environment, manifest.risk)
         remaining = UNCAPPED_CENTS
         if self._budget.spend_capped(request.principal):
             remaining = await store.visit(self._budget.remaining_cents, request.principal)
@@ -269,7 +285,8 @@ class _StoreVisits:
     and a call that needs the store only to run pays for one hop in all.
     """
 
-    def __init__(self, holds: Holds, principal: Principal, environment: str, risk: Risk) -> None:
+    def __init__(self, offload: Offload, holds: Holds, principal: Principal, environment: str, risk: Risk) -> None:
+        self._offload = offload
         self._holds = holds
         self._principal = principal
         self._environment = environment
@@ -277,7 +294,8 @@ class _StoreVisits:
         self._held_checked = False
 
     async def visit(self, fn: Callable[..., _T], *args: Any) -> _T:
-        return await anyio.to_thread.run_sync(self._after_holds, fn, *args)
+        result: _T = await self._offload(self._after_holds, fn, *args)
+        return result
 
     async def check_holds(self) -> None:
         if not self._held_checked:

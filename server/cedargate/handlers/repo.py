@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError, ToolInputError
-from cedargate.git import git_text, run_git
+from cedargate.git import ObjectReader, git_text, run_git
 from cedargate.handlers import Handler, HandlerCall, HandlerFamily
 from cedargate.handlers.repo_common import COMMITTER_ENV, branch_tip, commit_message, commit_of, repo_of, task_branch
 from cedargate.handlers.repo_read import READ_OPERATIONS, describe_repository
@@ -35,17 +35,23 @@ def read_file(call: HandlerCall) -> dict[str, Any]:
     """Read one file at a revision, refusing files over the size cap."""
     repo, repo_path = repo_of(call)
     path = confined_path(str(call.args["path"]))
+    if "\n" in path or "\r" in path:
+        raise ToolInputError(f"field `path`: `{path!r}` contains a line break; such files cannot be read")
     ref = safe_ref(str(call.args.get("ref", "HEAD")), "ref")
-    commit = commit_of(repo_path, ref, "ref")
-    refuse_symlinked_parents(repo_path, commit, path)
-    spec = f"{commit}:{path}"
-    kind = run_git(repo_path, ["cat-file", "-t", spec], check=False)
-    if kind.returncode != 0 or kind.stdout.strip() != b"blob":
-        raise HandlerError(f"field `path`: `{path}` is not a file at `{ref}` in `{repo.name}`")
-    size = int(git_text(repo_path, ["cat-file", "-s", spec]))
-    if size > MAX_READ_BYTES:
-        raise HandlerError(f"field `path`: `{path}` is {size} bytes, over the {MAX_READ_BYTES}-byte read cap")
-    data = run_git(repo_path, ["cat-file", "blob", spec]).stdout
+    # One git process answers all three questions (which commit, which blob, what content).
+    with ObjectReader(repo_path) as objects:
+        found = objects.info(f"{ref}^{{commit}}")
+        if found is None:
+            raise HandlerError(f"field `ref`: `{ref}` is not a commit in `{repo_path.name}`")
+        commit = found.oid
+        refuse_symlinked_parents(repo_path, commit, path)
+        blob = objects.info(f"{commit}:{path}")
+        if blob is None or blob.type != "blob":
+            raise HandlerError(f"field `path`: `{path}` is not a file at `{ref}` in `{repo.name}`")
+        size = blob.size
+        if size > MAX_READ_BYTES:
+            raise HandlerError(f"field `path`: `{path}` is {size} bytes, over the {MAX_READ_BYTES}-byte read cap")
+        data = objects.contents(blob.oid)
     return {
         "repository": repo.name,
         "ref": ref,
@@ -124,10 +130,14 @@ def delete_branch(call: HandlerCall) -> dict[str, Any]:
 def refuse_symlinked_parents(repo: Path, commit: str, path: str) -> None:
     """A path whose directory part is a symlink in the tree could lead outside the repository."""
     parts = path.split("/")
-    for depth in range(1, len(parts)):
-        prefix = "/".join(parts[:depth])
-        listing = git_text(repo, ["ls-tree", commit, "--", prefix])
-        if listing.startswith(_SYMLINK_MODE):
+    prefixes = ["/".join(parts[:depth]) for depth in range(1, len(parts))]
+    if not prefixes:
+        return
+    # One listing for every directory on the way (pathspecs are literal, see ``git_env``).
+    listing = run_git(repo, ["ls-tree", "-z", commit, "--", *prefixes]).stdout.decode(errors="replace")
+    links = {entry.partition("\t")[2] for entry in listing.split("\0") if entry.startswith(_SYMLINK_MODE)}
+    for prefix in prefixes:
+        if prefix in links:
             raise ToolInputError(f"field `path`: `{prefix}` is a symbolic link; tools do not follow links")
 
 
