@@ -214,17 +214,13 @@ class Pipeline:
         if resource.ref.type == REPOSITORY:
             # Right after the decision, with no await between: a concurrent call of this session sees it.
             request.session.touch_repository(resource.ref.id)
+        sources: tuple[str, ...] = ()
         if not manifest.risk.read_only:
-            # Provenance: a change records what the session had read before it.
-            event.fields["context_sources"] = list(request.session.context_sources)
+            # Provenance: a change records what the session had read before it (a read needs no copy).
+            sources = tuple(request.session.context_sources)
+            event.fields["context_sources"] = list(sources)
         call = HandlerCall(
-            manifest,
-            args,
-            resource,
-            request.principal,
-            event.event_id,
-            request.session.id,
-            context_sources=tuple(request.session.context_sources),
+            manifest, args, resource, request.principal, event.event_id, request.session.id, context_sources=sources
         )
         handler = self._handlers.handler_for(manifest)
 

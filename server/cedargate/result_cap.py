@@ -14,6 +14,7 @@ from typing import Any, Final
 from cedargate.errors import HandlerError
 
 MAX_RESULT_BYTES: Final = 2 * 1024 * 1024
+_CANONICAL: Final = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def enforce_result_cap(tool: str, payload: Mapping[str, Any], limit: int = MAX_RESULT_BYTES) -> bytes:
@@ -24,7 +25,7 @@ def enforce_result_cap(tool: str, payload: Mapping[str, Any], limit: int = MAX_R
     exception while the audit event is being written.
     """
     try:
-        text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _CANONICAL.encode(payload)
     except (TypeError, ValueError) as exc:
         raise HandlerError(f"the result of `{tool}` is not JSON ({exc}); it was withheld") from exc
     data = text.encode()

@@ -96,9 +96,13 @@ class AuditEvent(BaseModel):
     hash: str = ""
 
 
+_CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""Built once: ``json.dumps`` with options builds an encoder on every call."""
+
+
 def canonical_json(record: dict[str, Any]) -> str:
     """The one serialisation hashes are computed over: sorted keys, no spaces, UTF-8."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(record)
 
 
 def event_hash(record: dict[str, Any]) -> str:
