@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client
@@ -70,14 +71,19 @@ async def test_a_frozen_environment_runs_reads_only_until_unfrozen(dev: Runtime)
     assert [e["outcome"] for e in audit_events(dev.config.audit.path)] == ["succeeded", "frozen", "succeeded"]
 
 
+async def _only_write(runtime: Runtime, branch: str) -> tuple[str, dict[str, Any]]:
+    """The refusal text of one write to ``branch``, and the one audit event it left."""
+    async with Client(build_server(runtime)) as client:
+        result = await client.call_tool("repo_write_file", _write(branch))
+    assert result.is_error is True
+    [event] = audit_events(runtime.config.audit.path)
+    return result.content[0].text, event  # type: ignore[union-attr]
+
+
 async def test_a_revoked_agent_whose_call_policy_denies_is_recorded_as_revoked(dev: Runtime) -> None:
     assert _cli(dev, "revoke", "agent", "codex-demo", "--as", "olga", "--reason", "leaked token") == 0
-    async with Client(build_server(dev)) as client:
-        # Writing to `main` is forbidden by `protected-branches` whoever asks.
-        result = await client.call_tool("repo_write_file", _write("main"))
-    assert result.is_error is True
-    assert "was revoked by `olga`" in result.content[0].text  # type: ignore[union-attr]
-    [event] = audit_events(dev.config.audit.path)
+    text, event = await _only_write(dev, "main")  # `protected-branches` forbids it whoever asks
+    assert "was revoked by `olga`" in text
     assert event["outcome"] == "revoked"
     assert event["decision"]["effect"] == "deny"  # what policy said is kept beside why nothing ran
 
@@ -117,9 +123,6 @@ async def test_a_call_whose_store_is_unreachable_fails_closed_and_is_audited(dev
         with broken.connect() as connection:
             connection.exec_driver_sql("DROP TABLE revocations")
             connection.commit()
-    async with Client(build_server(dev)) as client:
-        result = await client.call_tool("repo_write_file", _write("agent/s1"))
-    assert result.is_error is True
-    assert "the governance store failed during the revocation check" in result.content[0].text  # type: ignore[union-attr]
-    [event] = audit_events(dev.config.audit.path)
+    text, event = await _only_write(dev, "agent/s1")
+    assert "the governance store failed during the revocation check" in text
     assert event["outcome"] == "failed"

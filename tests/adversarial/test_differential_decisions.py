@@ -20,7 +20,7 @@ from cedargate.catalog import ToolCatalog, load_catalog
 from cedargate.cedar_schema import build_schema
 from cedargate.config import AwsAccountConfig, AwsConfig, Config, RepositoryConfig
 from cedargate.decision import Effect
-from cedargate.policy_set import load_policy_set
+from cedargate.policy_set import PolicySet, load_policy_set
 from cedargate.request_context import build_context
 from cedargate.resolve import resolve_resource
 from cedargate.session import SessionState
@@ -39,6 +39,15 @@ def _config() -> Config:
 
 CATALOG: ToolCatalog = load_catalog(ROOT / "tools", check=shipped_check())
 CONFIG = _config()
+
+
+def _policy_set(tmp_path: Path, text: str, schema: dict[str, Any]) -> PolicySet:
+    """``text`` as the only policy file of a fresh folder, loaded and validated."""
+    folder = tmp_path / "policies"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    (folder / "generated.cedar").write_text(text)
+    return load_policy_set(folder, schema)
 
 
 @st.composite
@@ -87,11 +96,8 @@ def test_the_authorizer_agrees_with_the_reference_rules(tmp_path: Path) -> None:
     def run(
         policy_list: list[RefPolicy], request: tuple[str, dict[str, Any], str], call_count: int, approved: bool
     ) -> None:
-        folder = tmp_path / "policies"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir()
-        (folder / "generated.cedar").write_text("\n".join(p.cedar() for p in policy_list))
-        authorizer = Authorizer(load_policy_set(folder, schema), CONFIG)
+        policy_text = "\n".join(p.cedar() for p in policy_list)
+        authorizer = Authorizer(_policy_set(tmp_path, policy_text, schema), CONFIG)
         tool, args, mode = request
         manifest = CATALOG.tools[tool]
         resource = resolve_resource(manifest, args, CONFIG)
@@ -162,11 +168,7 @@ def test_a_reused_decision_is_the_one_cedar_would_make_afresh(tmp_path: Path) ->
     def run(
         policy_text: str, targets: list[tuple[str, dict[str, Any], str]], calls: list[tuple[int, int, str, int, bool]]
     ) -> None:
-        folder = tmp_path / "policies"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir()
-        (folder / "generated.cedar").write_text(policy_text)
-        policy_set = load_policy_set(folder, schema)
+        policy_set = _policy_set(tmp_path, policy_text, schema)
         long_lived = Authorizer(policy_set, CONFIG)
         session = SessionState()
         for target, call_count, approver, remaining, mistyped in calls:
