@@ -8,7 +8,7 @@ from typing import Any
 from unittest.mock import patch
 
 import cedarpy
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from tests.adversarial.harness import FUZZ, principal
 from tests.adversarial.reference import CONDITION_TEXT, RefPolicy, RefRequest, decide
@@ -82,6 +82,11 @@ def requests(draw: st.DrawFn) -> tuple[str, dict[str, Any], str]:
     return manifest.name, args, draw(st.sampled_from(["interactive", "autonomous"]))
 
 
+READ_REQUEST = ("repo_read_file", {"repository": "acme/dev", "path": "README.md"}, "interactive")
+PERMIT_ALL = RefPolicy("p0", "permit", None, None, None, "none", None)
+FORBID_UNLESS_APPROVED = RefPolicy("p1", "forbid", None, None, None, "not_approved", "sre")
+
+
 def test_the_authorizer_agrees_with_the_reference_rules(tmp_path: Path) -> None:
     schema = build_schema(CATALOG)
     effects: set[str] = set()
@@ -93,6 +98,10 @@ def test_the_authorizer_agrees_with_the_reference_rules(tmp_path: Path) -> None:
         call_count=st.integers(1, 50),
         approved=st.sampled_from([False, False, True]),
     )
+    # One request of each outcome, whatever the generated examples reach.
+    @example(policy_list=[], request=READ_REQUEST, call_count=1, approved=False)
+    @example(policy_list=[PERMIT_ALL], request=READ_REQUEST, call_count=1, approved=False)
+    @example(policy_list=[PERMIT_ALL, FORBID_UNLESS_APPROVED], request=READ_REQUEST, call_count=1, approved=False)
     def run(
         policy_list: list[RefPolicy], request: tuple[str, dict[str, Any], str], call_count: int, approved: bool
     ) -> None:
