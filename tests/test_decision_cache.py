@@ -52,3 +52,10 @@ def test_true_and_one_are_different_values() -> None:
 def test_a_missing_path_is_its_own_value() -> None:
     paths = frozenset({("args", "path")})
     assert request_key({"args": {}}, paths) != request_key({"args": {"path": ""}}, paths)
+
+
+def test_a_request_whose_read_values_are_large_is_not_kept() -> None:
+    paths = frozenset({("args", "content")})
+    assert request_key({"args": {"content": "x" * 100}}, paths) is not None
+    assert request_key({"args": {"content": "x" * 100_000}}, paths) is None
+    assert request_key({"args": {"content": ["x"] * 10_000}}, paths) is None

@@ -29,7 +29,9 @@ ContextPath = tuple[str, ...]
 _ABSENT: Final = object()
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _MAX_ENTRIES: Final = 16_384
-"""Decisions kept; the cache starts over when full (keys are small, decisions shared)."""
+"""Decisions kept; the cache starts over when full (decisions are shared, keys are bounded below)."""
+_MAX_KEY_SIZE: Final = 4096
+"""Characters of strings (and one per other value) a key may hold; a larger request is decided afresh."""
 
 
 def context_paths(policies: Iterable[Mapping[str, Any]]) -> frozenset[ContextPath]:
@@ -72,7 +74,11 @@ def _context_path(node: Mapping[str, Any]) -> ContextPath | None:
 
 def request_key(context: Mapping[str, Any], paths: frozenset[ContextPath]) -> Hashable | None:
     """What of ``context`` can change a decision of policies reading ``paths``; ``None``: do not reuse."""
-    key = (_shape(context), tuple(sorted((path, _frozen(_at(context, path))) for path in paths)))
+    room = [_MAX_KEY_SIZE]
+    values = tuple(sorted((path, _frozen(_at(context, path), room)) for path in paths))
+    if room[0] < 0:  # large values (a file content a policy matches) would cost more memory than they save
+        return None
+    key = (_shape(context), values)
     try:
         hash(key)
     except TypeError:  # a value with no stable identity (never built by cedargate): decide afresh
@@ -112,15 +118,16 @@ def _shape(value: Any) -> Hashable:
     return _type_of(value)
 
 
-def _frozen(value: Any) -> Hashable:
-    """A hashable copy that keeps types apart (``True`` is not ``1``)."""
+def _frozen(value: Any, room: list[int]) -> Hashable:
+    """A hashable copy that keeps types apart (``True`` is not ``1``); ``room`` counts down its size."""
     if value is _ABSENT:
         return ("absent",)
     kind = type(value)
+    room[0] -= len(value) if kind is str else 1
     if kind is dict:
-        return ("record", tuple(sorted((k, _frozen(v)) for k, v in value.items())))
+        return ("record", tuple(sorted((k, _frozen(v, room)) for k, v in value.items())))
     if kind is list or kind is tuple:
-        return ("set", tuple(_frozen(v) for v in value))
+        return ("set", tuple(_frozen(v, room) for v in value))
     return (_type_of(value), value)
 
 
