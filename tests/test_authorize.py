@@ -9,9 +9,14 @@ from mcp import Client
 from tests.conftest import audit_events
 
 from cedargate.config import load_config
+from cedargate.decision import Effect
 from cedargate.git import git_text
+from cedargate.identity import Principal
+from cedargate.request_context import build_context
+from cedargate.resolve import resolve_resource
 from cedargate.runtime import build_runtime
 from cedargate.server import build_server
+from cedargate.session import SessionState
 
 OVERFLOWING_FORBID = """
 @id("forbid-that-errors")
@@ -63,3 +68,24 @@ async def test_with_no_permit_that_applies_the_call_is_denied_by_default(tree: P
     [event] = audit_events(tree / "audit.jsonl")
     assert event["decision"] == {"effect": "deny", "policies": [], "errors": []}
     assert event["environment"] == "qa"
+
+
+def test_a_long_lived_authorizer_keeps_a_bounded_number_of_entity_graphs(tree: Path) -> None:
+    """A server meets a new principal with every task; it must not keep a graph for each forever."""
+    runtime = build_runtime(load_config(tree / "cedargate.toml", environ={}))
+    try:
+        manifest = runtime.catalog.tools["repo_read_file"]
+        args = {"repository": "acme/web", "path": "README.md"}
+        resource = resolve_resource(manifest, args, runtime.config)
+        authorizer = runtime.snapshots.current.authorizer.full
+        decisions = set()
+        for n in range(300):
+            who = Principal(
+                agent="codex-demo", team="storefront", on_behalf_of="alice", mode="autonomous", task=f"t{n}"
+            )
+            context = build_context(who, manifest, resource, args, SessionState(), 1)
+            decisions.add(authorizer.authorize(who, manifest.name, resource, context).effect)
+        assert decisions == {Effect.ALLOW}
+        assert len(authorizer._entities_by_principal) <= 256
+    finally:
+        runtime.close()

@@ -26,6 +26,8 @@ from cedargate.resolve import Resource
 
 _MAX_SLICES = 4096
 """Cached policy slices, one per (principal, action, resource) seen; the cache restarts when full."""
+_MAX_ENTITY_GRAPHS = 256
+"""Cached entity graphs, one per principal (a task is part of it, so a server lives through many)."""
 
 
 class _Slice:
@@ -62,6 +64,8 @@ class Authorizer:
         if entry is None:
             graph = self._base_entities + principal_entities(principal, self._known_teams)
             entities = cedarpy.Entities.from_json_str(json.dumps(graph), schema=self._policy_set.schema)
+            if len(self._entities_by_principal) >= _MAX_ENTITY_GRAPHS:
+                self._entities_by_principal.clear()
             entry = self._entities_by_principal[principal] = (entities, entity_ancestry(graph))
         return entry
 
