@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import anyio
 import anyio.to_thread
 
 from cedargate.audit.event import AuditEvent, AuditPrincipal, AuditResource, Outcome
@@ -162,6 +163,17 @@ class Pipeline:
                 Outcome.FAILED,
                 error=f"tool `{request.tool}` failed unexpectedly ({type(exc).__name__}); see the server log",
             )
+        except anyio.get_cancelled_exc_class():
+            # The client gave up (or the server is stopping). The event is written before the
+            # cancellation goes on: no call leaves no trace, and an unused approval is given back.
+            with anyio.CancelScope(shield=True):
+                if not event.handler_started:
+                    try:
+                        await self._offload(self._gate.give_back, event.fields.get("approval"), event.event_id)
+                    except StoreError:
+                        logger.exception("approval of cancelled call %s could not be given back", event.event_id)
+                self._finish(event, started, Outcome.FAILED, error=_CANCELLED[event.handler_started])
+            raise
         return self._finish(event, started, Outcome.SUCCEEDED, payload=payload)
 
     async def _governed(self, request: CallRequest, event: _EventDraft) -> dict[str, Any]:
@@ -232,6 +244,7 @@ class Pipeline:
                 # A cap stopped the call before it ran: the approval it consumed is still unused.
                 self._gate.give_back(event.fields.get("approval"), event.event_id)
                 raise
+            event.handler_started = True
             try:
                 result = handler(call)
             except BaseException:
@@ -271,6 +284,12 @@ class Pipeline:
         if error is not None:
             error = f"{error} (audit event {written.event_id})"
         return CallResult(outcome, payload, error, written)
+
+
+_CANCELLED = {
+    False: "the call was cancelled (by the client or a stopping server) before its tool ran; nothing ran",
+    True: "the call was cancelled (by the client or a stopping server) while its tool ran; the tool ran to its end",
+}
 
 
 class _StoreVisits:
@@ -330,6 +349,7 @@ class _EventDraft:
     """As the agent sent them; redacted once, when the event is written."""
     sensitive_fields: Collection[str] = ()
     """The manifest's extra fields to redact, once the tool is known."""
+    handler_started: bool = False
 
     def finished(self, **fields: Any) -> AuditEvent:
         return AuditEvent(**self.fields, **fields, arguments=arguments_for_audit(self.arguments, self.sensitive_fields))

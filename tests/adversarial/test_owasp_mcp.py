@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 from mcp import Client
 from tests.adversarial.harness import governed, make_tree
@@ -235,6 +237,46 @@ async def test_a_crashing_handler_is_audited_as_failed_and_the_agent_gets_no_tra
     assert "failed unexpectedly" in text and "Traceback" not in text
     [event] = g.events
     assert event.outcome is Outcome.FAILED and event.decision is not None and event.decision.allowed
+    assert verify_log(g.runtime.config.audit.path).ok
+
+
+async def test_a_call_cancelled_while_its_handler_runs_finishes_the_handler_and_is_audited(
+    config_path: Path,
+) -> None:
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow(call: HandlerCall) -> dict[str, Any]:
+        started.set()
+        release.wait(10)
+        finished.set()
+        return {"ok": True}
+
+    g = governed(config_path, replace={"repo": slow})
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(g.acall, "repo_read_file", {"repository": "acme/web", "path": "README.md"})
+            await anyio.to_thread.run_sync(started.wait, 10)
+            tg.cancel_scope.cancel()
+            release.set()
+    finally:
+        g.close()
+    assert finished.is_set()  # the handler was not abandoned half-way
+    [event] = g.events  # and the trail shows the call that ran
+    assert event.outcome is Outcome.SUCCEEDED
+    assert verify_log(g.runtime.config.audit.path).ok
+
+
+async def test_a_call_cancelled_before_its_handler_runs_is_audited_and_runs_nothing(config_path: Path) -> None:
+    g = governed(config_path)
+    try:
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # delivered at the call's first wait, its trip to the store
+            await g.acall("repo_read_file", {"repository": "acme/web", "path": "README.md"})
+    finally:
+        g.close()
+    assert g.runs == []
+    [event] = g.events
+    assert event.outcome is Outcome.FAILED and "cancelled" in (event.error or "")
     assert verify_log(g.runtime.config.audit.path).ok
 
 
