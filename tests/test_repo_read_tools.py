@@ -8,7 +8,9 @@ import pytest
 from tests.conftest import audit_events
 from tests.repo_support import Session, client_for
 
+from cedargate.errors import ToolInputError
 from cedargate.git import git_text, run_git
+from cedargate.repo_paths import safe_revision
 from cedargate.runtime import Runtime
 
 pytestmark = pytest.mark.anyio
@@ -185,3 +187,30 @@ async def test_pathspec_magic_in_a_path_is_taken_literally(runtime: Runtime) -> 
     async with client_for(runtime) as client:
         found = await Session(client).ok("repo_search", {**WEB, "pattern": "acme", "path": ":(glob)**"})
     assert found["matches"] == []
+
+
+@pytest.mark.parametrize("revision", ["HEAD~1", "main^", "main^2~3", "HEAD~", "v1.0~2"])
+def test_a_revision_may_name_an_ancestor(revision: str) -> None:
+    assert safe_revision(revision, "ref") == revision
+
+
+@pytest.mark.parametrize(
+    "revision", ["HEAD^{tree}", "main..HEAD~1", "~1", "-x~1", "HEAD~1 ", "@{-1}", "HEAD:README.md"]
+)
+def test_a_revision_with_anything_but_ancestry_steps_is_refused(revision: str) -> None:
+    with pytest.raises(ToolInputError, match="field `ref`"):
+        safe_revision(revision, "ref")
+
+
+async def test_reads_and_diffs_may_name_an_ancestor_of_a_ref(runtime: Runtime) -> None:
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None and repo.path is not None
+    (repo.path / "CHANGES.md").write_text("one\n")
+    run_git(repo.path, ["add", "CHANGES.md"])
+    run_git(repo.path, ["commit", "-q", "-m", "Add changes"], env=COMMITTER)
+    async with client_for(runtime) as client:
+        s = Session(client)
+        before = await s.ok("repo_read_file", {**WEB, "path": "README.md", "ref": "HEAD~1"})
+        diff = await s.ok("repo_diff", {**WEB, "base": "HEAD~1", "head": "HEAD"})
+    assert before["commit"] == git_text(repo.path, ["rev-parse", "HEAD~1"])
+    assert [f["path"] for f in diff["files"]] == ["CHANGES.md"]

@@ -40,6 +40,28 @@ def safe_ref(ref: str, field: str) -> str:
     return ref
 
 
+_ANCESTRY = re.compile(r"(?:[~^][0-9]{0,4})+$")
+"""``~2``, ``^``, ``^2~3``: ancestors of a named revision, as git writes them (no ``^{...}``, no ranges)."""
+
+
+def safe_revision(revision: str, field: str) -> str:
+    """A ref name (see ``safe_ref``), optionally followed by ancestry steps such as ``HEAD~1``.
+
+    For arguments that only name a commit to read from or start at; branch names stay
+    ``safe_ref``, since git refuses ``~`` and ``^`` in them.
+    """
+    suffix = _ANCESTRY.search(revision)
+    name = revision[: suffix.start()] if suffix else revision
+    try:
+        safe_ref(name, field)
+    except ToolInputError:
+        raise ToolInputError(
+            f"field `{field}`: `{revision}` is not an acceptable revision (a branch, tag or commit, "
+            "optionally followed by `~N` or `^N`)"
+        ) from None
+    return revision
+
+
 def worktree_file(root: Path, path: str, field: str = "path") -> Path:
     """A file path inside a worktree, refusing every symlink on the way (the file itself included).
 

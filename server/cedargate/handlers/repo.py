@@ -24,7 +24,7 @@ from cedargate.handlers.repo_read import READ_OPERATIONS, describe_repository
 from cedargate.handlers.repo_review import REVIEW_OPERATIONS
 from cedargate.handlers.repo_work import WORK_OPERATIONS
 from cedargate.manifest import ToolManifest
-from cedargate.repo_paths import confined_path, safe_ref, worktree_file
+from cedargate.repo_paths import confined_path, safe_revision, worktree_file
 from cedargate.workspaces import Workspace, WorkspaceStore
 
 MAX_READ_BYTES: Final = 256 * 1024
@@ -37,7 +37,7 @@ def read_file(call: HandlerCall) -> dict[str, Any]:
     path = confined_path(str(call.args["path"]))
     if "\n" in path or "\r" in path:
         raise ToolInputError(f"field `path`: `{path!r}` contains a line break; such files cannot be read")
-    ref = safe_ref(str(call.args.get("ref", "HEAD")), "ref")
+    ref = safe_revision(str(call.args.get("ref", "HEAD")), "ref")
     # One git process answers all three questions (which commit, which blob, what content).
     with ObjectReader(repo_path) as objects:
         found = objects.info(f"{ref}^{{commit}}")
@@ -78,7 +78,7 @@ def write_file(call: HandlerCall) -> dict[str, Any]:
     if workspace is not None:
         return _write_in_workspace(repo.name, workspace, path, content, message)
     base = branch_tip(repo_path, branch)
-    parent = base or commit_of(repo_path, safe_ref(str(call.args.get("base", "HEAD")), "base"), "base")
+    parent = base or commit_of(repo_path, safe_revision(str(call.args.get("base", "HEAD")), "base"), "base")
     refuse_symlinked_parents(repo_path, parent, path)
     commit = _commit_with_file(repo_path, parent, path, content, message)
     # Compare-and-swap: the branch moves only if nobody moved it since we read it.

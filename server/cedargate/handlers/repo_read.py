@@ -16,7 +16,7 @@ from cedargate.errors import HandlerError, ToolInputError
 from cedargate.git import git_text, run_git
 from cedargate.handlers import Handler, HandlerCall
 from cedargate.handlers.repo_common import AUDIT_TRAILER, commit_of, repo_of
-from cedargate.repo_paths import confined_path, safe_ref
+from cedargate.repo_paths import confined_path, safe_revision
 from cedargate.workspaces import Workspace, WorkspaceStore
 
 MAX_PATCH_BYTES: Final = 256 * 1024
@@ -42,7 +42,7 @@ def describe_repository(repo: RepositoryConfig) -> dict[str, Any]:
 def list_tree(call: HandlerCall) -> dict[str, Any]:
     """Entries of a folder at a revision (recursively if asked), capped."""
     repo, path = repo_of(call)
-    ref = safe_ref(str(call.args.get("ref", "HEAD")), "ref")
+    ref = safe_revision(str(call.args.get("ref", "HEAD")), "ref")
     commit = commit_of(path, ref, "ref")
     folder = call.args.get("path")
     spec = [confined_path(str(folder)) + "/"] if folder else []
@@ -69,7 +69,7 @@ def list_tree(call: HandlerCall) -> dict[str, Any]:
 def search(call: HandlerCall) -> dict[str, Any]:
     """``git grep`` at a revision: matching lines with file and line number, capped."""
     repo, path = repo_of(call)
-    ref = safe_ref(str(call.args.get("ref", "HEAD")), "ref")
+    ref = safe_revision(str(call.args.get("ref", "HEAD")), "ref")
     commit = commit_of(path, ref, "ref")
     limit = int(call.args.get("max_results", 100))
     flags = ["-F"] if call.args.get("fixed_string") else ["-E"]
@@ -99,7 +99,7 @@ def search(call: HandlerCall) -> dict[str, Any]:
 def log(call: HandlerCall) -> dict[str, Any]:
     """Recent commits at a revision (optionally touching a path), with their cedargate audit trailers."""
     repo, path = repo_of(call)
-    ref = safe_ref(str(call.args.get("ref", "HEAD")), "ref")
+    ref = safe_revision(str(call.args.get("ref", "HEAD")), "ref")
     count = int(call.args.get("max_count", 20))
     scope = [confined_path(str(call.args["path"]))] if call.args.get("path") else []
     fmt = _FIELD.join(["%H", "%P", "%an", "%aI", "%s", f"%(trailers:key={AUDIT_TRAILER},valueonly,separator=%x20)"])
@@ -131,7 +131,7 @@ def log(call: HandlerCall) -> dict[str, Any]:
 def show_commit(call: HandlerCall) -> dict[str, Any]:
     """One commit: its metadata, full message, changed files and (capped) patch."""
     repo, path = repo_of(call)
-    ref = safe_ref(str(call.args["commit"]), "commit")
+    ref = safe_revision(str(call.args["commit"]), "commit")
     commit = commit_of(path, ref, "commit")
     fmt = _FIELD.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%cI", "%B"])
     sha, parents, author, email, date, committer, cdate, message = git_text(
@@ -164,13 +164,13 @@ def diff(call: HandlerCall) -> dict[str, Any]:
     scope = [confined_path(str(call.args["path"]))] if call.args.get("path") else []
     head_ref = call.args.get("head")
     default_base = workspace.base_commit if workspace is not None and head_ref is None else "HEAD"
-    base_ref = safe_ref(str(call.args.get("base") or default_base), "base")
+    base_ref = safe_revision(str(call.args.get("base") or default_base), "base")
     if head_ref is None and workspace is not None:
         base = commit_of(path, base_ref, "base")
         where, revs, head = workspace.path, [base], "workspace"
     else:
         try:
-            checked_head = safe_ref(str(head_ref or "HEAD"), "head")
+            checked_head = safe_revision(str(head_ref or "HEAD"), "head")
         except ToolInputError:
             commit_of(path, base_ref, "base")  # a bad base is reported first, as it always was
             raise

@@ -23,7 +23,7 @@ from cedargate.handlers.repo_common import (
     task_branch,
     task_workspace,
 )
-from cedargate.repo_paths import safe_ref, worktree_file
+from cedargate.repo_paths import safe_revision, worktree_file
 from cedargate.workspaces import WorkspaceStore
 
 
@@ -33,7 +33,7 @@ def create_branch(call: HandlerCall) -> dict[str, Any]:
     branch = task_branch(repo, str(call.args["branch"]))
     if branch_tip(path, branch) is not None:
         raise HandlerError(f"field `branch`: `{branch}` already exists in `{repo.name}`; pick a new task branch name")
-    base_ref = safe_ref(str(call.args.get("base", "HEAD")), "base")
+    base_ref = safe_revision(str(call.args.get("base", "HEAD")), "base")
     base = commit_of(path, base_ref, "base")
     store = WorkspaceStore(repo, path)
     existing = store.for_task(call.principal)
