@@ -9,6 +9,7 @@ import pytest
 from mcp import Client
 from tests.conftest import audit_events
 
+from cedargate.errors import HandlerError
 from cedargate.git import git_text, run_git
 from cedargate.runtime import Runtime
 from cedargate.server import build_server
@@ -84,3 +85,16 @@ async def test_deleting_a_task_branch_in_dev_removes_it(runtime: Runtime, tree: 
         result = await client.call_tool("repo_delete_branch", {"repository": "acme/web", "branch": "agent/done"})
     assert result.is_error is False
     assert git_text(repo, ["branch", "--list", "agent/done"]) == ""
+
+
+def test_a_git_error_names_no_server_path(tmp_path: Path) -> None:
+    repo = tmp_path / "server side" / "repo"
+    repo.mkdir(parents=True)
+    run_git(repo, ["init", "-q", "-b", "main"])
+    run_git(repo, ["-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "--allow-empty", "-m", "x"])
+    run_git(repo, ["worktree", "add", "-q", "-b", "agent/x", "--", str(tmp_path / "server side" / "ws-a")])
+    with pytest.raises(HandlerError) as refused:  # the branch is checked out in the first worktree
+        run_git(repo, ["worktree", "add", "-q", "--", str(tmp_path / "server side" / "ws-b"), "agent/x"])
+    message = str(refused.value)
+    assert "already" in message and "agent/x" in message
+    assert str(tmp_path) not in message and "server side" not in message

@@ -7,6 +7,7 @@ and repository-local hooks cannot change what a governed tool does.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,8 @@ from typing import IO
 
 from cedargate.errors import HandlerError
 
+_SERVER_PATH = re.compile(r"'/[^']*'|\"/[^\"]*\"|(?<![\w.:/~-])/[^\s'\"]+")
+"""An absolute path in git's message (a worktree, the repository): the agent is not told where they live."""
 _SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "protocol.file.allow=user")
 
 
@@ -42,7 +45,8 @@ def run_git(
     result = subprocess.run(command, input=input, capture_output=True, env=git_env(env), timeout=60, check=False)
     if check and result.returncode != 0:
         message = result.stderr.decode(errors="replace").strip().splitlines()
-        raise HandlerError(f"git {args[0]} failed in `{repo.name}`: {message[-1] if message else 'no message'}")
+        said = _SERVER_PATH.sub("<server path>", message[-1]) if message else "no message"
+        raise HandlerError(f"git {args[0]} failed in `{repo.name}`: {said}")
     return result
 
 
