@@ -11,6 +11,7 @@ from tests.repo_support import Session, client_for
 from cedargate.cli import main
 from cedargate.git import git_text
 from cedargate.runtime import Runtime
+from cedargate.workspaces import workspace_id
 
 BRANCH = {"repository": "acme/web", "branch": "agent/cli"}
 
@@ -60,3 +61,21 @@ async def test_rm_removes_the_worktree_and_keeps_the_branch(
 def test_an_unknown_workspace_is_named_in_the_error(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out = _cli(tree, capsys, "show", "nope")
     assert status == 2 and "no workspace `nope`" in out
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (("acme/web", "codex", "a b"), ("acme/web", "codex", "a_b")),
+        (("acme/web", "x--y", "z"), ("acme/web", "x", "y--z")),
+        (("acme/web", "codex", "t"), ("acme.web", "codex", "t")),
+    ],
+)
+def test_tasks_whose_names_look_alike_get_workspaces_of_their_own(
+    one: tuple[str, str, str], other: tuple[str, str, str]
+) -> None:
+    assert workspace_id(*one) != workspace_id(*other)
+
+
+def test_a_plain_task_name_reads_as_it_is() -> None:
+    assert workspace_id("acme/web", "codex-demo", "fix-timeout") == "acme.web--codex-demo--fix-timeout"

@@ -8,6 +8,7 @@ worktree, never the branch or its commits.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import threading
@@ -67,8 +68,19 @@ class Workspace(BaseModel):
 
 
 def workspace_id(repository: str, agent: str, task: str) -> str:
-    """A filesystem-safe id that names the repository, the agent and the task."""
-    return "--".join(_UNSAFE.sub("_", part) for part in (repository.replace("/", "."), agent, task))
+    """A filesystem-safe id that names the repository, the agent and the task.
+
+    Plain names read as they are (``acme.web--codex--fix-timeout``). When making a part safe
+    changed it, or a part could be mistaken for a separator, a digest of the exact triple is
+    appended: two tasks never share a workspace because their names look alike.
+    """
+    parts = (repository.replace("/", "."), agent, task)
+    safe = tuple(_UNSAFE.sub("_", part) for part in parts)
+    ident = "--".join(safe)
+    if safe != parts or "." in repository or any("--" in part for part in parts):
+        digest = hashlib.sha256("\0".join((repository, agent, task)).encode()).hexdigest()[:12]
+        ident = f"{ident}--{digest}"
+    return ident
 
 
 class WorkspaceStore:
