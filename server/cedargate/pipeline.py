@@ -194,6 +194,12 @@ class Pipeline:
         event.fields.update(
             resource=AuditResource(type=resource.ref.type, id=resource.ref.id), environment=resource.environment
         )
+        sources: tuple[str, ...] = ()
+        if not manifest.risk.read_only:
+            # Provenance: a change, allowed or not, records what the session had read before it
+            # (a denied one shows where an injected instruction came from). A read copies nothing.
+            sources = tuple(request.session.context_sources)
+            event.fields["context_sources"] = list(sources)
         store = _StoreVisits(self._offload, self._holds, request.principal, resource.environment, manifest.risk)
         remaining = UNCAPPED_CENTS
         if self._budget.spend_capped(request.principal):
@@ -226,11 +232,6 @@ class Pipeline:
         if resource.ref.type == REPOSITORY:
             # Right after the decision, with no await between: a concurrent call of this session sees it.
             request.session.touch_repository(resource.ref.id)
-        sources: tuple[str, ...] = ()
-        if not manifest.risk.read_only:
-            # Provenance: a change records what the session had read before it (a read needs no copy).
-            sources = tuple(request.session.context_sources)
-            event.fields["context_sources"] = list(sources)
         call = HandlerCall(
             manifest, args, resource, request.principal, event.event_id, request.session.id, context_sources=sources
         )
