@@ -11,6 +11,7 @@ from tests.conftest import audit_events
 from cedargate.audit.verify import verify_log
 from cedargate.config import load_config
 from cedargate.git import git_text
+from cedargate.provenance import ProvenanceNode, trace
 from cedargate.runtime import Runtime, build_runtime
 from cedargate.server import build_server
 
@@ -162,6 +163,34 @@ async def test_every_call_leaves_exactly_one_event_and_the_chain_verifies(runtim
     ]
     assert len({e["event_id"] for e in events}) == 4
     assert verify_log(runtime.config.audit.path).ok
+
+
+async def test_a_later_write_links_the_earlier_one_and_lists_only_newer_reads(runtime: Runtime) -> None:
+    def write(branch: str) -> dict[str, str]:
+        return {"repository": "acme/web", "branch": branch, "path": "a.txt", "content": branch}
+
+    async with Client(build_server(runtime)) as client:
+        await client.call_tool("repo_read_file", {"repository": "acme/web", "path": "README.md"})
+        await client.call_tool("repo_write_file", write("agent/one"))
+        await client.call_tool("repo_read_file", {"repository": "acme/web", "path": "src/app.py"})
+        await client.call_tool("repo_write_file", write("main"))  # refused: it still records its sources
+        await client.call_tool("repo_write_file", write("agent/two"))
+    read_1, write_1, read_2, refused, write_2 = audit_events(runtime.config.audit.path)
+    assert refused["outcome"] == "denied"
+    assert write_1["context_sources"] == [read_1["event_id"]]
+    assert refused["context_sources"] == [write_1["event_id"], read_2["event_id"]]
+    assert write_2["context_sources"] == [refused["event_id"]]
+    # Following the links finds every read the session made before the last write.
+    events = audit_events(runtime.config.audit.path)
+    reached = set()
+
+    def walk(node: ProvenanceNode) -> None:
+        reached.add(node.event_id)
+        for source in node.sources:
+            walk(source)
+
+    walk(trace(write_2["event_id"], events))
+    assert {read_1["event_id"], read_2["event_id"]} <= reached
 
 
 async def test_a_write_records_the_reads_of_its_session_as_context_sources(runtime: Runtime, mode: str) -> None:

@@ -198,8 +198,8 @@ class Pipeline:
         if not manifest.risk.read_only:
             # Provenance: a change, allowed or not, records what the session had read before it
             # (a denied one shows where an injected instruction came from). A read copies nothing.
+            event.fields["context_sources"] = request.session.sources_of_change(event.event_id)
             sources = tuple(request.session.context_sources)
-            event.fields["context_sources"] = list(sources)
         store = _StoreVisits(self._offload, self._holds, request.principal, resource.environment, manifest.risk)
         remaining = UNCAPPED_CENTS
         if self._budget.spend_capped(request.principal):

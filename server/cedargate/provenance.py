@@ -1,8 +1,9 @@
 """Provenance: the chain of calls that led to a change, read back from the audit trail.
 
-A write event lists its session's earlier successful reads (``context_sources``); a commit
-made by cedargate names its write event in a ``Cedargate-Audit-Event:`` trailer. Starting
-from either, this follows the sources back and returns them as a tree.
+A write-risk event lists (``context_sources``) its session's successful reads since the
+session's previous write-risk call, and that call's event, whose sources hold the reads
+before it; a commit made by cedargate names its write event in a ``Cedargate-Audit-Event:``
+trailer. Starting from either, this follows the sources back and returns them as a tree.
 """
 
 from __future__ import annotations

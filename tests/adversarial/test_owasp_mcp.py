@@ -211,9 +211,10 @@ async def test_text_read_from_a_repository_that_asks_for_more_cannot_widen_a_dec
     assert main.is_error is True
     assert [r.tool for r in g.runs] == ["repo_read_file", "repo_write_file"]
     assert git_text(tree / "repos/payments", ["branch", "--list", "agent/approved"]) == ""
-    # Every write, refused or allowed, records what the session had read: the injected text's source.
+    # Every write, refused or allowed, records what the session had read: the first names the
+    # injected text's source, each later one the write before it, which leads back to it.
     assert task.is_error is False
-    assert [e.context_sources for e in g.events[1:]] == [[g.events[0].event_id]] * 3
+    assert [e.context_sources for e in g.events[1:]] == [[e.event_id] for e in g.events[:3]]
 
 
 # --- MCP08 lack of audit --------------------------------------------------------------------------
