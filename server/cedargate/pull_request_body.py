@@ -13,6 +13,8 @@ from cedargate.identity import Principal
 from cedargate.workspaces import TestRun
 
 HEADING = "## Provenance (recorded by cedargate)"
+MAX_LISTED_SOURCES = 100
+"""Reads listed in the body; a longer session names how many more and where to find them all."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,22 @@ class Provenance:
         lines += [
             f"- `{w.audit_event or 'not made through cedargate'}`: {w.commit[:12]} {w.subject}" for w in self.writes
         ] or ["- none"]
-        lines += ["", "### Context sources (audit events of the reads before these writes)"]
-        lines += [f"- `{event}`" for event in self.context_sources] or ["- none recorded in this session"]
+        lines += ["", "### Context sources (audit events of the reads before these writes)", *self._source_lines()]
         lines += ["", "### Last sandboxed test run", *self._test_lines()]
         return "\n".join(lines) + "\n"
+
+    def _source_lines(self) -> list[str]:
+        """The latest reads; forges cap a body's length, and a long session reads thousands of files."""
+        if not self.context_sources:
+            return ["- none recorded in this session"]
+        listed = self.context_sources[-MAX_LISTED_SOURCES:]
+        lines = [f"- `{event}`" for event in listed]
+        earlier = len(self.context_sources) - len(listed)
+        if earlier:
+            lines.append(
+                f"- and {earlier} earlier reads: `cedargate provenance {self.event_id}` lists every one of them"
+            )
+        return lines
 
     def _test_lines(self) -> list[str]:
         run = self.last_test
