@@ -14,6 +14,8 @@ from typing import Any
 import mcp_types as types
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.models import InitializationOptions
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from cedargate import __version__, elicit
@@ -85,6 +87,24 @@ def _approval_id(params: types.CallToolRequestParams) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+class _GovernedServer(Server[Any]):
+    """Says ``tools.listChanged`` in every handshake: hot reload changes the tool list.
+
+    The streamable-HTTP session manager asks for the default initialization options, which
+    would leave it out for handshake-era clients over HTTP.
+    """
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True), experimental_capabilities, extensions
+        )
+
+
 def to_call_tool_result(result: CallResult) -> types.CallToolResult:
     if result.is_error:
         return types.CallToolResult(
@@ -129,7 +149,7 @@ def build_server(runtime: Runtime) -> Server[Any]:
         outcome = await elicit.call_with_self_approval(ctx, params, request, queue, runtime.pipeline.call)
         return outcome if isinstance(outcome, types.InputRequiredResult) else to_call_tool_result(outcome)
 
-    return Server(
+    return _GovernedServer(
         SERVER_NAME,
         version=__version__,
         instructions=INSTRUCTIONS,
