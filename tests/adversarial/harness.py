@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, settings
 from tests.conftest import ROOT
 
 from cedargate.audit.event import AuditEvent
-from cedargate.audit.log import JsonlAuditLog
+from cedargate.audit.log import AuditSink
 from cedargate.audit.segments import is_segment_record, parse_complete
 from cedargate.config import load_config
 from cedargate.demo import write_demo_tree
@@ -100,7 +100,7 @@ class SpyFamily(HandlerFamily):
 class RecordingAudit:
     """The real audit log, with the events it wrote kept in memory for the test to compare."""
 
-    def __init__(self, log: JsonlAuditLog) -> None:
+    def __init__(self, log: AuditSink) -> None:
         self.log = log
         self.events: list[AuditEvent] = []
 
@@ -127,14 +127,19 @@ class Governed:
         return self.audit.events
 
     def call(self, tool: str, arguments: Mapping[str, Any] | None, session: SessionState | None = None) -> CallResult:
-        request = CallRequest(tool, arguments, self.runtime.principal, session or SessionState())
-        return anyio.run(self.runtime.pipeline.call, request)
+        return anyio.run(self.runtime.pipeline.call, self._request(tool, arguments, session))
 
     async def acall(
         self, tool: str, arguments: Mapping[str, Any] | None, session: SessionState | None = None
     ) -> CallResult:
-        request = CallRequest(tool, arguments, self.runtime.principal, session or SessionState())
-        return await self.runtime.pipeline.call(request)
+        return await self.runtime.pipeline.call(self._request(tool, arguments, session))
+
+    def _request(self, tool: str, arguments: Mapping[str, Any] | None, session: SessionState | None) -> CallRequest:
+        # The stdio principal from the config; a runtime with `[auth]` has none (HTTP names it per request).
+        principal = self.runtime.principal
+        if principal is None:
+            raise RuntimeError("this runtime takes its principal from bearer tokens; call it over HTTP")
+        return CallRequest(tool, arguments, principal, session or SessionState())
 
     def close(self) -> None:
         self.runtime.close()
