@@ -251,3 +251,55 @@ async def test_a_tool_name_too_long_for_its_column_is_stored_cut_and_still_found
     assert _cli_query(tree, capsys, "--source", "database", "--tool", long_name[:-1] + "y") == []
     [status] = runtime.audit.status()
     assert status.delivered == 2 and status.failures == 0
+
+
+def _verify_database(runtime: Runtime, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["--config", str(runtime.config.base_dir / "cedargate.toml"), "audit", "verify", "--database"])
+    return code, capsys.readouterr().out
+
+
+async def test_audit_verify_checks_the_table_against_the_log(
+    runtime: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with Client(build_server(runtime)) as client:
+        for _ in range(3):
+            await _read(client)
+    runtime.audit.flush()
+    first, second, third = audit_events(runtime.config.audit.path)
+    assert runtime.store is not None
+    code, out = _verify_database(runtime, capsys)
+    assert code == 0 and "3 rows of `audit_events` match the log" in out
+
+    with runtime.store.engine.begin() as connection:  # delivery lost for one event: counted, not failed
+        connection.execute(audit_table.delete().where(audit_table.c.event_id == third["event_id"]))
+    code, out = _verify_database(runtime, capsys)
+    assert code == 0 and "1 events of the log are not in the table" in out
+
+    edited = json.dumps({**first, "outcome": "denied"}, sort_keys=True, separators=(",", ":"))
+    with runtime.store.engine.begin() as connection:
+        connection.execute(audit_table.update().where(audit_table.c.event_id == first["event_id"]).values(event=edited))
+    code, out = _verify_database(runtime, capsys)
+    assert code == 1
+    assert f"event {first['event_id']}: the row was altered" in out
+    assert second["event_id"] not in out
+
+
+async def test_audit_verify_names_a_row_added_to_the_table(
+    runtime: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with Client(build_server(runtime)) as client:
+        await _read(client)
+    runtime.audit.flush()
+    assert runtime.store is not None
+    [row] = _rows(runtime.store)
+    forged = {**json.loads(row["event"]), "event_id": "forged-event", "outcome": "succeeded"}
+    forged["hash"] = event_hash(forged)  # consistent in itself, unknown to the log
+    text = json.dumps(forged, sort_keys=True, separators=(",", ":"))
+    fields = {k: v for k, v in row.items() if k != "id"}
+    with runtime.store.engine.begin() as connection:
+        connection.execute(
+            audit_table.insert().values(**{**fields, "event_id": "forged-event", "event": text, "hash": forged["hash"]})
+        )
+    code, out = _verify_database(runtime, capsys)
+    assert code == 1
+    assert "event forged-event: the audit log has no such event" in out

@@ -1,7 +1,8 @@
 """Reading the `database` sink's copy of the trail with the same filters as the file query.
 
 The filters become ``WHERE`` clauses on the indexed columns, so a large table is not read
-whole. The table is a secondary copy: ``audit verify`` still checks the JSONL primary.
+whole. The table is a secondary copy: ``audit verify`` checks the JSONL primary, and with
+``--database`` the table against it (``verify_table.py``).
 """
 
 from __future__ import annotations

@@ -8,10 +8,13 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cedargate.cli._common import config_from, group, write_output
 from cedargate.errors import CedargateError
+
+if TYPE_CHECKING:
+    from cedargate.audit.verify_table import TableReport
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,6 +27,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     verify.add_argument("--log", type=Path, help="audit log file (default: the configured one)")
     verify.add_argument("--checkpoints", type=Path, help="signed checkpoints file (default: the configured one)")
     verify.add_argument("--public-key", type=Path, help="Ed25519 public key (PEM) that signed the checkpoints")
+    verify.add_argument(
+        "--database",
+        action="store_true",
+        help="also check the `database` sink's table against the log (rows altered or added are named)",
+    )
     verify.add_argument("--json", action="store_true", help="print JSON")
     verify.set_defaults(run=run_verify)
     keygen = audit.add_parser(
@@ -249,8 +257,9 @@ def run_verify(args: argparse.Namespace) -> int:
     checkpoints, public_key = _checkpoint_paths(args)
     if report.ok and public_key is not None and checkpoints is not None:
         report = verify_checkpoints(report, path, checkpoints, public_key)
+    table = _verify_table(args, path) if args.database and report.ok else None
     if args.json:
-        print(report.model_dump_json(indent=2))
+        print(json.dumps({**report.model_dump(), "database": table.model_dump() if table else None}, indent=2))
     elif report.ok:
         notes = f", {report.checkpoints} signed checkpoints hold" if report.checkpoints is not None else ""
         if report.segments:
@@ -261,4 +270,21 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         where = f" at line {report.line} (event {report.event_id or 'unknown'})" if report.line is not None else ""
         print(f"FAILED{where}: {report.problem} ({report.path})")
-    return 0 if report.ok else 1
+    if table is not None and not args.json:
+        if table.ok:
+            lag = f"; {table.not_in_table} events of the log are not in the table (yet)" if table.not_in_table else ""
+            print(f"ok: {table.rows} rows of `audit_events` match the log{lag}")
+        else:
+            print(f"FAILED at row of event {table.event_id}: {table.problem} (`audit_events`)")
+    return 0 if report.ok and (table is None or table.ok) else 1
+
+
+def _verify_table(args: argparse.Namespace, path: Path) -> TableReport:
+    from cedargate.audit.verify_table import file_events, verify_table
+    from cedargate.store import open_store
+
+    store = open_store(config_from(args).store, migrate=False)
+    try:
+        return verify_table(store, file_events(path))
+    finally:
+        store.close()
