@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -157,6 +158,22 @@ def test_a_failing_secondary_retries_then_keeps_and_reports_the_event(
     assert flaky.received == ["e1", "e2"]
     assert status.pending == 0 and status.delivered == 2
     assert [e["event_id"] for e in audit_events(tmp_path / "audit.jsonl")] == ["e1", "e2"]
+
+
+def test_a_kept_event_is_delivered_when_no_further_event_comes(tmp_path: Path) -> None:
+    flaky = _Flaky(failures=3)
+    audit = FanoutAudit(JsonlAuditLog(tmp_path / "audit.jsonl"), [flaky], retries=3, backoff=0, idle_retry=0.05)
+    try:
+        audit.append(_event(1))
+        audit.flush()  # three attempts failed: the event is kept
+        deadline = time.monotonic() + 5
+        while not flaky.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [status] = audit.status()
+    finally:
+        audit.close()
+    assert flaky.received == ["e1"]
+    assert status.pending == 0 and status.delivered == 1
 
 
 def test_an_unreachable_cloudwatch_never_stops_the_primary(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

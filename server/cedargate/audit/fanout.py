@@ -4,7 +4,8 @@ The primary (the JSONL file) is fail-closed: if it cannot take the event, the ca
 run or its result is withheld. Secondary sinks (CloudWatch Logs, OpenTelemetry, the store's
 ``audit_events`` table) are fed from a queue by one worker thread each, so a slow or failing
 sink never blocks a call; a failed delivery is retried with backoff, then kept and retried
-with the next event, and reported in the log and in ``status()``. An event is never dropped
+with the next event (or after ``idle_retry`` seconds when none comes), and reported in the
+log and in ``status()``. An event is never dropped
 silently: the primary has it, and a secondary either delivers it or says it has not.
 """
 
@@ -52,11 +53,12 @@ class SinkStatus(BaseModel):
 class _Worker:
     """One sink's queue, worker thread, retry and backlog."""
 
-    def __init__(self, sink: SecondarySink, retries: int, backoff: float) -> None:
+    def __init__(self, sink: SecondarySink, retries: int, backoff: float, idle_retry: float) -> None:
         self.sink = sink
         self.status = SinkStatus(name=sink.name)
         self._retries = retries
         self._backoff = backoff
+        self._idle_retry = idle_retry
         self._queue: queue.Queue[AuditEvent | None] = queue.Queue()
         self._pending: deque[AuditEvent] = deque()
         self._thread = threading.Thread(target=self._run, name=f"audit-sink-{sink.name}", daemon=True)
@@ -75,7 +77,12 @@ class _Worker:
 
     def _run(self) -> None:
         while True:
-            event = self._queue.get()
+            try:
+                # A backlog is retried when no event comes to carry it: a quiet server still catches up.
+                event = self._queue.get(timeout=self._idle_retry if self._pending else None)
+            except queue.Empty:
+                self._deliver()
+                continue
             try:
                 if event is None:
                     if self._pending:
@@ -108,7 +115,8 @@ class _Worker:
             return
         self.status.pending = len(self._pending)
         logger.error(
-            "audit sink %s: %d events not delivered after %d attempts (%s); kept and retried with the next event",
+            "audit sink %s: %d events not delivered after %d attempts (%s); kept and retried with the next event "
+            "or when the sink has been idle a while",
             self.sink.name,
             len(batch),
             self._retries,
@@ -126,9 +134,10 @@ class FanoutAudit:
         *,
         retries: int = 3,
         backoff: float = 0.2,
+        idle_retry: float = 30.0,
     ) -> None:
         self.primary = primary
-        self._workers = [_Worker(sink, retries, backoff) for sink in secondaries]
+        self._workers = [_Worker(sink, retries, backoff, idle_retry) for sink in secondaries]
 
     @property
     def path(self) -> Path:
