@@ -20,6 +20,15 @@ from cedargate.store import Store
 from cedargate.store.tables import audit_events
 
 
+def table_unreadable(exc: SQLAlchemyError) -> CedargateError:
+    """The error for a table that cannot be read: which, why, and what to do."""
+    cause = getattr(exc, "orig", None) or exc
+    return CedargateError(
+        f"the `audit_events` table could not be read ({type(cause).__name__}: {cause}); "
+        "check `[store]` in the config and run `cedargate db upgrade`"
+    )
+
+
 def _conditions(where: AuditFilter) -> list[ColumnElement[bool]]:
     c = audit_events.c
     pairs = (
@@ -59,11 +68,7 @@ def query_table(store: Store, where: AuditFilter, limit: int | None = None) -> l
         with store.engine.connect() as connection:
             stored = list(connection.execute(statement).scalars())
     except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        raise CedargateError(
-            f"the `audit_events` table could not be read ({type(cause).__name__}: {cause}); "
-            "check `[store]` in the config and run `cedargate db upgrade`"
-        ) from exc
+        raise table_unreadable(exc) from exc
     if limit is not None and exact_in_sql:
         stored.reverse()
     events = [json.loads(event) for event in stored]

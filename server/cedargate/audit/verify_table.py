@@ -18,9 +18,9 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from cedargate.audit.database_query import table_unreadable
 from cedargate.audit.event import event_hash
 from cedargate.audit.segments import is_segment_record, parse_complete
-from cedargate.errors import CedargateError
 from cedargate.store import Store
 from cedargate.store.tables import audit_events
 
@@ -61,11 +61,7 @@ def verify_table(store: Store, primary: Mapping[str, str]) -> TableReport:
                     return TableReport(ok=False, rows=rows, event_id=event_id, problem=problem)
                 rows += 1
     except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        raise CedargateError(
-            f"the `audit_events` table could not be read ({type(cause).__name__}: {cause}); "
-            "check `[store]` in the config and run `cedargate db upgrade`"
-        ) from exc
+        raise table_unreadable(exc) from exc
     return TableReport(ok=True, rows=rows, not_in_table=max(len(primary) - rows, 0))
 
 
