@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from cedargate.audit.event import AuditEvent
 from cedargate.config import Config, load_config
 from cedargate.demo import write_demo_tree
 from cedargate.manifest import ToolManifest
@@ -59,6 +60,22 @@ def runtime(config: Config) -> Iterator[Runtime]:
     rt = build_runtime(config)
     yield rt
     rt.close()
+
+
+def sample_event(n: int, **fields: Any) -> AuditEvent:
+    """Event ``e{n}`` of a made-up read, for tests of the audit log itself; ``fields`` override."""
+    base: dict[str, Any] = {
+        "event_id": f"e{n}",
+        "time": "2026-11-26T00:00:00+00:00",
+        "principal": {"agent": "a", "team": "t", "on_behalf_of": "u", "mode": "autonomous"},
+        "session_id": "s",
+        "task": "k",
+        "tool": "repo_read_file",
+        "arguments": {"path": f"f{n}"},
+        "outcome": "succeeded",
+        "duration_ms": 0.5,
+    }
+    return AuditEvent.model_validate({**base, **fields})
 
 
 def audit_events(path: Path) -> list[dict[str, Any]]:

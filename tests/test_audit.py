@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
-from tests.conftest import ROOT, audit_events
+from tests.conftest import ROOT, audit_events, sample_event
 
-from cedargate.audit.event import GENESIS_HASH, AuditEvent, AuditPrincipal, Outcome
+from cedargate.audit.event import GENESIS_HASH, AuditEvent
 from cedargate.audit.log import JsonlAuditLog
 from cedargate.audit.verify import verify_log
 from cedargate.config import load_config
@@ -24,17 +24,7 @@ from cedargate.server import build_server
 
 
 def _event(n: int) -> AuditEvent:
-    return AuditEvent(
-        event_id=f"e{n}",
-        time="2026-11-26T00:00:00+00:00",
-        principal=AuditPrincipal(agent="a", team="t", on_behalf_of="u", mode="autonomous"),
-        session_id="s",
-        task="k",
-        tool="repo_read_file",
-        arguments={"path": f"f{n}"},
-        outcome=Outcome.SUCCEEDED,
-        duration_ms=0.5,
-    )
+    return sample_event(n)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from mcp import Client
 from sqlalchemy import select, text
-from tests.conftest import audit_events
+from tests.conftest import audit_events, sample_event
 from tests.governed_tree import store_toml
 from tests.store_fixtures import local_postgres
 
@@ -155,19 +155,13 @@ async def test_events_kept_from_a_failed_delivery_are_written_when_the_server_st
 
 
 def _event(n: int) -> AuditEvent:
-    return AuditEvent.model_validate(
-        {
-            "event_id": f"e{n}",
-            "time": f"2026-01-01T00:00:0{n}+00:00",
-            "principal": {"agent": "a", "team": "t", "on_behalf_of": "u", "mode": "interactive"},
-            "session_id": "s",
-            "task": "k",
-            "tool": "repo_read_file",
-            "arguments": {},
-            "outcome": "succeeded",
-            "duration_ms": 1.0,
-            "hash": f"{n:064d}",
-        }
+    return sample_event(
+        n,
+        time=f"2026-01-01T00:00:0{n}+00:00",
+        principal={"agent": "a", "team": "t", "on_behalf_of": "u", "mode": "interactive"},
+        arguments={},
+        duration_ms=1.0,
+        hash=f"{n:064d}",
     )
 
 

@@ -15,7 +15,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from tests.conftest import audit_events
+from tests.conftest import audit_events, sample_event
 
 from cedargate.audit.cloudwatch import CloudWatchSink
 from cedargate.audit.event import AuditEvent
@@ -120,18 +120,12 @@ class _Flaky:
 
 
 def _event(n: int) -> AuditEvent:
-    return AuditEvent.model_validate(
-        {
-            "event_id": f"e{n}",
-            "time": f"2026-01-01T00:00:0{n}+00:00",
-            "principal": {"agent": "a", "team": "t", "on_behalf_of": "u", "mode": "interactive"},
-            "session_id": "s",
-            "task": "k",
-            "tool": "repo_read_file",
-            "arguments": {},
-            "outcome": "succeeded",
-            "duration_ms": 1.0,
-        }
+    return sample_event(
+        n,
+        time=f"2026-01-01T00:00:0{n}+00:00",
+        principal={"agent": "a", "team": "t", "on_behalf_of": "u", "mode": "interactive"},
+        arguments={},
+        duration_ms=1.0,
     )
 
 

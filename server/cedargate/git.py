@@ -128,12 +128,12 @@ class ObjectReader:
             stdin.write(f"{command} {name}\n".encode())
             stdin.flush()
         except BrokenPipeError as exc:
-            raise HandlerError(f"git cat-file exited early in `{self._repo.name}`: {self._stderr()}") from exc
+            raise HandlerError(f"git cat-file exited early in `{self._repo.name}`: {self._stop_for_message()}") from exc
 
     def _header(self, name: str) -> ObjectInfo | None:
         line = self._stdout().readline().decode(errors="replace").rstrip("\n")
         if not line:
-            raise HandlerError(f"git cat-file gave no answer in `{self._repo.name}`: {self._stderr()}")
+            raise HandlerError(f"git cat-file gave no answer in `{self._repo.name}`: {self._stop_for_message()}")
         fields = line.rsplit(" ", 2)
         if line.endswith((" missing", " ambiguous")) or len(fields) != 3 or not fields[2].isdigit():
             return None
@@ -145,7 +145,8 @@ class ObjectReader:
             raise HandlerError("git cat-file has no output pipe")
         return self._process.stdout
 
-    def _stderr(self) -> str:
+    def _stop_for_message(self) -> str:
+        """Stop git (it has failed) and return what it wrote to stderr."""
         self._watchdog.cancel()
         self._process.kill()
         self._process.wait()

@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from mcp.server import Server
-from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.stdio import stdio_server
 
 
 async def serve_stdio(server: Server[Any]) -> None:
     async with stdio_server() as (read, write):
-        # Hot reload can change the tool list; clients are told (tools.listChanged).
-        options = server.create_initialization_options(NotificationOptions(tools_changed=True))
-        await server.run(read, write, options)
+        # The server says what it can notify (cedargate's says tools.listChanged on every transport).
+        await server.run(read, write, server.create_initialization_options())
 
 
 async def serve_http(server: Server[Any], host: str, port: int, **app_options: Any) -> None:

@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from mcp import Client
 from tests.adversarial.harness import FUZZ, chained_records, make_tree, start_http_server
-from tests.conftest import ROOT
+from tests.conftest import ROOT, sample_event
 
-from cedargate.audit.event import AuditEvent, AuditPrincipal, Outcome
+from cedargate.audit.event import AuditEvent
 from cedargate.audit.log import JsonlAuditLog
 from cedargate.audit.segments import is_segment_record
 from cedargate.audit.verify import verify_log
@@ -24,17 +24,7 @@ from cedargate.errors import AuditWriteError
 
 
 def _event(n: int) -> AuditEvent:
-    return AuditEvent(
-        event_id=f"e{n}",
-        time="2026-11-26T00:00:00+00:00",
-        principal=AuditPrincipal(agent="a", team="t", on_behalf_of="u", mode="autonomous"),
-        session_id="s",
-        task="k",
-        tool="repo_read_file",
-        arguments={"path": f"f{n}", "text": "é" * (n % 3)},
-        outcome=Outcome.SUCCEEDED,
-        duration_ms=0.5,
-    )
+    return sample_event(n, arguments={"path": f"f{n}", "text": "é" * (n % 3)})
 
 
 def _write(path: Path, count: int, start: int = 0) -> None:

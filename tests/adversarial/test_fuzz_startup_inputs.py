@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from tests.adversarial.harness import FUZZ, assert_call_governed, governed, make_tree, principal
 from tests.adversarial.test_fuzz_tool_arguments import JSON_VALUES
 from tests.adversarial.toml_text import toml_document
-from tests.conftest import ROOT, shipped_check
+from tests.conftest import ROOT, sample_event, shipped_check
 
-from cedargate.audit.event import AuditEvent, AuditPrincipal, Outcome
+from cedargate.audit.event import AuditEvent
 from cedargate.audit.log import JsonlAuditLog
 from cedargate.audit.verify import verify_log
 from cedargate.authorize import Authorizer
@@ -200,17 +200,7 @@ def test_generated_config_files_start_or_name_the_field_and_a_started_server_gov
 
 
 def _event(n: int) -> AuditEvent:
-    return AuditEvent(
-        event_id=f"e{n}",
-        time="2026-11-26T00:00:00+00:00",
-        principal=AuditPrincipal(agent="a", team="t", on_behalf_of="u", mode="autonomous"),
-        session_id="s",
-        task="k",
-        tool="repo_read_file",
-        arguments={"path": f"f{n}", "note": "ü"},
-        outcome=Outcome.SUCCEEDED,
-        duration_ms=1.25,
-    )
+    return sample_event(n, arguments={"path": f"f{n}", "note": "ü"}, duration_ms=1.25)
 
 
 @pytest.fixture

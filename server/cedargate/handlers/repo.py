@@ -19,7 +19,15 @@ from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError, ToolInputError
 from cedargate.git import ObjectReader, git_text, run_git
 from cedargate.handlers import Handler, HandlerCall, HandlerFamily
-from cedargate.handlers.repo_common import COMMITTER_ENV, branch_tip, commit_message, commit_of, repo_of, task_branch
+from cedargate.handlers.repo_common import (
+    COMMITTER_ENV,
+    branch_tip,
+    commit_message,
+    commit_of,
+    not_a_commit,
+    repo_of,
+    task_branch,
+)
 from cedargate.handlers.repo_read import READ_OPERATIONS, describe_repository
 from cedargate.handlers.repo_review import REVIEW_OPERATIONS
 from cedargate.handlers.repo_work import WORK_OPERATIONS
@@ -42,7 +50,7 @@ def read_file(call: HandlerCall) -> dict[str, Any]:
     with ObjectReader(repo_path) as objects:
         found = objects.info(f"{ref}^{{commit}}")
         if found is None:
-            raise HandlerError(f"field `ref`: `{ref}` is not a commit in `{repo_path.name}`")
+            raise not_a_commit(repo_path, ref, "ref")
         commit = found.oid
         refuse_symlinked_parents(repo_path, commit, path)
         blob = objects.info(f"{commit}:{path}")

@@ -50,8 +50,12 @@ def commit_of(repo: Path, ref: str, field: str) -> str:
     """The commit id a ref names, or an error naming the field."""
     result = run_git(repo, ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], check=False)
     if result.returncode != 0:
-        raise HandlerError(f"field `{field}`: `{ref}` is not a commit in `{repo.name}`")
+        raise not_a_commit(repo, ref, field)
     return result.stdout.decode().strip()
+
+
+def not_a_commit(repo: Path, ref: str, field: str) -> HandlerError:
+    return HandlerError(f"field `{field}`: `{ref}` is not a commit in `{repo.name}`")
 
 
 def branch_tip(repo: Path, branch: str) -> str | None:

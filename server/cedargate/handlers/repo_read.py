@@ -42,8 +42,7 @@ def describe_repository(repo: RepositoryConfig) -> dict[str, Any]:
 def list_tree(call: HandlerCall) -> dict[str, Any]:
     """Entries of a folder at a revision (recursively if asked), capped."""
     repo, path = repo_of(call)
-    ref = safe_revision(str(call.args.get("ref", "HEAD")), "ref")
-    commit = commit_of(path, ref, "ref")
+    ref, commit = _ref_and_commit(call, path)
     folder = call.args.get("path")
     spec = [confined_path(str(folder)) + "/"] if folder else []
     args = ["ls-tree", "-z", "-l", *(["-r"] if call.args.get("recursive") else []), commit, "--", *spec]
@@ -69,12 +68,11 @@ def list_tree(call: HandlerCall) -> dict[str, Any]:
 def search(call: HandlerCall) -> dict[str, Any]:
     """``git grep`` at a revision: matching lines with file and line number, capped."""
     repo, path = repo_of(call)
-    ref = safe_revision(str(call.args.get("ref", "HEAD")), "ref")
-    commit = commit_of(path, ref, "ref")
+    ref, commit = _ref_and_commit(call, path)
     limit = int(call.args.get("max_results", 100))
     flags = ["-F"] if call.args.get("fixed_string") else ["-E"]
     flags += ["-i"] if call.args.get("ignore_case") else []
-    scope = [confined_path(str(call.args["path"]))] if call.args.get("path") else []
+    scope = _path_scope(call)
     # `-e` keeps the pattern a pattern even when it starts with `-`.
     args = ["grep", "-z", "-n", "-I", "--no-color", *flags, "-e", str(call.args["pattern"]), commit, "--", *scope]
     result = run_git(path, args, check=False)
@@ -99,9 +97,9 @@ def search(call: HandlerCall) -> dict[str, Any]:
 def log(call: HandlerCall) -> dict[str, Any]:
     """Recent commits at a revision (optionally touching a path), with their cedargate audit trailers."""
     repo, path = repo_of(call)
-    ref = safe_revision(str(call.args.get("ref", "HEAD")), "ref")
+    ref = _ref(call)
     count = int(call.args.get("max_count", 20))
-    scope = [confined_path(str(call.args["path"]))] if call.args.get("path") else []
+    scope = _path_scope(call)
     fmt = _FIELD.join(["%H", "%P", "%an", "%aI", "%s", f"%(trailers:key={AUDIT_TRAILER},valueonly,separator=%x20)"])
     # One git process: log peels the ref itself; only a failure pays for finding out why.
     args = ["log", "-z", f"--format={fmt}", f"--max-count={count}", "--end-of-options", f"{ref}^{{commit}}"]
@@ -161,7 +159,7 @@ def diff(call: HandlerCall) -> dict[str, Any]:
     """
     repo, path = repo_of(call)
     workspace = WorkspaceStore(repo, path).for_task(call.principal)
-    scope = [confined_path(str(call.args["path"]))] if call.args.get("path") else []
+    scope = _path_scope(call)
     head_ref = call.args.get("head")
     default_base = workspace.base_commit if workspace is not None and head_ref is None else "HEAD"
     base_ref = safe_revision(str(call.args.get("base") or default_base), "base")
@@ -203,6 +201,21 @@ def status(call: HandlerCall) -> dict[str, Any]:
         "task_branches": task_branches,
         "workspace": _workspace_status(workspace) if workspace is not None else None,
     }
+
+
+def _ref(call: HandlerCall) -> str:
+    """The revision a read looks at: ``ref``, default ``HEAD``."""
+    return safe_revision(str(call.args.get("ref", "HEAD")), "ref")
+
+
+def _ref_and_commit(call: HandlerCall, path: Path) -> tuple[str, str]:
+    ref = _ref(call)
+    return ref, commit_of(path, ref, "ref")
+
+
+def _path_scope(call: HandlerCall) -> list[str]:
+    """The pathspec that narrows a read to ``path`` (none without it)."""
+    return [confined_path(str(call.args["path"]))] if call.args.get("path") else []
 
 
 def _head_and_task_branches(path: Path, task_prefix: str) -> tuple[tuple[str, str | None], list[str]]:
