@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import mcp_types as types
 import pytest
 from mcp import Client
 from tests.conftest import ROOT, audit_events
@@ -135,12 +137,8 @@ def _with_policy_table(tree: Path, table: str) -> Path:
     return config
 
 
-async def test_a_shadow_file_is_audited_as_would_deny_and_the_call_runs(tree: Path) -> None:
-    (tree / "policies/canary.cedar").write_text(
-        '@id("no-dev-writes")\n@reason("canary: dev writes go through review")\n'
-        'forbid (principal, action in Action::"risk:write", resource in Environment::"dev");\n'
-    )
-    config = _with_policy_table(tree, 'shadow_files = ["canary.cedar"]')
+async def _write_to_web(config: Path) -> tuple[types.CallToolResult, Path, list[dict[str, Any]]]:
+    """One write to `agent/s` of acme/web through a fresh server: the result, the repository, the events."""
     runtime = build_runtime(load_config(config, environ={}))
     repo = runtime.config.repository("acme/web")
     assert repo is not None
@@ -151,9 +149,19 @@ async def test_a_shadow_file_is_audited_as_would_deny_and_the_call_runs(tree: Pa
             )
     finally:
         runtime.close()
+    return result, repo.path, audit_events(runtime.config.audit.path)
+
+
+async def test_a_shadow_file_is_audited_as_would_deny_and_the_call_runs(tree: Path) -> None:
+    (tree / "policies/canary.cedar").write_text(
+        '@id("no-dev-writes")\n@reason("canary: dev writes go through review")\n'
+        'forbid (principal, action in Action::"risk:write", resource in Environment::"dev");\n'
+    )
+    config = _with_policy_table(tree, 'shadow_files = ["canary.cedar"]')
+    result, repo, events = await _write_to_web(config)
     assert result.is_error is False
-    assert git_text(repo.path, ["show", "agent/s:a.txt"]) == "a"
-    [event] = audit_events(runtime.config.audit.path)
+    assert git_text(repo, ["show", "agent/s:a.txt"]) == "a"
+    [event] = events
     assert event["outcome"] == "succeeded"
     assert event["decision"]["effect"] == "allow"
     assert event["shadow"]["scope"] == "file"
@@ -222,19 +230,10 @@ async def test_a_shadow_permit_never_lifts_an_enforced_deny(tree: Path) -> None:
             'environment = "dev"\nowner_team = "storefront"', 'environment = "qa"\nowner_team = "storefront"'
         )
     )
-    runtime = build_runtime(load_config(config, environ={}))
-    repo = runtime.config.repository("acme/web")
-    assert repo is not None
-    try:
-        async with Client(build_server(runtime)) as client:
-            result = await client.call_tool(
-                "repo_write_file", {"repository": "acme/web", "branch": "agent/s", "path": "a.txt", "content": "a"}
-            )
-    finally:
-        runtime.close()
+    result, repo, events = await _write_to_web(config)
     assert result.is_error is True
-    assert git_text(repo.path, ["branch", "--list", "agent/s"]) == ""
-    [event] = audit_events(runtime.config.audit.path)
+    assert git_text(repo, ["branch", "--list", "agent/s"]) == ""
+    [event] = events
     assert event["outcome"] == "denied" and event["decision"]["policies"] == []
     assert event["shadow"]["would"] == "allow"
     assert event["shadow"]["decision"]["policies"][0]["id"] == "qa-writes-allowed"
