@@ -31,6 +31,7 @@ from pydantic import (
 
 from cedargate.aws_schema import ParameterRule, derive_input_schema
 from cedargate.errors import describe_validation_error
+from cedargate.quick_accept import QuickAccept, compile_quick_accept
 from cedargate.risk import Risk
 
 ToolName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -182,6 +183,11 @@ class ToolManifest(_Strict):
     def input_validator(self) -> Draft202012Validator:
         """The compiled validator for the arguments, built once per manifest."""
         return Draft202012Validator(self.input_schema)
+
+    @cached_property
+    def quick_accept(self) -> QuickAccept | None:
+        """A compiled check that says yes to well-formed arguments fast (see ``quick_accept``)."""
+        return compile_quick_accept(self.input_schema)
 
     @property
     def annotations(self) -> types.ToolAnnotations:

@@ -1,7 +1,8 @@
 """Step 2, validate: the agent's arguments against the manifest's JSON Schema.
 
 The low-level MCP server does not check ``inputSchema``; this step does, before anything
-else sees the arguments, and names the field at fault.
+else sees the arguments, and names the field at fault. A compiled check accepts well-formed
+arguments first where it can (``quick_accept``); anything it does not accept is judged here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from cedargate.manifest import ToolManifest
 def validate_arguments(manifest: ToolManifest, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
     """Return the arguments if they fit the schema; else raise naming the first bad field."""
     args = dict(arguments or {})
+    quick = manifest.quick_accept
+    if quick is not None and quick(args):
+        return args
     error = best_match(manifest.input_validator.iter_errors(args))
     if error is not None:
         raise ToolInputError(f"invalid arguments for `{manifest.name}`: {describe_schema_error(error)}")
