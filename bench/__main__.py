@@ -1,6 +1,6 @@
 """``python -m bench``: run every section, print a markdown table, write JSON.
 
-python -m bench                  # the full run (about 6 minutes on 2 cores)
+python -m bench                  # the full run (about 4 minutes on 2 cores)
 python -m bench --quick          # a small run that proves the harness works
 python -m bench --sections overhead,scale --json out.json
 """
@@ -44,7 +44,7 @@ class Plan:
 
 FULL = Plan(
     calls=200,
-    runs=5,
+    runs=7,
     sizes=[10, 100, 1000, 10000],
     levels=[1, 8, 32],
     http_calls=20,

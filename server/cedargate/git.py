@@ -6,9 +6,11 @@ and repository-local hooks cannot change what a governed tool does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -65,27 +67,41 @@ class ObjectInfo:
 
 
 class ObjectReader:
-    """One ``git cat-file --batch-command`` process answering several object questions in turn.
+    """One ``git cat-file --batch-command`` process answering object questions in turn.
 
-    A file read needs the commit a ref names, the blob's type and size, then its content:
-    one process instead of one per question (each git process costs milliseconds). Names
-    are sent one per line, so a name with a line break is refused before it is sent.
+    A file read needs the commit a ref names, the blob's type and size, then its content: one
+    process answers them all (each git process costs milliseconds), and ``git_readers`` keeps
+    it for later calls. Names are sent one per line, so a name with a line break is refused
+    before it is sent. A reader that lost its place in git's answers says so (``usable``).
     """
 
-    def __init__(self, repo: Path, timeout: float = 60) -> None:
+    def __init__(self, repo: Path) -> None:
         command = ["git", *_SAFE_CONFIG, "-C", str(repo), "cat-file", "--batch-command"]
         self._repo = repo
+        # A file, not a pipe: warnings over a long life can never fill a pipe and stall git.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the reader
         self._process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=git_env()
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=git_env()
         )
+        self._watchdog: threading.Timer | None = None
+        self._broken = False
+
+    @property
+    def usable(self) -> bool:
+        """Whether git still runs and every answer so far was read whole (the next one starts clean)."""
+        return not self._broken and self._process.poll() is None
+
+    def watch(self, timeout: float) -> None:
+        """Stop git if it is still answering after ``timeout`` seconds (a stuck disk, say)."""
+        self.unwatch()
         self._watchdog = threading.Timer(timeout, self._process.kill)
+        self._watchdog.daemon = True
         self._watchdog.start()
 
-    def __enter__(self) -> ObjectReader:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    def unwatch(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
     def info(self, name: str) -> ObjectInfo | None:
         """Type and size of the object ``name`` resolves to, or ``None`` when it names none."""
@@ -102,21 +118,24 @@ class ObjectReader:
         data = stdout.read(found.size)
         stdout.read(1)  # the line feed after the content
         if len(data) != found.size:
+            self._broken = True
             raise HandlerError(f"git cat-file stopped early reading {oid} in `{self._repo.name}`")
         return data
 
     def close(self) -> None:
-        self._watchdog.cancel()
+        self.unwatch()
+        self._broken = True
         if self._process.stdin is not None and not self._process.stdin.closed:
-            self._process.stdin.close()
+            with contextlib.suppress(BrokenPipeError):  # git has gone; the pipe closes all the same
+                self._process.stdin.close()
         try:
             self._process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
-        for stream in (self._process.stdout, self._process.stderr):
-            if stream is not None:
-                stream.close()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        self._stderr.close()
 
     def _send(self, command: str, name: str) -> None:
         if "\n" in name or "\r" in name:
@@ -133,9 +152,13 @@ class ObjectReader:
     def _header(self, name: str) -> ObjectInfo | None:
         line = self._stdout().readline().decode(errors="replace").rstrip("\n")
         if not line:
+            self._broken = True
             raise HandlerError(f"git cat-file gave no answer in `{self._repo.name}`: {self._stop_for_message()}")
+        if line.endswith((" missing", " ambiguous")):
+            return None
         fields = line.rsplit(" ", 2)
-        if line.endswith((" missing", " ambiguous")) or len(fields) != 3 or not fields[2].isdigit():
+        if len(fields) != 3 or not fields[2].isdigit():
+            self._broken = True  # not an answer git's protocol gives: where the next one starts is unknown
             return None
         oid, kind, size = fields
         return ObjectInfo(oid, kind, int(size))
@@ -147,8 +170,10 @@ class ObjectReader:
 
     def _stop_for_message(self) -> str:
         """Stop git (it has failed) and return what it wrote to stderr."""
-        self._watchdog.cancel()
+        self.unwatch()
+        self._broken = True
         self._process.kill()
         self._process.wait()
-        err = self._process.stderr.read() if self._process.stderr is not None else b""
+        self._stderr.seek(0)
+        err = self._stderr.read()
         return err.decode(errors="replace").strip() or "no message"

@@ -17,7 +17,8 @@ from typing import Any, Final
 
 from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError, ToolInputError
-from cedargate.git import ObjectReader, git_text, run_git
+from cedargate.git import git_text, run_git
+from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import Handler, HandlerCall, HandlerFamily
 from cedargate.handlers.repo_common import (
     COMMITTER_ENV,
@@ -46,8 +47,8 @@ def read_file(call: HandlerCall) -> dict[str, Any]:
     if "\n" in path or "\r" in path:
         raise ToolInputError(f"field `path`: `{path!r}` contains a line break; such files cannot be read")
     ref = safe_revision(str(call.args.get("ref", "HEAD")), "ref")
-    # One git process answers all three questions (which commit, which blob, what content).
-    with ObjectReader(repo_path) as objects:
+    # One git reader answers all three questions (which commit, which blob, what content).
+    with OBJECT_READERS.reader(repo_path) as objects:
         found = objects.info(f"{ref}^{{commit}}")
         if found is None:
             raise not_a_commit(repo_path, ref, "ref")

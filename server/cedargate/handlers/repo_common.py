@@ -9,7 +9,7 @@ from typing import Final
 from cedargate.checkout import local_repo
 from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError, ToolInputError
-from cedargate.git import run_git
+from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import HandlerCall
 from cedargate.repo_paths import safe_ref
 from cedargate.workspaces import Workspace, WorkspaceStore
@@ -47,11 +47,11 @@ def task_branch(repo: RepositoryConfig, branch: str, field: str = "branch") -> s
 
 
 def commit_of(repo: Path, ref: str, field: str) -> str:
-    """The commit id a ref names, or an error naming the field."""
-    result = run_git(repo, ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], check=False)
-    if result.returncode != 0:
+    """The commit id a ref names, or an error naming the field (asked of a kept git reader)."""
+    found = _commit_named(repo, f"{ref}^{{commit}}")
+    if found is None:
         raise not_a_commit(repo, ref, field)
-    return result.stdout.decode().strip()
+    return found
 
 
 def not_a_commit(repo: Path, ref: str, field: str) -> HandlerError:
@@ -59,8 +59,13 @@ def not_a_commit(repo: Path, ref: str, field: str) -> HandlerError:
 
 
 def branch_tip(repo: Path, branch: str) -> str | None:
-    result = run_git(repo, ["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"], check=False)
-    return result.stdout.decode().strip() if result.returncode == 0 else None
+    return _commit_named(repo, f"refs/heads/{branch}^{{commit}}")
+
+
+def _commit_named(repo: Path, name: str) -> str | None:
+    with OBJECT_READERS.reader(repo) as objects:
+        found = objects.info(name)
+    return found.oid if found is not None else None
 
 
 def commit_message(call: HandlerCall, subject: str) -> str:

@@ -172,7 +172,7 @@ def diff(call: HandlerCall) -> dict[str, Any]:
         except ToolInputError:
             commit_of(path, base_ref, "base")  # a bad base is reported first, as it always was
             raise
-        base, head = _commits(path, [(base_ref, "base"), (checked_head, "head")])
+        base, head = commit_of(path, base_ref, "base"), commit_of(path, checked_head, "head")
         where, revs = path, [base, head]
     # One git process for both: the numstat records, an empty record, then the patch.
     out = run_git(where, ["diff", "--numstat", "-z", "--patch", "--no-color", *revs, "--", *scope]).stdout
@@ -269,16 +269,6 @@ def _workspace_status(workspace: Workspace) -> dict[str, Any]:
         "clean": not changes,
         "last_test": last.model_dump(mode="json") if last is not None else None,
     }
-
-
-def _commits(path: Path, refs: list[tuple[str, str]]) -> list[str]:
-    """The commit each (ref, field) names, from one git process; a failure is named by ``commit_of``."""
-    args = ["rev-parse", "--end-of-options", *(f"{ref}^{{commit}}" for ref, _ in refs), "--"]
-    result = run_git(path, args, check=False)
-    lines = result.stdout.decode().split()  # `--end-of-options` and `--` are echoed around the commits
-    if result.returncode != 0 or len(lines) != len(refs) + 2 or lines[0] != "--end-of-options":
-        return [commit_of(path, ref, field) for ref, field in refs]
-    return lines[1:-1]
 
 
 def _numstat(where: Path, args: list[str]) -> list[dict[str, Any]]:

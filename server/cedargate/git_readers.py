@@ -1,0 +1,110 @@
+"""Long-lived ``git cat-file`` readers, reused by later calls on the same repository.
+
+Starting git costs milliseconds, more than all the governance around a read. A reader
+answers any number of questions, and git resolves every name afresh (loose refs are read
+again, a changed ``packed-refs`` is reloaded, new packs are looked for on a miss), so a
+reused reader sees commits and ref moves made since it started. A reader serves one call
+at a time; a few idle ones are kept, the least recently used going first. One that lost its
+place in git's answers, outlived its uses, or whose repository directory was replaced
+(a re-clone at the same path) is never reused.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cedargate.git import ObjectReader
+
+_KEEP_IDLE = 8
+_MAX_USES = 1000
+_TIMEOUT_S = 60.0
+
+_Identity = tuple[tuple[int, int], ...]
+
+
+class _Kept:
+    def __init__(self, repo: Path, identity: _Identity) -> None:
+        self.repo = repo
+        self.identity = identity
+        self.reader = ObjectReader(repo)
+        self.uses = 0
+
+
+class ObjectReaderPool:
+    """Idle readers by repository; ``reader(repo)`` lends one (started if none is idle)."""
+
+    def __init__(self, keep_idle: int = _KEEP_IDLE, max_uses: int = _MAX_USES, timeout_s: float = _TIMEOUT_S) -> None:
+        self._keep_idle = keep_idle
+        self._max_uses = max_uses
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._idle: list[_Kept] = []
+        """Most recently returned last."""
+
+    @contextmanager
+    def reader(self, repo: Path) -> Iterator[ObjectReader]:
+        identity = _identity(repo)
+        kept = self._take(repo, identity) or _Kept(repo, identity)
+        kept.uses += 1
+        kept.reader.watch(self._timeout_s)
+        try:
+            yield kept.reader
+        finally:
+            kept.reader.unwatch()
+            self._give_back(kept)
+
+    def close(self) -> None:
+        """Stop every idle reader (readers lent out stop when given back)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for kept in idle:
+            kept.reader.close()
+
+    def _take(self, repo: Path, identity: _Identity) -> _Kept | None:
+        stale: list[_Kept] = []
+        found = None
+        with self._lock:
+            for index in range(len(self._idle) - 1, -1, -1):
+                kept = self._idle[index]
+                if kept.repo == repo:
+                    del self._idle[index]
+                    if kept.identity == identity and kept.reader.usable:
+                        found = kept
+                        break
+                    stale.append(kept)
+        for kept in stale:
+            kept.reader.close()
+        return found
+
+    def _give_back(self, kept: _Kept) -> None:
+        if not kept.reader.usable or kept.uses >= self._max_uses:
+            kept.reader.close()
+            return
+        with self._lock:
+            self._idle.append(kept)
+            evicted = self._idle[: -self._keep_idle] if len(self._idle) > self._keep_idle else []
+            del self._idle[: len(evicted)]
+        for old in evicted:
+            old.reader.close()
+
+
+def _identity(repo: Path) -> _Identity:
+    """The repository directory and its ``.git`` as (device, inode): a replaced one differs."""
+    found = []
+    for path in (repo, repo / ".git"):
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue
+        found.append((stat.st_dev, stat.st_ino))
+    return tuple(found)
+
+
+OBJECT_READERS = ObjectReaderPool()
+"""The process's readers (handlers are plain functions); stopped at exit, as git would on its own."""
+atexit.register(OBJECT_READERS.close)
