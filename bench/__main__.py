@@ -84,9 +84,14 @@ async def _overhead(plan: Plan, workdir: Path) -> dict[str, Any]:
             "pipeline_call": times.governed.__dict__,
             "execute_step_alone": times.execute_step.__dict__,
         }
-        for name, latency in (("governance_work_alone", times.work_alone), ("hop_after_work", times.hop_after_work)):
+        for name, latency in (
+            ("governance_work_alone", times.work_alone),
+            ("hop_after_work", times.hop_after_work),
+            ("work_after_idle", times.work_after_idle),
+        ):
             if latency is not None:
                 pipeline[name] = latency.__dict__
+        pipeline["idle_before_call_ms"] = overhead.IDLE_BETWEEN_CALLS_S * 1000
         clients = await overhead.client_overhead(runtime, config_path, plan.calls, plan.runs)
     finally:
         runtime.close()

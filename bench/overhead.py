@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +83,16 @@ async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
+def _run_inline(call: Coroutine[Any, Any, object]) -> object:
+    """Run a pipeline call whose offload never suspends, without the event loop (nothing to wait for)."""
+    try:
+        call.send(None)
+    except StopIteration as done:
+        return done.value
+    call.close()
+    raise RuntimeError("an inline pipeline call waited for something")
+
+
 def _busy(seconds: float) -> None:
     """Keep the event loop's thread working, as the governance steps do before the hop."""
     end = time.perf_counter() + seconds
@@ -100,6 +110,12 @@ class PipelineTimes:
     """``Pipeline.call`` with the store visits and the handler run inline: the governance work without the hop."""
     hop_after_work: Latency | None = None
     """One worker-thread hop after the loop worked as long as ``work_alone``: the hop as the pipeline meets it."""
+    work_after_idle: Latency | None = None
+    """``work_alone`` with the process idle for ``IDLE_BETWEEN_CALLS_S`` before each call, as between stdio calls."""
+
+
+IDLE_BETWEEN_CALLS_S = 0.002
+"""About what a stdio server waits between two calls of one client here."""
 
 
 async def pipeline_overhead(
@@ -123,6 +139,12 @@ async def pipeline_overhead(
     async def work_alone() -> object:
         return await inline.call(request)
 
+    def work_after_idle() -> float:
+        time.sleep(IDLE_BETWEEN_CALLS_S)
+        started = time.perf_counter()
+        _run_inline(inline.call(request))
+        return time.perf_counter() - started
+
     async def hop_after_work() -> float:
         _busy(work_p50[0])
         started = time.perf_counter()
@@ -133,12 +155,14 @@ async def pipeline_overhead(
     samples: dict[str, list[list[float]]] = {name: [] for name in variants}
     cpu: dict[str, list[float]] = {name: [] for name in variants}
     hops: list[list[float]] = []
+    idle: list[list[float]] = []
     for _ in range(runs):
         for name, variant in variants.items():
             samples[name].append(await time_calls(variant, calls, warmup=max(3, calls // 10), cpu=cpu[name]))
         if breakdown:
             work_p50[0] = summarise(samples["work"]).p50_ms / 1000
             hops.append([await hop_after_work() for _ in range(calls)])
+            idle.append([work_after_idle() for _ in range(calls)])
     result = await runtime.pipeline.call(request)
     if result.is_error or result.event is None:
         raise RuntimeError(f"benchmark call was not allowed and audited: {result.message}")
@@ -147,6 +171,7 @@ async def pipeline_overhead(
         execute_step=summarise(samples["bare"], cpu["bare"]),
         work_alone=summarise(samples["work"], cpu["work"]) if breakdown else None,
         hop_after_work=summarise(hops) if breakdown else None,
+        work_after_idle=summarise(idle) if breakdown else None,
     )
 
 

@@ -60,8 +60,14 @@ def _overhead(results: dict[str, Any]) -> list[str]:
             f"| worker-thread hop, back to back (the execute step alone) | {_ms(bare)} |",
             f"| worker-thread hop after the event loop worked as long as the governance work "
             f"| {_ms(pipe['hop_after_work'])} |",
-            "",
         ]
+        if "work_after_idle" in pipe:
+            lines.append(
+                f"| governance work alone, each call after the process idled "
+                f"{pipe['idle_before_call_ms']:g} ms (as between stdio calls) "
+                f"| {_ms(pipe['work_after_idle'])} |"
+            )
+        lines.append("")
     return lines
 
 
