@@ -29,6 +29,8 @@ ContextPath = tuple[str, ...]
 _ABSENT: Final = object()
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _MAX_ENTRIES: Final = 16_384
+_PLAIN: Final[dict[type, str]] = {str: "str", bool: "bool", float: "float", type(None): "NoneType"}
+"""Leaf types whose shape is their name (``int`` is not: a long out of range is another type)."""
 """Decisions kept; the cache starts over when full (decisions are shared, keys are bounded below)."""
 _MAX_KEY_SIZE: Final = 4096
 """Characters of strings (and one per other value) a key may hold; a larger request is decided afresh."""
@@ -105,17 +107,16 @@ def _type_of(value: Any) -> str:
 def _shape(value: Any) -> Hashable:
     """Types only, by attribute, and the set of element types of each set: what Cedar validates.
 
-    Exact types (``type(x) is``) keep the per-call cost low; anything unusual gets its own
-    type name, which can only split keys, never merge them.
+    Exact types (``type(x) is``) keep the per-call cost low, and leaves of a plain type are
+    named without a further call; anything unusual gets its own type name, which can only
+    split keys, never merge them.
     """
     kind = type(value)
     if kind is dict:
-        return tuple([(k, _shape(v)) for k, v in value.items()])
+        return tuple([(k, _PLAIN.get(type(v)) or _shape(v)) for k, v in value.items()])
     if kind is list or kind is tuple:
-        return ("set", frozenset([_shape(v) for v in value]))
-    if kind is str:
-        return "str"
-    return _type_of(value)
+        return ("set", frozenset([_PLAIN.get(type(v)) or _shape(v) for v in value]))
+    return _PLAIN.get(kind) or _type_of(value)
 
 
 def _frozen(value: Any, room: list[int]) -> Hashable:
