@@ -26,7 +26,9 @@ READ = {"repository": "acme/web", "path": "README.md"}
 
 @pytest.fixture
 def http(tree: Path, issuer: Issuer) -> Iterator[HttpServer]:
-    path = governed_config(tree, StoreConfig(path=tree / "state.db"), extra=auth_toml(issuer))
+    # A database copy of the trail too, so the admin API has a secondary sink to report on.
+    sink = '\n[[audit.sinks]]\nkind = "database"\n'
+    path = governed_config(tree, StoreConfig(path=tree / "state.db"), extra=auth_toml(issuer) + sink)
     # No [principal]: over HTTP with auth, every caller is named by its token alone.
     path.write_text(re.sub(r"\[principal\]\n(?:[a-z_]+ = .*\n)+", "", path.read_text()))
     assert "[principal]" not in path.read_text()
@@ -148,3 +150,22 @@ async def test_an_agent_revoked_mid_session_is_refused_although_its_token_is_sti
     assert before.is_error is False
     assert after.is_error is True
     assert "agent `codex-ci` was revoked" in after.content[0].text  # type: ignore[union-attr]
+
+
+async def test_the_admin_api_reports_each_secondary_audit_sink_to_a_token_holder(
+    http: HttpServer, issuer: Issuer
+) -> None:
+    sinks_url = http.base_url + "/admin/audit/sinks"
+    async with _client(http, issuer.token(http.mcp_url)) as client:
+        for _ in range(2):
+            assert (await client.call_tool("repo_read_file", READ)).is_error is False
+    http.runtime.audit.flush()
+    async with httpx2.AsyncClient() as anonymous:
+        assert (await anonymous.get(sinks_url)).status_code == 401
+    token = issuer.token(http.mcp_url, sub="olga")
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as admin:
+        response = await admin.get(sinks_url)
+    assert response.status_code == 200
+    assert response.json() == {
+        "sinks": [{"name": "database", "delivered": 2, "pending": 0, "failures": 0, "lost": 0, "last_error": None}]
+    }

@@ -1,12 +1,14 @@
-"""The approvals queue over HTTP, for approvers who do not run the CLI on the server.
+"""The approvals queue and the audit sinks' health over HTTP, for people not on the server.
 
     GET  /admin/approvals[?status=pending|approved|denied|consumed|expired|all]
     GET  /admin/approvals/{id}
     POST /admin/approvals/{id}/approve   body: {"note": "..."} (optional)
     POST /admin/approvals/{id}/deny
+    GET  /admin/audit/sinks              each secondary sink: delivered, pending, failures, lost, last error
 
 Only mounted when bearer auth is configured: the approver is the user claim of the request's
 verified token, never a name the client sends; the queue applies the same checks as the CLI.
+A secondary sink's health lives in the serving process, so this is where it can be read.
 """
 
 from __future__ import annotations
@@ -22,25 +24,37 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from cedargate.approvals import ApprovalQueue, ApprovalStatus
+from cedargate.audit.fanout import FanoutAudit
 from cedargate.errors import ApprovalError
 
 
+def _user_of(request: Request, user_claim: str) -> str | None:
+    user = request.scope.get("user")
+    if not isinstance(user, AuthenticatedUser) or user.access_token.claims is None:
+        return None
+    value = user.access_token.claims.get(user_claim)
+    return value if isinstance(value, str) and value else None
+
+
+def _unauthorized() -> JSONResponse:
+    return JSONResponse(
+        {"error": "a valid bearer token is required"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def audit_routes(audit: FanoutAudit, user_claim: str) -> list[Route]:
+    async def sinks(request: Request) -> JSONResponse:
+        if _user_of(request, user_claim) is None:
+            return _unauthorized()
+        return JSONResponse({"sinks": [status.model_dump(mode="json") for status in audit.status()]})
+
+    return [Route("/admin/audit/sinks", sinks, methods=["GET"])]
+
+
 def admin_routes(queue: ApprovalQueue, user_claim: str) -> list[Route]:
-    def user_of(request: Request) -> str | None:
-        user = request.scope.get("user")
-        if not isinstance(user, AuthenticatedUser) or user.access_token.claims is None:
-            return None
-        value = user.access_token.claims.get(user_claim)
-        return value if isinstance(value, str) and value else None
-
-    def unauthorized() -> JSONResponse:
-        return JSONResponse(
-            {"error": "a valid bearer token is required"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
-        )
-
     async def listing(request: Request) -> JSONResponse:
-        if user_of(request) is None:
-            return unauthorized()
+        if _user_of(request, user_claim) is None:
+            return _unauthorized()
         raw = request.query_params.get("status", "pending")
         if raw != "all" and raw not in ApprovalStatus.__members__.values():
             return JSONResponse({"error": f"unknown status `{raw}`"}, status_code=400)
@@ -49,8 +63,8 @@ def admin_routes(queue: ApprovalQueue, user_claim: str) -> list[Route]:
         return JSONResponse([a.model_dump(mode="json") for a in found])
 
     async def show(request: Request) -> JSONResponse:
-        if user_of(request) is None:
-            return unauthorized()
+        if _user_of(request, user_claim) is None:
+            return _unauthorized()
         try:
             approval = await anyio.to_thread.run_sync(queue.get, request.path_params["id"])
             return JSONResponse(approval.model_dump(mode="json"))
@@ -58,9 +72,9 @@ def admin_routes(queue: ApprovalQueue, user_claim: str) -> list[Route]:
             return JSONResponse({"error": str(exc)}, status_code=404)
 
     async def decide(request: Request) -> JSONResponse:
-        user = user_of(request)
+        user = _user_of(request, user_claim)
         if user is None:
-            return unauthorized()
+            return _unauthorized()
         approval_id = request.path_params["id"]
         note = _note(await request.body())
         verb = request.path_params["verb"]

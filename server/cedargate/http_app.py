@@ -2,8 +2,9 @@
 
 With ``[auth]`` configured, ``/mcp`` answers 401 (with the ``resource_metadata`` pointer)
 to requests without a valid token, ``/.well-known/oauth-protected-resource`` publishes the
-resource metadata, and ``/admin/approvals`` serves the queue. Without it, HTTP serves only
-on loopback, with the config principal, as stdio does.
+resource metadata, ``/admin/approvals`` serves the queue and ``/admin/audit/sinks`` the
+secondary audit sinks' health. Without it, HTTP serves only on loopback, with the config
+principal, as stdio does.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from mcp.server.auth.settings import AuthSettings
 
-from cedargate.admin_api import admin_routes
+from cedargate.admin_api import admin_routes, audit_routes
 from cedargate.approvals import ApprovalQueue
 from cedargate.errors import ConfigError
 from cedargate.oauth import JwtVerifier
@@ -39,9 +40,10 @@ def http_app_options(runtime: Runtime, host: str) -> dict[str, Any]:
             validate_token_resource=True,
         ),
     }
+    routes = audit_routes(runtime.audit, auth.claims.user)
     if runtime.store is not None:
-        queue = ApprovalQueue(runtime.store, runtime.config.approvals)
-        options["custom_starlette_routes"] = admin_routes(queue, auth.claims.user)
+        routes += admin_routes(ApprovalQueue(runtime.store, runtime.config.approvals), auth.claims.user)
+    options["custom_starlette_routes"] = routes
     return options
 
 
