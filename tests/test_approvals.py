@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -20,8 +21,11 @@ from cedargate.audit.verify import verify_log
 from cedargate.cli import main
 from cedargate.config import StoreConfig, load_config
 from cedargate.git import git_text
+from cedargate.identity import principal_from_config
+from cedargate.pipeline import CallRequest
 from cedargate.runtime import Runtime, build_runtime
 from cedargate.server import APPROVAL_META_KEY, build_server
+from cedargate.session import SessionState
 from cedargate.store.tables import admin_actions, approvals
 
 pytestmark = pytest.mark.anyio
@@ -278,3 +282,34 @@ async def test_an_approved_call_stopped_by_a_rate_cap_keeps_its_approval_for_the
     finally:
         runtime.close()
     assert [e["outcome"] for e in audit_events(tree / "audit.jsonl")] == ["approval_required", "over_budget"]
+
+
+async def test_a_call_cancelled_after_its_grant_was_taken_gives_the_grant_back(governed: Runtime) -> None:
+    await _delete(governed)
+    approval_id = _pending_id(governed)
+    _cli(governed, "approvals", "approve", approval_id, "--as", "bob")
+    request = CallRequest(
+        DELETE,
+        {"repository": "acme/web", "branch": "agent/old"},
+        principal_from_config(governed.config),
+        SessionState(),
+    )
+    with anyio.CancelScope() as scope:
+
+        async def cancel_once_admitted(fn: Callable[..., Any], *args: Any) -> Any:
+            result = await anyio.to_thread.run_sync(fn, *args)
+            if getattr(args[0], "__name__", "") == "admit":  # the grant is consumed: the client gives up now
+                scope.cancel()
+            return result
+
+        await governed.pipeline.rewired(offload=cancel_once_admitted).call(request)
+    assert scope.cancelled_caught
+    assert _branch_exists(governed, "agent/old")
+    cancelled = audit_events(governed.config.audit.path)[-1]
+    assert cancelled["outcome"] == "failed" and "before its tool ran" in cancelled["error"]
+    assert cancelled["approval"]["status"] == "granted"
+    assert governed.store is not None
+    assert ApprovalQueue(governed.store, governed.config.approvals).get(approval_id).status is ApprovalStatus.APPROVED
+    is_error, text = await _delete(governed)  # the grant still serves the call it was given for
+    assert not is_error, text
+    assert not _branch_exists(governed, "agent/old")

@@ -167,9 +167,10 @@ class Pipeline:
             # The client gave up (or the server is stopping). The event is written before the
             # cancellation goes on: no call leaves no trace, and an unused approval is given back.
             with anyio.CancelScope(shield=True):
-                if not event.handler_started:
+                approval = event.fields.get("approval")
+                if approval is not None and not event.handler_started:
                     try:
-                        await self._offload(self._gate.give_back, event.fields.get("approval"), event.event_id)
+                        await self._offload(self._gate.give_back, approval, event.event_id)
                     except StoreError:
                         logger.exception("approval of cancelled call %s could not be given back", event.event_id)
                 self._finish(event, started, Outcome.FAILED, error=_CANCELLED[event.handler_started])
