@@ -29,7 +29,7 @@ from cedargate.handlers.repo_common import (
     repo_of,
     task_branch,
 )
-from cedargate.handlers.repo_read import READ_OPERATIONS, describe_repository
+from cedargate.handlers.repo_read import READ_OPERATIONS, describe_repository, revision_to_read
 from cedargate.handlers.repo_review import REVIEW_OPERATIONS
 from cedargate.handlers.repo_work import WORK_OPERATIONS
 from cedargate.manifest import ToolManifest
@@ -46,7 +46,7 @@ def read_file(call: HandlerCall) -> dict[str, Any]:
     path = confined_path(str(call.args["path"]))
     if "\n" in path or "\r" in path:
         raise ToolInputError(f"field `path`: `{path!r}` contains a line break; such files cannot be read")
-    ref = safe_revision(str(call.args.get("ref", "HEAD")), "ref")
+    ref = revision_to_read(call)
     # One git reader answers all three questions (which commit, which blob, what content).
     with OBJECT_READERS.reader(repo_path) as objects:
         found = objects.info(f"{ref}^{{commit}}")

@@ -97,7 +97,7 @@ def search(call: HandlerCall) -> dict[str, Any]:
 def log(call: HandlerCall) -> dict[str, Any]:
     """Recent commits at a revision (optionally touching a path), with their cedargate audit trailers."""
     repo, path = repo_of(call)
-    ref = _ref(call)
+    ref = revision_to_read(call)
     count = int(call.args.get("max_count", 20))
     scope = _path_scope(call)
     fmt = _FIELD.join(["%H", "%P", "%an", "%aI", "%s", f"%(trailers:key={AUDIT_TRAILER},valueonly,separator=%x20)"])
@@ -203,13 +203,13 @@ def status(call: HandlerCall) -> dict[str, Any]:
     }
 
 
-def _ref(call: HandlerCall) -> str:
+def revision_to_read(call: HandlerCall) -> str:
     """The revision a read looks at: ``ref``, default ``HEAD``."""
     return safe_revision(str(call.args.get("ref", "HEAD")), "ref")
 
 
 def _ref_and_commit(call: HandlerCall, path: Path) -> tuple[str, str]:
-    ref = _ref(call)
+    ref = revision_to_read(call)
     return ref, commit_of(path, ref, "ref")
 
 
