@@ -152,6 +152,21 @@ async def test_reads_through_a_committed_symlink_are_refused(runtime: Runtime) -
     assert {"path": "escape", "type": "symlink", "mode": "120000", "size": 4} in tree["entries"]
 
 
+async def test_a_link_to_a_directory_inside_the_repository_is_not_followed_either(runtime: Runtime) -> None:
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None and repo.path is not None
+    (repo.path / "docs").mkdir(exist_ok=True)
+    (repo.path / "docs" / "guide.md").write_text("guide\n")
+    run_git(repo.path, ["add", "--", "docs/guide.md"])
+    _commit_symlink(runtime, "alias", "docs")
+    async with client_for(runtime) as client:
+        s = Session(client)
+        direct = await s.ok("repo_read_file", {**WEB, "path": "docs/guide.md"})
+        message = await s.refused("repo_read_file", {**WEB, "path": "alias/guide.md"})
+    assert direct["content"] == "guide\n"
+    assert "`alias` is a symbolic link" in message
+
+
 async def test_a_file_read_names_what_is_wrong_with_the_ref_or_the_path(runtime: Runtime) -> None:
     repo = runtime.config.repository("acme/web")
     assert repo is not None and repo.path is not None

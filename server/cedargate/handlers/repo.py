@@ -53,9 +53,11 @@ def read_file(call: HandlerCall) -> dict[str, Any]:
         if found is None:
             raise not_a_commit(repo_path, ref, "ref")
         commit = found.oid
-        refuse_symlinked_parents(repo_path, commit, path)
+        # git does not follow a symbolic link inside `commit:path`, so a path through one names
+        # nothing; only then is the tree listed, to say that a link is why.
         blob = objects.info(f"{commit}:{path}")
         if blob is None or blob.type != "blob":
+            refuse_symlinked_parents(repo_path, commit, path)
             raise HandlerError(f"field `path`: `{path}` is not a file at `{ref}` in `{repo.name}`")
         size = blob.size
         if size > MAX_READ_BYTES:
