@@ -1,8 +1,10 @@
-"""Helpers for the repository tool tests: configuring `acme/web`, calling tools, a forge stand-in."""
+"""Helpers for the repository tool tests: configuring `acme/web`, calling tools, forge and git HTTP stand-ins."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -116,4 +118,81 @@ def forge_stand_in() -> Iterator[ForgeStandIn]:
     finally:
         forge.server.shutdown()
         forge.server.server_close()
+        thread.join()
+
+
+@dataclass
+class GitHttpStandIn:
+    """git's smart HTTP on loopback (``git http-backend``), answering only an expected ``Authorization``."""
+
+    root: Path
+    authorization: str
+    seen: list[str] = field(default_factory=list)
+    """The ``Authorization`` header of every request, as sent (``""`` when there was none)."""
+    server: ThreadingHTTPServer | None = None
+
+    def url(self, name: str) -> str:
+        assert self.server is not None
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}/{name}"
+
+
+@contextmanager
+def git_http_stand_in(root: Path, authorization: str) -> Iterator[GitHttpStandIn]:
+    stand_in = GitHttpStandIn(root, authorization)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self._serve()
+
+        def do_POST(self) -> None:
+            self._serve()
+
+        def _serve(self) -> None:
+            sent = self.headers.get("Authorization", "")
+            stand_in.seen.append(sent)
+            if sent != stand_in.authorization:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="stand-in"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            path, _, query = self.path.partition("?")
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            env = {
+                "PATH": os.environ.get("PATH", ""),
+                "GIT_PROJECT_ROOT": str(stand_in.root),
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "REMOTE_USER": "x-access-token",  # http-backend takes pushes only from an authenticated user
+                "REQUEST_METHOD": self.command,
+                "PATH_INFO": path,
+                "QUERY_STRING": query,
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                "CONTENT_LENGTH": str(len(body)),
+                "GIT_CONFIG_NOSYSTEM": "1",
+                "GIT_CONFIG_GLOBAL": os.devnull,
+            }
+            out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, check=True).stdout
+            head, _, payload = out.partition(b"\r\n\r\n")
+            headers = [line.split(":", 1) for line in head.decode().split("\r\n") if ":" in line]
+            status = next((int(v.split()[0]) for k, v in headers if k.lower() == "status"), 200)
+            self.send_response(status)
+            for key, value in headers:
+                if key.lower() != "status":
+                    self.send_header(key, value.strip())
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    stand_in.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=stand_in.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield stand_in
+    finally:
+        stand_in.server.shutdown()
+        stand_in.server.server_close()
         thread.join()

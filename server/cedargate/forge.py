@@ -1,13 +1,14 @@
 """Opening pull requests on a forge: GitHub's REST API (``POST /repos/{owner}/{repo}/pulls``).
 
 The token is read from the environment variable the repository's config names, at the
-moment of the call; it goes only into the ``Authorization`` header, never into a message,
-a result or the audit trail. Redirects are not followed, so the token cannot be carried to
-another host.
+moment of the call; it goes only into the ``Authorization`` header (of the API request, or
+of a push to the forge's own host), never into a message, a result or the audit trail.
+Redirects are not followed, so the token cannot be carried to another host.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass
 
@@ -47,6 +48,32 @@ def forge_token(forge: ForgeConfig, repository: str) -> str:
             f"repository `{repository}`: environment variable `{forge.token_env}` (its forge token) is not set"
         )
     return token
+
+
+def push_auth_env(forge: ForgeConfig, repository: str, remote: str) -> dict[str, str]:
+    """git's environment for pushing to ``remote``: the forge token, if the remote is the forge's.
+
+    An https remote on the forge's own host (GitHub's API host without ``api.``) is sent the
+    token as ``x-access-token`` credentials in ``http.extraHeader``, set through git's
+    environment (a command line is readable by every user of the machine), with redirects
+    off so the header cannot follow to another host. Other remotes (a path, ssh) push as
+    before; a plain-http remote on the forge's host is refused rather than sent the token.
+    """
+    if forge.kind != "github" or not remote.startswith(("https://", "http://")):
+        return {}
+    url, api = httpx.URL(remote), httpx.URL(forge.api_url)
+    if url.host not in {api.host, api.host.removeprefix("api.")}:
+        return {}
+    if url.scheme != "https" and not (url.scheme == "http" and url.host in _LOOPBACK):
+        raise HandlerError(f"repository `{repository}`: `remote` must be https to push with the forge token")
+    credentials = base64.b64encode(f"x-access-token:{forge_token(forge, repository)}".encode()).decode()
+    return {
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_0": "http.extraHeader",
+        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {credentials}",
+        "GIT_CONFIG_KEY_1": "http.followRedirects",
+        "GIT_CONFIG_VALUE_1": "false",
+    }
 
 
 def open_github_pull_request(
