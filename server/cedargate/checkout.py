@@ -1,7 +1,8 @@
 """Where a configured repository lives on disk, cloning it on first use when only a URL is given.
 
 Every repository handler reaches the repository through ``local_repo`` so a missing
-checkout is one clear error, and a clone happens once per process, under a lock.
+checkout is one clear error, and a clone happens once per process, under a lock. A
+``clone_url`` on the forge's host is cloned with the forge token (``forge_auth_env``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError
+from cedargate.forge import forge_auth_env
 from cedargate.git import run_git
 
 _clone_lock = threading.Lock()
@@ -29,5 +31,6 @@ def local_repo(repo: RepositoryConfig) -> Path:
     with _clone_lock:
         if not repo.path.is_dir():
             repo.path.parent.mkdir(parents=True, exist_ok=True)
-            run_git(repo.path.parent, ["clone", "--quiet", "--", repo.clone_url, str(repo.path)])
+            credentials = forge_auth_env(repo.forge, repo.name, repo.clone_url)
+            run_git(repo.path.parent, ["clone", "--quiet", "--", repo.clone_url, str(repo.path)], env=credentials)
     return repo.path

@@ -50,22 +50,24 @@ def forge_token(forge: ForgeConfig, repository: str) -> str:
     return token
 
 
-def push_auth_env(forge: ForgeConfig, repository: str, remote: str) -> dict[str, str]:
-    """git's environment for pushing to ``remote``: the forge token, if the remote is the forge's.
+def forge_auth_env(forge: ForgeConfig, repository: str, url: str) -> dict[str, str]:
+    """git's environment for fetching from or pushing to ``url``: the forge token, if ``url`` is the forge's.
 
-    An https remote on the forge's own host (GitHub's API host without ``api.``) is sent the
+    An https URL on the forge's own host (GitHub's API host without ``api.``) is sent the
     token as ``x-access-token`` credentials in ``http.extraHeader``, set through git's
     environment (a command line is readable by every user of the machine), with redirects
-    off so the header cannot follow to another host. Other remotes (a path, ssh) push as
-    before; a plain-http remote on the forge's host is refused rather than sent the token.
+    off so the header cannot follow to another host. Other URLs (a path, ssh) go as before;
+    a plain-http URL on the forge's host is refused rather than sent the token.
     """
-    if forge.kind != "github" or not remote.startswith(("https://", "http://")):
+    if forge.kind != "github" or not url.startswith(("https://", "http://")):
         return {}
-    url, api = httpx.URL(remote), httpx.URL(forge.api_url)
-    if url.host not in {api.host, api.host.removeprefix("api.")}:
+    target, api = httpx.URL(url), httpx.URL(forge.api_url)
+    if target.host not in {api.host, api.host.removeprefix("api.")}:
         return {}
-    if url.scheme != "https" and not (url.scheme == "http" and url.host in _LOOPBACK):
-        raise HandlerError(f"repository `{repository}`: `remote` must be https to push with the forge token")
+    if target.scheme != "https" and not (target.scheme == "http" and target.host in _LOOPBACK):
+        raise HandlerError(
+            f"repository `{repository}`: a git URL on the forge's host must be https to be sent the forge token"
+        )
     credentials = base64.b64encode(f"x-access-token:{forge_token(forge, repository)}".encode()).decode()
     return {
         "GIT_CONFIG_COUNT": "2",

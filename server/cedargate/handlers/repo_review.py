@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError
-from cedargate.forge import forge_token, open_github_pull_request, push_auth_env
+from cedargate.forge import forge_auth_env, forge_token, open_github_pull_request
 from cedargate.git import git_text, run_git
 from cedargate.handlers import Handler, HandlerCall
 from cedargate.handlers.repo_common import AUDIT_TRAILER, branch_tip, commit_of, repo_of, task_branch, task_workspace
@@ -45,7 +45,7 @@ def _push(repo: RepositoryConfig, path: Path, branch: str) -> str:
     tip = branch_tip(path, branch)
     if tip is None:
         raise HandlerError(f"field `branch`: `{branch}` does not exist in `{repo.name}`")
-    credentials = push_auth_env(repo.forge, repo.name, remote)
+    credentials = forge_auth_env(repo.forge, repo.name, remote)
     # No force: the remote accepts the branch only as a fast-forward of what it holds.
     refspec = f"refs/heads/{branch}:refs/heads/{branch}"
     run_git(path, ["push", "--quiet", "--porcelain", remote, refspec], env=credentials)

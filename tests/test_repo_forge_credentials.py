@@ -1,4 +1,4 @@
-"""Pushing to the forge over HTTP: the forge token is git's credential, for the forge's own host only."""
+"""Cloning from and pushing to the forge over HTTP: the forge token is git's credential, for its own host only."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.repo_support import (
     git_http_stand_in,
 )
 
-from cedargate.git import git_text
+from cedargate.git import git_text, run_git
 
 pytestmark = pytest.mark.anyio
 
@@ -94,3 +94,26 @@ async def test_a_remote_on_another_host_is_never_sent_the_token(
     assert not ok
     assert "git push failed" in str(message)
     assert git_http.seen and set(git_http.seen) == {""}
+
+
+async def test_a_clone_url_on_the_forge_host_is_cloned_with_the_token_which_the_clone_does_not_keep(
+    tree: Path, forge: ForgeStandIn, git_http: GitHttpStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    run_git(tree, ["clone", "--quiet", "--bare", "--", str(tree / "repos/web"), str(git_http.root / "private.git")])
+    config_path = tree / "cedargate.toml"
+    url = git_http.url("private.git")
+    config_path.write_text(config_path.read_text().replace('path = "repos/web"', f'clone_url = "{url}"', 1))
+    runtime = configure_web(
+        tree, f'[repositories.forge]\nkind = "github"\napi_url = "{forge.url}"\ntoken_env = "{TOKEN_ENV}"\n'
+    )
+    try:
+        async with client_for(runtime) as client:
+            read = await Session(client).ok("repo_read_file", {"repository": "acme/web", "path": "README.md"})
+    finally:
+        runtime.close()
+    assert read["content"].startswith("# acme/web")
+    assert EXPECTED in git_http.seen
+    clone = tree / "var/repos/acme/web"
+    assert TOKEN not in (clone / ".git" / "config").read_text()
+    assert base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode() not in (clone / ".git" / "config").read_text()
