@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,3 +136,26 @@ def test_a_reader_on_no_repository_says_what_git_said(tmp_path: Path, pool: Obje
     (tmp_path / "plain").mkdir()
     with pytest.raises(HandlerError, match="not a git repository"), pool.reader(tmp_path / "plain") as objects:
         objects.info("HEAD")
+
+
+def test_a_reader_lent_out_too_long_is_stopped_and_not_reused(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    _new_repo(repo, "x")
+    pool = ObjectReaderPool(timeout_s=0.2, tick_s=0.05)
+    try:
+        with pool.reader(repo) as objects:
+            stuck = _pid(objects)
+            deadline = time.monotonic() + 10
+            while objects.usable and time.monotonic() < deadline:  # as if git hung on a stuck disk
+                time.sleep(0.05)
+            assert not objects.usable
+        with pool.reader(repo) as objects:
+            fresh = _pid(objects)
+            assert fresh != stuck
+            assert objects.info("HEAD") is not None
+        time.sleep(0.3)  # past that use's deadline, but it was given back in time
+        with pool.reader(repo) as objects:
+            assert _pid(objects) == fresh
+            assert objects.info("HEAD") is not None
+    finally:
+        pool.close()

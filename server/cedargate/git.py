@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import tempfile
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +82,6 @@ class ObjectReader:
         self._process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=git_env()
         )
-        self._watchdog: threading.Timer | None = None
         self._broken = False
 
     @property
@@ -91,17 +89,10 @@ class ObjectReader:
         """Whether git still runs and every answer so far was read whole (the next one starts clean)."""
         return not self._broken and self._process.poll() is None
 
-    def watch(self, timeout: float) -> None:
-        """Stop git if it is still answering after ``timeout`` seconds (a stuck disk, say)."""
-        self.unwatch()
-        self._watchdog = threading.Timer(timeout, self._process.kill)
-        self._watchdog.daemon = True
-        self._watchdog.start()
-
-    def unwatch(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+    def kill(self) -> None:
+        """Stop git now (it took too long); the reader is not usable afterwards."""
+        self._broken = True
+        self._process.kill()
 
     def info(self, name: str) -> ObjectInfo | None:
         """Type and size of the object ``name`` resolves to, or ``None`` when it names none."""
@@ -123,7 +114,6 @@ class ObjectReader:
         return data
 
     def close(self) -> None:
-        self.unwatch()
         self._broken = True
         if self._process.stdin is not None and not self._process.stdin.closed:
             with contextlib.suppress(BrokenPipeError):  # git has gone; the pipe closes all the same
@@ -170,7 +160,6 @@ class ObjectReader:
 
     def _stop_for_message(self) -> str:
         """Stop git (it has failed) and return what it wrote to stderr."""
-        self.unwatch()
         self._broken = True
         self._process.kill()
         self._process.wait()

@@ -4,9 +4,9 @@ Starting git costs milliseconds, more than all the governance around a read. A r
 answers any number of questions, and git resolves every name afresh (loose refs are read
 again, a changed ``packed-refs`` is reloaded, new packs are looked for on a miss), so a
 reused reader sees commits and ref moves made since it started. A reader serves one call
-at a time; a few idle ones are kept, the least recently used going first. One that lost its
-place in git's answers, outlived its uses, or whose repository directory was replaced
-(a re-clone at the same path) is never reused.
+at a time and is stopped if a use outlasts a minute; a few idle ones are kept, the least
+recently used going first. One that lost its place in git's answers, outlived its uses,
+or whose repository directory was replaced (a re-clone at the same path) is never reused.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,13 +36,53 @@ class _Kept:
         self.uses = 0
 
 
+class _Watchdog:
+    """One thread that stops a reader still lent out past its deadline (a stuck disk, say).
+
+    A timer thread per use would cost more than the read; this one looks every ``tick``
+    seconds, so a stuck reader is stopped between ``timeout`` and ``timeout + tick`` after
+    it was lent, and lending or returning one is a dictionary update.
+    """
+
+    def __init__(self, timeout_s: float, tick_s: float) -> None:
+        self._timeout_s = timeout_s
+        self._tick_s = tick_s
+        self._lock = threading.Lock()
+        self._deadlines: dict[ObjectReader, float] = {}
+        self._thread: threading.Thread | None = None
+
+    def arm(self, reader: ObjectReader) -> None:
+        with self._lock:
+            self._deadlines[reader] = time.monotonic() + self._timeout_s
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="git-reader-watchdog", daemon=True)
+                self._thread.start()
+
+    def disarm(self, reader: ObjectReader) -> None:
+        with self._lock:
+            self._deadlines.pop(reader, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._tick_s)
+            now = time.monotonic()
+            with self._lock:
+                overdue = [reader for reader, deadline in self._deadlines.items() if deadline <= now]
+                for reader in overdue:
+                    del self._deadlines[reader]
+            for reader in overdue:
+                reader.kill()
+
+
 class ObjectReaderPool:
     """Idle readers by repository; ``reader(repo)`` lends one (started if none is idle)."""
 
-    def __init__(self, keep_idle: int = _KEEP_IDLE, max_uses: int = _MAX_USES, timeout_s: float = _TIMEOUT_S) -> None:
+    def __init__(
+        self, keep_idle: int = _KEEP_IDLE, max_uses: int = _MAX_USES, timeout_s: float = _TIMEOUT_S, tick_s: float = 5.0
+    ) -> None:
         self._keep_idle = keep_idle
         self._max_uses = max_uses
-        self._timeout_s = timeout_s
+        self._watchdog = _Watchdog(timeout_s, tick_s)
         self._lock = threading.Lock()
         self._idle: list[_Kept] = []
         """Most recently returned last."""
@@ -51,11 +92,11 @@ class ObjectReaderPool:
         identity = _identity(repo)
         kept = self._take(repo, identity) or _Kept(repo, identity)
         kept.uses += 1
-        kept.reader.watch(self._timeout_s)
+        self._watchdog.arm(kept.reader)
         try:
             yield kept.reader
         finally:
-            kept.reader.unwatch()
+            self._watchdog.disarm(kept.reader)
             self._give_back(kept)
 
     def close(self) -> None:
