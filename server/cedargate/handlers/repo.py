@@ -25,6 +25,7 @@ from cedargate.handlers.repo_common import (
     branch_tip,
     commit_message,
     commit_of,
+    head_commit,
     not_a_commit,
     repo_of,
     task_branch,
@@ -99,7 +100,7 @@ def write_file(call: HandlerCall) -> dict[str, Any]:
 
 def _write_in_workspace(name: str, workspace: Workspace, path: str, content: bytes, message: str) -> dict[str, Any]:
     target = worktree_file(workspace.path, path)
-    parent = git_text(workspace.path, ["rev-parse", "HEAD"])
+    parent = head_commit(workspace.path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(content)
     run_git(workspace.path, ["add", "--", path])
@@ -110,7 +111,7 @@ def _write_in_workspace(name: str, workspace: Workspace, path: str, content: byt
         input=message.encode(),
         env=COMMITTER_ENV,
     )
-    commit = git_text(workspace.path, ["rev-parse", "HEAD"])
+    commit = head_commit(workspace.path)
     return {
         "repository": name,
         "branch": workspace.branch,

@@ -54,6 +54,11 @@ def commit_of(repo: Path, ref: str, field: str) -> str:
     return found
 
 
+def head_commit(where: Path) -> str:
+    """The commit checked out at ``where``, a repository or a task worktree (asked of a kept reader)."""
+    return commit_of(where, "HEAD", "repository")
+
+
 def not_a_commit(repo: Path, ref: str, field: str) -> HandlerError:
     return HandlerError(f"field `{field}`: `{ref}` is not a commit in `{repo.name}`")
 

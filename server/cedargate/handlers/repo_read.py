@@ -15,7 +15,7 @@ from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError, ToolInputError
 from cedargate.git import git_text, run_git
 from cedargate.handlers import Handler, HandlerCall
-from cedargate.handlers.repo_common import AUDIT_TRAILER, commit_of, repo_of
+from cedargate.handlers.repo_common import AUDIT_TRAILER, commit_of, head_commit, repo_of
 from cedargate.repo_paths import confined_path, safe_revision
 from cedargate.workspaces import Workspace, WorkspaceStore
 
@@ -254,7 +254,7 @@ def _head(path: Path) -> tuple[str, str | None]:
 
 def _workspace_status(workspace: Workspace) -> dict[str, Any]:
     where = workspace.path
-    head = git_text(where, ["rev-parse", "HEAD"])
+    head = head_commit(where)
     ahead = int(git_text(where, ["rev-list", "--count", f"{workspace.base_commit}..{head}"]))
     porcelain = run_git(where, ["status", "--porcelain=v1", "-z", "--untracked-files=all"]).stdout.decode()
     changes = [{"status": e[:2], "path": e[3:]} for e in porcelain.split("\0") if len(e) > 3]

@@ -18,7 +18,15 @@ from cedargate.errors import HandlerError
 from cedargate.forge import forge_auth_env, forge_token, open_github_pull_request
 from cedargate.git import git_text, run_git
 from cedargate.handlers import Handler, HandlerCall
-from cedargate.handlers.repo_common import AUDIT_TRAILER, branch_tip, commit_of, repo_of, task_branch, task_workspace
+from cedargate.handlers.repo_common import (
+    AUDIT_TRAILER,
+    branch_tip,
+    commit_of,
+    head_commit,
+    repo_of,
+    task_branch,
+    task_workspace,
+)
 from cedargate.pull_request_body import Provenance, WriteRecord
 from cedargate.repo_paths import safe_ref
 from cedargate.sandbox import SandboxLimits, run_sandboxed
@@ -122,7 +130,7 @@ def run_tests(call: HandlerCall) -> dict[str, Any]:
     if repo.test_command is None:
         raise HandlerError(f"repository `{repo.name}` has no `test_command` configured; an admin must set one")
     git_dir = Path(git_text(path, ["rev-parse", "--path-format=absolute", "--git-common-dir"]))
-    commit = git_text(workspace.path, ["rev-parse", "HEAD"])
+    commit = head_commit(workspace.path)
     clean = run_git(workspace.path, ["status", "--porcelain"]).stdout.strip() == b""
     limits = SandboxLimits(wall_seconds=repo.test_timeout_seconds, memory_mb=repo.test_memory_mb)
     run = run_sandboxed(workspace.path, (git_dir,), repo.test_command, limits)

@@ -19,6 +19,7 @@ from cedargate.handlers.repo_common import (
     branch_tip,
     commit_message,
     commit_of,
+    head_commit,
     repo_of,
     task_branch,
     task_workspace,
@@ -82,10 +83,10 @@ def commit(call: HandlerCall) -> dict[str, Any]:
     run_git(where, ["add", "--all"])
     if run_git(where, ["diff", "--cached", "--quiet"], check=False).returncode == 0:
         raise HandlerError(f"nothing to commit in workspace `{workspace.id}`: apply a diff or write a file first")
-    parent = git_text(where, ["rev-parse", "HEAD"])
+    parent = head_commit(where)
     message = commit_message(call, str(call.args["message"]))
     run_git(where, ["commit", "--quiet", "-F", "-"], input=message.encode(), env=COMMITTER_ENV)
-    sha = git_text(where, ["rev-parse", "HEAD"])
+    sha = head_commit(where)
     files = git_text(where, ["diff-tree", "-r", "--name-only", "--no-commit-id", sha]).splitlines()
     return {
         "repository": repo.name,
