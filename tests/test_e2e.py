@@ -171,3 +171,38 @@ async def test_allowed_denied_and_invalid_calls_each_leave_one_audit_event(
         ("repo_write_file", "invalid_arguments"),
     ]
     assert verify_log(tree / "audit.jsonl").ok
+
+
+@pytest.fixture
+def runs_tests(tree: Path) -> Path:
+    """acme/web with a sandboxed test command, configured before any server starts."""
+    config = tree / "cedargate.toml"
+    anchor = 'owner_team = "storefront"\n'
+    settings = 'test_command = "sh ./ci.sh"\ntest_timeout_seconds = 4\ntest_memory_mb = 256\n'
+    assert anchor in config.read_text()
+    config.write_text(config.read_text().replace(anchor, anchor + settings, 1))
+    return tree
+
+
+async def test_a_test_run_reports_progress_to_a_client_that_asked(
+    runs_tests: Path, transport: str, url: str | None, mode: str
+) -> None:
+    reports: list[tuple[float, float | None, str | None]] = []
+
+    async def heard(progress: float, total: float | None, message: str | None) -> None:
+        reports.append((progress, total, message))
+
+    branch = {"repository": "acme/web", "branch": "agent/e2e-tests"}
+    with anyio.fail_after(60):
+        async with connect(transport, runs_tests, url, mode) as client:
+            created = await client.call_tool("repo_create_branch", branch)
+            written = await client.call_tool(
+                "repo_write_file", {**branch, "path": "ci.sh", "content": "sleep 1.5\necho done\n"}
+            )
+            run = await client.call_tool("repo_run_tests", {"repository": "acme/web"}, progress_callback=heard)
+    assert created.is_error is False and written.is_error is False
+    assert run.is_error is False, run.content
+    assert run.structured_content is not None and run.structured_content["passed"] is True
+    assert len(reports) >= 2
+    assert all(total == 4 and 0 < progress < 4 for progress, total, _ in reports)
+    assert "`sh ./ci.sh` running for" in (reports[-1][2] or "")

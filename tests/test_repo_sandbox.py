@@ -158,3 +158,23 @@ def _cmdline(path: Path) -> str:
         return path.read_bytes().replace(b"\0", b" ").decode().strip()
     except OSError:
         return ""
+
+
+async def test_a_long_run_tells_a_client_that_asked_how_long_it_has_been_going(tested: Runtime) -> None:
+    reports: list[tuple[float, float | None, str | None]] = []
+
+    async def heard(progress: float, total: float | None, message: str | None) -> None:
+        reports.append((progress, total, message))
+
+    async with client_for(tested) as client:
+        s = Session(client)
+        await s.ok("repo_create_branch", BRANCH)
+        await s.ok("repo_write_file", {**BRANCH, "path": "ci.sh", "content": "sleep 1.2\nexit 0\n"})
+        quiet = await client.call_tool("repo_run_tests", {"repository": "acme/web"})  # asks for no progress
+        assert quiet.is_error is False
+        result = await client.call_tool("repo_run_tests", {"repository": "acme/web"}, progress_callback=heard)
+    assert result.is_error is False
+    assert len(reports) >= 2
+    assert [p for p, _, _ in reports] == sorted(p for p, _, _ in reports)
+    assert all(total == 2 and 0 < p < 2 for p, total, _ in reports)
+    assert "`sh ./ci.sh` running for" in (reports[-1][2] or "")

@@ -41,6 +41,7 @@ from cedargate.gate import Gate, GateTicket, needs_approval
 from cedargate.handlers import HandlerCall, HandlerRegistry
 from cedargate.holds import HoldKind, Holds
 from cedargate.identity import Principal
+from cedargate.progress import ProgressReport, no_progress
 from cedargate.redact import arguments_for_audit, redact_text, redact_value
 from cedargate.request_context import build_context
 from cedargate.resolve import resolve_resource
@@ -69,6 +70,8 @@ class CallRequest:
     """The client's W3C trace context (``_meta.traceparent``); recorded, never trusted for identity."""
     approval_id: str | None = None
     """An approval the caller names explicitly (otherwise a grant for these exact arguments is looked up)."""
+    progress: ProgressReport = no_progress
+    """Where the handler reports how long work is going (the client, when it asked)."""
 
 
 @dataclass(frozen=True)
@@ -234,7 +237,14 @@ class Pipeline:
             # Right after the decision, with no await between: a concurrent call of this session sees it.
             request.session.touch_repository(resource.ref.id)
         call = HandlerCall(
-            manifest, args, resource, request.principal, event.event_id, request.session.id, context_sources=sources
+            manifest,
+            args,
+            resource,
+            request.principal,
+            event.event_id,
+            request.session.id,
+            context_sources=sources,
+            progress=request.progress,
         )
         handler = self._handlers.handler_for(manifest)
 

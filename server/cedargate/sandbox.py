@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
@@ -27,6 +28,8 @@ BWRAP: str = "bwrap"
 """The bubblewrap executable looked up on ``PATH`` (a name, so tests can point it elsewhere)."""
 
 TAIL_BYTES: Final = 4096
+PROGRESS_EVERY_S: Final = 5.0
+"""The longest gap between two reports of a running test run (ten over a shorter limit)."""
 SANDBOX_TMP: Final = "/tmp"  # noqa: S108 - a private tmpfs inside the sandbox, not the host /tmp
 SANDBOX_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_FILE_BLOCKS: Final = 2 * 1024 * 1024
@@ -97,8 +100,18 @@ def probe(bwrap: str) -> None:
         )
 
 
-def run_sandboxed(worktree: Path, git_dirs: tuple[Path, ...], command: str, limits: SandboxLimits) -> SandboxRun:
-    """Run ``command`` with ``/bin/sh -c`` in the sandbox; kills the whole run at the wall-time limit."""
+def run_sandboxed(
+    worktree: Path,
+    git_dirs: tuple[Path, ...],
+    command: str,
+    limits: SandboxLimits,
+    still_running: Callable[[float], None] | None = None,
+) -> SandboxRun:
+    """Run ``command`` with ``/bin/sh -c`` in the sandbox; kills the whole run at the wall-time limit.
+
+    ``still_running`` hears the seconds elapsed, ten times over the limit or every
+    ``PROGRESS_EVERY_S`` if that is sooner, while the run goes on.
+    """
     bwrap = bwrap_executable()
     probe(bwrap)
     argv = [*bwrap_arguments(bwrap, worktree, git_dirs), "--", "/bin/sh", "-c", _LIMITS_THEN_RUN]
@@ -108,16 +121,28 @@ def run_sandboxed(worktree: Path, git_dirs: tuple[Path, ...], command: str, limi
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
-        timed_out = False
-        try:
-            exit_code: int | None = process.wait(timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        exit_code = _wait(process, started, limits.wall_seconds, still_running)
+        timed_out = exit_code is None
+        if timed_out:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-            exit_code = None
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         return _summarise(command, exit_code, timed_out, duration_ms, output)
+
+
+def _wait(
+    process: subprocess.Popen[bytes], started: float, wall_seconds: float, still_running: Callable[[float], None] | None
+) -> int | None:
+    """The exit code, or ``None`` once the wall-time limit passed; ``still_running`` hears the time so far."""
+    deadline = started + wall_seconds
+    every = min(PROGRESS_EVERY_S, wall_seconds / 10)
+    while (remaining := deadline - time.perf_counter()) > 0:
+        try:
+            return process.wait(timeout=min(remaining, every))
+        except subprocess.TimeoutExpired:
+            if still_running is not None:
+                still_running(time.perf_counter() - started)
+    return None
 
 
 def _summarise(

@@ -23,6 +23,7 @@ from cedargate.approvals import ApprovalQueue
 from cedargate.http_identity import principal_for
 from cedargate.identity import Principal
 from cedargate.pipeline import CallRequest, CallResult
+from cedargate.progress import client_progress
 from cedargate.runtime import Runtime
 from cedargate.session import SessionState
 from cedargate.tool_list_events import ToolListNotifier
@@ -145,6 +146,7 @@ def build_server(runtime: Runtime) -> Server[Any]:
             session=sessions.for_context(ctx, principal),
             traceparent=_traceparent(params),
             approval_id=_approval_id(params),
+            progress=client_progress(ctx),
         )
         outcome = await elicit.call_with_self_approval(ctx, params, request, queue, runtime.pipeline.call)
         return outcome if isinstance(outcome, types.InputRequiredResult) else to_call_tool_result(outcome)

@@ -12,6 +12,7 @@ from typing import Any
 
 from cedargate.identity import Principal
 from cedargate.manifest import ToolManifest
+from cedargate.progress import ProgressReport, no_progress
 from cedargate.resolve import Resource
 
 
@@ -29,6 +30,8 @@ class HandlerCall:
     """Facts about how the handler ran (duty identity, role session, sandbox, ...), for the audit event."""
     context_sources: tuple[str, ...] = ()
     """Event ids of the session's successful reads before this call (provenance for pull requests)."""
+    progress: ProgressReport = no_progress
+    """Tells the client how long work is going (a test run); a no-op unless it asked."""
 
 
 Handler = Callable[[HandlerCall], dict[str, Any]]

@@ -133,7 +133,12 @@ def run_tests(call: HandlerCall) -> dict[str, Any]:
     commit = head_commit(workspace.path)
     clean = run_git(workspace.path, ["status", "--porcelain"]).stdout.strip() == b""
     limits = SandboxLimits(wall_seconds=repo.test_timeout_seconds, memory_mb=repo.test_memory_mb)
-    run = run_sandboxed(workspace.path, (git_dir,), repo.test_command, limits)
+
+    def still_running(elapsed: float) -> None:
+        message = f"`{repo.test_command}` running for {elapsed:.0f} s (limit {limits.wall_seconds} s)"
+        call.progress(elapsed, limits.wall_seconds, message)
+
+    run = run_sandboxed(workspace.path, (git_dir,), repo.test_command, limits, still_running)
     call.execution["sandbox"] = {
         "kind": "bubblewrap",
         "wall_seconds": limits.wall_seconds,
