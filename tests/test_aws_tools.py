@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from mcp import Client
 from moto.sts.models import sts_backends
 from tests.aws_support import ARTIFACTS, NOW, SESSION, call, make_tree, text_of
 
@@ -20,6 +21,7 @@ from cedargate.audit.verify import verify_log
 from cedargate.aws_sandbox import PROD_ACCOUNT, STAGING_ACCOUNT
 from cedargate.config import load_config
 from cedargate.runtime import Runtime, build_runtime
+from cedargate.server import build_server
 
 pytestmark = pytest.mark.anyio
 
@@ -194,3 +196,24 @@ async def test_secret_values_are_redacted_and_revealing_them_is_denied_by_defaul
     assert revealed.is_error is True
     assert "secret-reveal" in text_of(revealed)
     assert event["outcome"] == "denied"
+
+
+async def test_the_first_aws_call_says_the_sandbox_is_being_seeded_and_later_ones_do_not(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    runtime = build_runtime(load_config(make_tree(tmp_path_factory.mktemp("fresh")), environ={}))
+    heard: list[str | None] = []
+
+    async def report(progress: float, total: float | None, message: str | None) -> None:
+        heard.append(message)
+
+    try:
+        async with Client(build_server(runtime)) as client:
+            first = await client.call_tool("aws_sts_get_caller_identity", {}, progress_callback=report)
+            seeded = list(heard)
+            second = await client.call_tool("aws_sts_get_caller_identity", {}, progress_callback=report)
+    finally:
+        runtime.close()
+    assert first.is_error is False and second.is_error is False
+    assert len(seeded) == 1 and "seeding the embedded sandbox" in (seeded[0] or "")
+    assert heard == seeded

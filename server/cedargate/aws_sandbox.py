@@ -37,6 +37,10 @@ class Sandbox:
         self._mock = mock_aws()
         self._mock.start()
 
+    @property
+    def seeded(self) -> bool:
+        return self._seeded
+
     def ensure_seeded(self) -> None:
         """Create each configured account's duty roles and estate, once."""
         with self._lock:

@@ -22,6 +22,7 @@ from botocore.config import Config as BotoConfig
 from cedargate import __version__
 from cedargate.aws_model import new_botocore_session
 from cedargate.config import AwsConfig
+from cedargate.progress import ProgressReport, no_progress
 
 if TYPE_CHECKING:
     from cedargate.aws_sandbox import Sandbox
@@ -79,9 +80,11 @@ class AwsClients:
             self.sandbox = Sandbox(self)
             self.sandbox.start()
 
-    def ensure_ready(self) -> None:
-        """Seed the sandbox estate on first use (a no-op against real AWS)."""
+    def ensure_ready(self, progress: ProgressReport = no_progress) -> None:
+        """Seed the sandbox estate on first use (a no-op against real AWS), saying so while it takes."""
         if self.sandbox is not None:
+            if not self.sandbox.seeded:
+                progress(0, None, "seeding the embedded sandbox's accounts (first AWS call; about 10 s)")
             self.sandbox.ensure_seeded()
 
     def client(

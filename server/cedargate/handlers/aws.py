@@ -64,7 +64,7 @@ class AwsHandlers(HandlerFamily):
         def run(call: HandlerCall) -> dict[str, Any]:
             account = call.resource.ref.id
             region = str(call.args.get(REGION_ARGUMENT) or clients.region)
-            clients.ensure_ready()
+            clients.ensure_ready(call.progress)
             try:
                 session, cached = sessions.session_for(manifest.duty, call.principal, account)
             except AssumeRoleError as exc:
