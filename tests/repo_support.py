@@ -66,6 +66,15 @@ def client_for(runtime: Runtime, mode: str = "legacy") -> Client:
     return Client(build_server(runtime), mode=mode)
 
 
+async def read_and_close(runtime: Runtime, path: str) -> dict[str, Any]:
+    """One `repo_read_file` of `acme/web` through a fresh client session; the runtime is closed after."""
+    try:
+        async with client_for(runtime) as client:
+            return await Session(client).ok("repo_read_file", {"repository": "acme/web", "path": path})
+    finally:
+        runtime.close()
+
+
 @dataclass
 class ForgeStandIn:
     """A local HTTP server that answers GitHub's create-pull-request endpoint and records requests."""
@@ -111,14 +120,8 @@ def forge_stand_in() -> Iterator[ForgeStandIn]:
             return
 
     forge.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=forge.server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _serving(forge.server):
         yield forge
-    finally:
-        forge.server.shutdown()
-        forge.server.server_close()
-        thread.join()
 
 
 @dataclass
@@ -188,11 +191,18 @@ def git_http_stand_in(root: Path, authorization: str) -> Iterator[GitHttpStandIn
             return
 
     stand_in.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=stand_in.server.serve_forever, daemon=True)
+    with _serving(stand_in.server):
+        yield stand_in
+
+
+@contextmanager
+def _serving(server: ThreadingHTTPServer) -> Iterator[None]:
+    """Serve on a daemon thread for the block's duration, then stop and close."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield stand_in
+        yield
     finally:
-        stand_in.server.shutdown()
-        stand_in.server.server_close()
+        server.shutdown()
+        server.server_close()
         thread.join()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.repo_support import Session, client_for
+from tests.repo_support import read_and_close
 
 from cedargate.config import load_config
 from cedargate.errors import ConfigError
@@ -21,12 +21,7 @@ async def test_a_repository_given_only_by_clone_url_is_cloned_on_first_use(tree:
     config = load_config(config_path, environ={})
     web = config.repository("acme/web")
     assert web is not None and web.path == tree / "var/repos/acme/web"
-    runtime = build_runtime(config)
-    try:
-        async with client_for(runtime) as client:
-            read = await Session(client).ok("repo_read_file", {"repository": "acme/web", "path": "README.md"})
-    finally:
-        runtime.close()
+    read = await read_and_close(build_runtime(config), "README.md")
     assert read["content"].startswith("# acme/web")
     assert (tree / "var/repos/acme/web/.git").is_dir()
 

@@ -16,6 +16,7 @@ from tests.repo_support import (
     configure_web,
     forge_stand_in,
     git_http_stand_in,
+    read_and_close,
 )
 
 from cedargate.git import git_text, run_git
@@ -107,11 +108,7 @@ async def test_a_clone_url_on_the_forge_host_is_cloned_with_the_token_which_the_
     runtime = configure_web(
         tree, f'[repositories.forge]\nkind = "github"\napi_url = "{forge.url}"\ntoken_env = "{TOKEN_ENV}"\n'
     )
-    try:
-        async with client_for(runtime) as client:
-            read = await Session(client).ok("repo_read_file", {"repository": "acme/web", "path": "README.md"})
-    finally:
-        runtime.close()
+    read = await read_and_close(runtime, "README.md")
     assert read["content"].startswith("# acme/web")
     assert EXPECTED in git_http.seen
     clone = tree / "var/repos/acme/web"
