@@ -66,13 +66,27 @@ def client_for(runtime: Runtime, mode: str = "legacy") -> Client:
     return Client(build_server(runtime), mode=mode)
 
 
-async def read_and_close(runtime: Runtime, path: str) -> dict[str, Any]:
-    """One `repo_read_file` of `acme/web` through a fresh client session; the runtime is closed after."""
+async def read_and_close(runtime: Runtime, path: str, heard: list[str] | None = None) -> dict[str, Any]:
+    """One `repo_read_file` of `acme/web` through a fresh client session; the runtime is closed after.
+
+    With ``heard``, the call asks for progress and each report's message is appended to it.
+    """
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        assert heard is not None
+        heard.append(message or "")
+
     try:
         async with client_for(runtime) as client:
-            return await Session(client).ok("repo_read_file", {"repository": "acme/web", "path": path})
+            result = await client.call_tool(
+                "repo_read_file",
+                {"repository": "acme/web", "path": path},
+                progress_callback=progress if heard is not None else None,
+            )
     finally:
         runtime.close()
+    assert result.is_error is False, result.content
+    return dict(result.structured_content or {})
 
 
 @dataclass

@@ -21,9 +21,11 @@ async def test_a_repository_given_only_by_clone_url_is_cloned_on_first_use(tree:
     config = load_config(config_path, environ={})
     web = config.repository("acme/web")
     assert web is not None and web.path == tree / "var/repos/acme/web"
-    read = await read_and_close(build_runtime(config), "README.md")
+    heard: list[str] = []
+    read = await read_and_close(build_runtime(config), "README.md", heard)
     assert read["content"].startswith("# acme/web")
     assert (tree / "var/repos/acme/web/.git").is_dir()
+    assert heard == ["cloning `acme/web` on its first use"]
 
 
 def test_a_repository_without_path_or_clone_url_is_a_config_error(tree: Path) -> None:

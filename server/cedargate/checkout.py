@@ -14,11 +14,12 @@ from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError
 from cedargate.forge import forge_auth_env
 from cedargate.git import run_git
+from cedargate.progress import ProgressReport, no_progress
 
 _clone_lock = threading.Lock()
 
 
-def local_repo(repo: RepositoryConfig) -> Path:
+def local_repo(repo: RepositoryConfig, progress: ProgressReport = no_progress) -> Path:
     """The repository's local path; clones ``clone_url`` there when the path does not exist yet."""
     if repo.path is None:  # config loading always sets it; kept for the type checker
         raise HandlerError(f"repository `{repo.name}` has no local path; check its `path` in the config")
@@ -30,6 +31,7 @@ def local_repo(repo: RepositoryConfig) -> Path:
         )
     with _clone_lock:
         if not repo.path.is_dir():
+            progress(0, None, f"cloning `{repo.name}` on its first use")
             repo.path.parent.mkdir(parents=True, exist_ok=True)
             credentials = forge_auth_env(repo.forge, repo.name, repo.clone_url)
             run_git(repo.path.parent, ["clone", "--quiet", "--", repo.clone_url, str(repo.path)], env=credentials)

@@ -28,7 +28,7 @@ def repo_of(call: HandlerCall) -> tuple[RepositoryConfig, Path]:
     config = call.resource.config
     if not isinstance(config, RepositoryConfig):  # resolve guarantees this; kept for the type checker
         raise HandlerError(f"tool `{call.manifest.name}` is bound to a repository but got `{call.resource.ref}`")
-    return config, local_repo(config)
+    return config, local_repo(config, call.progress)
 
 
 def store_of(call: HandlerCall) -> WorkspaceStore:
