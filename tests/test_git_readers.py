@@ -159,3 +159,15 @@ def test_a_reader_lent_out_too_long_is_stopped_and_not_reused(tmp_path: Path) ->
             assert objects.info("HEAD") is not None
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize("name", ["HEAD\nHEAD", "HEAD\rx", "HEAD:README.md\x00other"])
+def test_a_name_git_would_split_or_cut_short_is_refused_before_it_is_sent(
+    tmp_path: Path, pool: ObjectReaderPool, name: str
+) -> None:
+    repo = tmp_path / "r"
+    _new_repo(repo, "x")
+    with pool.reader(repo) as objects:
+        with pytest.raises(HandlerError, match="line break or NUL"):
+            objects.info(name)
+        assert objects.usable and objects.info("HEAD:README.md") is not None

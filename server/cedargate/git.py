@@ -128,8 +128,9 @@ class ObjectReader:
         self._stderr.close()
 
     def _send(self, command: str, name: str) -> None:
-        if "\n" in name or "\r" in name:
-            raise HandlerError(f"`{name!r}` contains a line break, which git's object reader cannot take")
+        if "\n" in name or "\r" in name or "\x00" in name:
+            # git reads one name per line, and a NUL would end the name early (another object).
+            raise HandlerError(f"`{name!r}` contains a line break or NUL, which git's object reader cannot take")
         stdin = self._process.stdin
         if stdin is None:  # pragma: no cover - Popen was asked for a pipe
             raise HandlerError("git cat-file has no input pipe")
