@@ -108,7 +108,7 @@ class ForgeStandIn:
 def forge_stand_in() -> Iterator[ForgeStandIn]:
     forge = ForgeStandIn()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_StandInHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
@@ -123,15 +123,7 @@ def forge_stand_in() -> Iterator[ForgeStandIn]:
                 }
             else:
                 reply = {"message": "Validation Failed"}
-            data = json.dumps(reply).encode()
-            self.send_response(forge.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
+            self.reply(forge.status, json.dumps(reply).encode(), [("Content-Type", "application/json")])
 
     forge.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     with _serving(forge.server):
@@ -158,7 +150,7 @@ class GitHttpStandIn:
 def git_http_stand_in(root: Path, authorization: str) -> Iterator[GitHttpStandIn]:
     stand_in = GitHttpStandIn(root, authorization)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_StandInHandler):
         def do_GET(self) -> None:
             self._serve()
 
@@ -169,10 +161,7 @@ def git_http_stand_in(root: Path, authorization: str) -> Iterator[GitHttpStandIn
             sent = self.headers.get("Authorization", "")
             stand_in.seen.append(sent)
             if sent != stand_in.authorization:
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="stand-in"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                self.reply(401, b"", [("WWW-Authenticate", 'Basic realm="stand-in"')])
                 return
             path, _, query = self.path.partition("?")
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -193,20 +182,26 @@ def git_http_stand_in(root: Path, authorization: str) -> Iterator[GitHttpStandIn
             head, _, payload = out.partition(b"\r\n\r\n")
             headers = [line.split(":", 1) for line in head.decode().split("\r\n") if ":" in line]
             status = next((int(v.split()[0]) for k, v in headers if k.lower() == "status"), 200)
-            self.send_response(status)
-            for key, value in headers:
-                if key.lower() != "status":
-                    self.send_header(key, value.strip())
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
+            self.reply(status, payload, [(k, v.strip()) for k, v in headers if k.lower() != "status"])
 
     stand_in.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     with _serving(stand_in.server):
         yield stand_in
+
+
+class _StandInHandler(BaseHTTPRequestHandler):
+    """A quiet request handler with one way to answer."""
+
+    def reply(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
 
 
 @contextmanager

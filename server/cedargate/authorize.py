@@ -9,15 +9,16 @@ A request that cannot be decided differently from one already decided reuses tha
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import cedarpy
 
+from cedargate.bounded_cache import BoundedCache
 from cedargate.cedar_types import ACTION, AGENT, EntityRef
 from cedargate.config import Config
 from cedargate.decision import Decision, DeterminingPolicy, Effect
-from cedargate.decision_cache import ContextPath, DecisionCache, context_paths, request_key
+from cedargate.decision_cache import MAX_DECISIONS, ContextPath, context_paths, request_key
 from cedargate.entities import principal_entities, resource_entities
 from cedargate.identity import Principal
 from cedargate.policy_set import PolicyInfo, PolicySet
@@ -48,10 +49,12 @@ class Authorizer:
         self._policy_set = policy_set
         self._base_entities = resource_entities(config)
         self._known_teams = {e["uid"]["id"] for e in self._base_entities if e["uid"]["type"] == "Team"}
-        self._entities_by_principal: dict[Principal, tuple[cedarpy.Entities, dict[Uid, frozenset[Uid]]]] = {}
+        self._entities_by_principal: BoundedCache[Principal, tuple[cedarpy.Entities, dict[Uid, frozenset[Uid]]]] = (
+            BoundedCache(_MAX_ENTITY_GRAPHS)
+        )
         self._action_ancestry = action_ancestry(policy_set.schema_json)
-        self._slices: dict[tuple[Principal, str, Uid], _Slice] = {}
-        self._decisions = DecisionCache()
+        self._slices: BoundedCache[tuple[Principal, str, Uid], _Slice] = BoundedCache(_MAX_SLICES)
+        self._decisions: BoundedCache[Hashable, Decision] = BoundedCache(MAX_DECISIONS)
         self._order = {pid: index for index, pid in enumerate(policy_set.info)}
         self._determining_by_id: dict[str, DeterminingPolicy] = {}
 
@@ -64,9 +67,7 @@ class Authorizer:
         if entry is None:
             graph = self._base_entities + principal_entities(principal, self._known_teams)
             entities = cedarpy.Entities.from_json_str(json.dumps(graph), schema=self._policy_set.schema)
-            if len(self._entities_by_principal) >= _MAX_ENTITY_GRAPHS:
-                self._entities_by_principal.clear()
-            entry = self._entities_by_principal[principal] = (entities, entity_ancestry(graph))
+            entry = self._entities_by_principal.put(principal, (entities, entity_ancestry(graph)))
         return entry
 
     def _slice_for(self, key: tuple[Principal, str, Uid], ancestry: Mapping[Uid, frozenset[Uid]]) -> _Slice:
@@ -84,10 +85,7 @@ class Authorizer:
             )
             paths = context_paths(static[pid] for pid in ids)
             sliced = _Slice(sliced_policy_set(static, ids), paths)
-        if len(self._slices) >= _MAX_SLICES:
-            self._slices.clear()
-        self._slices[key] = sliced
-        return sliced
+        return self._slices.put(key, sliced)
 
     def authorize(self, principal: Principal, action: str, resource: Resource, context: Mapping[str, Any]) -> Decision:
         """Decide one request; never raises for a policy problem, it denies instead."""

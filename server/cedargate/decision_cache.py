@@ -22,16 +22,14 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Final
 
-from cedargate.decision import Decision
-
 ContextPath = tuple[str, ...]
 
 _ABSENT: Final = object()
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
-_MAX_ENTRIES: Final = 16_384
+MAX_DECISIONS: Final = 16_384
+"""Decisions one authorizer keeps; the cache starts over when full (keys are bounded below)."""
 _PLAIN: Final[dict[type, str]] = {str: "str", bool: "bool", float: "float", type(None): "NoneType"}
 """Leaf types whose shape is their name (``int`` is not: a long out of range is another type)."""
-"""Decisions kept; the cache starts over when full (decisions are shared, keys are bounded below)."""
 _MAX_KEY_SIZE: Final = 4096
 """Characters of strings (and one per other value) a key may hold; a larger request is decided afresh."""
 
@@ -130,19 +128,3 @@ def _frozen(value: Any, room: list[int]) -> Hashable:
     if kind is list or kind is tuple:
         return ("set", tuple(_frozen(v, room) for v in value))
     return (_type_of(value), value)
-
-
-class DecisionCache:
-    """Bounded memory of decisions by key; one per authorizer, so a policy reload starts empty."""
-
-    def __init__(self, max_entries: int = _MAX_ENTRIES) -> None:
-        self._entries: dict[Hashable, Decision] = {}
-        self._max = max_entries
-
-    def get(self, key: Hashable) -> Decision | None:
-        return self._entries.get(key)
-
-    def put(self, key: Hashable, decision: Decision) -> None:
-        if len(self._entries) >= self._max:
-            self._entries.clear()
-        self._entries[key] = decision

@@ -70,8 +70,9 @@ class ObjectReader:
 
     A file read needs the commit a ref names, the blob's type and size, then its content: one
     process answers them all (each git process costs milliseconds), and ``git_readers`` keeps
-    it for later calls. Names are sent one per line, so a name with a line break is refused
-    before it is sent. A reader that lost its place in git's answers says so (``usable``).
+    it for later calls. Names are sent one per line, so a name with a line break (or a NUL,
+    which would cut it short) is refused before it is sent. A reader that lost its place in
+    git's answers says so (``usable``).
     """
 
     def __init__(self, repo: Path) -> None:
@@ -90,7 +91,7 @@ class ObjectReader:
         return not self._broken and self._process.poll() is None
 
     def kill(self) -> None:
-        """Stop git now (it took too long); the reader is not usable afterwards."""
+        """Stop git now (it failed, or took too long); the reader is not usable afterwards."""
         self._broken = True
         self._process.kill()
 
@@ -143,7 +144,6 @@ class ObjectReader:
     def _header(self, name: str) -> ObjectInfo | None:
         line = self._stdout().readline().decode(errors="replace").rstrip("\n")
         if not line:
-            self._broken = True
             raise HandlerError(f"git cat-file gave no answer in `{self._repo.name}`: {self._stop_for_message()}")
         if line.endswith((" missing", " ambiguous")):
             return None
@@ -161,8 +161,7 @@ class ObjectReader:
 
     def _stop_for_message(self) -> str:
         """Stop git (it has failed) and return what it wrote to stderr."""
-        self._broken = True
-        self._process.kill()
+        self.kill()
         self._process.wait()
         self._stderr.seek(0)
         err = self._stderr.read()
