@@ -25,10 +25,9 @@ def enforce_result_cap(tool: str, payload: Mapping[str, Any], limit: int = MAX_R
     exception while the audit event is being written.
     """
     try:
-        text = _CANONICAL.encode(payload)
+        data = _CANONICAL.encode(payload).encode()  # a lone surrogate fails here: not UTF-8, so not JSON
     except (TypeError, ValueError) as exc:
         raise HandlerError(f"the result of `{tool}` is not JSON ({exc}); it was withheld") from exc
-    data = text.encode()
     size = len(data)
     if size > limit:
         raise HandlerError(

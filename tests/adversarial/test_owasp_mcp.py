@@ -354,3 +354,16 @@ async def test_any_tool_result_over_the_pipeline_cap_is_withheld_and_audited(con
 def _minimal_arguments(tool: str, schema: dict[str, Any]) -> dict[str, Any]:
     values = {"repository": "acme/web", "branch": "agent/cap", "path": "a.txt", "content": "x"}
     return {name: values.get(name, "x") for name in schema.get("required", [])}
+
+
+async def test_a_result_that_is_not_utf8_is_withheld_and_audited(config_path: Path) -> None:
+    """A lone surrogate (text decoded with ``surrogateescape``, say) cannot be sent as JSON: audited failure."""
+    g = governed(config_path, replace={"repo": lambda call: {"content": "caf\udce9"}})
+    try:
+        result = await g.acall("repo_read_file", {"repository": "acme/web", "path": "README.md"})
+    finally:
+        g.close()
+    assert result.is_error is True and "is not JSON" in (result.message or "")
+    assert result.payload is None
+    [event] = g.events
+    assert event.outcome is Outcome.FAILED and event.result_sha256 is None

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict
 
-from cedargate.audit.event import canonical_json
+from cedargate.audit.canonical import canonical_json
 from cedargate.audit.verify import verify_log
 from cedargate.errors import AuditWriteError, CedargateError
 

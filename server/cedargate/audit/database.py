@@ -17,7 +17,8 @@ from typing import Any, Final
 from sqlalchemy import Insert
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cedargate.audit.event import AuditEvent, canonical_json
+from cedargate.audit.canonical import canonical_json
+from cedargate.audit.event import AuditEvent
 from cedargate.errors import ConfigError
 from cedargate.store import Store
 from cedargate.store.tables import audit_events

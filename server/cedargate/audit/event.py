@@ -8,12 +8,12 @@ breaks the chain at that line.
 from __future__ import annotations
 
 import hashlib
-import json
 from enum import StrEnum
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
+from cedargate.audit.canonical import canonical_json
 from cedargate.decision import Decision
 from cedargate.shadow import ShadowVerdict
 
@@ -96,15 +96,6 @@ class AuditEvent(BaseModel):
     hash: str = ""
 
 
-_CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-"""Built once: ``json.dumps`` with options builds an encoder on every call."""
-
-
-def canonical_json(record: dict[str, Any]) -> str:
-    """The one serialisation hashes are computed over: sorted keys, no spaces, UTF-8."""
-    return _CANONICAL.encode(record)
-
-
 def event_hash(record: dict[str, Any]) -> str:
     """sha256 of the record without its ``hash`` key."""
     return sealed(record)[0]
@@ -116,6 +107,6 @@ def sealed(record: dict[str, Any]) -> tuple[str, str]:
     The line is that canonical body with ``"hash"`` appended as its last key; readers parse
     lines, and the hash is always recomputed over the canonical body.
     """
-    body = canonical_json({k: v for k, v in record.items() if k != "hash"})
+    body = canonical_json({k: v for k, v in record.items() if k != "hash"} if "hash" in record else record)
     digest = hashlib.sha256(body.encode()).hexdigest()
     return digest, f'{body[:-1]},"hash":"{digest}"}}'

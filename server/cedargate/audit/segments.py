@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from cedargate.audit.event import GENESIS_HASH, canonical_json, event_hash
+from cedargate.audit.canonical import canonical_json
+from cedargate.audit.event import GENESIS_HASH, event_hash
 from cedargate.errors import AuditWriteError
 
 SEGMENT_RECORD: Final = "segment"
