@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tests.conftest import audit_events, sample_event
 
-from cedargate.audit.canonical import canonical_json
+from cedargate.audit.canonical import canonical_json, canonical_result
 from cedargate.audit.event import GENESIS_HASH, event_hash
 from cedargate.audit.verify import verify_log
 from cedargate.identity import principal_from_config
@@ -22,6 +22,8 @@ from cedargate.session import SessionState
 
 REFERENCE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 """What every earlier log was hashed over."""
+STRICT_REFERENCE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""What every earlier ``result_sha256`` was computed over."""
 
 pytestmark = pytest.mark.anyio
 
@@ -52,6 +54,26 @@ def test_the_fast_encoder_writes_exactly_what_the_reference_writes(
 ) -> None:
     record = _record(arguments, execution, duration_ms)
     assert canonical_json(record) == REFERENCE.encode(record)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=st.dictionaries(_TEXT, _JSON, max_size=5))
+@example(payload={"n": float("inf")})
+@example(payload={"s": "caf\udce9"})
+@example(payload={"n": 2**64, "f": 1e-07})
+def test_a_result_hashes_as_the_strict_reference_writes_it_or_is_refused_as_it_would_be(
+    payload: dict[str, Any],
+) -> None:
+    """``result_sha256`` covers the same bytes as before; NaN, infinities and lone surrogates are not JSON."""
+    try:
+        expected: bytes | None = STRICT_REFERENCE.encode(payload).encode()
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ValueError):
+            canonical_result(payload)
+    else:
+        assert canonical_result(payload) == expected
 
 
 def test_a_log_hashed_by_the_reference_encoder_still_verifies(tmp_path: Path) -> None:

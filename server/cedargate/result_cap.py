@@ -7,17 +7,15 @@ would receive. An over-cap result is withheld and the call is audited as failed.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from typing import Any, Final
 
+from cedargate.audit.canonical import canonical_result
 from cedargate.errors import HandlerError
 
 MAX_RESULT_BYTES: Final = 2 * 1024 * 1024
-_CANONICAL: Final = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def enforce_result_cap(tool: str, payload: Mapping[str, Any], limit: int = MAX_RESULT_BYTES) -> bytes:
+def enforce_result_cap(tool: str, payload: dict[str, Any], limit: int = MAX_RESULT_BYTES) -> bytes:
     """The result's canonical JSON (what the audit event's ``result_sha256`` hashes); raise
     ``HandlerError`` when ``payload`` is not JSON or serialises to more than ``limit`` bytes.
 
@@ -25,7 +23,7 @@ def enforce_result_cap(tool: str, payload: Mapping[str, Any], limit: int = MAX_R
     exception while the audit event is being written.
     """
     try:
-        data = _CANONICAL.encode(payload).encode()  # a lone surrogate fails here: not UTF-8, so not JSON
+        data = canonical_result(payload)
     except (TypeError, ValueError) as exc:
         raise HandlerError(f"the result of `{tool}` is not JSON ({exc}); it was withheld") from exc
     size = len(data)

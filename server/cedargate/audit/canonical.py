@@ -1,4 +1,4 @@
-"""The canonical JSON of an audit record: the exact text its hash is computed over.
+"""The canonical JSON of an audit record and of a tool result: the exact text hashes cover.
 
 The definition is what the standard library writes with sorted keys, no spaces and UTF-8
 (``json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``): every
@@ -28,6 +28,7 @@ FREE_FORM: Final = ("arguments", "execution")
 """The record's fields whose values come from outside cedargate's types."""
 
 _REFERENCE: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_STRICT_REFERENCE: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _FAST_OPTIONS: Final = orjson.OPT_SORT_KEYS
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _SAME_FLOAT_LOW: Final = 1e-4
@@ -48,6 +49,20 @@ def canonical_json(record: dict[str, Any]) -> str:
         except orjson.JSONEncodeError:  # a lone surrogate or a 65-bit integer: the reference decides
             pass
     return _LONE_SURROGATE.sub("\ufffd", _REFERENCE.encode(record))
+
+
+def canonical_result(payload: dict[str, Any]) -> bytes:
+    """A tool result's canonical JSON in UTF-8 (what ``result_sha256`` hashes), all of it checked.
+
+    Raises ``TypeError`` or ``ValueError`` when the result is not JSON: a value JSON has no
+    form for, NaN or an infinity, or a lone surrogate.
+    """
+    if _plain(payload):
+        try:
+            return orjson.dumps(payload, option=_FAST_OPTIONS)
+        except orjson.JSONEncodeError:
+            pass
+    return _STRICT_REFERENCE.encode(payload).encode()
 
 
 def _fast_encoder_agrees(record: dict[str, Any]) -> bool:
