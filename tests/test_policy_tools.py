@@ -11,6 +11,7 @@ import pytest
 from mcp import Client
 from tests.conftest import ROOT, audit_events
 
+from cedargate.aws_sandbox import STAGING_ACCOUNT
 from cedargate.cli import main
 from cedargate.config import load_config
 from cedargate.git import git_text
@@ -249,3 +250,22 @@ def test_explain_shows_what_a_shadow_file_would_decide(tree: Path, capsys: pytes
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "decision: allow"
     assert "shadow (file): would deny by no-dev-reads" in out
+
+
+def test_explain_decides_an_aws_call_in_the_region_it_would_run_in(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As served: an omitted region is the configured one, so a policy on the region sees it."""
+    (tree / "policies" / "region.cedar").write_text(
+        '@id("eu-only")\n@reason("AWS work stays in eu-west-1")\n'
+        "forbid (principal, action, resource is AwsAccount)\n"
+        'when { context.args has region && context.args.region != "eu-west-1" };\n'
+    )
+    base = ["--config", str(tree / "cedargate.toml"), "policy", "explain", "--tool", "aws_sts_get_caller_identity",
+            "--agent", "codex-demo", "--resource", STAGING_ACCOUNT]  # fmt: skip
+    assert main(base) == 0
+    omitted = capsys.readouterr().out
+    assert main([*base, "--arg", "region=eu-west-1"]) == 0
+    named = capsys.readouterr().out
+    assert omitted.splitlines()[0] == "decision: deny" and "eu-only" in omitted
+    assert named.splitlines()[0] == "decision: allow"

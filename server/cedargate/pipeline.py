@@ -44,7 +44,7 @@ from cedargate.identity import Principal
 from cedargate.progress import ProgressReport, no_progress
 from cedargate.redact import arguments_for_audit, redact_text, redact_value
 from cedargate.request_context import build_context
-from cedargate.resolve import resolve_resource
+from cedargate.resolve import arguments_as_run, resolve_resource
 from cedargate.result_cap import enforce_result_cap
 from cedargate.risk import Risk
 from cedargate.session import SessionState
@@ -193,8 +193,9 @@ class Pipeline:
         )
         event.sensitive_fields = manifest.sensitive_fields
         call_number = request.session.next_call()
-        args = validate_arguments(manifest, request.arguments)
-        resource = resolve_resource(manifest, args, self._config)
+        validated = validate_arguments(manifest, request.arguments)
+        resource = resolve_resource(manifest, validated, self._config)
+        args = arguments_as_run(manifest, validated, resource, self._config)
         event.fields.update(
             resource=AuditResource(type=resource.ref.type, id=resource.ref.id), environment=resource.environment
         )

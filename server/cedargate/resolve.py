@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cedargate.aws_schema import REGION_ARGUMENT
 from cedargate.cedar_types import AWS_ACCOUNT, REPOSITORY, EntityRef
 from cedargate.config import AwsAccountConfig, Config, RepositoryConfig
 from cedargate.errors import ResourceError
@@ -49,3 +50,24 @@ def resolve_resource(manifest: ToolManifest, args: Mapping[str, Any], config: Co
             f"field `{binding.argument}`: AWS account `{account_id}` is not configured (configured: {known})"
         )
     return Resource(EntityRef(AWS_ACCOUNT, account.id), account.environment, account)
+
+
+def arguments_as_run(
+    manifest: ToolManifest, args: dict[str, Any], resource: Resource, config: Config
+) -> dict[str, Any]:
+    """The arguments with the account and region an AWS call runs in, whether the agent named them or not.
+
+    An omitted account is the configured default and an omitted region the configured one;
+    filled in here, before authorization, ``context.args`` shows policies where the call will
+    run, so leaving an argument out cannot step around a policy that reads it, and the handler
+    and an approval see the same values. Other tools' arguments are returned as they came.
+    """
+    if resource.ref.type != AWS_ACCOUNT:
+        return args
+    declared = manifest.input_schema.get("properties", {})
+    filled = dict(args)
+    if manifest.resource.argument in declared:
+        filled.setdefault(manifest.resource.argument, resource.ref.id)
+    if REGION_ARGUMENT in declared:
+        filled.setdefault(REGION_ARGUMENT, config.aws.region)
+    return filled

@@ -122,3 +122,49 @@ async def test_over_http_a_client_chosen_session_id_does_not_unpin_the_session(t
     assert [e["outcome"] for e in events] == ["succeeded", "denied", "succeeded", "denied"]
     assert events[2]["session_id"] == events[3]["session_id"]
     assert all(e["resource"]["id"] == "acme/web" for e in events if e["outcome"] == "succeeded")
+
+
+REGION_PIN = """
+@id("eu-only")
+@reason("AWS work stays in eu-west-1")
+forbid (principal, action, resource is AwsAccount)
+when { context.args has region && context.args.region != "eu-west-1" };
+"""
+
+
+async def test_leaving_out_the_region_cannot_step_around_a_policy_on_it(tmp_path: Path) -> None:
+    """An AWS call runs in the configured region when it names none; policies decide on that region."""
+    config = make_tree(tmp_path)
+    (tmp_path / "policies" / "region.cedar").write_text(REGION_PIN)
+    g = spy_on(
+        build_runtime(load_config(config, environ={})),
+        replace={"aws": lambda call: {"region": call.args["region"], "account": call.args["account"]}},
+    )
+    try:
+        assert g.runtime.config.aws.region != "eu-west-1"
+        omitted = await g.acall("aws_sts_get_caller_identity", {})
+        named_elsewhere = await g.acall("aws_sts_get_caller_identity", {"region": g.runtime.config.aws.region})
+        named_eu = await g.acall("aws_sts_get_caller_identity", {"region": "eu-west-1"})
+    finally:
+        g.close()
+    assert omitted.is_error and "eu-only" in (omitted.message or "")
+    assert named_elsewhere.is_error and "eu-only" in (named_elsewhere.message or "")
+    assert named_eu.is_error is False
+    [run] = g.runs
+    assert run.args["region"] == "eu-west-1"
+    assert run.args["account"] == g.runtime.config.aws.default_account
+    # The trail keeps the arguments as the agent sent them.
+    assert [e.arguments for e in g.events] == [{}, {"region": g.runtime.config.aws.region}, {"region": "eu-west-1"}]
+
+
+async def test_an_omitted_region_reaches_the_handler_as_the_configured_one(tmp_path: Path) -> None:
+    g = spy_on(
+        build_runtime(load_config(make_tree(tmp_path), environ={})),
+        replace={"aws": lambda call: {"region": call.args["region"]}},
+    )
+    try:
+        result = await g.acall("aws_sts_get_caller_identity", {})
+    finally:
+        g.close()
+    assert result.is_error is False, result.message
+    assert result.payload == {"region": g.runtime.config.aws.region}
