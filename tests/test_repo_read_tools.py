@@ -152,6 +152,28 @@ async def test_reads_through_a_committed_symlink_are_refused(runtime: Runtime) -
     assert {"path": "escape", "type": "symlink", "mode": "120000", "size": 4} in tree["entries"]
 
 
+async def test_reading_a_path_that_is_itself_a_link_is_refused_naming_its_target(runtime: Runtime) -> None:
+    """A link is not read as a file (its blob is the target's name): the agent is told where it points."""
+    _commit_symlink(runtime, "passwd", "/etc/passwd")
+    _commit_symlink(runtime, "docs-readme", "README.md")
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None and repo.path is not None
+    (repo.path / "docs").mkdir(exist_ok=True)
+    _commit_symlink(runtime, "docs/up", "../README.md")
+    async with client_for(runtime) as client:
+        s = Session(client)
+        outside = await s.refused("repo_read_file", {**WEB, "path": "passwd"})
+        inside = await s.refused("repo_read_file", {**WEB, "path": "docs-readme"})
+        nested = await s.refused("repo_read_file", {**WEB, "path": "docs/up"})
+        readme = await s.ok("repo_read_file", {**WEB, "path": "README.md"})
+    assert "`passwd` is a symbolic link (to `/etc/passwd`)" in outside
+    assert "`docs-readme` is a symbolic link (to `README.md`)" in inside
+    assert "`docs/up` is a symbolic link (to `../README.md`)" in nested
+    assert readme["content"].startswith("# acme/web")
+    outcomes = [e["outcome"] for e in audit_events(runtime.config.audit.path)]
+    assert outcomes == ["invalid_arguments", "invalid_arguments", "invalid_arguments", "succeeded"]
+
+
 async def test_a_link_to_a_directory_inside_the_repository_is_not_followed_either(runtime: Runtime) -> None:
     repo = runtime.config.repository("acme/web")
     assert repo is not None and repo.path is not None

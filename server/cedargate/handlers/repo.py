@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError, ToolInputError
-from cedargate.git import git_text, run_git
+from cedargate.git import ObjectReader, git_text, run_git
 from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import Handler, HandlerCall, HandlerFamily
 from cedargate.handlers.repo_common import (
@@ -38,6 +38,8 @@ from cedargate.repo_paths import confined_path, safe_revision, worktree_file
 from cedargate.workspaces import Workspace, WorkspaceStore
 
 MAX_READ_BYTES: Final = 256 * 1024
+MAX_LINK_BYTES: Final = 4096
+"""The longest link target a checkout can hold (``PATH_MAX``); a longer blob is read as a file."""
 _SYMLINK_MODE: Final = "120000"
 
 
@@ -61,6 +63,11 @@ def read_file(call: HandlerCall) -> dict[str, Any]:
             refuse_symlinked_parents(repo_path, commit, path)
             raise HandlerError(f"field `path`: `{path}` is not a file at `{ref}` in `{repo.name}`")
         size = blob.size
+        if size <= MAX_LINK_BYTES and _entry_mode(objects, commit, path) == _SYMLINK_MODE:
+            target = objects.contents(blob.oid).decode(errors="replace")
+            raise ToolInputError(
+                f"field `path`: `{path}` is a symbolic link (to `{target}`); tools do not follow links"
+            )
         if size > MAX_READ_BYTES:
             raise HandlerError(f"field `path`: `{path}` is {size} bytes, over the {MAX_READ_BYTES}-byte read cap")
         data = objects.contents(blob.oid)
@@ -137,6 +144,26 @@ def delete_branch(call: HandlerCall) -> dict[str, Any]:
         )
     run_git(repo_path, ["update-ref", "-d", f"refs/heads/{branch}", tip])
     return {"repository": repo.name, "branch": branch, "deleted_tip": tip}
+
+
+def _entry_mode(objects: ObjectReader, commit: str, path: str) -> str | None:
+    """The tree mode of ``path`` at ``commit`` (``120000`` for a link), from its directory's tree object."""
+    directory, _, name = path.rpartition("/")
+    tree = objects.info(f"{commit}:{directory}" if directory else f"{commit}^{{tree}}")
+    if tree is None or tree.type != "tree":
+        return None
+    data = objects.contents(tree.oid)
+    wanted = name.encode()
+    oid_bytes = len(commit) // 2
+    at = 0
+    # Entries are `MODE NAME\0` then the raw object id; ids are binary, so walk entry by entry.
+    while at < len(data):
+        space = data.index(b" ", at)
+        end = data.index(b"\0", space)
+        if data[space + 1 : end] == wanted:
+            return data[at:space].decode()
+        at = end + 1 + oid_bytes
+    return None
 
 
 def refuse_symlinked_parents(repo: Path, commit: str, path: str) -> None:
