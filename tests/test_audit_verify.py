@@ -151,3 +151,31 @@ def test_keygen_refuses_to_overwrite_a_private_key(keys: tuple[Path, Path], caps
     assert oct(private.stat().st_mode & 0o777) == "0o600"
     assert main(["audit", "keygen", "--private-key", str(private), "--public-key", str(public)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+async def test_keygen_and_checkpoint_speak_json_for_scripts(
+    log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    private, public = tmp_path / "k/signer.pem", tmp_path / "k/audit.pub"
+    assert main(["audit", "keygen", "--private-key", str(private), "--public-key", str(public), "--json"]) == 0
+    key = json.loads(capsys.readouterr().out)
+    assert key["private_key"] == str(private) and key["public_key"] == str(public) and len(key["key_id"]) == 16
+    checkpoints = tmp_path / "checkpoints.jsonl"
+    sign = [
+        "audit",
+        "checkpoint",
+        "--key",
+        str(private),
+        "--log",
+        str(log),
+        "--checkpoints",
+        str(checkpoints),
+        "--json",
+    ]
+    assert main(sign) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    signed = json.loads(line)
+    assert signed["events"] == 4 and signed["key_id"] == key["key_id"] and signed["checkpoints"] == str(checkpoints)
+    assert signed["head_hash"] == json.loads(log.read_text().splitlines()[-1])["hash"]
+    assert main(sign) == 0
+    assert capsys.readouterr().out == ""  # nothing new to sign: no line for a script to misread

@@ -41,6 +41,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     keygen.add_argument("--private-key", type=Path, required=True, help="where to write the private key (mode 0600)")
     keygen.add_argument("--public-key", type=Path, required=True, help="where to write the public key")
+    keygen.add_argument("--json", action="store_true", help="print the key id and both paths as one JSON object")
     keygen.set_defaults(run=run_keygen)
     checkpoint = audit.add_parser(
         "checkpoint",
@@ -52,6 +53,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     checkpoint.add_argument("--log", type=Path, help="audit log file (default: the configured one)")
     checkpoint.add_argument("--checkpoints", type=Path, help="checkpoints file (default: the configured one)")
     checkpoint.add_argument("--every", type=float, metavar="SECONDS", help="keep signing every SECONDS")
+    checkpoint.add_argument(
+        "--json", action="store_true", help="print each checkpoint signed as one JSON line (nothing when none was)"
+    )
     checkpoint.set_defaults(run=run_checkpoint)
     tail = audit.add_parser(
         "tail",
@@ -110,7 +114,10 @@ def run_keygen(args: argparse.Namespace) -> int:
     from cedargate.audit.checkpoint import generate_keypair
 
     kid = generate_keypair(args.private_key, args.public_key)
-    print(f"key {kid}: private key {args.private_key} (keep it with the signer), public key {args.public_key}")
+    if args.json:
+        print(json.dumps({"key_id": kid, "private_key": str(args.private_key), "public_key": str(args.public_key)}))
+    else:
+        print(f"key {kid}: private key {args.private_key} (keep it with the signer), public key {args.public_key}")
     return 0
 
 
@@ -128,7 +135,9 @@ def run_checkpoint(args: argparse.Namespace) -> int:
         checkpoints = checkpoints or config.audit.checkpoints.path  # type: ignore[union-attr]
     while True:
         signed = sign_head(log, checkpoints, key)
-        if signed is not None:
+        if signed is not None and args.json:
+            print(json.dumps({**signed.model_dump(mode="json"), "checkpoints": str(checkpoints)}), flush=True)
+        elif signed is not None:
             print(f"signed event {signed.events} ({signed.head_hash[:16]}) into {checkpoints}", flush=True)
         elif args.every is None:
             print("nothing new to sign", file=sys.stderr)
