@@ -15,7 +15,8 @@ from cedargate.manifest import ToolManifest
 from cedargate.runtime import handler_registry, load_tools_and_policies
 
 
-def _catalog(config: Config) -> ToolCatalog:
+def tools_catalog(config: Config) -> ToolCatalog:
+    """The manifests on disk, checked as the server checks them (the tools lock aside)."""
     return load_catalog(config.tools_dir, check=handler_registry(None, config).check)
 
 
@@ -37,12 +38,12 @@ def describe_tools(config: Config) -> list[dict[str, Any]]:
             "manifest_hash": m.content_hash,
             "source": str(m.source),
         }
-        for m in _catalog(config)
+        for m in tools_catalog(config)
     ]
 
 
 def generated_schema_text(config: Config) -> str:
-    return schema_json(_catalog(config))
+    return schema_json(tools_catalog(config))
 
 
 def validate_policies(config: Config) -> dict[str, Any]:

@@ -254,6 +254,8 @@ class Config(_Strict):
     """The whole configuration, with every path already absolute."""
 
     tools_dir: Path = Path("tools")
+    tools_lock: Path | None = None
+    """The reviewed manifests' hashes (``cedargate tools lock``); when set, only locked manifests are served."""
     policies_dir: Path = Path("policies")
     principal: PrincipalConfig | None = None
     audit: AuditConfig = AuditConfig()
@@ -330,6 +332,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         update={
             "base_dir": base,
             "tools_dir": absolute(config.tools_dir),
+            "tools_lock": config.tools_lock and absolute(config.tools_lock),
             "policies_dir": absolute(config.policies_dir),
             "audit": config.audit.model_copy(
                 update={

@@ -49,16 +49,23 @@ class ReloadResult(BaseModel):
 
 
 def tree_digest(config: Config) -> str:
-    """sha256 over the names and contents of every manifest and policy file."""
+    """sha256 over the names and contents of every manifest and policy file, and of the tools lock."""
     digest = hashlib.sha256()
     for root, pattern in ((config.tools_dir, "*.toml"), (config.policies_dir, "*.cedar")):
         for path in sorted(root.rglob(pattern)) if root.is_dir() else []:
             digest.update(str(path.relative_to(root.parent)).encode() + b"\0")
-            try:
-                digest.update(path.read_bytes())
-            except OSError as exc:  # a file removed mid-walk is a change; the next poll sees the rest
-                digest.update(str(exc).encode())
+            _add_content(digest, path)
+    if config.tools_lock is not None:  # locking a reviewed change publishes it
+        digest.update(b"lock\0")
+        _add_content(digest, config.tools_lock)
     return digest.hexdigest()
+
+
+def _add_content(digest: hashlib._Hash, path: Path) -> None:
+    try:
+        digest.update(path.read_bytes())
+    except OSError as exc:  # a file removed mid-walk is a change; the next poll sees the rest
+        digest.update(str(exc).encode())
 
 
 class PolicyReloader:

@@ -19,6 +19,7 @@ from cedargate.errors import PolicyError
 from cedargate.handlers import HandlerRegistry
 from cedargate.policy_set import PolicySet, load_policy_set, policy_files
 from cedargate.shadow import ShadowingAuthorizer
+from cedargate.tool_lock import enforce_lock
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ def shadow_paths(config: Config) -> frozenset[Path]:
 def build_snapshot(config: Config, registry: HandlerRegistry, generation: int = 1) -> Snapshot:
     """Load and validate tools and policies from disk; raises and changes nothing when any is wrong."""
     catalog = load_catalog(config.tools_dir, check=registry.check)
+    if config.tools_lock is not None:
+        enforce_lock(catalog, config.tools_lock)
     schema = build_schema(catalog)
     policies = load_policy_set(config.policies_dir, schema)
     shadowed = shadow_paths(config)

@@ -7,6 +7,7 @@ import json
 
 from cedargate.cli._common import config_from, group
 from cedargate.cli.tools_new import register_new
+from cedargate.errors import CedargateError, ManifestError
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,6 +19,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(run=run_list)
+    lock = tools.add_parser(
+        "lock",
+        help="record the reviewed manifests in the tools lock (or check it with --check)",
+        description="Write every manifest's content hash into the configured `tools_lock` file: with it, the "
+        "server serves only manifests an admin reviewed and locked. Prints what changed since the last lock.",
+    )
+    lock.add_argument("--check", action="store_true", help="change nothing; exit 1 when the lock is out of date")
+    lock.add_argument("--json", action="store_true", help="print the changes and the outcome as JSON")
+    lock.set_defaults(run=run_lock)
     register_new(tools)
 
 
@@ -31,3 +41,35 @@ def run_list(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['name']:<32} {row['risk']:<12} {row['handler']:<34} {row['manifest_hash'][:12]}")
     return 0
+
+
+def run_lock(args: argparse.Namespace) -> int:
+    from cedargate.admin import tools_catalog
+    from cedargate.tool_lock import lock_changes, read_lock, write_lock
+
+    config = config_from(args)
+    path = config.tools_lock
+    if path is None:
+        raise CedargateError('no tools lock configured: add `tools_lock = "tools/tools.lock"` to the config')
+    catalog = tools_catalog(config)
+    try:
+        locked = read_lock(path)
+    except ManifestError:
+        if args.check:
+            raise
+        locked = {}  # missing or unreadable: written afresh from the manifests
+    changes = lock_changes(catalog, locked)
+    written = bool(changes) and not args.check
+    if written:
+        write_lock(path, catalog)
+    if args.json:
+        report = {"lock": str(path), "tools": len(catalog), "written": written}
+        print(json.dumps({**report, "changes": [c.model_dump() for c in changes]}, indent=2))
+    elif not changes:
+        print(f"{path}: all {len(catalog)} manifests are locked as they are")
+    else:
+        for change in changes:
+            print(f"{change.change:<8} {change.describe()}")
+        verb = "is out of date" if args.check else f"now locks {len(catalog)} manifests"
+        print(f"{path} {verb}")
+    return 1 if args.check and changes else 0

@@ -54,7 +54,10 @@ def run_new(args: argparse.Namespace) -> int:
         print(json.dumps({"name": name, "path": str(path), "duty": duty, "risk": risk.value}))
     else:
         print(f"wrote {path}: tool `{name}` ({risk.value}, duty `{duty}`)")
-        print("next: allow parameters and set a result projection, then run `cedargate policy validate`")
+        print(
+            "next: allow parameters and set a result projection, run `cedargate policy validate`, "
+            "and with a tools lock configured, `cedargate tools lock` once the manifest is reviewed"
+        )
     return 0
 
 
