@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 from mcp import Client
+from tests.conftest import sample_event
 
-from cedargate.cli import main
+from cedargate.audit.log import JsonlAuditLog
+from cedargate.audit.query import read_events
+from cedargate.audit.verify import PROGRESS_EVERY_LINES, verify_log
+from cedargate.cli import _progress, main
 from cedargate.config import load_config
 from cedargate.errors import AuditWriteError
 from cedargate.runtime import Runtime, build_runtime
@@ -179,3 +184,40 @@ async def test_keygen_and_checkpoint_speak_json_for_scripts(
     assert signed["head_hash"] == json.loads(log.read_text().splitlines()[-1])["hash"]
     assert main(sign) == 0
     assert capsys.readouterr().out == ""  # nothing new to sign: no line for a script to misread
+
+
+def test_reading_a_long_log_reports_how_far_it_read(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = JsonlAuditLog(path)
+    for n in range(2 * PROGRESS_EVERY_LINES + 10):
+        log.append(sample_event(n))
+    log.close()
+    seen: list[tuple[int, int]] = []
+    report = verify_log(path, lambda done, total: seen.append((done, total)))
+    assert report.ok and report.events == 2 * PROGRESS_EVERY_LINES + 10
+    size = path.stat().st_size
+    assert len(seen) == 2 and all(total == size for _, total in seen)
+    assert 0 < seen[0][0] < seen[1][0] < size
+    queried: list[tuple[int, int]] = []
+    assert sum(1 for _ in read_events(path, lambda done, total: queried.append((done, total)))) == report.events
+    assert queried == seen  # `audit query` and `audit export` read the same way
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_drawn_on_a_terminal_and_cleared_but_never_written_to_a_pipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_progress, "REDRAW_EVERY_S", 0.0)
+    terminal, pipe = _Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        with _progress.terminal_progress("verifying audit.jsonl", stream) as report:
+            report(25, 100)
+            report(50, 100)
+    assert pipe.getvalue() == ""
+    drawn = terminal.getvalue()
+    assert "\rverifying audit.jsonl: 25%" in drawn and "\rverifying audit.jsonl: 50%" in drawn
+    assert drawn.endswith("\r\x1b[K")  # the status line does not stay behind the command's own output

@@ -8,14 +8,16 @@ read with its line number: the trail is evidence, so it is never skipped silentl
 from __future__ import annotations
 
 import json
+import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from cedargate.audit.verify import PROGRESS_EVERY_LINES
 from cedargate.errors import CedargateError
 
 
@@ -62,14 +64,22 @@ def event_time(event: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(str(event["time"]))
 
 
-def read_events(path: Path) -> Iterator[dict[str, Any]]:
-    """Every event of the file, in order; fails naming the line that is not an event."""
+def read_events(path: Path, progress: Callable[[int, int], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Every event of the file, in order; fails naming the line that is not an event.
+
+    ``progress`` hears ``(bytes read, file size)`` every ``PROGRESS_EVERY_LINES`` lines.
+    """
     if not path.is_file():
         raise CedargateError(
             f"audit log `{path}` does not exist: pass --log PATH or check `[audit] path` in the config"
         )
-    with open(path, encoding="utf-8") as handle:
+    offset = 0
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
         for number, line in enumerate(handle, start=1):
+            offset += len(line)
+            if progress is not None and number % PROGRESS_EVERY_LINES == 0:
+                progress(offset, size)
             if not line.strip():
                 continue
             try:

@@ -8,12 +8,17 @@ followed by its segment record (see ``segments.py``) is accepted; a torn last li
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 from pydantic import BaseModel
 
 from cedargate.audit.event import GENESIS_HASH, event_hash
 from cedargate.audit.segments import TornLine, check_segment, is_segment_record, is_torn_prefix, parse_complete
+
+PROGRESS_EVERY_LINES: Final = 4096
 
 
 class VerifyReport(BaseModel):
@@ -35,8 +40,11 @@ class VerifyReport(BaseModel):
     """How many signed checkpoints held; ``None`` when none were checked."""
 
 
-def verify_log(path: Path) -> VerifyReport:
-    """Recompute the chain of ``path`` from genesis; stops at the first problem."""
+def verify_log(path: Path, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+    """Recompute the chain of ``path`` from genesis; stops at the first problem.
+
+    ``progress`` hears ``(bytes read, file size)`` every ``PROGRESS_EVERY_LINES`` lines.
+    """
     previous = GENESIS_HASH
     count = 0
     segments = 0
@@ -44,8 +52,11 @@ def verify_log(path: Path) -> VerifyReport:
     torn_first_line = 0
     offset = 0
     with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
         for number, raw in enumerate(handle, start=1):
             line_offset, offset = offset, offset + len(raw)
+            if progress is not None and number % PROGRESS_EVERY_LINES == 0:
+                progress(offset, size)
             line = raw.rstrip(b"\n")
             record = parse_complete(line)
             if record is None:

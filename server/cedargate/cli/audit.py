@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cedargate.cli._common import config_from, group, write_output
+from cedargate.cli._progress import terminal_progress
 from cedargate.errors import CedargateError
 
 if TYPE_CHECKING:
@@ -237,7 +238,9 @@ def run_query(args: argparse.Namespace) -> int:
     if args.source == "database":
         matches = _query_database(args)
     else:
-        matches = query(read_events(_log_path(args)), _where(args), limit=args.limit)
+        path = _log_path(args)
+        with terminal_progress(f"reading {path}") as progress:
+            matches = query(read_events(path, progress), _where(args), limit=args.limit)
     _print(matches, args.json)
     if not args.json:
         print(f"{len(matches)} matching events", file=sys.stderr)
@@ -248,7 +251,9 @@ def run_export(args: argparse.Namespace) -> int:
     from cedargate.audit.ocsf import to_ocsf
     from cedargate.audit.query import query, read_events
 
-    records = [to_ocsf(e) for e in query(read_events(_log_path(args)), _where(args))]
+    path = _log_path(args)
+    with terminal_progress(f"reading {path}") as progress:
+        records = [to_ocsf(e) for e in query(read_events(path, progress), _where(args))]
     lines = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
     write_output(lines, args.output, f"wrote {len(records)} OCSF events to {args.output}")
     return 0
@@ -262,7 +267,8 @@ def run_verify(args: argparse.Namespace) -> int:
         raise CedargateError(
             f"audit log `{path}` does not exist: pass --log PATH or check `[audit] path` in the config"
         )
-    report = verify_log(path)
+    with terminal_progress(f"verifying {path}") as progress:
+        report = verify_log(path, progress)
     checkpoints, public_key = _checkpoint_paths(args)
     if report.ok and public_key is not None and checkpoints is not None:
         report = verify_checkpoints(report, path, checkpoints, public_key)
