@@ -117,6 +117,27 @@ async def test_a_run_over_its_memory_limit_fails(tested: Runtime) -> None:
     assert "MemoryError" in str(result["output_tail"])
 
 
+RESERVE_THEN_ALLOCATE = """\
+import mmap
+# As the JVM and Go do at start: reserve far more address space than the limit, use none of it.
+mmap.mmap(-1, 4 << 30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, prot=0)
+print("reserved 4 GiB")
+try:
+    bytearray(512 * 1024 * 1024)
+    print("allocated 512 MiB")
+except MemoryError:
+    print("512 MiB refused")
+"""
+
+
+async def test_the_memory_limit_counts_what_a_run_uses_not_what_it_reserves(tested: Runtime) -> None:
+    """Under a 256 MiB limit a 4 GiB reservation starts (runtimes need that) and a 512 MiB allocation fails."""
+    script = f"cat > reserve.py <<'EOF'\n{RESERVE_THEN_ALLOCATE}EOF\npython3 reserve.py 2>&1\n"
+    result = await _run(tested, script)
+    assert result["passed"] is True, result["output_tail"]
+    assert result["output_tail"] == "reserved 4 GiB\n512 MiB refused\n"
+
+
 async def test_without_bubblewrap_the_run_is_refused_and_nothing_runs(
     tested: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

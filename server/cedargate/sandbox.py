@@ -3,8 +3,12 @@
 The sandbox: no network (a private network namespace with only its own loopback), the whole
 system read-only, a private ``/tmp``, only the worktree writable, the worktree's ``.git`` and
 the repository's git directory read-only, the environment cleared, every capability dropped,
-and wall-time, memory (address-space) and file-size limits. If ``bwrap`` is missing or
-cannot build a sandbox on this machine, the run is refused: there is no unsandboxed fallback.
+and wall-time, memory and file-size limits. If ``bwrap`` is missing or cannot build a
+sandbox on this machine, the run is refused: there is no unsandboxed fallback.
+
+The memory limit is on data (``RLIMIT_DATA``: the heap and every private writable mapping),
+not on address space: runtimes that reserve large address ranges up front and use a little
+of them (the JVM, Go) start under it, while memory a test actually allocates still counts.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ SANDBOX_TMP: Final = "/tmp"  # noqa: S108 - a private tmpfs inside the sandbox, 
 SANDBOX_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_FILE_BLOCKS: Final = 2 * 1024 * 1024
 """Largest file (the captured output included) a run may write, in the shell's 512-byte blocks: 1 GiB."""
-# Inside the sandbox: set the memory and file-size limits (soft and hard), then run the command.
-_LIMITS_THEN_RUN: Final = 'ulimit -v "$1" && ulimit -f "$2" || exit 125; exec /bin/sh -c "$3"'
+# Inside the sandbox: set the data (memory) and file-size limits (soft and hard), then run the command.
+_LIMITS_THEN_RUN: Final = 'ulimit -d "$1" && ulimit -f "$2" || exit 125; exec /bin/sh -c "$3"'
 
 
 @dataclass(frozen=True)
