@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
-from tests.repo_support import read_and_close
+from tests.repo_support import Session, client_for, read_and_close
 
 from cedargate.config import load_config
 from cedargate.errors import ConfigError
-from cedargate.runtime import build_runtime
+from cedargate.git import run_git
+from cedargate.runtime import Runtime, build_runtime
+
+COMMITTER = {"GIT_AUTHOR_NAME": "u", "GIT_AUTHOR_EMAIL": "u@localhost", "GIT_COMMITTER_NAME": "u",
+             "GIT_COMMITTER_EMAIL": "u@localhost"}  # fmt: skip
 
 
 @pytest.mark.anyio
@@ -33,3 +38,68 @@ def test_a_repository_without_path_or_clone_url_is_a_config_error(tree: Path) ->
     config_path.write_text(config_path.read_text().replace('path = "repos/web"\n', "", 1))
     with pytest.raises(ConfigError, match=r"needs `path` .* or `clone_url`"):
         load_config(config_path, environ={})
+
+
+def _cloned_web(tree: Path, refresh: str) -> Runtime:
+    """`acme/web` given only by `clone_url` (the demo repository stands in for the forge's)."""
+    config_path = tree / "cedargate.toml"
+    source = f'clone_url = "{tree / "repos/web"}"\n{refresh}'
+    config_path.write_text(config_path.read_text().replace('path = "repos/web"', source, 1))
+    return build_runtime(load_config(config_path, environ={}))
+
+
+def _merge_upstream(tree: Path, name: str, text: str) -> None:
+    upstream = tree / "repos/web"
+    (upstream / name).write_text(text)
+    run_git(upstream, ["add", "--", name])
+    run_git(upstream, ["commit", "-q", "-m", f"Add {name}"], env=COMMITTER)
+
+
+@pytest.mark.anyio
+async def test_a_clone_is_fetched_again_so_reads_see_what_was_merged_upstream(tree: Path) -> None:
+    runtime = _cloned_web(tree, "refresh_seconds = 0")
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            await s.ok("repo_read_file", {"repository": "acme/web", "path": "README.md"})
+            branch = await s.ok("repo_create_branch", {"repository": "acme/web", "branch": "agent/keep"})
+            _merge_upstream(tree, "MERGED.md", "merged upstream\n")
+            merged = await s.ok("repo_read_file", {"repository": "acme/web", "path": "MERGED.md"})
+            branches = await s.ok("repo_status", {"repository": "acme/web"})
+    finally:
+        runtime.close()
+    assert merged["content"] == "merged upstream\n"
+    assert merged["commit"] == run_git(tree / "repos/web", ["rev-parse", "HEAD"]).stdout.decode().strip()
+    assert "agent/keep" in str(branches) and branch["branch"] == "agent/keep"  # task branches are local and stay
+
+
+@pytest.mark.anyio
+async def test_a_clone_is_not_fetched_again_before_its_refresh_interval(tree: Path) -> None:
+    runtime = _cloned_web(tree, "refresh_seconds = 3600")
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            await s.ok("repo_read_file", {"repository": "acme/web", "path": "README.md"})
+            _merge_upstream(tree, "LATER.md", "later\n")
+            message = await s.refused("repo_read_file", {"repository": "acme/web", "path": "LATER.md"})
+    finally:
+        runtime.close()
+    assert "`LATER.md` is not a file" in message
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_upstream_leaves_reads_working_on_the_clone_and_says_so_in_the_log(
+    tree: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = _cloned_web(tree, "refresh_seconds = 0")
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            await s.ok("repo_read_file", {"repository": "acme/web", "path": "README.md"})
+            (tree / "repos/web").rename(tree / "repos/web-moved")
+            with caplog.at_level(logging.WARNING, logger="cedargate.checkout"):
+                again = await s.ok("repo_read_file", {"repository": "acme/web", "path": "README.md"})
+    finally:
+        runtime.close()
+    assert again["content"].startswith("# acme/web")
+    assert any("could not be refreshed" in r.getMessage() and "acme/web" in r.getMessage() for r in caplog.records)
