@@ -60,8 +60,6 @@ def local_repo(repo: RepositoryConfig, progress: ProgressReport = no_progress) -
 
 
 def _refresh_due(repo: RepositoryConfig, path: Path) -> bool:
-    if repo.refresh_seconds is None:
-        return False
     last = _fetched_at.get(path)
     return last is None or time.monotonic() - last >= repo.refresh_seconds
 

@@ -65,15 +65,15 @@ class RepositoryConfig(_Strict):
 
     ``path`` is a local repository; with only ``clone_url`` the repository is cloned on first
     use into ``var/repos/<org>/<name>`` and fetched again on the first use ``refresh_seconds``
-    after the last fetch (``None``: never). ``remote`` (a URL or absolute path) receives pushed
-    task branches. Task workspaces live under ``workspaces_dir`` (by default the config's
-    ``workspaces_dir/<org>/<name>``).
+    after the last fetch (a repository that must stay as it is is given by ``path``).
+    ``remote`` (a URL or absolute path) receives pushed task branches. Task workspaces live
+    under ``workspaces_dir`` (by default the config's ``workspaces_dir/<org>/<name>``).
     """
 
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$")]
     path: Path | None = None
     clone_url: str | None = None
-    refresh_seconds: Annotated[int, Field(ge=0)] | None = 300
+    refresh_seconds: Annotated[int, Field(ge=0)] = 300
     environment: Identifier
     owner_team: Identifier
     protected_branches: tuple[str, ...] = ("main",)
