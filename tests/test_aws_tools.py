@@ -17,6 +17,7 @@ from mcp import Client
 from moto.sts.models import sts_backends
 from tests.aws_support import ARTIFACTS, NOW, SESSION, call, make_tree, text_of
 
+from cedargate import progress
 from cedargate.audit.verify import verify_log
 from cedargate.aws_sandbox import PROD_ACCOUNT, STAGING_ACCOUNT
 from cedargate.config import load_config
@@ -217,3 +218,20 @@ async def test_the_first_aws_call_says_the_sandbox_is_being_seeded_and_later_one
     assert first.is_error is False and second.is_error is False
     assert len(seeded) == 1 and "seeding the embedded sandbox" in (seeded[0] or "")
     assert heard == seeded
+
+
+async def test_a_client_asking_for_progress_hears_a_running_aws_call_is_alive(
+    shared: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A heartbeat from its own thread reaches the client through the real session (5 s apart; here 2 ms)."""
+    await call(shared, "aws_sts_get_caller_identity", {})  # the sandbox is seeded before the call is timed
+    monkeypatch.setattr(progress, "HEARTBEAT_EVERY_S", 0.002)
+    heard: list[str | None] = []
+
+    async def report(done: float, total: float | None, message: str | None) -> None:
+        heard.append(message)
+
+    async with Client(build_server(shared)) as client:
+        result = await client.call_tool("aws_sts_get_caller_identity", {}, progress_callback=report)
+    assert result.is_error is False
+    assert heard and all("waiting for AWS `sts:GetCallerIdentity`" in (m or "") for m in heard)

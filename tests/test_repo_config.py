@@ -64,11 +64,20 @@ async def test_a_clone_is_fetched_again_so_reads_see_what_was_merged_upstream(tr
             await s.ok("repo_read_file", {"repository": "acme/web", "path": "README.md"})
             branch = await s.ok("repo_create_branch", {"repository": "acme/web", "branch": "agent/keep"})
             _merge_upstream(tree, "MERGED.md", "merged upstream\n")
-            merged = await s.ok("repo_read_file", {"repository": "acme/web", "path": "MERGED.md"})
+            heard: list[str | None] = []
+
+            async def report(done: float, total: float | None, message: str | None) -> None:
+                heard.append(message)
+
+            read = await client.call_tool(
+                "repo_read_file", {"repository": "acme/web", "path": "MERGED.md"}, progress_callback=report
+            )
+            merged = dict(read.structured_content or {})
             status = await s.ok("repo_status", {"repository": "acme/web"})
     finally:
         runtime.close()
     assert merged["content"] == "merged upstream\n"
+    assert heard == ["fetching `acme/web` from its clone_url"]
     assert merged["commit"] == run_git(tree / "repos/web", ["rev-parse", "HEAD"]).stdout.decode().strip()
     assert branch["branch"] in status["task_branches"]  # task branches are local: a refresh leaves them
 

@@ -9,13 +9,20 @@ delivered never fails the call: progress is a courtesy, the result and the audit
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Final
 
 import anyio.from_thread
+import anyio.lowlevel
 from mcp.server.context import ServerRequestContext
 
 logger = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY_S: Final = 5.0
+"""How often ``heartbeat`` says a blocking call is still going."""
 
 ProgressReport = Callable[[float, float | None, str], None]
 """``(done, total or None, message)``, called from the handler's worker thread."""
@@ -26,12 +33,46 @@ def no_progress(done: float, total: float | None, message: str) -> None:
 
 
 def client_progress(ctx: ServerRequestContext[Any]) -> ProgressReport:
-    """A report function bound to the request ``ctx`` belongs to."""
+    """A report function bound to the request ``ctx`` belongs to, callable from any thread.
+
+    Made on the event loop, it keeps the loop's token, so a thread the handler started (a
+    ``heartbeat``) reports as well as the handler's own worker thread.
+    """
+    token = anyio.lowlevel.current_token()
 
     def report(done: float, total: float | None, message: str) -> None:
         try:
-            anyio.from_thread.run(ctx.session.report_progress, done, total, message)
+            anyio.from_thread.run(ctx.session.report_progress, done, total, message, token=token)
         except Exception:  # boundary: a lost progress note must not fail a running tool
             logger.debug("could not report progress to the client", exc_info=True)
 
     return report
+
+
+@contextmanager
+def heartbeat(report: ProgressReport, waiting_for: str, every_s: float | None = None) -> Iterator[None]:
+    """Say how long a blocking call has been going, every ``every_s`` (``HEARTBEAT_EVERY_S``), until it returns.
+
+    For work that cannot report on its own (one AWS request); a client that asked for
+    progress hears the call is alive, and clients that reset their timeout on progress keep
+    waiting. Nothing is started when nobody listens.
+    """
+    if report is no_progress:
+        yield
+        return
+    interval = HEARTBEAT_EVERY_S if every_s is None else every_s
+    finished = threading.Event()
+    started = time.monotonic()
+
+    def beat() -> None:
+        while not finished.wait(interval):
+            elapsed = time.monotonic() - started
+            report(elapsed, None, f"waiting for {waiting_for}: {elapsed:.0f} s so far")
+
+    thread = threading.Thread(target=beat, name="cedargate-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        thread.join()

@@ -23,6 +23,7 @@ from cedargate.config import AwsDutyConfig
 from cedargate.errors import HandlerError
 from cedargate.handlers import Handler, HandlerCall, HandlerFamily
 from cedargate.manifest import AwsHandlerSpec, ToolManifest
+from cedargate.progress import heartbeat
 
 
 class AwsHandlers(HandlerFamily):
@@ -83,7 +84,8 @@ class AwsHandlers(HandlerFamily):
             params = {k: v for k, v in call.args.items() if k not in reserved}
             params.update(spec.fixed)  # the admin's values win; the schema already refuses them from agents
             try:
-                response = getattr(client, method)(**params)
+                with heartbeat(call.progress, f"AWS `{operation}`"):
+                    response = getattr(client, method)(**params)
             except ClientError as exc:
                 error = exc.response.get("Error", {})
                 code = str(error.get("Code") or "Unknown")
