@@ -92,6 +92,20 @@ def test_lock_reports_changes_as_json_and_check_changes_nothing(tree: Path, caps
     assert _lock(config, "--check") == 0
 
 
+def test_tools_list_says_which_manifests_the_lock_does_not_hold(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _with_lock(tree)
+    assert _lock(config) == 0
+    _edit_description(tree, "repo/read_file.toml", POISONED)
+    capsys.readouterr()
+    assert main(["--config", str(config), "tools", "list", "--json"]) == 0
+    locked = {row["name"]: row["locked"] for row in json.loads(capsys.readouterr().out)}
+    assert locked["repo_read_file"] is False
+    assert all(state is True for name, state in locked.items() if name != "repo_read_file")
+    assert main(["--config", str(config), "tools", "list"]) == 0
+    unlocked = [line.split()[0] for line in capsys.readouterr().out.splitlines() if "not locked as it is" in line]
+    assert unlocked == ["repo_read_file"]
+
+
 def test_a_lock_that_is_configured_but_missing_stops_start_up(tree: Path) -> None:
     config = _with_lock(tree)
     (tree / "tools/tools.lock").unlink(missing_ok=True)  # the copy of the shipped tools brought one

@@ -11,8 +11,10 @@ from typing import Any
 from cedargate.catalog import ToolCatalog, load_catalog
 from cedargate.cedar_schema import schema_json
 from cedargate.config import Config
+from cedargate.errors import ManifestError
 from cedargate.manifest import ToolManifest
 from cedargate.runtime import handler_registry, load_tools_and_policies
+from cedargate.tool_lock import read_lock
 
 
 def tools_catalog(config: Config) -> ToolCatalog:
@@ -28,6 +30,8 @@ def _handler_label(manifest: ToolManifest) -> str:
 
 
 def describe_tools(config: Config) -> list[dict[str, Any]]:
+    """Each manifest; ``locked`` says whether the tools lock records it as it is (``None``: no lock)."""
+    locked = _locked_hashes(config)
     return [
         {
             "name": m.name,
@@ -37,9 +41,19 @@ def describe_tools(config: Config) -> list[dict[str, Any]]:
             "annotations": m.annotations.model_dump(by_alias=True),
             "manifest_hash": m.content_hash,
             "source": str(m.source),
+            "locked": None if locked is None else locked.get(m.name) == m.content_hash,
         }
         for m in tools_catalog(config)
     ]
+
+
+def _locked_hashes(config: Config) -> dict[str, str] | None:
+    if config.tools_lock is None:
+        return None
+    try:
+        return read_lock(config.tools_lock)
+    except ManifestError:  # missing or unreadable: nothing is locked
+        return {}
 
 
 def generated_schema_text(config: Config) -> str:

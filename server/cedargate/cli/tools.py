@@ -14,7 +14,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     tools = group(commands, "tools", "inspect the published tools")
     listing = tools.add_parser(
         "list",
-        help="list tools with risk, handler and manifest hash",
+        help="list tools with risk, handler, manifest hash and whether the tools lock holds them",
         description="List the tools the manifests publish.",
     )
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -39,7 +39,8 @@ def run_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
-        print(f"{row['name']:<32} {row['risk']:<12} {row['handler']:<34} {row['manifest_hash'][:12]}")
+        unlocked = "  not locked as it is" if row["locked"] is False else ""
+        print(f"{row['name']:<32} {row['risk']:<12} {row['handler']:<34} {row['manifest_hash'][:12]}{unlocked}")
     return 0
 
 
