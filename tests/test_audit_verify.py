@@ -10,9 +10,10 @@ import pytest
 from mcp import Client
 from tests.conftest import sample_event
 
+from cedargate.audit.lines import PROGRESS_EVERY_LINES
 from cedargate.audit.log import JsonlAuditLog
 from cedargate.audit.query import read_events
-from cedargate.audit.verify import PROGRESS_EVERY_LINES, verify_log
+from cedargate.audit.verify import verify_log
 from cedargate.cli import _progress, main
 from cedargate.config import load_config
 from cedargate.errors import AuditWriteError

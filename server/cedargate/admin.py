@@ -11,10 +11,9 @@ from typing import Any
 from cedargate.catalog import ToolCatalog, load_catalog
 from cedargate.cedar_schema import schema_json
 from cedargate.config import Config
-from cedargate.errors import ManifestError
 from cedargate.manifest import ToolManifest
 from cedargate.runtime import handler_registry, load_tools_and_policies
-from cedargate.tool_lock import read_lock
+from cedargate.tool_lock import read_lock_or_empty
 
 
 def tools_catalog(config: Config) -> ToolCatalog:
@@ -31,7 +30,7 @@ def _handler_label(manifest: ToolManifest) -> str:
 
 def describe_tools(config: Config) -> list[dict[str, Any]]:
     """Each manifest; ``locked`` says whether the tools lock records it as it is (``None``: no lock)."""
-    locked = _locked_hashes(config)
+    locked = None if config.tools_lock is None else read_lock_or_empty(config.tools_lock)
     return [
         {
             "name": m.name,
@@ -45,15 +44,6 @@ def describe_tools(config: Config) -> list[dict[str, Any]]:
         }
         for m in tools_catalog(config)
     ]
-
-
-def _locked_hashes(config: Config) -> dict[str, str] | None:
-    if config.tools_lock is None:
-        return None
-    try:
-        return read_lock(config.tools_lock)
-    except ManifestError:  # missing or unreadable: nothing is locked
-        return {}
 
 
 def generated_schema_text(config: Config) -> str:

@@ -44,7 +44,7 @@ from cedargate.identity import Principal
 from cedargate.progress import ProgressReport, no_progress
 from cedargate.redact import arguments_for_audit, redact_text, redact_value
 from cedargate.request_context import build_context
-from cedargate.resolve import arguments_as_run, resolve_resource
+from cedargate.resolve import resolve_call
 from cedargate.result_cap import enforce_result_cap
 from cedargate.risk import Risk
 from cedargate.session import SessionState
@@ -193,9 +193,7 @@ class Pipeline:
         )
         event.sensitive_fields = manifest.sensitive_fields
         call_number = request.session.next_call()
-        validated = validate_arguments(manifest, request.arguments)
-        resource = resolve_resource(manifest, validated, self._config)
-        args = arguments_as_run(manifest, validated, resource, self._config)
+        resource, args = resolve_call(manifest, validate_arguments(manifest, request.arguments), self._config)
         event.fields.update(
             resource=AuditResource(type=resource.ref.type, id=resource.ref.id), environment=resource.environment
         )

@@ -1,8 +1,8 @@
 """A request as a policy author writes it (tool, agent, resource, arguments), decided offline.
 
 ``policy test`` and ``policy explain`` build the same principal, resource and context the
-pipeline builds for a live call (``validate_arguments``, ``resolve_resource``, ``arguments_as_run``,
-``build_context``), so a case that passes here is decided the same way when served.
+pipeline builds for a live call (``validate_arguments``, ``resolve_call``, ``build_context``),
+so a case that passes here is decided the same way when served.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cedargate.config import Config
 from cedargate.errors import ToolInputError
 from cedargate.identity import Principal
 from cedargate.request_context import build_context
-from cedargate.resolve import arguments_as_run, resolve_resource
+from cedargate.resolve import resolve_call
 from cedargate.session import SessionState
 from cedargate.shadow import Verdict
 from cedargate.snapshot import Snapshot
@@ -64,9 +64,8 @@ def decide_request(request: PolicyRequest, snapshot: Snapshot, config: Config) -
     if manifest is None:
         known = ", ".join(f"`{t}`" for t in snapshot.catalog.tools)
         raise ToolInputError(f"unknown tool `{request.tool}` (published: {known})")
-    validated = validate_arguments(manifest, {**request.args, manifest.resource.argument: request.resource})
-    resource = resolve_resource(manifest, validated, config)
-    args = arguments_as_run(manifest, validated, resource, config)
+    args = validate_arguments(manifest, {**request.args, manifest.resource.argument: request.resource})
+    resource, args = resolve_call(manifest, args, config)
     context = build_context(
         request.principal, manifest, resource, args, SessionState(id="policy-request"), request.call_count
     )

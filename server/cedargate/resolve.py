@@ -52,15 +52,21 @@ def resolve_resource(manifest: ToolManifest, args: Mapping[str, Any], config: Co
     return Resource(EntityRef(AWS_ACCOUNT, account.id), account.environment, account)
 
 
-def arguments_as_run(
+def resolve_call(manifest: ToolManifest, args: dict[str, Any], config: Config) -> tuple[Resource, dict[str, Any]]:
+    """The call's resource, and its arguments as it will run (what the pipeline and ``policy test`` decide on)."""
+    resource = resolve_resource(manifest, args, config)
+    return resource, _arguments_as_run(manifest, args, resource, config)
+
+
+def _arguments_as_run(
     manifest: ToolManifest, args: dict[str, Any], resource: Resource, config: Config
 ) -> dict[str, Any]:
     """The arguments with the account and region an AWS call runs in, whether the agent named them or not.
 
     An omitted account is the configured default and an omitted region the configured one;
-    filled in here, before authorization, ``context.args`` shows policies where the call will
-    run, so leaving an argument out cannot step around a policy that reads it, and the handler
-    and an approval see the same values. Other tools' arguments are returned as they came.
+    filled in before authorization, ``context.args`` shows policies where the call will run,
+    so leaving an argument out cannot step around a policy that reads it, and the handler and
+    an approval see the same values. Other tools' arguments are returned as they came.
     """
     if resource.ref.type != AWS_ACCOUNT:
         return args

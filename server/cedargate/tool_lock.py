@@ -70,6 +70,14 @@ def read_lock(path: Path) -> dict[str, str]:
     return dict(tools)
 
 
+def read_lock_or_empty(path: Path) -> dict[str, str]:
+    """The locked hashes, or none when the file is missing or unreadable (nothing is locked then)."""
+    try:
+        return read_lock(path)
+    except ManifestError:
+        return {}
+
+
 def lock_changes(catalog: ToolCatalog, locked: Mapping[str, str]) -> list[LockChange]:
     """What differs between the manifests and the lock, by tool name."""
     found = []

@@ -8,16 +8,15 @@ read with its line number: the trail is evidence, so it is never skipped silentl
 from __future__ import annotations
 
 import json
-import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from cedargate.audit.verify import PROGRESS_EVERY_LINES
+from cedargate.audit.lines import FileProgress, numbered_lines
 from cedargate.errors import CedargateError
 
 
@@ -64,7 +63,7 @@ def event_time(event: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(str(event["time"]))
 
 
-def read_events(path: Path, progress: Callable[[int, int], None] | None = None) -> Iterator[dict[str, Any]]:
+def read_events(path: Path, progress: FileProgress | None = None) -> Iterator[dict[str, Any]]:
     """Every event of the file, in order; fails naming the line that is not an event.
 
     ``progress`` hears ``(bytes read, file size)`` every ``PROGRESS_EVERY_LINES`` lines.
@@ -73,24 +72,18 @@ def read_events(path: Path, progress: Callable[[int, int], None] | None = None) 
         raise CedargateError(
             f"audit log `{path}` does not exist: pass --log PATH or check `[audit] path` in the config"
         )
-    offset = 0
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        for number, line in enumerate(handle, start=1):
-            offset += len(line)
-            if progress is not None and number % PROGRESS_EVERY_LINES == 0:
-                progress(offset, size)
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise CedargateError(
-                    f"audit log `{path}` line {number} is not JSON: run `cedargate audit verify --log {path}`"
-                ) from exc
-            if not isinstance(record, dict):
-                raise CedargateError(f"audit log `{path}` line {number} is not an audit event")
-            yield record
+    for number, _, line in numbered_lines(path, progress):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise CedargateError(
+                f"audit log `{path}` line {number} is not JSON: run `cedargate audit verify --log {path}`"
+            ) from exc
+        if not isinstance(record, dict):
+            raise CedargateError(f"audit log `{path}` line {number} is not an audit event")
+        yield record
 
 
 def query(events: Iterable[dict[str, Any]], where: AuditFilter, limit: int | None = None) -> list[dict[str, Any]]:

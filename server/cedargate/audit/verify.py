@@ -8,17 +8,13 @@ followed by its segment record (see ``segments.py``) is accepted; a torn last li
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Final
 
 from pydantic import BaseModel
 
 from cedargate.audit.event import GENESIS_HASH, event_hash
+from cedargate.audit.lines import FileProgress, numbered_lines
 from cedargate.audit.segments import TornLine, check_segment, is_segment_record, is_torn_prefix, parse_complete
-
-PROGRESS_EVERY_LINES: Final = 4096
 
 
 class VerifyReport(BaseModel):
@@ -40,7 +36,7 @@ class VerifyReport(BaseModel):
     """How many signed checkpoints held; ``None`` when none were checked."""
 
 
-def verify_log(path: Path, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+def verify_log(path: Path, progress: FileProgress | None = None) -> VerifyReport:
     """Recompute the chain of ``path`` from genesis; stops at the first problem.
 
     ``progress`` hears ``(bytes read, file size)`` every ``PROGRESS_EVERY_LINES`` lines.
@@ -50,47 +46,41 @@ def verify_log(path: Path, progress: Callable[[int, int], None] | None = None) -
     segments = 0
     torn: list[TornLine] = []
     torn_first_line = 0
-    offset = 0
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        for number, raw in enumerate(handle, start=1):
-            line_offset, offset = offset, offset + len(raw)
-            if progress is not None and number % PROGRESS_EVERY_LINES == 0:
-                progress(offset, size)
-            line = raw.rstrip(b"\n")
-            record = parse_complete(line)
-            if record is None:
-                if is_torn_prefix(line):
-                    # Possibly a torn write: acceptable only if a segment record names it next.
-                    torn_first_line = torn_first_line or number
-                    torn.append(TornLine(line_offset, line))
-                    continue
-                return _fail(path, count, number, None, _not_an_event(line))
-            event_id = record.get("event_id")
-            if torn:
-                if not is_segment_record(record):
-                    return _fail(path, count, torn_first_line, None, "line is not valid JSON (torn or edited)")
-                problem = check_segment(record, torn, previous)
-                if problem is not None:
-                    return _fail(path, count, number, None, problem)
-                torn, torn_first_line = [], 0
-                segments += 1
-                previous = record["hash"]
+    for number, line_offset, raw in numbered_lines(path, progress):
+        line = raw.rstrip(b"\n")
+        record = parse_complete(line)
+        if record is None:
+            if is_torn_prefix(line):
+                # Possibly a torn write: acceptable only if a segment record names it next.
+                torn_first_line = torn_first_line or number
+                torn.append(TornLine(line_offset, line))
                 continue
-            if event_hash(record) != record["hash"]:
-                return _fail(path, count, number, event_id, "event was altered: its hash does not match its content")
-            if record.get("prev_hash") != previous:
-                return _fail(
-                    path,
-                    count,
-                    number,
-                    event_id,
-                    "chain broken: the previous event was removed, reordered or altered",
-                )
-            if is_segment_record(record):
-                return _fail(path, count, number, None, "segment record without the torn line it names")
+            return _fail(path, count, number, None, _not_an_event(line))
+        event_id = record.get("event_id")
+        if torn:
+            if not is_segment_record(record):
+                return _fail(path, count, torn_first_line, None, "line is not valid JSON (torn or edited)")
+            problem = check_segment(record, torn, previous)
+            if problem is not None:
+                return _fail(path, count, number, None, problem)
+            torn, torn_first_line = [], 0
+            segments += 1
             previous = record["hash"]
-            count += 1
+            continue
+        if event_hash(record) != record["hash"]:
+            return _fail(path, count, number, event_id, "event was altered: its hash does not match its content")
+        if record.get("prev_hash") != previous:
+            return _fail(
+                path,
+                count,
+                number,
+                event_id,
+                "chain broken: the previous event was removed, reordered or altered",
+            )
+        if is_segment_record(record):
+            return _fail(path, count, number, None, "segment record without the torn line it names")
+        previous = record["hash"]
+        count += 1
     # A torn last line is a crash, not an edit: every complete event before it verified.
     return VerifyReport(path=str(path), ok=True, events=count, segments=segments, torn_tail=torn_first_line or None)
 

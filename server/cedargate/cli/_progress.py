@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-FileProgress = Callable[[int, int], None]
-"""``(bytes done, bytes in all)``."""
+from cedargate.audit.lines import FileProgress
 
 REDRAW_EVERY_S = 0.2
 

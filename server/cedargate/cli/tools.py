@@ -7,7 +7,7 @@ import json
 
 from cedargate.cli._common import config_from, group
 from cedargate.cli.tools_new import register_new
-from cedargate.errors import CedargateError, ManifestError
+from cedargate.errors import CedargateError
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,19 +46,15 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_lock(args: argparse.Namespace) -> int:
     from cedargate.admin import tools_catalog
-    from cedargate.tool_lock import lock_changes, read_lock, write_lock
+    from cedargate.tool_lock import lock_changes, read_lock, read_lock_or_empty, write_lock
 
     config = config_from(args)
     path = config.tools_lock
     if path is None:
         raise CedargateError('no tools lock configured: add `tools_lock = "tools/tools.lock"` to the config')
     catalog = tools_catalog(config)
-    try:
-        locked = read_lock(path)
-    except ManifestError:
-        if args.check:
-            raise
-        locked = {}  # missing or unreadable: written afresh from the manifests
+    # --check reports a missing or unreadable lock; locking writes it afresh from the manifests.
+    locked = read_lock(path) if args.check else read_lock_or_empty(path)
     changes = lock_changes(catalog, locked)
     written = bool(changes) and not args.check
     if written:
