@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.repo_support import Session, client_for, read_and_close
 
-from cedargate.config import load_config
+from cedargate import checkout
+from cedargate.config import RepositoryConfig, load_config
 from cedargate.errors import ConfigError
 from cedargate.git import run_git
 from cedargate.runtime import Runtime, build_runtime
@@ -112,3 +116,33 @@ async def test_an_unreachable_upstream_leaves_reads_working_on_the_clone_and_say
         runtime.close()
     assert again["content"].startswith("# acme/web")
     assert any("could not be refreshed" in r.getMessage() and "acme/web" in r.getMessage() for r in caplog.records)
+
+
+def test_a_slow_clone_delays_only_its_own_repository(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`acme/slow` is still cloning when `acme/fast` is first used: the second clone does not wait for it."""
+    upstream = str(tree / "repos/web")
+    slow, fast = (
+        RepositoryConfig(name=f"acme/{n}", clone_url=upstream, path=tree / f"var/repos/acme/{n}", environment="dev",
+                         owner_team="platform")
+        for n in ("slow", "fast")
+    )  # fmt: skip
+    slow_began, fast_cloned = threading.Event(), threading.Event()
+    slow_waited_for: list[bool] = []
+
+    def git(repo: Path, args: Sequence[str], **kwargs: Any) -> Any:
+        if args[0] == "clone" and args[-1] == str(slow.path):
+            slow_began.set()
+            slow_waited_for.append(fast_cloned.wait(timeout=10))  # the forge answers acme/slow late
+        done = run_git(repo, args, **kwargs)
+        if args[0] == "clone" and args[-1] == str(fast.path):
+            fast_cloned.set()
+        return done
+
+    monkeypatch.setattr(checkout, "run_git", git)
+    slow_clone = threading.Thread(target=checkout.local_repo, args=(slow,))
+    slow_clone.start()
+    assert slow_began.wait(timeout=10)  # acme/slow's clone has begun, and holds whatever lock it takes
+    assert checkout.local_repo(fast) == fast.path
+    slow_clone.join(timeout=20)
+    assert slow_waited_for == [True]  # acme/fast was cloned while acme/slow's clone was still waiting
+    assert (slow.path / "README.md").is_file() and (fast.path / "README.md").is_file()

@@ -1,8 +1,9 @@
 """Where a configured repository lives on disk, cloning it on first use when only a URL is given.
 
 Every repository handler reaches the repository through ``local_repo`` so a missing
-checkout is one clear error, and a clone happens once per process, under a lock. A
-``clone_url`` on the forge's host is cloned with the forge token (``forge_auth_env``).
+checkout is one clear error, and a clone happens once per process, under that repository's
+lock (a slow forge delays only the calls on the repository it serves). A ``clone_url`` on
+the forge's host is cloned with the forge token (``forge_auth_env``).
 
 A clone is cedargate's own copy, so it is kept current: on the first use ``refresh_seconds``
 after the last fetch (and on the first use after a restart) it is fetched again and the
@@ -29,7 +30,9 @@ from cedargate.progress import ProgressReport, no_progress
 
 logger = logging.getLogger(__name__)
 
-_clone_lock = threading.Lock()
+_locks_guard = threading.Lock()
+_clone_locks: dict[Path, threading.Lock] = {}
+"""One lock per clone directory: its first clone and its refreshes happen one at a time."""
 _fetched_at: dict[Path, float] = {}
 """When each clone was last fetched (or cloned), on this process's monotonic clock."""
 
@@ -46,7 +49,7 @@ def local_repo(repo: RepositoryConfig, progress: ProgressReport = no_progress) -
         )
     if repo.path.is_dir() and not _refresh_due(repo, repo.path):
         return repo.path
-    with _clone_lock:
+    with _clone_lock(repo.path):
         if not repo.path.is_dir():
             progress(0, None, f"cloning `{repo.name}` on its first use")
             repo.path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +60,11 @@ def local_repo(repo: RepositoryConfig, progress: ProgressReport = no_progress) -
             progress(0, None, f"fetching `{repo.name}` from its clone_url")
             _refresh(repo, repo.path)
     return repo.path
+
+
+def _clone_lock(path: Path) -> threading.Lock:
+    with _locks_guard:
+        return _clone_locks.setdefault(path, threading.Lock())
 
 
 def _refresh_due(repo: RepositoryConfig, path: Path) -> bool:

@@ -9,6 +9,8 @@ sandbox on this machine, the run is refused: there is no unsandboxed fallback.
 The memory limit is on data (``RLIMIT_DATA``: the heap and every private writable mapping),
 not on address space: runtimes that reserve large address ranges up front and use a little
 of them (the JVM, Go) start under it, while memory a test actually allocates still counts.
+Files in memory are not data: the private ``/tmp`` and ``/dev/shm`` are tmpfs mounts each
+capped at the same limit, so a run cannot fill the host's memory through them either.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ TAIL_BYTES: Final = 4096
 PROGRESS_EVERY_S: Final = 5.0
 """The longest gap between two reports of a running test run (ten over a shorter limit)."""
 SANDBOX_TMP: Final = "/tmp"  # noqa: S108 - a private tmpfs inside the sandbox, not the host /tmp
+SANDBOX_SHM: Final = "/dev/shm"  # noqa: S108 - likewise private to the sandbox
 SANDBOX_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_FILE_BLOCKS: Final = 2 * 1024 * 1024
 """Largest file (the captured output included) a run may write, in the shell's 512-byte blocks: 1 GiB."""
@@ -72,10 +75,16 @@ def bwrap_executable() -> str:
     return found
 
 
-def bwrap_arguments(bwrap: str, worktree: Path, git_dirs: tuple[Path, ...]) -> list[str]:
-    """The bwrap command line up to (not including) the command; mount order matters."""
+def bwrap_arguments(bwrap: str, worktree: Path, git_dirs: tuple[Path, ...], memory_mb: int) -> list[str]:
+    """The bwrap command line up to (not including) the command; mount order matters.
+
+    ``memory_mb`` caps each in-memory filesystem (``/tmp``, ``/dev/shm``): their files are
+    memory that ``RLIMIT_DATA`` does not count.
+    """
     args = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL", "--clearenv"]
-    args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", SANDBOX_TMP]
+    args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for in_memory in (SANDBOX_TMP, SANDBOX_SHM):
+        args += ["--size", str(memory_mb * 1024 * 1024), "--tmpfs", in_memory]
     args += ["--bind", str(worktree), str(worktree)]
     # The worktree's `.git` (a file pointing into the repository) and the git directory stay read-only.
     if (worktree / ".git").exists():
@@ -118,7 +127,7 @@ def run_sandboxed(
     """
     bwrap = bwrap_executable()
     probe(bwrap)
-    argv = [*bwrap_arguments(bwrap, worktree, git_dirs), "--", "/bin/sh", "-c", _LIMITS_THEN_RUN]
+    argv = [*bwrap_arguments(bwrap, worktree, git_dirs, limits.memory_mb), "--", "/bin/sh", "-c", _LIMITS_THEN_RUN]
     argv += ["cedargate-sandbox", str(limits.memory_mb * 1024), str(MAX_FILE_BLOCKS), command]
     with tempfile.TemporaryFile(prefix="cedargate-test-output-") as output:
         started = time.perf_counter()
