@@ -16,6 +16,7 @@ from cedargate.holds import HoldKind, Holds
 from cedargate.identity import Principal
 from cedargate.risk import Risk
 from cedargate.store import Store, open_store
+from cedargate.store.watch import SqliteChangeWatch
 
 AGENT = Principal(agent="codex-demo", team="storefront", on_behalf_of="alice", mode="autonomous", task="t")
 
@@ -87,3 +88,43 @@ def test_a_database_file_that_is_gone_fails_the_check_closed(db: Path, store: St
     assert store.change_token() is None
     with pytest.raises(StoreError, match="revocation check"):
         holds.refusal(AGENT, "dev", Risk.READ)
+
+
+def test_in_wal_mode_every_commit_by_another_connection_changes_the_token_without_a_query(db: Path) -> None:
+    open_store(StoreConfig(path=db)).close()  # the store's schema, in WAL mode
+    watch = SqliteChangeWatch(db)
+    writer = sqlite3.connect(db)
+    try:
+        seen = [watch.token()]
+        assert watch.reads_wal_index
+        for n in range(200):
+            writer.execute(
+                "INSERT INTO admin_actions (at, actor, action, subject, reason) "
+                "VALUES ('2026-11-26 00:00:00', 'olga', 'note', ?, 'y')",
+                (str(n),),
+            )
+            writer.commit()
+            seen.append(watch.token())
+            assert watch.token() == seen[-1]  # and stays while nothing more is committed
+            if n % 50 == 49:
+                writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL starts over: tokens stay new
+    finally:
+        writer.close()
+        watch.close()
+    assert None not in seen and len(set(seen)) == len(seen)
+
+
+def test_outside_wal_mode_the_token_comes_from_a_query_and_still_sees_commits(db: Path) -> None:
+    with sqlite3.connect(db) as setup:
+        setup.execute("PRAGMA journal_mode=DELETE")
+        setup.execute("CREATE TABLE notes (text TEXT)")
+    watch = SqliteChangeWatch(db)
+    try:
+        before = watch.token()
+        assert before is not None and not watch.reads_wal_index
+        assert watch.token() == before
+        with sqlite3.connect(db) as writer:
+            writer.execute("INSERT INTO notes VALUES ('x')")
+        assert watch.token() not in (None, before)
+    finally:
+        watch.close()

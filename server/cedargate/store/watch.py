@@ -2,30 +2,45 @@
 
 The hold check runs on every call and must see a revocation made by any process on its very
 next call. Reading the holds table through the pool each time costs more than the rest of
-the governance around a trivial call, yet the table almost never changes. SQLite counts
-commits made by other connections (``PRAGMA data_version``); one long-lived connection that
-never writes sees every commit of every process as a new number. A token of that number and
-the database file's identity says "nothing changed" in a few microseconds; any other answer
-means "read again". A replaced or removed file changes the identity, so a broken store is
-still read, and still fails the call.
+the governance around a trivial call, yet the table almost never changes.
+
+In WAL mode (the store's mode) every commit, by any process, rewrites the WAL-index header
+that all connections share in the database's ``-shm`` file (https://www.sqlite.org/walformat.html,
+"The WAL-Index Header"; processes running different SQLite versions share it, so its layout
+is stable). The header is kept twice; a writer updates the second copy, then the first. Read
+through a read-only memory map, the two copies say "nothing changed" with no system call and
+no SQLite code; copies that differ mean a commit is under way, and the table is read again.
+Where no header can be mapped (another journal mode), ``PRAGMA data_version`` on a
+connection that never writes tells the same, at the cost of a query.
+
+A token is that header (or version number) with the database file's identity: a replaced or
+removed file changes the identity, so a broken store is still read, and still fails the call.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import sqlite3
 import threading
 from collections.abc import Hashable
 from pathlib import Path
+from typing import Final
+
+WAL_INDEX_HEADER_BYTES: Final = 48
+"""One copy of the WAL-index header; the second copy follows it at the start of the ``-shm`` file."""
+_IS_INIT_OFFSET: Final = 12
+"""The header's ``isInit`` byte: zero until a connection has built the index."""
 
 
 class SqliteChangeWatch:
-    """A connection that never writes and reports a new token after any commit to the database file."""
+    """Reports a new token after any commit to the database file."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
+        self._wal_index: mmap.mmap | None = None
         self._identity: tuple[int, int] | None = None
         self._generation = 0
         """Counts connections opened: a new connection's version numbers start over."""
@@ -39,11 +54,21 @@ class SqliteChangeWatch:
                 connection = self._connection
                 if connection is None or identity != self._identity:
                     connection = self._reopen(identity)
+                if self._wal_index is not None:
+                    header = self._wal_index[:WAL_INDEX_HEADER_BYTES]
+                    if header != self._wal_index[WAL_INDEX_HEADER_BYTES : 2 * WAL_INDEX_HEADER_BYTES]:
+                        return None  # a commit is being written: read the table
+                    return (self._generation, identity, header)
                 (version,) = connection.execute("PRAGMA data_version").fetchone()
-            except (OSError, sqlite3.Error):
+            except (OSError, ValueError, sqlite3.Error):
                 self._drop()
                 return None
             return (self._generation, identity, version)
+
+    @property
+    def reads_wal_index(self) -> bool:
+        """Whether checks read the shared WAL-index (no query) rather than ``PRAGMA data_version``."""
+        return self._wal_index is not None
 
     def close(self) -> None:
         with self._lock:
@@ -54,9 +79,30 @@ class SqliteChangeWatch:
         self._connection = sqlite3.connect(self._path, check_same_thread=False, timeout=30)
         self._identity = identity
         self._generation += 1
+        self._wal_index = self._map_wal_index(self._connection)
         return self._connection
 
+    def _map_wal_index(self, connection: sqlite3.Connection) -> mmap.mmap | None:
+        """The shared WAL-index, mapped read-only; ``None`` when the database is not in WAL mode.
+
+        The connection reads once first, so SQLite has built the index and this connection's
+        hold on it keeps any other from truncating the file while it stays open.
+        """
+        (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+        connection.execute("PRAGMA data_version").fetchone()
+        if str(mode).lower() != "wal":
+            return None
+        with open(f"{self._path}-shm", "rb") as shm:
+            wal_index = mmap.mmap(shm.fileno(), 2 * WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
+        if wal_index[_IS_INIT_OFFSET] == 0:
+            wal_index.close()
+            return None
+        return wal_index
+
     def _drop(self) -> None:
+        if self._wal_index is not None:
+            self._wal_index.close()
+        self._wal_index = None
         if self._connection is not None:
             self._connection.close()
         self._connection = None
