@@ -128,3 +128,30 @@ def test_outside_wal_mode_the_token_comes_from_a_query_and_still_sees_commits(db
         assert watch.token() not in (None, before)
     finally:
         watch.close()
+
+
+DMS_LOCK_BYTE = 128
+"""The byte of the ``-shm`` file every open WAL connection holds a shared lock on (SQLite's "dead man switch")."""
+
+
+def test_watching_keeps_sqlites_own_lock_on_the_shared_index(db: Path) -> None:
+    """A process whose lock is gone looks absent: another would rebuild the index under it."""
+    open_store(StoreConfig(path=db)).close()
+    watch = SqliteChangeWatch(db)
+    try:
+        assert watch.token() is not None and watch.reads_wal_index
+        script = (
+            "import fcntl, os, sys\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+            "try:\n"
+            "    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, int(sys.argv[2]))\n"
+            "    print('exclusive')\n"
+            "except OSError:\n"
+            "    print('held by another process')\n"
+        )
+        probe = subprocess.run(
+            [sys.executable, "-c", script, f"{db}-shm", str(DMS_LOCK_BYTE)], capture_output=True, text=True, check=True
+        )
+    finally:
+        watch.close()
+    assert probe.stdout.strip() == "held by another process"

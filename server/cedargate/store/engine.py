@@ -36,9 +36,9 @@ class Store:
         return self._watch.token() if self._watch is not None else None
 
     def close(self) -> None:
-        if self._watch is not None:
-            self._watch.close()
         self.engine.dispose()
+        if self._watch is not None:  # after the pool: the watch's last close may drop the process's file locks
+            self._watch.close()
 
 
 def store_url(config: StoreConfig) -> str:

@@ -15,6 +15,10 @@ connection that never writes tells the same, at the cost of a query.
 
 A token is that header (or version number) with the database file's identity: a replaced or
 removed file changes the identity, so a broken store is still read, and still fails the call.
+
+The ``-shm`` file stays open until the watch is closed, after the store's own connections:
+closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+included, so it is never closed while SQLite may rely on them.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import sqlite3
 import threading
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 WAL_INDEX_HEADER_BYTES: Final = 48
 """One copy of the WAL-index header; the second copy follows it at the start of the ``-shm`` file."""
@@ -41,6 +45,8 @@ class SqliteChangeWatch:
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
         self._wal_index: mmap.mmap | None = None
+        self._shm_files: list[BinaryIO] = []
+        """Every ``-shm`` file opened; closed only by ``close`` (see the module docstring)."""
         self._identity: tuple[int, int] | None = None
         self._generation = 0
         """Counts connections opened: a new connection's version numbers start over."""
@@ -71,8 +77,12 @@ class SqliteChangeWatch:
         return self._wal_index is not None
 
     def close(self) -> None:
+        """Stop watching; call it after the store's other connections to the file are closed."""
         with self._lock:
             self._drop()
+            for shm in self._shm_files:
+                shm.close()
+            self._shm_files.clear()
 
     def _reopen(self, identity: tuple[int, int]) -> sqlite3.Connection:
         self._drop()
@@ -92,12 +102,23 @@ class SqliteChangeWatch:
         connection.execute("PRAGMA data_version").fetchone()
         if str(mode).lower() != "wal":
             return None
-        with open(f"{self._path}-shm", "rb") as shm:
-            wal_index = mmap.mmap(shm.fileno(), 2 * WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
+        wal_index = mmap.mmap(self._shm_file().fileno(), 2 * WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
         if wal_index[_IS_INIT_OFFSET] == 0:
             wal_index.close()
             return None
         return wal_index
+
+    def _shm_file(self) -> BinaryIO:
+        """The ``-shm`` file, opened once per file (a retry after a failure reuses it)."""
+        path = f"{self._path}-shm"
+        current = os.stat(path)
+        for kept in self._shm_files:
+            opened = os.fstat(kept.fileno())
+            if (opened.st_dev, opened.st_ino) == (current.st_dev, current.st_ino):
+                return kept
+        shm = open(path, "rb")  # noqa: SIM115 - open until ``close`` (module docstring)
+        self._shm_files.append(shm)
+        return shm
 
     def _drop(self) -> None:
         if self._wal_index is not None:
