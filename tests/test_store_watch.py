@@ -134,24 +134,43 @@ DMS_LOCK_BYTE = 128
 """The byte of the ``-shm`` file every open WAL connection holds a shared lock on (SQLite's "dead man switch")."""
 
 
+_TRY_EXCLUSIVE = """\
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, int(sys.argv[2]))
+    print("exclusive")
+except OSError:
+    print("held by another process")
+"""
+
+
+def _index_lock_from_another_process(db: Path) -> str:
+    probe = [sys.executable, "-c", _TRY_EXCLUSIVE, f"{db}-shm", str(DMS_LOCK_BYTE)]
+    return subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_watching_keeps_sqlites_own_lock_on_the_shared_index(db: Path) -> None:
     """A process whose lock is gone looks absent: another would rebuild the index under it."""
     open_store(StoreConfig(path=db)).close()
     watch = SqliteChangeWatch(db)
     try:
         assert watch.token() is not None and watch.reads_wal_index
-        script = (
-            "import fcntl, os, sys\n"
-            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
-            "try:\n"
-            "    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, int(sys.argv[2]))\n"
-            "    print('exclusive')\n"
-            "except OSError:\n"
-            "    print('held by another process')\n"
-        )
-        probe = subprocess.run(
-            [sys.executable, "-c", script, f"{db}-shm", str(DMS_LOCK_BYTE)], capture_output=True, text=True, check=True
-        )
+        seen = _index_lock_from_another_process(db)
     finally:
         watch.close()
-    assert probe.stdout.strip() == "held by another process"
+    assert seen == "held by another process"
+
+
+def test_closing_one_watch_keeps_the_lock_of_another_on_the_same_file(db: Path) -> None:
+    open_store(StoreConfig(path=db)).close()
+    first, second = SqliteChangeWatch(db), SqliteChangeWatch(db)
+    try:
+        assert first.token() is not None and second.token() is not None
+        first.close()
+        seen = _index_lock_from_another_process(db)
+        assert second.token() is not None and second.reads_wal_index
+    finally:
+        first.close()
+        second.close()
+    assert seen == "held by another process"

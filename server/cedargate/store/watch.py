@@ -16,9 +16,10 @@ connection that never writes tells the same, at the cost of a query.
 A token is that header (or version number) with the database file's identity: a replaced or
 removed file changes the identity, so a broken store is still read, and still fails the call.
 
-The ``-shm`` file stays open until the watch is closed, after the store's own connections:
-closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
-included, so it is never closed while SQLite may rely on them.
+Closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+included (and a memory map holds a descriptor of its own). So a ``-shm`` file is opened and
+mapped once per process (``_SHARED_WAL_INDEXES``) and closed only when the last watch on it
+closes, which its store does after its own connections.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ import os
 import sqlite3
 import threading
 from collections.abc import Hashable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final
+
+FileId = tuple[int, int]
+"""A file's device and inode."""
 
 WAL_INDEX_HEADER_BYTES: Final = 48
 """One copy of the WAL-index header; the second copy follows it at the start of the ``-shm`` file."""
@@ -45,9 +50,9 @@ class SqliteChangeWatch:
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
         self._wal_index: mmap.mmap | None = None
-        self._shm_files: list[BinaryIO] = []
-        """Every ``-shm`` file opened; closed only by ``close`` (see the module docstring)."""
-        self._identity: tuple[int, int] | None = None
+        self._borrowed: list[FileId] = []
+        """The WAL-indexes this watch mapped, given back by ``close``."""
+        self._identity: FileId | None = None
         self._generation = 0
         """Counts connections opened: a new connection's version numbers start over."""
 
@@ -80,11 +85,11 @@ class SqliteChangeWatch:
         """Stop watching; call it after the store's other connections to the file are closed."""
         with self._lock:
             self._drop()
-            for shm in self._shm_files:
-                shm.close()
-            self._shm_files.clear()
+            for file_id in self._borrowed:
+                _SHARED_WAL_INDEXES.give_back(file_id, self)
+            self._borrowed.clear()
 
-    def _reopen(self, identity: tuple[int, int]) -> sqlite3.Connection:
+    def _reopen(self, identity: FileId) -> sqlite3.Connection:
         self._drop()
         self._connection = sqlite3.connect(self._path, check_same_thread=False, timeout=30)
         self._identity = identity
@@ -102,29 +107,69 @@ class SqliteChangeWatch:
         connection.execute("PRAGMA data_version").fetchone()
         if str(mode).lower() != "wal":
             return None
-        wal_index = mmap.mmap(self._shm_file().fileno(), 2 * WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
-        if wal_index[_IS_INIT_OFFSET] == 0:
-            wal_index.close()
-            return None
-        return wal_index
-
-    def _shm_file(self) -> BinaryIO:
-        """The ``-shm`` file, opened once per file (a retry after a failure reuses it)."""
-        path = f"{self._path}-shm"
-        current = os.stat(path)
-        for kept in self._shm_files:
-            opened = os.fstat(kept.fileno())
-            if (opened.st_dev, opened.st_ino) == (current.st_dev, current.st_ino):
-                return kept
-        shm = open(path, "rb")  # noqa: SIM115 - open until ``close`` (module docstring)
-        self._shm_files.append(shm)
-        return shm
+        file_id, wal_index = _SHARED_WAL_INDEXES.borrow(f"{self._path}-shm", self)
+        if file_id not in self._borrowed:
+            self._borrowed.append(file_id)
+        return wal_index if wal_index[_IS_INIT_OFFSET] else None
 
     def _drop(self) -> None:
-        if self._wal_index is not None:
-            self._wal_index.close()
-        self._wal_index = None
+        self._wal_index = None  # the map itself stays open until ``close`` (module docstring)
         if self._connection is not None:
             self._connection.close()
         self._connection = None
         self._identity = None
+
+
+@dataclass
+class _Mapped:
+    file: BinaryIO
+    wal_index: mmap.mmap
+    users: set[int] = field(default_factory=set)
+
+
+class _SharedWalIndexes:
+    """One open, mapped ``-shm`` file per file in the process, closed when its last watch gives it back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._mapped: dict[FileId, _Mapped] = {}
+        self._never_closed: list[BinaryIO] = []
+        """Descriptors that could not be mapped (or a second one, from a race with a replaced file):
+        closing them would drop the process's locks."""
+
+    def borrow(self, path: str, user: object) -> tuple[FileId, mmap.mmap]:
+        with self._lock:
+            stat = os.stat(path)
+            file_id = (stat.st_dev, stat.st_ino)
+            mapped = self._mapped.get(file_id)
+            if mapped is None:
+                shm = open(path, "rb")  # noqa: SIM115 - open until its last watch closes (module docstring)
+                opened = os.fstat(shm.fileno())
+                file_id = (opened.st_dev, opened.st_ino)  # what was opened, had the path changed meanwhile
+                mapped = self._mapped.get(file_id)
+                if mapped is not None:
+                    self._never_closed.append(shm)
+                else:
+                    try:
+                        wal_index = mmap.mmap(shm.fileno(), 2 * WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
+                    except (OSError, ValueError):  # not yet an index (too short): kept open all the same
+                        self._never_closed.append(shm)
+                        raise
+                    mapped = self._mapped[file_id] = _Mapped(shm, wal_index)
+            mapped.users.add(id(user))
+            return file_id, mapped.wal_index
+
+    def give_back(self, file_id: FileId, user: object) -> None:
+        with self._lock:
+            mapped = self._mapped.get(file_id)
+            if mapped is None:
+                return
+            mapped.users.discard(id(user))
+            if mapped.users:
+                return
+            del self._mapped[file_id]
+        mapped.wal_index.close()
+        mapped.file.close()
+
+
+_SHARED_WAL_INDEXES: Final = _SharedWalIndexes()
