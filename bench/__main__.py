@@ -25,6 +25,7 @@ from bench import http, overhead, peers
 from bench.fixture import make_tree
 from bench.noop import build_bench_runtime
 from bench.report import render
+from bench.stats import reference_loop_us
 from cedargate.config import load_config
 
 SECTIONS = ("overhead", "scale", "http", "peers")
@@ -62,6 +63,7 @@ async def run(plan: Plan, sections: list[str], workdir: Path) -> dict[str, Any]:
             "platform": platform.platform(),
             "mcp": version("mcp"),
             "cedarpy": version("cedarpy"),
+            "reference_loop_us": {"start": reference_loop_us()},
         },
         "plan": plan.__dict__,
     }
@@ -71,6 +73,7 @@ async def run(plan: Plan, sections: list[str], workdir: Path) -> dict[str, Any]:
             results.update(await steps[section](plan, workdir))
         except Exception as exc:  # one broken section is reported, the others still run
             results.setdefault("failed", {})[section] = f"{type(exc).__name__}: {exc}"
+    results["machine"]["reference_loop_us"]["end"] = reference_loop_us()
     return results
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.stats import REFERENCE_LOOP
+
 GOVERNANCE_P50_TARGET_MS = 0.3
 GOVERNANCE_P99_TARGET_MS = 1.5
 STDIO_RATIO_TARGET = 1.3
@@ -19,7 +21,15 @@ def _mark(ok: bool) -> str:
 
 def render(results: dict[str, Any]) -> str:
     out = [f"Run {results['date']} on {results['machine']['platform']}, Python {results['machine']['python']}."]
-    out.append("Every figure is the median over runs; ratios are against a baseline measured in the same run.\n")
+    out.append("Every figure is the median over runs; ratios are against a baseline measured in the same run.")
+    reference = results["machine"].get("reference_loop_us")
+    if reference:
+        out.append(
+            f"The machine's pace: `{REFERENCE_LOOP}` took {reference['start']:g} µs at the start of the run and "
+            f"{reference.get('end', reference['start']):g} µs at its end; compare it before comparing absolute "
+            "figures of two runs."
+        )
+    out.append("")
     if "pipeline" in results:
         out += _overhead(results)
     if "scale" in results:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import timeit
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -63,3 +64,12 @@ async def time_calls(
     if cpu is not None:
         cpu.append((time.process_time() - cpu_start) / calls)
     return samples
+
+
+REFERENCE_LOOP = "sum(range(1000))"
+"""A fixed pure-Python workload: how fast this machine runs the interpreter right now."""
+
+
+def reference_loop_us(repeats: int = 9, number: int = 2000) -> float:
+    """Median microseconds of ``REFERENCE_LOOP``; absolute figures of two runs compare only as these do."""
+    return round(statistics.median(timeit.repeat(REFERENCE_LOOP, number=number, repeat=repeats)) / number * 1e6, 2)

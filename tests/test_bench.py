@@ -34,4 +34,7 @@ def test_quick_benchmark_prints_tables_and_writes_json(tmp_path: Path) -> None:
     assert [r["sessions"] for r in results["http"]] == [1, 2]
     assert all(r["calls_per_s"] > 0 for r in results["http"])
     assert "### 1. Overhead of a trivial tool" in done.stdout
+    pace = results["machine"]["reference_loop_us"]
+    assert pace["start"] > 0 and pace["end"] > 0
+    assert f"took {pace['start']:g} µs at the start of the run" in done.stdout
     assert "### Targets (measured, not asserted)" in done.stdout
