@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+import os
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from cedargate.holds import HoldKind, Holds
 from cedargate.identity import Principal
 from cedargate.risk import Risk
 from cedargate.store import Store, open_store
+from cedargate.store import watch as watch_module
 from cedargate.store.watch import SqliteChangeWatch
 
 AGENT = Principal(agent="codex-demo", team="storefront", on_behalf_of="alice", mode="autonomous", task="t")
@@ -174,3 +177,39 @@ def test_closing_one_watch_keeps_the_lock_of_another_on_the_same_file(db: Path) 
         first.close()
         second.close()
     assert seen == "held by another process"
+
+
+def test_an_index_that_cannot_be_mapped_leaves_the_query_and_no_file_opened_per_check(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_store(StoreConfig(path=db)).close()
+
+    def refuse(*args: object, **kwargs: object) -> mmap.mmap:
+        raise ValueError("mmap length is greater than file size")
+
+    monkeypatch.setattr(watch_module.mmap, "mmap", refuse)
+    watch = SqliteChangeWatch(db)
+    try:
+        first = watch.token()
+        opened = _descriptors_of(f"{db}-shm")
+        again = [watch.token() for _ in range(5)]
+        assert _descriptors_of(f"{db}-shm") == opened
+        assert first is not None and again == [first] * 5 and not watch.reads_wal_index
+        with sqlite3.connect(db) as writer:
+            writer.execute(
+                "INSERT INTO admin_actions (at, actor, action, subject, reason) "
+                "VALUES ('2026-11-26 00:00:00', 'olga', 'note', 'x', 'y')"
+            )
+        assert watch.token() not in (None, first)
+    finally:
+        watch.close()
+
+
+def _descriptors_of(path: str) -> int:
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            count += os.readlink(fd) == path
+        except OSError:
+            continue
+    return count

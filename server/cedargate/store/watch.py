@@ -52,6 +52,8 @@ class SqliteChangeWatch:
         self._wal_index: mmap.mmap | None = None
         self._borrowed: list[FileId] = []
         """The WAL-indexes this watch mapped, given back by ``close``."""
+        self._unmappable = False
+        """Set when mapping failed once: ``PRAGMA data_version`` from then on."""
         self._identity: FileId | None = None
         self._generation = 0
         """Counts connections opened: a new connection's version numbers start over."""
@@ -105,9 +107,13 @@ class SqliteChangeWatch:
         """
         (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
         connection.execute("PRAGMA data_version").fetchone()
-        if str(mode).lower() != "wal":
+        if str(mode).lower() != "wal" or self._unmappable:
             return None
-        file_id, wal_index = _SHARED_WAL_INDEXES.borrow(f"{self._path}-shm", self)
+        try:
+            file_id, wal_index = _SHARED_WAL_INDEXES.borrow(f"{self._path}-shm", self)
+        except (OSError, ValueError):
+            self._unmappable = True  # this watch asks SQLite from now on; no file is opened again
+            return None
         if file_id not in self._borrowed:
             self._borrowed.append(file_id)
         return wal_index if wal_index[_IS_INIT_OFFSET] else None
@@ -122,7 +128,6 @@ class SqliteChangeWatch:
 
 @dataclass
 class _Mapped:
-    file: BinaryIO
     wal_index: mmap.mmap
     users: set[int] = field(default_factory=set)
 
@@ -132,30 +137,19 @@ class _SharedWalIndexes:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._files: dict[FileId, BinaryIO] = {}
+        """Each ``-shm`` file opened once; one that could not be mapped stays for the next try."""
         self._mapped: dict[FileId, _Mapped] = {}
         self._never_closed: list[BinaryIO] = []
-        """Descriptors that could not be mapped (or a second one, from a race with a replaced file):
-        closing them would drop the process's locks."""
+        """A second descriptor, from a race with a replaced file: closing it would drop the process's locks."""
 
     def borrow(self, path: str, user: object) -> tuple[FileId, mmap.mmap]:
         with self._lock:
-            stat = os.stat(path)
-            file_id = (stat.st_dev, stat.st_ino)
+            file_id, shm = self._open(path)
             mapped = self._mapped.get(file_id)
             if mapped is None:
-                shm = open(path, "rb")  # noqa: SIM115 - open until its last watch closes (module docstring)
-                opened = os.fstat(shm.fileno())
-                file_id = (opened.st_dev, opened.st_ino)  # what was opened, had the path changed meanwhile
-                mapped = self._mapped.get(file_id)
-                if mapped is not None:
-                    self._never_closed.append(shm)
-                else:
-                    try:
-                        wal_index = mmap.mmap(shm.fileno(), 2 * WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
-                    except (OSError, ValueError):  # not yet an index (too short): kept open all the same
-                        self._never_closed.append(shm)
-                        raise
-                    mapped = self._mapped[file_id] = _Mapped(shm, wal_index)
+                wal_index = mmap.mmap(shm.fileno(), 2 * WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
+                mapped = self._mapped[file_id] = _Mapped(wal_index)
             mapped.users.add(id(user))
             return file_id, mapped.wal_index
 
@@ -168,8 +162,23 @@ class _SharedWalIndexes:
             if mapped.users:
                 return
             del self._mapped[file_id]
+            shm = self._files.pop(file_id)
         mapped.wal_index.close()
-        mapped.file.close()
+        shm.close()
+
+    def _open(self, path: str) -> tuple[FileId, BinaryIO]:
+        stat = os.stat(path)
+        file_id = (stat.st_dev, stat.st_ino)
+        shm = self._files.get(file_id)
+        if shm is None:
+            shm = open(path, "rb")  # noqa: SIM115 - open until its last watch closes (module docstring)
+            opened = os.fstat(shm.fileno())
+            file_id = (opened.st_dev, opened.st_ino)  # what was opened, had the path changed meanwhile
+            if file_id in self._files:
+                self._never_closed.append(shm)
+                shm = self._files[file_id]
+            self._files[file_id] = shm
+        return file_id, shm
 
 
 _SHARED_WAL_INDEXES: Final = _SharedWalIndexes()
