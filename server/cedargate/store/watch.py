@@ -109,14 +109,13 @@ class SqliteChangeWatch:
         connection.execute("PRAGMA data_version").fetchone()
         if str(mode).lower() != "wal" or self._unmappable:
             return None
-        try:
-            file_id, wal_index = _SHARED_WAL_INDEXES.borrow(f"{self._path}-shm", self)
-        except (OSError, ValueError):
-            self._unmappable = True  # this watch asks SQLite from now on; no file is opened again
-            return None
+        file_id, wal_index = _SHARED_WAL_INDEXES.borrow(f"{self._path}-shm", self)
         if file_id not in self._borrowed:
             self._borrowed.append(file_id)
-        return wal_index if wal_index[_IS_INIT_OFFSET] else None
+        if wal_index is None or not wal_index[_IS_INIT_OFFSET]:
+            self._unmappable = True  # this watch asks SQLite from now on; no file is opened again
+            return None
+        return wal_index
 
     def _drop(self) -> None:
         self._wal_index = None  # the map itself stays open until ``close`` (module docstring)
@@ -127,58 +126,65 @@ class SqliteChangeWatch:
 
 
 @dataclass
-class _Mapped:
-    wal_index: mmap.mmap
+class _Shared:
+    file: BinaryIO
+    wal_index: mmap.mmap | None = None
     users: set[int] = field(default_factory=set)
 
 
 class _SharedWalIndexes:
-    """One open, mapped ``-shm`` file per file in the process, closed when its last watch gives it back."""
+    """One open (and, once it can be, mapped) ``-shm`` file per file in the process.
+
+    It is closed when the last watch that borrowed it gives it back.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._files: dict[FileId, BinaryIO] = {}
-        """Each ``-shm`` file opened once; one that could not be mapped stays for the next try."""
-        self._mapped: dict[FileId, _Mapped] = {}
+        self._shared: dict[FileId, _Shared] = {}
         self._never_closed: list[BinaryIO] = []
         """A second descriptor, from a race with a replaced file: closing it would drop the process's locks."""
 
-    def borrow(self, path: str, user: object) -> tuple[FileId, mmap.mmap]:
+    def borrow(self, path: str, user: object) -> tuple[FileId, mmap.mmap | None]:
+        """The file's id and its map, ``None`` when it cannot be mapped; the user is registered either way."""
         with self._lock:
-            file_id, shm = self._open(path)
-            mapped = self._mapped.get(file_id)
-            if mapped is None:
-                wal_index = mmap.mmap(shm.fileno(), 2 * WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
-                mapped = self._mapped[file_id] = _Mapped(wal_index)
-            mapped.users.add(id(user))
-            return file_id, mapped.wal_index
+            file_id, shared = self._open(path)
+            shared.users.add(id(user))
+            if shared.wal_index is None:
+                try:
+                    shared.wal_index = mmap.mmap(
+                        shared.file.fileno(), 2 * WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ
+                    )
+                except (OSError, ValueError):  # too short to be an index yet
+                    return file_id, None
+            return file_id, shared.wal_index
 
     def give_back(self, file_id: FileId, user: object) -> None:
         with self._lock:
-            mapped = self._mapped.get(file_id)
-            if mapped is None:
+            shared = self._shared.get(file_id)
+            if shared is None:
                 return
-            mapped.users.discard(id(user))
-            if mapped.users:
+            shared.users.discard(id(user))
+            if shared.users:
                 return
-            del self._mapped[file_id]
-            shm = self._files.pop(file_id)
-        mapped.wal_index.close()
-        shm.close()
+            del self._shared[file_id]
+        if shared.wal_index is not None:
+            shared.wal_index.close()
+        shared.file.close()
 
-    def _open(self, path: str) -> tuple[FileId, BinaryIO]:
+    def _open(self, path: str) -> tuple[FileId, _Shared]:
         stat = os.stat(path)
         file_id = (stat.st_dev, stat.st_ino)
-        shm = self._files.get(file_id)
-        if shm is None:
+        shared = self._shared.get(file_id)
+        if shared is None:
             shm = open(path, "rb")  # noqa: SIM115 - open until its last watch closes (module docstring)
             opened = os.fstat(shm.fileno())
             file_id = (opened.st_dev, opened.st_ino)  # what was opened, had the path changed meanwhile
-            if file_id in self._files:
+            shared = self._shared.get(file_id)
+            if shared is not None:
                 self._never_closed.append(shm)
-                shm = self._files[file_id]
-            self._files[file_id] = shm
-        return file_id, shm
+            else:
+                shared = self._shared[file_id] = _Shared(shm)
+        return file_id, shared
 
 
 _SHARED_WAL_INDEXES: Final = _SharedWalIndexes()
