@@ -46,7 +46,8 @@ async def test_a_passing_run_is_reported_and_recorded_in_the_audit_event(tested:
     assert run["command"] == "sh ./ci.sh"
     assert run["exit_code"] == 0 and run["output_sha256"] == result["output_sha256"]
     assert run["commit"] == result["commit"]
-    assert event["execution"]["sandbox"] == {"kind": "bubblewrap", "wall_seconds": 2, "memory_mb": 256}
+    sandboxed = {"kind": "bubblewrap", "wall_seconds": 2, "memory_mb": 256, "in_memory_files_mb": 256}
+    assert event["execution"]["sandbox"] == sandboxed
 
 
 async def test_a_failing_run_reports_its_exit_code_and_tail_and_the_environment_is_cleared(
@@ -126,6 +127,31 @@ async def test_files_in_memory_count_against_the_memory_limit(tested: Runtime) -
     result = await _run(tested, script)
     lines = str(result["output_tail"]).splitlines()
     assert lines[:4] == ["/tmp 64 ok", "/tmp 300 refused", "/dev/shm 64 ok", "/dev/shm 300 refused"], lines
+
+
+async def test_a_bubblewrap_that_cannot_size_a_tmpfs_still_sandboxes_the_run_and_the_event_says_so(
+    tested: Runtime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As bubblewrap before 0.7.0 (or setuid) answers: `--size` refused, everything else as the real one."""
+    real = sandbox.bwrap_executable()
+    older = tmp_path / "bwrap"
+    older.write_text(
+        '#!/bin/sh\nfor a in "$@"; do [ "$a" = --size ] && { echo "bwrap: Unknown option --size" >&2; exit 1; }; done\n'
+        f'exec {real} "$@"\n'
+    )
+    older.chmod(0o755)
+    monkeypatch.setattr(sandbox, "BWRAP", str(older))
+    script = (
+        "head -c 300M /dev/zero > /tmp/fill && echo 300 MiB in /tmp\n"
+        "touch /usr/cedargate-escape 2>/dev/null && echo escaped || echo system read-only\n"
+    )
+    with caplog.at_level("WARNING", logger="cedargate.sandbox"):
+        result = await _run(tested, script)
+    assert result["output_tail"] == "300 MiB in /tmp\nsystem read-only\n"  # uncapped, still sandboxed
+    event = audit_events(tested.config.audit.path)[-1]
+    assert event["execution"]["sandbox"]["in_memory_files_mb"] is None
+    assert "cannot size a tmpfs" in caplog.text and "0.7.0" in caplog.text
+    assert not Path("/usr/cedargate-escape").exists()
 
 
 RESERVE_THEN_ALLOCATE = """\

@@ -10,12 +10,16 @@ The memory limit is on data (``RLIMIT_DATA``: the heap and every private writabl
 not on address space: runtimes that reserve large address ranges up front and use a little
 of them (the JVM, Go) start under it, while memory a test actually allocates still counts.
 Files in memory are not data: the private ``/tmp`` and ``/dev/shm`` are tmpfs mounts each
-capped at the same limit, so a run cannot fill the host's memory through them either.
+capped at the same limit, so a run cannot fill the host's memory through them either. A
+bubblewrap that cannot size a tmpfs (before 0.7.0, or installed setuid) still sandboxes the
+run, without that cap; the log says so once and the audit event records it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -29,6 +33,8 @@ from typing import IO, Final
 
 from cedargate.errors import HandlerError
 from cedargate.redact import redact_text
+
+logger = logging.getLogger(__name__)
 
 BWRAP: str = "bwrap"
 """The bubblewrap executable looked up on ``PATH`` (a name, so tests can point it elsewhere)."""
@@ -75,16 +81,17 @@ def bwrap_executable() -> str:
     return found
 
 
-def bwrap_arguments(bwrap: str, worktree: Path, git_dirs: tuple[Path, ...], memory_mb: int) -> list[str]:
+def bwrap_arguments(bwrap: str, worktree: Path, git_dirs: tuple[Path, ...], in_memory_mb: int | None) -> list[str]:
     """The bwrap command line up to (not including) the command; mount order matters.
 
-    ``memory_mb`` caps each in-memory filesystem (``/tmp``, ``/dev/shm``): their files are
-    memory that ``RLIMIT_DATA`` does not count.
+    ``in_memory_mb`` caps each in-memory filesystem (``/tmp``, ``/dev/shm``): their files are
+    memory that ``RLIMIT_DATA`` does not count. ``None``: the tmpfs default (this bwrap cannot size one).
     """
     args = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL", "--clearenv"]
     args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for in_memory in (SANDBOX_TMP, SANDBOX_SHM):
-        args += ["--size", str(memory_mb * 1024 * 1024), "--tmpfs", in_memory]
+        size = [] if in_memory_mb is None else ["--size", str(in_memory_mb * 1024 * 1024)]
+        args += [*size, "--tmpfs", in_memory]
     args += ["--bind", str(worktree), str(worktree)]
     # The worktree's `.git` (a file pointing into the repository) and the git directory stay read-only.
     if (worktree / ".git").exists():
@@ -113,6 +120,32 @@ def probe(bwrap: str) -> None:
         )
 
 
+@functools.cache
+def sizes_tmpfs(bwrap: str) -> bool:
+    """Whether this bwrap can cap a tmpfs (``--size``: bubblewrap 0.7.0 or later, not setuid); asked once."""
+    sized_tmp = ["--size", str(1024 * 1024), "--tmpfs", SANDBOX_TMP]
+    result = subprocess.run(
+        [bwrap, "--ro-bind", "/", "/", "--unshare-all", "--cap-drop", "ALL", *sized_tmp, "--", "/bin/true"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    if result.returncode != 0:
+        reason = result.stderr.decode(errors="replace").strip() or f"exit status {result.returncode}"
+        logger.warning(
+            "bubblewrap `%s` cannot size a tmpfs (%s): test runs are sandboxed, but files they write to /tmp and "
+            "/dev/shm are not capped at the memory limit; install bubblewrap 0.7.0 or later, not setuid",
+            bwrap,
+            reason,
+        )
+    return result.returncode == 0
+
+
+def in_memory_files_mb(limits: SandboxLimits) -> int | None:
+    """The cap on each in-memory filesystem a run gets, ``None`` when this server's bwrap cannot set one."""
+    return limits.memory_mb if sizes_tmpfs(bwrap_executable()) else None
+
+
 def run_sandboxed(
     worktree: Path,
     git_dirs: tuple[Path, ...],
@@ -127,7 +160,8 @@ def run_sandboxed(
     """
     bwrap = bwrap_executable()
     probe(bwrap)
-    argv = [*bwrap_arguments(bwrap, worktree, git_dirs, limits.memory_mb), "--", "/bin/sh", "-c", _LIMITS_THEN_RUN]
+    in_memory_mb = limits.memory_mb if sizes_tmpfs(bwrap) else None
+    argv = [*bwrap_arguments(bwrap, worktree, git_dirs, in_memory_mb), "--", "/bin/sh", "-c", _LIMITS_THEN_RUN]
     argv += ["cedargate-sandbox", str(limits.memory_mb * 1024), str(MAX_FILE_BLOCKS), command]
     with tempfile.TemporaryFile(prefix="cedargate-test-output-") as output:
         started = time.perf_counter()

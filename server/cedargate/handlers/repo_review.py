@@ -29,7 +29,7 @@ from cedargate.handlers.repo_common import (
 )
 from cedargate.pull_request_body import Provenance, WriteRecord
 from cedargate.repo_paths import safe_ref
-from cedargate.sandbox import SandboxLimits, run_sandboxed
+from cedargate.sandbox import SandboxLimits, in_memory_files_mb, run_sandboxed
 from cedargate.workspaces import TestRun, WorkspaceStore
 
 _FIELD: Final = "\x1f"
@@ -143,6 +143,7 @@ def run_tests(call: HandlerCall) -> dict[str, Any]:
         "kind": "bubblewrap",
         "wall_seconds": limits.wall_seconds,
         "memory_mb": limits.memory_mb,
+        "in_memory_files_mb": in_memory_files_mb(limits),
     }
     facts = asdict(run)
     call.execution["test_run"] = {**facts, "commit": commit, "clean": clean}
