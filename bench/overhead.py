@@ -1,7 +1,7 @@
 """Section 1: what governance costs a trivial call, and section 2: how that grows with policies.
 
-Governed and ungoverned runs alternate, so both see the same machine load; the ratio is
-taken within each pairing of medians.
+Through a client, governed and ungoverned calls take turns call by call, so both see the same
+machine; ``Pipeline.call`` and its baselines alternate run by run (each run also measures CPU time).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from mcp import Client, StdioServerParameters
 
 from bench.fixture import NOOP_ARGS, NOOP_TOOL, generated_repo, make_tree
 from bench.noop import build, build_bench_runtime, noop
-from bench.stats import Latency, ratio, summarise, time_calls
+from bench.stats import Latency, ratio, summarise, time_calls, time_interleaved
 from cedargate.config import load_config
 from cedargate.handlers import HandlerCall
 from cedargate.identity import principal_from_config
@@ -45,14 +45,16 @@ def _row(name: str, governed: Latency, baseline: Latency, **extra: Any) -> dict[
 
 
 async def _paired(clients: dict[bool, Client], calls: int, runs: int) -> tuple[Latency, Latency]:
+    """Governed and ungoverned calls taking turns, call by call (``time_interleaved``)."""
+
+    def one(client: Client) -> Callable[[], Coroutine[Any, Any, object]]:
+        return lambda: client.call_tool(NOOP_TOOL, NOOP_ARGS)
+
     samples: dict[bool, list[list[float]]] = {True: [], False: []}
     for _ in range(runs):
-        for governed, client in clients.items():
-
-            async def one(c: Client = client) -> object:
-                return await c.call_tool(NOOP_TOOL, NOOP_ARGS)
-
-            samples[governed].append(await time_calls(one, calls, warmup=max(3, calls // 10)))
+        run = await time_interleaved({g: one(c) for g, c in clients.items()}, calls, warmup=max(3, calls // 10))
+        for governed, timed in run.items():
+            samples[governed].append(timed)
     return summarise(samples[True]), summarise(samples[False])
 
 

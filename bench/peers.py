@@ -1,8 +1,8 @@
 """Section 4: the same operations through other MCP servers people run today, vs cedargate.
 
 Each peer lives in its own virtualenv under ``bench/.peers/`` (they pin other ``mcp``
-releases). Both sides are stdio subprocesses driven by the same SDK client, alternating runs.
-A peer that cannot be installed or refuses to start is reported as such, never skipped quietly.
+releases). Both sides are stdio subprocesses driven by the same SDK client, taking turns
+call by call. A peer that cannot be installed or refuses to start is reported as such, never skipped quietly.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 
 from bench.procs import free_port
-from bench.stats import summarise, time_calls
+from bench.stats import summarise, time_interleaved
 from cedargate.demo import DEV_REPO
 
 PEERS_DIR = Path(__file__).resolve().parent / ".peers"
@@ -104,8 +104,9 @@ async def _compare(
                 async def call_ours(o: Op = op) -> object:
                     return await our_client.call_tool(o.tool, o.args)
 
-                samples["peer"].append(await time_calls(call_peer, calls, warmup=3))
-                samples["ours"].append(await time_calls(call_ours, calls, warmup=3))
+                run = await time_interleaved({"peer": call_peer, "ours": call_ours}, calls, warmup=3)
+                for side, timed in run.items():
+                    samples[side].append(timed)
             peer_lat, our_lat = summarise(samples["peer"]), summarise(samples["ours"])
             p50, p99 = our_lat.ratio_to(peer_lat)
             rows.append(
