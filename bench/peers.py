@@ -2,7 +2,8 @@
 
 Each peer lives in its own virtualenv under ``bench/.peers/`` (they pin other ``mcp``
 releases). Both sides are stdio subprocesses driven by the same SDK client, taking turns
-call by call. A peer that cannot be installed or refuses to start is reported as such, never skipped quietly.
+call by call. A peer that cannot be installed or refuses to start is reported as such,
+never skipped quietly.
 """
 
 from __future__ import annotations
