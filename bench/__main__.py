@@ -1,6 +1,6 @@
 """``python -m bench``: run every section, print a markdown table, write JSON.
 
-python -m bench                  # the full run (about 4 minutes on 2 cores)
+python -m bench                  # the full run (about 3 minutes on 2 cores)
 python -m bench --quick          # a small run that proves the harness works
 python -m bench --sections overhead,scale --json out.json
 """
