@@ -141,9 +141,9 @@ def sizes_tmpfs(bwrap: str) -> bool:
     return result.returncode == 0
 
 
-def in_memory_files_mb(limits: SandboxLimits) -> int | None:
+def in_memory_files_mb(limits: SandboxLimits, bwrap: str | None = None) -> int | None:
     """The cap on each in-memory filesystem a run gets, ``None`` when this server's bwrap cannot set one."""
-    return limits.memory_mb if sizes_tmpfs(bwrap_executable()) else None
+    return limits.memory_mb if sizes_tmpfs(bwrap or bwrap_executable()) else None
 
 
 def run_sandboxed(
@@ -160,7 +160,7 @@ def run_sandboxed(
     """
     bwrap = bwrap_executable()
     probe(bwrap)
-    in_memory_mb = limits.memory_mb if sizes_tmpfs(bwrap) else None
+    in_memory_mb = in_memory_files_mb(limits, bwrap)
     argv = [*bwrap_arguments(bwrap, worktree, git_dirs, in_memory_mb), "--", "/bin/sh", "-c", _LIMITS_THEN_RUN]
     argv += ["cedargate-sandbox", str(limits.memory_mb * 1024), str(MAX_FILE_BLOCKS), command]
     with tempfile.TemporaryFile(prefix="cedargate-test-output-") as output:
