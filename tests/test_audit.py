@@ -54,6 +54,17 @@ def test_intact_log_verifies_and_the_chain_is_recomputable(log_with_five: Path) 
         previous = record["hash"]
 
 
+def test_an_appended_event_reads_as_its_line_and_the_built_one_is_unchanged(tmp_path: Path) -> None:
+    log = JsonlAuditLog(tmp_path / "audit.jsonl")
+    first, second = log.append(_event(0)), log.append(_event(1))
+    log.close()
+    lines = [json.loads(line) for line in _lines(tmp_path / "audit.jsonl")]
+    assert [first.event, second.event] == [AuditEvent.model_validate(line) for line in lines]
+    assert second.event.prev_hash == first.hash == lines[0]["hash"] and first.prev_hash == GENESIS_HASH
+    assert second.built == _event(1) and second.built.hash == ""  # the caller's event is not rewritten
+    assert second.event is second.event  # copied once, when first read
+
+
 def test_edited_line_fails_verify_at_that_line(log_with_five: Path) -> None:
     lines = _lines(log_with_five)
     lines[2] = lines[2].replace('"f2"', '"f2-edited"')

@@ -39,8 +39,10 @@ SCHEMA: dict[str, Any] = {
 
 def self_approval_candidate(result: CallResult, ctx: ServerRequestContext[Any]) -> str | None:
     """The pending approval to ask the human about, or ``None`` when the queue must decide."""
+    if result.outcome is not Outcome.APPROVAL_REQUIRED:
+        return None  # checked first: most calls are not waiting, and reading ``event`` copies it
     event = result.event
-    if result.outcome is not Outcome.APPROVAL_REQUIRED or event is None or event.approval is None:
+    if event is None or event.approval is None:
         return None
     if not event.approval.self_approvable or event.approval.status != "pending":
         return None

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from cedargate.audit.event import AuditEvent, AuditPrincipal, AuditResource, Outcome
+from cedargate.audit.event import AuditEvent, AuditPrincipal, AuditResource, Outcome, WrittenEvent
 from cedargate.audit.log import AuditSink
 from cedargate.budget import UNCAPPED_CENTS, Budget
 from cedargate.cedar_types import REPOSITORY
@@ -76,12 +76,17 @@ class CallRequest:
 
 @dataclass(frozen=True)
 class CallResult:
-    """What the agent gets back; ``event`` is ``None`` only when the audit trail could not be written."""
+    """What the agent gets back; ``written`` is ``None`` only when the audit trail could not be written."""
 
     outcome: Outcome
     payload: dict[str, Any] | None
     message: str | None
-    event: AuditEvent | None
+    written: WrittenEvent | None
+
+    @property
+    def event(self) -> AuditEvent | None:
+        """The call's audit event as its line reads (chain fields set), or ``None`` when none was written."""
+        return self.written.event if self.written is not None else None
 
     @property
     def is_error(self) -> bool:

@@ -25,7 +25,7 @@ import httpx
 from hypothesis import HealthCheck, settings
 from tests.conftest import ROOT
 
-from cedargate.audit.event import AuditEvent
+from cedargate.audit.event import AuditEvent, WrittenEvent
 from cedargate.audit.log import AuditSink
 from cedargate.audit.segments import is_segment_record, parse_complete
 from cedargate.config import load_config
@@ -107,9 +107,9 @@ class RecordingAudit:
     def ready(self) -> None:
         self.log.ready()
 
-    def append(self, event: AuditEvent) -> AuditEvent:
+    def append(self, event: AuditEvent) -> WrittenEvent:
         written = self.log.append(event)
-        self.events.append(written)
+        self.events.append(written.event)
         return written
 
 

@@ -8,7 +8,9 @@ breaks the chain at that line.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
@@ -94,6 +96,30 @@ class AuditEvent(BaseModel):
     approval: ApprovalLink | None = None
     prev_hash: str = GENESIS_HASH
     hash: str = ""
+
+
+@dataclass(frozen=True)
+class WrittenEvent:
+    """An event as the log wrote it: the event as built, and its place in the chain.
+
+    Writing a line does not copy the (frozen) event to set ``prev_hash`` and ``hash``: the
+    copy that carries them, ``event``, is made when first read, by a secondary sink's thread
+    or a caller that looks at the event, not on every call's path.
+    """
+
+    built: AuditEvent
+    """The event as handed to the log; its ``prev_hash`` and ``hash`` are not the written ones."""
+    prev_hash: str
+    hash: str
+
+    @property
+    def event_id(self) -> str:
+        return self.built.event_id
+
+    @cached_property
+    def event(self) -> AuditEvent:
+        """The event exactly as its line reads, chain fields included."""
+        return self.built.model_copy(update={"prev_hash": self.prev_hash, "hash": self.hash})
 
 
 def event_hash(record: dict[str, Any]) -> str:

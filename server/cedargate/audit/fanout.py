@@ -22,7 +22,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from cedargate.audit.event import AuditEvent
+from cedargate.audit.event import AuditEvent, WrittenEvent
 from cedargate.audit.log import JsonlAuditLog
 
 logger = logging.getLogger(__name__)
@@ -59,13 +59,13 @@ class _Worker:
         self._retries = retries
         self._backoff = backoff
         self._idle_retry = idle_retry
-        self._queue: queue.Queue[AuditEvent | None] = queue.Queue()
+        self._queue: queue.Queue[WrittenEvent | None] = queue.Queue()
         self._pending: deque[AuditEvent] = deque()
         self._thread = threading.Thread(target=self._run, name=f"audit-sink-{sink.name}", daemon=True)
         self._thread.start()
 
-    def put(self, event: AuditEvent) -> None:
-        self._queue.put(event)
+    def put(self, written: WrittenEvent) -> None:
+        self._queue.put(written)
 
     def flush(self) -> None:
         self._queue.join()
@@ -79,16 +79,16 @@ class _Worker:
         while True:
             try:
                 # A backlog is retried when no event comes to carry it: a quiet server still catches up.
-                event = self._queue.get(timeout=self._idle_retry if self._pending else None)
+                written = self._queue.get(timeout=self._idle_retry if self._pending else None)
             except queue.Empty:
                 self._deliver()
                 continue
             try:
-                if event is None:
+                if written is None:
                     if self._pending:
                         self._deliver()
                     return
-                self._pending.append(event)
+                self._pending.append(written.event)  # the chained copy is made here, off the call's path
                 if len(self._pending) > MAX_PENDING:
                     self._pending.popleft()
                     self.status.lost += 1
@@ -147,7 +147,7 @@ class FanoutAudit:
     def ready(self) -> None:
         self.primary.ready()
 
-    def append(self, event: AuditEvent) -> AuditEvent:
+    def append(self, event: AuditEvent) -> WrittenEvent:
         written = self.primary.append(event)  # fail closed: raises before any secondary sees the event
         for worker in self._workers:
             worker.put(written)

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from cedargate.audit.event import AuditEvent, sealed
+from cedargate.audit.event import AuditEvent, WrittenEvent, sealed
 from cedargate.audit.probe import unwritable_reason
 from cedargate.audit.segments import recover_tail
 from cedargate.errors import AuditWriteError
@@ -23,7 +23,7 @@ class AuditSink(Protocol):
 
     def ready(self) -> None: ...
 
-    def append(self, event: AuditEvent) -> AuditEvent: ...
+    def append(self, event: AuditEvent) -> WrittenEvent: ...
 
 
 class JsonlAuditLog:
@@ -55,8 +55,8 @@ class JsonlAuditLog:
         if self._file.closed:
             raise AuditWriteError(f"audit log `{self.path}` is closed")
 
-    def append(self, event: AuditEvent) -> AuditEvent:
-        """Chain, write and flush one event; returns it with ``prev_hash`` and ``hash`` set.
+    def append(self, event: AuditEvent) -> WrittenEvent:
+        """Chain, write and flush one event; returns it with the ``prev_hash`` and ``hash`` written.
 
         The probe ``ready`` runs is not repeated here: the call this event records already
         happened, so a line that still fits is written even when little space is left.
@@ -74,8 +74,7 @@ class JsonlAuditLog:
                 self._broken = exc.strerror or str(exc)
                 raise AuditWriteError(f"audit log `{self.path}` could not be written: {self._broken}") from exc
             self._last_hash = record["hash"]
-            # The event was validated when built; only the chain fields are new (no second validation).
-            return event.model_copy(update={"prev_hash": record["prev_hash"], "hash": record["hash"]})
+            return WrittenEvent(event, record["prev_hash"], record["hash"])
 
     def close(self) -> None:
         with self._lock:
