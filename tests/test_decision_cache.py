@@ -59,3 +59,21 @@ def test_a_request_whose_read_values_are_large_is_not_kept() -> None:
     assert request_key({"args": {"content": "x" * 100}}, paths) is not None
     assert request_key({"args": {"content": "x" * 100_000}}, paths) is None
     assert request_key({"args": {"content": ["x"] * 10_000}}, paths) is None
+
+
+def test_a_value_that_is_not_json_is_decided_afresh() -> None:
+    paths = (("args", "x"),)
+    assert request_key({"args": {"x": {"a", "b"}}}, paths) is None  # a Python set: no JSON form
+    assert request_key({"args": {"x": object()}}, paths) is None
+    assert request_key({"args": {"x": {1: "a", "b": 2}}}, paths) is None  # keys that do not sort
+    assert request_key({"args": {"x": ["a", {"b": 1}]}}, paths) is not None
+
+
+def test_the_paths_come_sorted_so_a_key_needs_no_sorting() -> None:
+    policies = [
+        'permit (principal, action, resource) when { context.risk == "read" && context.args.path == "a" };',
+        'permit (principal, action, resource) when { context.mode == "x" };',
+    ]
+    static = json.loads(cedarpy.policies_to_json_str("\n".join(policies)))["staticPolicies"]
+    found = context_paths(static.values())
+    assert found == (("args", "path"), ("mode",), ("risk",))

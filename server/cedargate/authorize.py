@@ -36,7 +36,7 @@ class _Slice:
 
     __slots__ = ("paths", "policies")
 
-    def __init__(self, policies: cedarpy.PolicySet, paths: frozenset[ContextPath] | None) -> None:
+    def __init__(self, policies: cedarpy.PolicySet, paths: tuple[ContextPath, ...] | None) -> None:
         self.policies = policies
         self.paths = paths
         """``None`` when the slice could not be analysed: its decisions are not reused."""

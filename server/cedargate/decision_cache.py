@@ -19,7 +19,7 @@ the whole context, which only costs cache hits.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 ContextPath = tuple[str, ...]
@@ -30,17 +30,19 @@ MAX_DECISIONS: Final = 16_384
 """Decisions one authorizer keeps; the cache starts over when full (keys are bounded below)."""
 _PLAIN: Final[dict[type, str]] = {str: "str", bool: "bool", float: "float", type(None): "NoneType"}
 """Leaf types whose shape is their name (``int`` is not: a long out of range is another type)."""
+_LEAVES: Final = frozenset({str, int, bool, float, type(None)})
+"""The leaf types a key may hold: JSON's, which hash by value."""
 _MAX_KEY_SIZE: Final = 4096
 """Characters of strings (and one per other value) a key may hold; a larger request is decided afresh."""
 
 
-def context_paths(policies: Iterable[Mapping[str, Any]]) -> frozenset[ContextPath]:
-    """Every ``context`` attribute path the policies' conditions read (in Cedar's JSON form)."""
+def context_paths(policies: Iterable[Mapping[str, Any]]) -> tuple[ContextPath, ...]:
+    """Every ``context`` attribute path the policies' conditions read (in Cedar's JSON form), sorted."""
     found: set[ContextPath] = set()
     for policy in policies:
         _collect(policy.get("conditions", []), found)
     # A path whose prefix is read whole adds nothing: the prefix's value covers it.
-    return frozenset(p for p in found if not any(p[:n] in found for n in range(len(p))))
+    return tuple(sorted(p for p in found if not any(p[:n] in found for n in range(len(p)))))
 
 
 def _collect(node: Any, found: set[ContextPath]) -> None:
@@ -72,18 +74,24 @@ def _context_path(node: Mapping[str, Any]) -> ContextPath | None:
     return None
 
 
-def request_key(context: Mapping[str, Any], paths: frozenset[ContextPath]) -> Hashable | None:
-    """What of ``context`` can change a decision of policies reading ``paths``; ``None``: do not reuse."""
+def request_key(context: Mapping[str, Any], paths: Sequence[ContextPath]) -> Hashable | None:
+    """What of ``context`` can change a decision of policies reading ``paths``; ``None``: do not reuse.
+
+    ``paths`` come in one fixed order (``context_paths`` sorts them), so equal requests give
+    equal keys without sorting on every call.
+    """
     room = [_MAX_KEY_SIZE]
-    values = tuple(sorted((path, _frozen(_at(context, path), room)) for path in paths))
+    try:
+        values = tuple([_frozen(_at(context, path), room) for path in paths])
+    except (_Unkeyable, TypeError):  # not a JSON value (never built by cedargate): decide afresh
+        return None
     if room[0] < 0:  # large values (a file content a policy matches) would cost more memory than they save
         return None
-    key = (_shape(context), values)
-    try:
-        hash(key)
-    except TypeError:  # a value with no stable identity (never built by cedargate): decide afresh
-        return None
-    return key
+    return (_shape(context), values)
+
+
+class _Unkeyable(Exception):
+    """A context value that cannot be part of a key (not a JSON value)."""
 
 
 def _at(context: Mapping[str, Any], path: ContextPath) -> Any:
@@ -119,12 +127,17 @@ def _shape(value: Any) -> Hashable:
 
 def _frozen(value: Any, room: list[int]) -> Hashable:
     """A hashable copy that keeps types apart (``True`` is not ``1``); ``room`` counts down its size."""
-    if value is _ABSENT:
-        return ("absent",)
     kind = type(value)
-    room[0] -= len(value) if kind is str else 1
+    if kind is str:
+        room[0] -= len(value)
+        return ("str", value)
+    room[0] -= 1
     if kind is dict:
         return ("record", tuple(sorted((k, _frozen(v, room)) for k, v in value.items())))
     if kind is list or kind is tuple:
-        return ("set", tuple(_frozen(v, room) for v in value))
+        return ("set", tuple([_frozen(v, room) for v in value]))
+    if value is _ABSENT:
+        return ("absent",)
+    if kind not in _LEAVES:
+        raise _Unkeyable
     return (_type_of(value), value)
