@@ -7,6 +7,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from mcp import Client
 from tests.conftest import ROOT, audit_events, sample_event
 
 from cedargate.audit.event import GENESIS_HASH, AuditEvent
+from cedargate.audit.event_id import new_event_id
 from cedargate.audit.log import JsonlAuditLog
 from cedargate.audit.verify import verify_log
 from cedargate.config import load_config
@@ -155,3 +157,11 @@ async def test_when_the_audit_disk_is_full_no_result_is_returned_and_nothing_mor
     assert "nothing was run" in second.content[0].text  # type: ignore[union-attr]
     assert git_text(tree / "repos/web", ["branch", "--list", "agent/full"]) == ""
     assert audit_events(tree / "audit.jsonl") == []
+
+
+def test_event_ids_are_distinct_version_4_uuids_in_canonical_text() -> None:
+    ids = [new_event_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:200]:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)

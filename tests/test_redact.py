@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections import UserDict
+from enum import StrEnum
+from typing import Any
+
 import pytest
 
-from cedargate.redact import REDACTED, arguments_for_audit, redact_text
+from cedargate.redact import REDACTED, arguments_for_audit, redact_text, redact_value
 
 SECRETS = [
     "AKIAIOSFODNN7EXAMPLE",
@@ -31,3 +35,25 @@ def test_long_arguments_are_summarised_by_length_and_digest() -> None:
     args = arguments_for_audit({"content": "x" * 5000})
     assert args["content"].startswith("x" * 256)
     assert "[5000 chars, sha256 " in args["content"]
+
+
+class _Label(StrEnum):
+    KEY = "key AKIAIOSFODNN7EXAMPLE"
+
+
+class _Record(UserDict[str, Any]):
+    pass
+
+
+def test_subclasses_of_str_and_mapping_and_tuples_are_redacted_as_their_bases() -> None:
+    value = {"label": _Label.KEY, "extra": _Record({"secret": "s3"}), "pair": ("x", "AKIAIOSFODNN7EXAMPLE")}
+    assert redact_value(value) == {
+        "label": f"key {REDACTED}",
+        "extra": {"secret": REDACTED},
+        "pair": ["x", REDACTED],
+    }
+
+
+def test_a_name_is_judged_the_same_every_time_it_is_seen() -> None:
+    for _ in range(3):
+        assert redact_value({"db_password": "p", "path": "p"}) == {"db_password": REDACTED, "path": "p"}

@@ -14,7 +14,6 @@ import hashlib
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ import anyio
 import anyio.to_thread
 
 from cedargate.audit.event import AuditEvent, AuditPrincipal, AuditResource, Outcome, WrittenEvent
+from cedargate.audit.event_id import new_event_id
 from cedargate.audit.log import AuditSink
 from cedargate.budget import UNCAPPED_CENTS, Budget
 from cedargate.cedar_types import REPOSITORY
@@ -372,7 +372,7 @@ class _EventDraft:
 
     @classmethod
     def start(cls, request: CallRequest) -> _EventDraft:
-        event_id = str(uuid.uuid4())
+        event_id = new_event_id()
         p = request.principal
         return cls(
             event_id,

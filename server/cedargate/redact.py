@@ -61,8 +61,15 @@ def _replace(match: re.Match[str]) -> str:
 
 def redact_value(value: Any, name: str = "", sensitive: Collection[str] = ()) -> Any:
     """Redact recursively; any value under a sensitive-looking or declared-sensitive key is replaced whole."""
-    if name and (name in sensitive or _SENSITIVE_NAME.search(name)) and value not in (None, "", [], {}):
+    if name and (name in sensitive or _looks_sensitive(name)) and value not in (None, "", [], {}):
         return REDACTED
+    kind = type(value)  # exact types first: every result and every argument passes through here
+    if kind is str:
+        return redact_text(value)
+    if kind is dict:
+        return {k: redact_value(v, str(k), sensitive) for k, v in value.items()}
+    if kind is bool or kind is int or value is None:
+        return value
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):
@@ -70,6 +77,20 @@ def redact_value(value: Any, name: str = "", sensitive: Collection[str] = ()) ->
     if isinstance(value, list | tuple):
         return [redact_value(v, "", sensitive) for v in value]
     return value
+
+
+_NAME_VERDICTS: dict[str, bool] = {}
+"""Key names already matched against ``_SENSITIVE_NAME``: tools use a few names over and over."""
+_MAX_NAME_VERDICTS: Final = 4096
+
+
+def _looks_sensitive(name: str) -> bool:
+    verdict = _NAME_VERDICTS.get(name)
+    if verdict is None:
+        verdict = _SENSITIVE_NAME.search(name) is not None
+        if len(_NAME_VERDICTS) < _MAX_NAME_VERDICTS:
+            _NAME_VERDICTS[name] = verdict
+    return verdict
 
 
 def arguments_for_audit(args: Mapping[str, Any], sensitive: Collection[str] = ()) -> dict[str, Any]:

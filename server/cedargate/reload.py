@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ import anyio.to_thread
 from pydantic import BaseModel
 
 from cedargate.audit.event import AuditEvent, AuditPrincipal, Outcome
+from cedargate.audit.event_id import new_event_id
 from cedargate.audit.log import AuditSink
 from cedargate.config import Config
 from cedargate.errors import AuditWriteError, CedargateError
@@ -130,7 +130,7 @@ class PolicyReloader:
     def _audit_reload(self, previous: Snapshot, new: Snapshot | None, started: float, error: str | None) -> None:
         in_force = new or previous
         event = AuditEvent(
-            event_id=str(uuid.uuid4()),
+            event_id=new_event_id(),
             time=datetime.now(UTC).isoformat(timespec="microseconds"),
             principal=SERVER_PRINCIPAL,
             session_id="server",
