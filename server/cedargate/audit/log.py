@@ -64,6 +64,7 @@ class JsonlAuditLog:
         with self._lock:
             self._still_open()
             record = event.model_dump(mode="json")
+            del record["hash"]  # the hash covers the record without it
             record["prev_hash"] = self._last_hash
             record["hash"], line = sealed(record)
             try:
