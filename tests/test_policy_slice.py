@@ -8,8 +8,10 @@ from pathlib import Path
 import cedarpy
 import pytest
 
+from cedargate import authorize as authorize_module
 from cedargate.authorize import Authorizer
 from cedargate.config import load_config
+from cedargate.decision import Effect
 from cedargate.identity import Principal
 from cedargate.policy_slice import scope_may_match
 from cedargate.request_context import build_context
@@ -96,3 +98,31 @@ def test_unknown_scope_shapes_keep_the_policy() -> None:
     assert scope_may_match({"op": "something-new"}, uid, frozenset({uid}))
     assert not scope_may_match({"op": "==", "entity": {"type": "Agent", "id": "b"}}, uid, frozenset({uid}))
     assert not scope_may_match({"op": "is", "entity_type": "User"}, uid, frozenset({uid}))
+
+
+def test_a_kept_decision_serves_only_its_scope_and_starts_over_with_the_slices(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tree / "policies" / "extra.cedar").write_text(EXTRA_POLICIES)
+    monkeypatch.setattr(authorize_module, "_MAX_SLICES", 2)
+    runtime = build_runtime(load_config(tree / "cedargate.toml", environ={}))
+    try:
+        authorizer = runtime.snapshots.current.authorizer.full
+        assert isinstance(authorizer, Authorizer)
+        manifest = runtime.catalog.tools["repo_read_file"]
+        other = Principal(agent="someone-else", team="payments", on_behalf_of="bob", mode="interactive", task="t")
+
+        def effect(principal: Principal, repo: str) -> Effect:
+            args = {"repository": repo, "path": "README.md"}
+            resource = resolve_resource(manifest, args, runtime.config)
+            context = build_context(principal, manifest, resource, args, SessionState(), 1)
+            return authorizer.authorize(principal, manifest.name, resource, context).effect
+
+        for _ in range(2):  # the second round is answered from the kept decisions
+            assert [effect(runtime.principal, "acme/web"), effect(other, "acme/web")] == [Effect.ALLOW, Effect.DENY]
+        assert len(authorizer._decisions) == 2
+        assert effect(runtime.principal, "acme/payments") is Effect.ALLOW  # a third scope: slices start over
+        assert len(authorizer._decisions) == 1
+        assert effect(other, "acme/web") is Effect.DENY
+    finally:
+        runtime.close()

@@ -32,7 +32,11 @@ _MAX_ENTITY_GRAPHS = 256
 
 
 class _Slice:
-    """The policies that can apply to one (principal, action, resource), and the context paths they read."""
+    """The policies that can apply to one (principal, action, resource), and the context paths they read.
+
+    One object per scope: decisions are kept under (slice, request key), and a slice hashes
+    and compares by identity, so a kept decision is found without hashing the scope again.
+    """
 
     __slots__ = ("paths", "policies")
 
@@ -70,7 +74,7 @@ class Authorizer:
             entry = self._entities_by_principal.put(principal, (entities, entity_ancestry(graph)))
         return entry
 
-    def _slice_for(self, key: tuple[Principal, str, Uid], ancestry: Mapping[Uid, frozenset[Uid]]) -> _Slice:
+    def _slice_for(self, key: tuple[Principal, str, Uid]) -> _Slice:
         """Only the policies whose scope can match (see ``policy_slice``); the whole set if unindexed."""
         sliced = self._slices.get(key)
         if sliced is not None:
@@ -80,24 +84,27 @@ class Authorizer:
             sliced = _Slice(self._policy_set.policies, None)
         else:
             principal, action, resource = key
+            _, ancestry = self._entities_for(principal)
             ids = applicable_ids(
                 static, (AGENT, principal.agent), (ACTION, action), resource, ancestry, self._action_ancestry
             )
             paths = context_paths(static[pid] for pid in ids)
             sliced = _Slice(sliced_policy_set(static, ids), paths)
+        if len(self._slices) >= _MAX_SLICES:
+            self._decisions.clear()  # they are kept per slice: start over with the slices, so old ones are freed
         return self._slices.put(key, sliced)
 
     def authorize(self, principal: Principal, action: str, resource: Resource, context: Mapping[str, Any]) -> Decision:
         """Decide one request; never raises for a policy problem, it denies instead."""
         scope = (principal, action, (resource.ref.type, resource.ref.id))
         try:
-            entities, ancestry = self._entities_for(principal)
-            sliced = self._slice_for(scope, ancestry)
+            sliced = self._slice_for(scope)
             facts = None if sliced.paths is None else request_key(context, sliced.paths)
-            key = None if facts is None else (scope, facts)
+            key = None if facts is None else (sliced, facts)
             known = None if key is None else self._decisions.get(key)
             if known is not None:
                 return known
+            entities, _ = self._entities_for(principal)
             request = {
                 "principal": EntityRef(AGENT, principal.agent).to_json(),
                 "action": EntityRef(ACTION, action).to_json(),

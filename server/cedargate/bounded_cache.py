@@ -25,6 +25,9 @@ class BoundedCache(Generic[K, V]):
     def get(self, key: K) -> V | None:
         return self._entries.get(key)
 
+    def clear(self) -> None:
+        self._entries.clear()
+
     def put(self, key: K, value: V) -> V:
         if len(self._entries) >= self._max:
             self._entries.clear()
