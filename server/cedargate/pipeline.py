@@ -10,6 +10,7 @@ worker threads; an allowed call with no spend cap makes one such trip, holds che
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -200,7 +201,7 @@ class Pipeline:
         call_number = request.session.next_call()
         resource, args = resolve_call(manifest, validate_arguments(manifest, request.arguments), self._config)
         event.fields.update(
-            resource=AuditResource(type=resource.ref.type, id=resource.ref.id), environment=resource.environment
+            resource=_audit_resource(resource.ref.type, resource.ref.id), environment=resource.environment
         )
         sources: tuple[str, ...] = ()
         if not manifest.risk.read_only:
@@ -379,7 +380,7 @@ class _EventDraft:
             {
                 "event_id": event_id,
                 "time": datetime.now(UTC).isoformat(timespec="microseconds"),
-                "principal": AuditPrincipal(agent=p.agent, team=p.team, on_behalf_of=p.on_behalf_of, mode=p.mode),
+                "principal": _audit_principal(p),
                 "session_id": request.session.id,
                 "task": p.task,
                 "tool": request.tool,
@@ -387,6 +388,18 @@ class _EventDraft:
             },
             request.arguments or {},
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _audit_principal(principal: Principal) -> AuditPrincipal:
+    """The (immutable) audit view of a principal, built once: a server sees few principals, each many times."""
+    p = principal
+    return AuditPrincipal(agent=p.agent, team=p.team, on_behalf_of=p.on_behalf_of, mode=p.mode)
+
+
+@functools.lru_cache(maxsize=4096)
+def _audit_resource(type_name: str, resource_id: str) -> AuditResource:
+    return AuditResource(type=type_name, id=resource_id)
 
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
