@@ -36,7 +36,7 @@ def test_the_paths_a_condition_reads(condition: str, expected: set[tuple[str, ..
 
 
 def test_keys_differ_on_read_values_and_on_any_type_but_not_on_unread_values() -> None:
-    paths = frozenset({("mode",)})
+    paths = (("mode",),)
     base = {"mode": "interactive", "task": "t1", "session": {"call_count": 1}}
     assert request_key(base, paths) == request_key({**base, "task": "t2", "session": {"call_count": 9}}, paths)
     assert request_key(base, paths) != request_key({**base, "mode": "autonomous"}, paths)
@@ -45,17 +45,17 @@ def test_keys_differ_on_read_values_and_on_any_type_but_not_on_unread_values() -
 
 
 def test_true_and_one_are_different_values() -> None:
-    paths = frozenset({("flag",)})
+    paths = (("flag",),)
     assert request_key({"flag": True}, paths) != request_key({"flag": 1}, paths)
 
 
 def test_a_missing_path_is_its_own_value() -> None:
-    paths = frozenset({("args", "path")})
+    paths = (("args", "path"),)
     assert request_key({"args": {}}, paths) != request_key({"args": {"path": ""}}, paths)
 
 
 def test_a_request_whose_read_values_are_large_is_not_kept() -> None:
-    paths = frozenset({("args", "content")})
+    paths = (("args", "content"),)
     assert request_key({"args": {"content": "x" * 100}}, paths) is not None
     assert request_key({"args": {"content": "x" * 100_000}}, paths) is None
     assert request_key({"args": {"content": ["x"] * 10_000}}, paths) is None
