@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,37 @@ def test_a_name_git_would_split_or_cut_short_is_refused_before_it_is_sent(
         with pytest.raises(HandlerError, match="line break or NUL"):
             objects.info(name)
         assert objects.usable and objects.info("HEAD:README.md") is not None
+
+
+def test_the_readers_of_a_burst_of_concurrent_reads_are_kept_for_the_next_one(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    _new_repo(repo, "x")
+    pool = ObjectReaderPool()
+    try:
+        rounds = []
+        for _ in range(2):
+            with ExitStack() as lent:  # sixteen reads at once, as sixteen sessions would make
+                readers = [lent.enter_context(pool.reader(repo)) for _ in range(16)]
+                rounds.append({_pid(objects) for objects in readers})
+        assert len(rounds[0]) == 16 and rounds[1] == rounds[0]  # no git started for the second burst
+    finally:
+        pool.close()
+
+
+def test_a_reader_unused_for_a_while_is_stopped(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    _new_repo(repo, "x")
+    pool = ObjectReaderPool(tick_s=0.05, idle_s=1.0)
+    try:
+        with pool.reader(repo) as first, pool.reader(repo) as second:
+            processes = [first._process, second._process]
+        time.sleep(0.2)
+        assert all(process.poll() is None for process in processes)  # kept while recently used
+        deadline = time.monotonic() + 10
+        while any(process.poll() is None for process in processes) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(process.poll() is not None for process in processes)
+        with pool.reader(repo) as objects:  # a new reader answers
+            assert objects._process not in processes and objects.info("HEAD") is not None
+    finally:
+        pool.close()

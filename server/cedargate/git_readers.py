@@ -4,8 +4,10 @@ Starting git costs milliseconds, more than all the governance around a read. A r
 answers any number of questions, and git resolves every name afresh (loose refs are read
 again, a changed ``packed-refs`` is reloaded, new packs are looked for on a miss), so a
 reused reader sees commits and ref moves made since it started. A reader serves one call
-at a time and is stopped if a use outlasts a minute; a few idle ones are kept, the least
-recently used going first. One that lost its place in git's answers, outlived its uses,
+at a time and is stopped if a use outlasts a minute. Idle ones are kept for as many
+concurrent reads as the worker threads can make (a burst of sessions would otherwise start
+git for most of its reads), the least recently used going first, and each is stopped after a
+minute unused. One that lost its place in git's answers, outlived its uses,
 or whose repository directory was replaced (a re-clone at the same path) is never reused.
 """
 
@@ -15,15 +17,16 @@ import atexit
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from cedargate.git import ObjectReader
 
-_KEEP_IDLE = 8
+_KEEP_IDLE = 32
 _MAX_USES = 1000
 _TIMEOUT_S = 60.0
+_IDLE_S = 60.0
 
 _Identity = tuple[tuple[int, int], ...]
 
@@ -34,6 +37,7 @@ class _Kept:
         self.identity = identity
         self.reader = ObjectReader(repo)
         self.uses = 0
+        self.idle_since = 0.0
 
 
 class _Watchdog:
@@ -41,12 +45,14 @@ class _Watchdog:
 
     A timer thread per use would cost more than the read; this one looks every ``tick``
     seconds, so a stuck reader is stopped between ``timeout`` and ``timeout + tick`` after
-    it was lent, and lending or returning one is a dictionary update.
+    it was lent, and lending or returning one is a dictionary update. Each tick also calls
+    ``on_tick`` (the pool stops readers idle too long).
     """
 
-    def __init__(self, timeout_s: float, tick_s: float) -> None:
+    def __init__(self, timeout_s: float, tick_s: float, on_tick: Callable[[float], None]) -> None:
         self._timeout_s = timeout_s
         self._tick_s = tick_s
+        self._on_tick = on_tick
         self._lock = threading.Lock()
         self._deadlines: dict[ObjectReader, float] = {}
         self._thread: threading.Thread | None = None
@@ -72,17 +78,24 @@ class _Watchdog:
                     del self._deadlines[reader]
             for reader in overdue:
                 reader.kill()
+            self._on_tick(now)
 
 
 class ObjectReaderPool:
     """Idle readers by repository; ``reader(repo)`` lends one (started if none is idle)."""
 
     def __init__(
-        self, keep_idle: int = _KEEP_IDLE, max_uses: int = _MAX_USES, timeout_s: float = _TIMEOUT_S, tick_s: float = 5.0
+        self,
+        keep_idle: int = _KEEP_IDLE,
+        max_uses: int = _MAX_USES,
+        timeout_s: float = _TIMEOUT_S,
+        tick_s: float = 5.0,
+        idle_s: float = _IDLE_S,
     ) -> None:
         self._keep_idle = keep_idle
         self._max_uses = max_uses
-        self._watchdog = _Watchdog(timeout_s, tick_s)
+        self._idle_s = idle_s
+        self._watchdog = _Watchdog(timeout_s, tick_s, self._stop_unused)
         self._lock = threading.Lock()
         self._idle: list[_Kept] = []
         """Most recently returned last."""
@@ -126,12 +139,23 @@ class ObjectReaderPool:
         if not kept.reader.usable or kept.uses >= self._max_uses:
             kept.reader.close()
             return
+        kept.idle_since = time.monotonic()
         with self._lock:
             self._idle.append(kept)
             evicted = self._idle[: -self._keep_idle] if len(self._idle) > self._keep_idle else []
             del self._idle[: len(evicted)]
         for old in evicted:
             old.reader.close()
+
+    def _stop_unused(self, now: float) -> None:
+        """Stop the readers idle for longer than ``idle_s`` (the oldest are first in the list)."""
+        with self._lock:
+            unused = 0
+            while unused < len(self._idle) and now - self._idle[unused].idle_since > self._idle_s:
+                unused += 1
+            stopped, self._idle = self._idle[:unused], self._idle[unused:]
+        for kept in stopped:
+            kept.reader.close()
 
 
 def _identity(repo: Path) -> _Identity:
