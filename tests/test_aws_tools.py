@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -221,6 +222,40 @@ async def test_the_first_aws_call_says_the_sandbox_is_being_seeded_and_later_one
     # (A request slower than the 5 s heartbeat would add "waiting for AWS" notes: not about seeding.)
     assert len([m for m in seeded if "seeding the embedded sandbox" in (m or "")]) == 1
     assert not any("seeding" in (m or "") for m in heard[len(seeded) :])
+
+
+@pytest.mark.parametrize("asks", [False, True])
+async def test_a_handshake_era_client_gets_a_heartbeat_only_when_it_asks_for_progress(
+    shared: Runtime, monkeypatch: pytest.MonkeyPatch, asks: bool
+) -> None:
+    """Without a progress token nobody listens: no heartbeat thread is started for the call."""
+    await call(shared, "aws_sts_get_caller_identity", {})  # the sandbox is seeded before the call is watched
+    monkeypatch.setattr(progress, "HEARTBEAT_EVERY_S", 0.005)
+    original = BaseClient._make_api_call
+
+    def slow_call(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        time.sleep(0.1)
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", slow_call)
+    started: list[str] = []
+
+    class Recorded(threading.Thread):
+        def start(self) -> None:
+            started.append(self.name)
+            super().start()
+
+    monkeypatch.setattr(progress.threading, "Thread", Recorded)
+    heard: list[str | None] = []
+
+    async def report(done: float, total: float | None, message: str | None) -> None:
+        heard.append(message)
+
+    async with Client(build_server(shared), mode="legacy") as client:
+        result = await client.call_tool("aws_sts_get_caller_identity", {}, progress_callback=report if asks else None)
+    assert result.is_error is False
+    assert ("cedargate-heartbeat" in started) is asks
+    assert bool(heard) is asks
 
 
 async def test_a_client_asking_for_progress_hears_a_running_aws_call_is_alive(

@@ -18,6 +18,7 @@ from typing import Any, Final
 import anyio.from_thread
 import anyio.lowlevel
 from mcp.server.context import ServerRequestContext
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,13 @@ def client_progress(ctx: ServerRequestContext[Any]) -> ProgressReport:
     """A report function bound to the request ``ctx`` belongs to, callable from any thread.
 
     Made on the event loop, it keeps the loop's token, so a thread the handler started (a
-    ``heartbeat``) reports as well as the handler's own worker thread.
+    ``heartbeat``) reports as well as the handler's own worker thread. A handshake-era request
+    asks for progress by sending a progress token; without one it gets ``no_progress``, so no
+    heartbeat is started for it. A 2026-07-28 request carries no token either way, so its
+    progress is always offered.
     """
+    if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS and (ctx.meta or {}).get("progress_token") is None:
+        return no_progress
     token = anyio.lowlevel.current_token()
 
     def report(done: float, total: float | None, message: str) -> None:
