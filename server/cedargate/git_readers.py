@@ -3,17 +3,18 @@
 Starting git costs milliseconds, more than all the governance around a read. A reader
 answers any number of questions, and git resolves every name afresh (loose refs are read
 again, a changed ``packed-refs`` is reloaded, new packs are looked for on a miss), so a
-reused reader sees commits and ref moves made since it started. A reader serves one call
-at a time and is stopped if a use outlasts a minute. Idle ones are kept for as many
-concurrent reads as the worker threads can make (a burst of sessions would otherwise start
-git for most of its reads), the least recently used going first, and each is stopped after a
-minute unused. One that lost its place in git's answers, outlived its uses,
-or whose repository directory was replaced (a re-clone at the same path) is never reused.
+reused reader sees commits and ref moves made since it started. A reader serves one call at
+a time and is stopped if a use outlasts a minute. Up to 32 idle ones are kept (a burst of
+concurrent sessions reuses them rather than starting git for most of its reads), the least
+recently used going first, and each is stopped after a minute unused. One that lost its
+place in git's answers, outlived its uses, or whose repository directory was replaced (a
+re-clone at the same path) is never reused.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import time
@@ -22,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cedargate.git import ObjectReader
+
+logger = logging.getLogger(__name__)
 
 _KEEP_IDLE = 32
 _MAX_USES = 1000
@@ -78,7 +81,10 @@ class _Watchdog:
                     del self._deadlines[reader]
             for reader in overdue:
                 reader.kill()
-            self._on_tick(now)
+            try:
+                self._on_tick(now)
+            except Exception:  # boundary: this thread must keep enforcing deadlines whatever a tick meets
+                logger.exception("stopping unused git readers failed; tried again next tick")
 
 
 class ObjectReaderPool:
