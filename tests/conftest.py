@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cedargate import progress
 from cedargate.audit.event import AuditEvent
 from cedargate.config import Config, load_config
 from cedargate.demo import write_demo_tree
@@ -34,6 +36,20 @@ def shipped_check() -> Callable[[ToolManifest], None]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def heartbeat_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads ``cedargate.progress`` starts while the test runs."""
+    started: list[str] = []
+
+    class Recorded(threading.Thread):
+        def start(self) -> None:
+            started.append(self.name)
+            super().start()
+
+    monkeypatch.setattr(progress.threading, "Thread", Recorded)
+    return started
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -224,12 +223,8 @@ async def test_the_first_aws_call_says_the_sandbox_is_being_seeded_and_later_one
     assert not any("seeding" in (m or "") for m in heard[len(seeded) :])
 
 
-@pytest.mark.parametrize("asks", [False, True])
-async def test_a_handshake_era_client_gets_a_heartbeat_only_when_it_asks_for_progress(
-    shared: Runtime, monkeypatch: pytest.MonkeyPatch, asks: bool
-) -> None:
-    """Without a progress token nobody listens: no heartbeat thread is started for the call."""
-    await call(shared, "aws_sts_get_caller_identity", {})  # the sandbox is seeded before the call is watched
+def _slow_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Heartbeats 5 ms apart, and AWS requests that take 0.1 s whatever the machine's speed."""
     monkeypatch.setattr(progress, "HEARTBEAT_EVERY_S", 0.005)
     original = BaseClient._make_api_call
 
@@ -238,14 +233,16 @@ async def test_a_handshake_era_client_gets_a_heartbeat_only_when_it_asks_for_pro
         return original(self, operation, params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", slow_call)
-    started: list[str] = []
 
-    class Recorded(threading.Thread):
-        def start(self) -> None:
-            started.append(self.name)
-            super().start()
 
-    monkeypatch.setattr(progress.threading, "Thread", Recorded)
+@pytest.mark.parametrize("asks", [False, True])
+async def test_a_handshake_era_client_gets_a_heartbeat_only_when_it_asks_for_progress(
+    shared: Runtime, heartbeat_threads: list[str], monkeypatch: pytest.MonkeyPatch, asks: bool
+) -> None:
+    """Without a progress token nobody listens: no heartbeat thread is started for the call."""
+    await call(shared, "aws_sts_get_caller_identity", {})  # the sandbox is seeded before the call is watched
+    _slow_aws(monkeypatch)
+    heartbeat_threads.clear()
     heard: list[str | None] = []
 
     async def report(done: float, total: float | None, message: str | None) -> None:
@@ -254,7 +251,7 @@ async def test_a_handshake_era_client_gets_a_heartbeat_only_when_it_asks_for_pro
     async with Client(build_server(shared), mode="legacy") as client:
         result = await client.call_tool("aws_sts_get_caller_identity", {}, progress_callback=report if asks else None)
     assert result.is_error is False
-    assert ("cedargate-heartbeat" in started) is asks
+    assert ("cedargate-heartbeat" in heartbeat_threads) is asks
     assert bool(heard) is asks
 
 
@@ -263,14 +260,7 @@ async def test_a_client_asking_for_progress_hears_a_running_aws_call_is_alive(
 ) -> None:
     """A heartbeat from its own thread reaches the client through the real session (5 s apart; here 5 ms)."""
     await call(shared, "aws_sts_get_caller_identity", {})  # the sandbox is seeded before the call is timed
-    monkeypatch.setattr(progress, "HEARTBEAT_EVERY_S", 0.005)
-    original = BaseClient._make_api_call
-
-    def slow_call(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        time.sleep(0.1)  # an AWS request that takes a while, whatever the machine's speed
-        return original(self, operation, params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", slow_call)
+    _slow_aws(monkeypatch)
     heard: list[str | None] = []
 
     async def report(done: float, total: float | None, message: str | None) -> None:

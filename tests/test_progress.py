@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
-import pytest
-
-from cedargate import progress
 from cedargate.progress import heartbeat, no_progress
 
 
@@ -23,18 +19,10 @@ def test_a_heartbeat_reports_the_time_so_far_while_the_block_runs_and_stops_with
     assert all(total is None and message.startswith("waiting for AWS `x:Y`: ") for _, total, message in heard)
 
 
-def test_nobody_listening_starts_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    started: list[str] = []
-
-    class Recorded(threading.Thread):
-        def start(self) -> None:
-            started.append(self.name)
-            super().start()
-
-    monkeypatch.setattr(progress.threading, "Thread", Recorded)
+def test_nobody_listening_starts_no_thread(heartbeat_threads: list[str]) -> None:
     with heartbeat(no_progress, "AWS `x:Y`", every_s=0.01):
         time.sleep(0.03)
-    assert started == []
+    assert heartbeat_threads == []
     with heartbeat(lambda done, total, message: None, "AWS `x:Y`", every_s=0.01):
         pass
-    assert started == ["cedargate-heartbeat"]  # the recorder sees a listener's heartbeat
+    assert heartbeat_threads == ["cedargate-heartbeat"]  # the recorder sees a listener's heartbeat
