@@ -393,8 +393,9 @@ class _EventDraft:
 @functools.lru_cache(maxsize=1024)
 def _audit_principal(principal: Principal) -> AuditPrincipal:
     """The (immutable) audit view of a principal, built once: a server sees few principals, each many times."""
-    p = principal
-    return AuditPrincipal(agent=p.agent, team=p.team, on_behalf_of=p.on_behalf_of, mode=p.mode)
+    return AuditPrincipal(
+        agent=principal.agent, team=principal.team, on_behalf_of=principal.on_behalf_of, mode=principal.mode
+    )
 
 
 @functools.lru_cache(maxsize=4096)
