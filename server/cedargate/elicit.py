@@ -19,13 +19,13 @@ from typing import Any
 import anyio.to_thread
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from cedargate.approvals import Approval, ApprovalQueue
 from cedargate.audit.event import Outcome
 from cedargate.errors import ApprovalError
 from cedargate.identity import Principal
 from cedargate.pipeline import CallRequest, CallResult
+from cedargate.protocol_era import is_handshake_era
 
 INPUT_KEY = "cedargate-approval"
 SCHEMA: dict[str, Any] = {
@@ -56,10 +56,6 @@ def question(approval: Approval) -> str:
         f"Agent `{approval.agent}` asks to run `{approval.tool}` on {approval.resource} ({args}). "
         f"Policy: {approval.reason}. Approve this one call?"
     )
-
-
-def is_handshake_era(ctx: ServerRequestContext[Any]) -> bool:
-    return ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS
 
 
 def input_required(approval: Approval) -> types.InputRequiredResult:

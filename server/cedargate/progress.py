@@ -18,7 +18,8 @@ from typing import Any, Final
 import anyio.from_thread
 import anyio.lowlevel
 from mcp.server.context import ServerRequestContext
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+from cedargate.protocol_era import is_handshake_era
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def client_progress(ctx: ServerRequestContext[Any]) -> ProgressReport:
     heartbeat is started for it. A 2026-07-28 request carries no token either way, so its
     progress is always offered.
     """
-    if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS and (ctx.meta or {}).get("progress_token") is None:
+    if is_handshake_era(ctx) and (ctx.meta or {}).get("progress_token") is None:
         return no_progress
     token = anyio.lowlevel.current_token()
 

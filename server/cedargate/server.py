@@ -16,7 +16,6 @@ from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from cedargate import __version__, elicit
 from cedargate.approvals import ApprovalQueue
@@ -24,6 +23,7 @@ from cedargate.http_identity import principal_for
 from cedargate.identity import Principal
 from cedargate.pipeline import CallRequest, CallResult
 from cedargate.progress import client_progress
+from cedargate.protocol_era import is_handshake_era
 from cedargate.runtime import Runtime
 from cedargate.session import SessionState
 from cedargate.tool_list_events import ToolListNotifier
@@ -50,7 +50,7 @@ class SessionRegistry:
         self._by_connection: dict[int, tuple[weakref.ref[Any], SessionState]] = {}
 
     def for_context(self, ctx: ServerRequestContext[Any], principal: Principal) -> SessionState:
-        handshake = ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS
+        handshake = is_handshake_era(ctx)
         # Only a handshake-era session id was issued and checked by the transport; a 2026-07-28
         # request's header is whatever the client wrote, and would let it pick a fresh session.
         header = _session_header(ctx) if handshake else None
