@@ -17,6 +17,7 @@ from tests.conftest import ROOT, audit_events, sample_event
 from cedargate.audit.event import GENESIS_HASH, AuditEvent
 from cedargate.audit.event_id import new_event_id
 from cedargate.audit.log import JsonlAuditLog
+from cedargate.audit.record import EventRecord
 from cedargate.audit.verify import verify_log
 from cedargate.config import load_config
 from cedargate.errors import AuditWriteError
@@ -34,7 +35,7 @@ def log_with_five(tmp_path: Path) -> Path:
     path = tmp_path / "audit.jsonl"
     log = JsonlAuditLog(path)
     for n in range(5):
-        log.append(_event(n))
+        log.append(EventRecord.of(_event(n)))
     log.close()
     return path
 
@@ -56,15 +57,16 @@ def test_intact_log_verifies_and_the_chain_is_recomputable(log_with_five: Path) 
         previous = record["hash"]
 
 
-def test_an_appended_event_reads_as_its_line_and_the_built_one_is_unchanged(tmp_path: Path) -> None:
+def test_an_appended_event_reads_as_its_line_and_the_record_given_is_unchanged(tmp_path: Path) -> None:
     log = JsonlAuditLog(tmp_path / "audit.jsonl")
-    first, second = log.append(_event(0)), log.append(_event(1))
+    given = EventRecord.of(_event(1))
+    first, second = log.append(EventRecord.of(_event(0))), log.append(given)
     log.close()
     lines = [json.loads(line) for line in _lines(tmp_path / "audit.jsonl")]
     assert [first.event, second.event] == [AuditEvent.model_validate(line) for line in lines]
     assert second.event.prev_hash == first.hash == lines[0]["hash"] and first.prev_hash == GENESIS_HASH
-    assert second.built == _event(1) and second.built.hash == ""  # the caller's event is not rewritten
-    assert second.event is second.event  # copied once, when first read
+    assert given == EventRecord.of(_event(1)) and "prev_hash" not in given.fields  # the writer's record is not chained
+    assert second.event is second.event  # built once, when first read
 
 
 def test_edited_line_fails_verify_at_that_line(log_with_five: Path) -> None:
@@ -98,7 +100,7 @@ def test_reordered_lines_fail_verify(log_with_five: Path) -> None:
 
 def test_a_reopened_log_continues_the_chain(log_with_five: Path) -> None:
     log = JsonlAuditLog(log_with_five)
-    log.append(_event(5))
+    log.append(EventRecord.of(_event(5)))
     log.close()
     assert verify_log(log_with_five).events == 6
 
@@ -107,7 +109,7 @@ def test_a_log_ending_in_a_torn_line_continues_in_a_new_segment(log_with_five: P
     with open(log_with_five, "a") as handle:
         handle.write('{"event_id": "torn", "ha')
     log = JsonlAuditLog(log_with_five)
-    log.append(_event(5))
+    log.append(EventRecord.of(_event(5)))
     log.close()
     report = verify_log(log_with_five)
     assert report.ok and report.events == 6 and report.segments == 1

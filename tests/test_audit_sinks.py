@@ -21,6 +21,7 @@ from cedargate.audit.cloudwatch import CloudWatchSink
 from cedargate.audit.event import AuditEvent
 from cedargate.audit.fanout import FanoutAudit
 from cedargate.audit.log import JsonlAuditLog
+from cedargate.audit.record import EventRecord
 from cedargate.config import load_config
 from cedargate.errors import AuditWriteError
 from cedargate.runtime import Runtime, build_runtime
@@ -135,7 +136,7 @@ def test_a_failing_secondary_retries_then_keeps_and_reports_the_event(
     flaky = _Flaky(failures=4)
     audit = FanoutAudit(JsonlAuditLog(tmp_path / "audit.jsonl"), [flaky], retries=3, backoff=0)
     try:
-        audit.append(_event(1))
+        audit.append(EventRecord.of(_event(1)))
         audit.flush()
         [status] = audit.status()
         assert (
@@ -144,7 +145,7 @@ def test_a_failing_secondary_retries_then_keeps_and_reports_the_event(
             and status.last_error == "ConnectionError: collector unreachable"
         )
         assert any("1 events not delivered after 3 attempts" in r.getMessage() for r in caplog.records)
-        audit.append(_event(2))
+        audit.append(EventRecord.of(_event(2)))
         audit.flush()
         [status] = audit.status()
     finally:
@@ -158,7 +159,7 @@ def test_a_kept_event_is_delivered_when_no_further_event_comes(tmp_path: Path) -
     flaky = _Flaky(failures=3)
     audit = FanoutAudit(JsonlAuditLog(tmp_path / "audit.jsonl"), [flaky], retries=3, backoff=0, idle_retry=0.05)
     try:
-        audit.append(_event(1))
+        audit.append(EventRecord.of(_event(1)))
         audit.flush()  # three attempts failed: the event is kept
         deadline = time.monotonic() + 5
         while not flaky.received and time.monotonic() < deadline:
@@ -179,7 +180,7 @@ def test_an_unreachable_cloudwatch_never_stops_the_primary(tmp_path: Path, caplo
     )  # fmt: skip
     audit = FanoutAudit(JsonlAuditLog(tmp_path / "audit.jsonl"), [CloudWatchSink(client, "g", "s")], backoff=0)
     try:
-        written = audit.append(_event(1))
+        written = audit.append(EventRecord.of(_event(1)))
         audit.flush()
         [status] = audit.status()
     finally:
@@ -194,7 +195,7 @@ def test_a_secondary_never_sees_an_event_the_primary_refused(tmp_path: Path) -> 
     audit = FanoutAudit(JsonlAuditLog(tmp_path / "audit.jsonl"), [flaky])
     audit.primary.close()
     with pytest.raises(AuditWriteError):
-        audit.append(_event(1))
+        audit.append(EventRecord.of(_event(1)))
     audit.flush()
     audit.close()
     assert flaky.received == []

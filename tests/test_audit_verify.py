@@ -13,6 +13,7 @@ from tests.conftest import sample_event
 from cedargate.audit.lines import PROGRESS_EVERY_LINES
 from cedargate.audit.log import JsonlAuditLog
 from cedargate.audit.query import read_events
+from cedargate.audit.record import EventRecord
 from cedargate.audit.verify import verify_log
 from cedargate.cli import _progress, main
 from cedargate.config import load_config
@@ -191,7 +192,7 @@ def test_reading_a_long_log_reports_how_far_it_read(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     log = JsonlAuditLog(path)
     for n in range(2 * PROGRESS_EVERY_LINES + 10):
-        log.append(sample_event(n))
+        log.append(EventRecord.of(sample_event(n)))
     log.close()
     seen: list[tuple[int, int]] = []
     report = verify_log(path, lambda done, total: seen.append((done, total)))

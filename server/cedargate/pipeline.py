@@ -26,6 +26,7 @@ import anyio.to_thread
 from cedargate.audit.event import AuditEvent, AuditPrincipal, AuditResource, Outcome, WrittenEvent
 from cedargate.audit.event_id import new_event_id
 from cedargate.audit.log import AuditSink
+from cedargate.audit.record import EventRecord
 from cedargate.budget import UNCAPPED_CENTS, Budget
 from cedargate.cedar_types import REPOSITORY
 from cedargate.config import Config
@@ -290,11 +291,11 @@ class Pipeline:
         error: str | None = None,
     ) -> CallResult:
         error = redact_text(error) if error is not None else None
-        draft = event.finished(
+        record = event.finished(
             outcome=outcome, error=error, duration_ms=round((time.perf_counter() - started) * 1000, 3)
         )
         try:
-            written = self._audit.append(draft)
+            written = self._audit.append(record)
         except AuditWriteError as exc:
             # The result is withheld: an agent never gets the output of a call the trail does not show.
             return CallResult(Outcome.FAILED, None, f"{exc}; the result was withheld", None)
@@ -368,8 +369,10 @@ class _EventDraft:
     """The manifest's extra fields to redact, once the tool is known."""
     handler_started: bool = False
 
-    def finished(self, **fields: Any) -> AuditEvent:
-        return AuditEvent(**self.fields, **fields, arguments=arguments_for_audit(self.arguments, self.sensitive_fields))
+    def finished(self, **fields: Any) -> EventRecord:
+        """The event's record, built without the model (see ``cedargate.audit.record``)."""
+        arguments = arguments_for_audit(self.arguments, self.sensitive_fields)
+        return EventRecord.build({**self.fields, **fields, "arguments": arguments})
 
     @classmethod
     def start(cls, request: CallRequest) -> _EventDraft:

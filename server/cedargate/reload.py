@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from cedargate.audit.event import AuditEvent, AuditPrincipal, Outcome
 from cedargate.audit.event_id import new_event_id
 from cedargate.audit.log import AuditSink
+from cedargate.audit.record import EventRecord
 from cedargate.config import Config
 from cedargate.errors import AuditWriteError, CedargateError
 from cedargate.handlers import HandlerRegistry
@@ -147,7 +148,7 @@ class PolicyReloader:
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
         try:
-            self._audit.append(event)
+            self._audit.append(EventRecord.of(event))
         except AuditWriteError:
             logger.exception("policy reload could not be audited")
 

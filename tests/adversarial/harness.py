@@ -27,6 +27,7 @@ from tests.conftest import ROOT
 
 from cedargate.audit.event import AuditEvent, WrittenEvent
 from cedargate.audit.log import AuditSink
+from cedargate.audit.record import EventRecord
 from cedargate.audit.segments import is_segment_record, parse_complete
 from cedargate.config import load_config
 from cedargate.demo import write_demo_tree
@@ -107,8 +108,8 @@ class RecordingAudit:
     def ready(self) -> None:
         self.log.ready()
 
-    def append(self, event: AuditEvent) -> WrittenEvent:
-        written = self.log.append(event)
+    def append(self, record: EventRecord) -> WrittenEvent:
+        written = self.log.append(record)
         self.events.append(written.event)
         return written
 

@@ -18,6 +18,7 @@ from tests.conftest import ROOT, sample_event
 
 from cedargate.audit.event import AuditEvent
 from cedargate.audit.log import JsonlAuditLog
+from cedargate.audit.record import EventRecord
 from cedargate.audit.segments import is_segment_record
 from cedargate.audit.verify import verify_log
 from cedargate.errors import AuditWriteError
@@ -30,7 +31,7 @@ def _event(n: int) -> AuditEvent:
 def _write(path: Path, count: int, start: int = 0) -> None:
     log = JsonlAuditLog(path)
     for n in range(start, start + count):
-        log.append(_event(n))
+        log.append(EventRecord.of(_event(n)))
     log.close()
 
 

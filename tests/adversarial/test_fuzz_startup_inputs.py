@@ -23,6 +23,7 @@ from tests.conftest import ROOT, sample_event, shipped_check
 
 from cedargate.audit.event import AuditEvent
 from cedargate.audit.log import JsonlAuditLog
+from cedargate.audit.record import EventRecord
 from cedargate.audit.verify import verify_log
 from cedargate.authorize import Authorizer
 from cedargate.catalog import load_catalog
@@ -208,7 +209,7 @@ def valid_log(tmp_path: Path) -> bytes:
     path = tmp_path / "source.jsonl"
     log = JsonlAuditLog(path)
     for n in range(4):
-        log.append(_event(n))
+        log.append(EventRecord.of(_event(n)))
     log.close()
     return path.read_bytes()
 
@@ -229,7 +230,7 @@ def test_arbitrary_audit_files_are_verified_or_refused_never_crash(tmp_path: Pat
         except AuditWriteError as exc:
             assert "fuzzed.jsonl" in str(exc)
             return
-        log.append(_event(99))
+        log.append(EventRecord.of(_event(99)))
         log.close()
         if report.ok:
             # A log that verified keeps verifying once the server continues it.

@@ -100,26 +100,35 @@ class AuditEvent(BaseModel):
 
 @dataclass(frozen=True)
 class WrittenEvent:
-    """An event as the log wrote it: the event as built, and its place in the chain.
+    """An event as the log wrote it: the record of its line, chain fields included.
 
-    Writing a line does not copy the (frozen) event to set ``prev_hash`` and ``hash``: the
-    copy that carries them, ``event``, is made when first read, by a secondary sink's thread
-    or a caller that looks at the event, not on every call's path.
+    The log writes records (``cedargate.audit.record``), not models: the model, ``event``,
+    is built from the record when first read, by a secondary sink's thread or a caller that
+    looks at the event, not on every call's path.
     """
 
-    built: AuditEvent
-    """The event as handed to the log; its ``prev_hash`` and ``hash`` are not the written ones."""
-    prev_hash: str
-    hash: str
+    record: dict[str, Any]
+    """The line's fields as JSON values; shared with whoever built the record, never changed."""
 
     @property
     def event_id(self) -> str:
-        return self.built.event_id
+        event_id: str = self.record["event_id"]
+        return event_id
+
+    @property
+    def prev_hash(self) -> str:
+        digest: str = self.record["prev_hash"]
+        return digest
+
+    @property
+    def hash(self) -> str:
+        digest: str = self.record["hash"]
+        return digest
 
     @cached_property
     def event(self) -> AuditEvent:
         """The event exactly as its line reads, chain fields included."""
-        return self.built.model_copy(update={"prev_hash": self.prev_hash, "hash": self.hash})
+        return AuditEvent.model_validate(self.record)
 
 
 def event_hash(record: dict[str, Any]) -> str:

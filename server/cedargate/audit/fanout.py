@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from cedargate.audit.event import AuditEvent, WrittenEvent
 from cedargate.audit.log import JsonlAuditLog
+from cedargate.audit.record import EventRecord
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class _Worker:
                     if self._pending:
                         self._deliver()
                     return
-                self._pending.append(written.event)  # the chained copy is made here, off the call's path
+                self._pending.append(written.event)  # the model is built here, off the call's path
                 if len(self._pending) > MAX_PENDING:
                     self._pending.popleft()
                     self.status.lost += 1
@@ -147,8 +148,8 @@ class FanoutAudit:
     def ready(self) -> None:
         self.primary.ready()
 
-    def append(self, event: AuditEvent) -> WrittenEvent:
-        written = self.primary.append(event)  # fail closed: raises before any secondary sees the event
+    def append(self, record: EventRecord) -> WrittenEvent:
+        written = self.primary.append(record)  # fail closed: raises before any secondary sees the event
         for worker in self._workers:
             worker.put(written)
         return written

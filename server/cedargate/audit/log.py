@@ -12,8 +12,9 @@ import threading
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from cedargate.audit.event import AuditEvent, WrittenEvent, sealed
+from cedargate.audit.event import WrittenEvent, sealed
 from cedargate.audit.probe import unwritable_reason
+from cedargate.audit.record import EventRecord
 from cedargate.audit.segments import recover_tail
 from cedargate.errors import AuditWriteError
 
@@ -23,7 +24,7 @@ class AuditSink(Protocol):
 
     def ready(self) -> None: ...
 
-    def append(self, event: AuditEvent) -> WrittenEvent: ...
+    def append(self, record: EventRecord) -> WrittenEvent: ...
 
 
 class JsonlAuditLog:
@@ -55,18 +56,16 @@ class JsonlAuditLog:
         if self._file.closed:
             raise AuditWriteError(f"audit log `{self.path}` is closed")
 
-    def append(self, event: AuditEvent) -> WrittenEvent:
-        """Chain, write and flush one event; returns it with the ``prev_hash`` and ``hash`` written.
+    def append(self, record: EventRecord) -> WrittenEvent:
+        """Chain, write and flush one event; returns its record with the ``prev_hash`` and ``hash`` written.
 
         The probe ``ready`` runs is not repeated here: the call this event records already
         happened, so a line that still fits is written even when little space is left.
         """
         with self._lock:
             self._still_open()
-            record = event.model_dump(mode="json")
-            del record["hash"]  # the hash covers the record without it
-            record["prev_hash"] = self._last_hash
-            record["hash"], line = sealed(record)
+            chained = {**record.fields, "prev_hash": self._last_hash}
+            digest, line = sealed(chained)
             try:
                 _write_all(self._file, (line + "\n").encode())
                 if self._fsync:
@@ -74,8 +73,8 @@ class JsonlAuditLog:
             except OSError as exc:
                 self._broken = exc.strerror or str(exc)
                 raise AuditWriteError(f"audit log `{self.path}` could not be written: {self._broken}") from exc
-            self._last_hash = record["hash"]
-            return WrittenEvent(event, record["prev_hash"], record["hash"])
+            chained["hash"] = self._last_hash = digest
+            return WrittenEvent(chained)
 
     def close(self) -> None:
         with self._lock:
