@@ -40,7 +40,7 @@ def render(results: dict[str, Any]) -> str:
         out += _peers(results["peers"])
     for section, error in results.get("failed", {}).items():
         out.append(f"**section `{section}` failed:** {error}\n")
-    out += _targets(results)
+    out += targets(results)
     return "\n".join(out)
 
 
@@ -135,21 +135,25 @@ def _peers(reports: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def _targets(results: dict[str, Any]) -> list[str]:
+def targets(results: dict[str, Any]) -> list[str]:
+    """The targets table: each of the issue's targets, what this run measured, and whether it is met."""
     lines = ["### Targets (measured, not asserted)\n", "| target | measured | |", "|---|---|---|"]
     pipe = results.get("pipeline")
     if pipe:
         gov, hop = pipe["pipeline_call"], pipe["execute_step_alone"]
+        # The overhead is what governance adds: the execute step (the handler's worker-thread
+        # hop) is paid by an ungoverned server too, so it is measured alone and taken off.
+        overhead = gov["p50_ms"] - hop["p50_ms"]
         lines.append(
-            f"| governance p50 <= {GOVERNANCE_P50_TARGET_MS} ms ({pipe['policies']} policies) | {gov['p50_ms']:.3f} ms "
-            f"({gov['p50_ms'] - hop['p50_ms']:.3f} ms without the execute step) "
-            f"| {_mark(gov['p50_ms'] <= GOVERNANCE_P50_TARGET_MS)} |"
+            f"| governance overhead p50 <= {GOVERNANCE_P50_TARGET_MS} ms ({pipe['policies']} policies): "
+            f"`Pipeline.call` less the execute step alone | {overhead:.3f} ms ({gov['p50_ms']:.3f} ms less "
+            f"{hop['p50_ms']:.3f} ms) | {_mark(overhead <= GOVERNANCE_P50_TARGET_MS)} |"
         )
-        if gov.get("cpu_ms") is not None:
+        if gov.get("cpu_ms") is not None and hop.get("cpu_ms") is not None:
+            cpu_overhead = gov["cpu_ms"] - hop["cpu_ms"]
             lines.append(
-                f"| (same, mean CPU time per call) | {gov['cpu_ms']:.3f} ms "
-                f"({gov['cpu_ms'] - hop['cpu_ms']:.3f} ms without the execute step) "
-                f"| {_mark(gov['cpu_ms'] <= GOVERNANCE_P50_TARGET_MS)} |"
+                f"| (same, mean CPU time per call) | {cpu_overhead:.3f} ms ({gov['cpu_ms']:.3f} ms less "
+                f"{hop['cpu_ms']:.3f} ms) | {_mark(cpu_overhead <= GOVERNANCE_P50_TARGET_MS)} |"
             )
         work = pipe.get("governance_work_alone")
         if work is not None:
@@ -158,7 +162,8 @@ def _targets(results: dict[str, Any]) -> list[str]:
                 f"| {_mark(work['p50_ms'] <= GOVERNANCE_P50_TARGET_MS)} |"
             )
         lines.append(
-            f"| governance p99 <= {GOVERNANCE_P99_TARGET_MS} ms ({pipe['policies']} policies) | {gov['p99_ms']:.3f} ms "
+            f"| governance p99 <= {GOVERNANCE_P99_TARGET_MS} ms ({pipe['policies']} policies): whole `Pipeline.call` "
+            f"| {gov['p99_ms']:.3f} ms "
             f"| {_mark(gov['p99_ms'] <= GOVERNANCE_P99_TARGET_MS)} |"
         )
     for row in results.get("overhead", []):

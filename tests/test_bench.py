@@ -6,8 +6,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from bench.report import targets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,3 +40,25 @@ def test_quick_benchmark_prints_tables_and_writes_json(tmp_path: Path) -> None:
     assert pace["start"] > 0 and pace["end"] > 0
     assert f"took {pace['start']:g} µs at the start of the run" in done.stdout
     assert "### Targets (measured, not asserted)" in done.stdout
+
+
+def _latency(p50: float, p99: float, cpu: float | None = None) -> dict[str, Any]:
+    return {"p50_ms": p50, "p99_ms": p99, "cpu_ms": cpu, "runs": 7}
+
+
+@pytest.mark.parametrize(("governed", "execute_step", "verdict"), [(0.42, 0.13, "met"), (0.45, 0.13, "**not met**")])
+def test_the_overhead_target_is_judged_on_what_governance_adds(
+    governed: float, execute_step: float, verdict: str
+) -> None:
+    pipeline = {
+        "policies": 1010,
+        "pipeline_call": _latency(governed, 0.6, governed),
+        "execute_step_alone": _latency(execute_step, 0.2, execute_step),
+    }
+    rows = targets({"pipeline": pipeline})
+    overhead = next(row for row in rows if row.startswith("| governance overhead p50"))
+    assert (
+        f"| {governed - execute_step:.3f} ms ({governed:.3f} ms less {execute_step:.3f} ms) | {verdict} |" in overhead
+    )
+    cpu = next(row for row in rows if row.startswith("| (same, mean CPU time per call)"))
+    assert cpu.endswith(f"| {verdict} |")
