@@ -25,7 +25,7 @@ from cedargate.audit.event import AuditEvent
 
 CHAIN_FIELDS: Final = ("prev_hash", "hash")
 """Set by the log when it writes the record, never by the writer."""
-SHARED_FIELDS: Final = ("principal", "resource", "decision")
+_SHARED_FIELDS: Final = ("principal", "resource", "decision")
 """Fields whose models are shared across calls: their dumps are kept (``_shared_dump``)."""
 _DEFAULTS: Final[dict[str, Any]] = {
     name: to_jsonable_python(field.default)
@@ -45,11 +45,6 @@ class EventRecord:
     """One event's fields as JSON values, chain fields excluded; equal to the model's JSON dump."""
 
     fields: dict[str, Any]
-
-    @property
-    def event_id(self) -> str:
-        event_id: str = self.fields["event_id"]
-        return event_id
 
     @classmethod
     def of(cls, event: AuditEvent) -> EventRecord:
@@ -80,7 +75,7 @@ def _json_value(name: str, value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, BaseModel):
-        shared = name in SHARED_FIELDS and value.model_config.get("frozen", False)
+        shared = name in _SHARED_FIELDS and value.model_config.get("frozen", False)
         return _shared_dump(value) if shared else value.model_dump(mode="json")
     if _plain_json(value):
         return value
@@ -100,9 +95,11 @@ def _shared_dump(model: BaseModel) -> dict[str, Any]:
 
 
 def _plain_json(value: Any) -> bool:
-    """True when ``value`` is already made of JSON's own types (dicts with string keys, lists, scalars).
+    """True when ``value`` is already what the model's dump would make of it: JSON's own types.
 
-    A float must be finite: the model writes NaN and the infinities as ``null``.
+    Dicts with string keys, lists, scalars, finite floats (the model writes NaN and the
+    infinities as ``null``, and tuples as lists). Not ``canonical._plain``: that one asks
+    whether two encoders write a value alike, which tuples pass and some finite floats fail.
     """
     kind = type(value)
     if kind is float:
