@@ -199,3 +199,25 @@ def test_a_secondary_never_sees_an_event_the_primary_refused(tmp_path: Path) -> 
     audit.flush()
     audit.close()
     assert flaky.received == []
+
+
+def test_a_record_the_model_cannot_read_is_lost_to_the_secondary_but_its_thread_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    flaky = _Flaky(failures=0)
+    audit = FanoutAudit(JsonlAuditLog(tmp_path / "audit.jsonl"), [flaky], backoff=0)
+    unreadable = EventRecord({**EventRecord.of(_event(1)).fields, "task": 42})  # the model wants a string
+    try:
+        audit.append(unreadable)
+        audit.append(EventRecord.of(_event(2)))
+        deadline = time.monotonic() + 5  # not ``flush``: a dead sink thread would leave it waiting forever
+        while not flaky.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [status] = audit.status()
+    finally:
+        audit.close()
+    assert flaky.received == ["e2"]
+    assert status.lost == 1 and status.delivered == 1
+    [report] = [r for r in caplog.records if "event e1 could not be read back" in r.getMessage()]
+    assert report.exc_info is not None and "task" in str(report.exc_info[1])  # the field the model refused
+    assert [e["event_id"] for e in audit_events(tmp_path / "audit.jsonl")] == ["e1", "e2"]

@@ -89,14 +89,30 @@ class _Worker:
                     if self._pending:
                         self._deliver()
                     return
-                self._pending.append(written.event)  # the model is built here, off the call's path
-                if len(self._pending) > MAX_PENDING:
-                    self._pending.popleft()
-                    self.status.lost += 1
-                    logger.error("audit sink %s: backlog full, an event was lost from this sink", self.sink.name)
-                self._deliver()
+                if self._take(written):
+                    self._deliver()
             finally:
                 self._queue.task_done()
+
+    def _take(self, written: WrittenEvent) -> bool:
+        """Keep the event for the sink; ``False`` when its record cannot be read back (counted as lost)."""
+        try:
+            event = written.event  # the model is built here, off the call's path
+        except Exception:  # boundary: one unreadable record must not stop this sink's thread
+            self.status.lost += 1
+            logger.exception(
+                "audit sink %s: event %s could not be read back from its record; lost from this sink "
+                "(the primary log has its line)",
+                self.sink.name,
+                written.event_id,
+            )
+            return False
+        self._pending.append(event)
+        if len(self._pending) > MAX_PENDING:
+            self._pending.popleft()
+            self.status.lost += 1
+            logger.error("audit sink %s: backlog full, an event was lost from this sink", self.sink.name)
+        return True
 
     def _deliver(self) -> None:
         batch = list(self._pending)
