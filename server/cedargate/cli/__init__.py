@@ -13,10 +13,23 @@ import sys
 from collections.abc import Sequence
 
 from cedargate import __version__
-from cedargate.cli import approvals, audit, budget, db, demo, holds, policy, provenance, serve, tools, workspaces
+from cedargate.cli import (
+    approvals,
+    audit,
+    budget,
+    db,
+    demo,
+    holds,
+    init,
+    policy,
+    provenance,
+    serve,
+    tools,
+    workspaces,
+)
 from cedargate.errors import CedargateError
 
-COMMAND_GROUPS = (serve, demo, tools, policy, audit, provenance, workspaces, db, approvals, budget, holds)
+COMMAND_GROUPS = (init, serve, demo, tools, policy, audit, provenance, workspaces, db, approvals, budget, holds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,53 @@
+"""``cedargate init [FOLDER]``: a starting config, tool manifests and policies that serve as written."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    init = commands.add_parser(
+        "init",
+        help="write a starting cedargate.toml, tools/ and policies/",
+        description=(
+            "Write a starting project into FOLDER: cedargate.toml (the embedded sandbox for AWS, the git "
+            "repository FOLDER is in, you as the human the agent acts for) and copies of the shipped tool "
+            "manifests and policies, unless FOLDER has its own tools/ or policies/. The project is loaded "
+            "and validated as `cedargate serve` would before anything is kept; an existing cedargate.toml "
+            "is never overwritten."
+        ),
+    )
+    init.add_argument("folder", nargs="?", type=Path, default=Path("."), help="where to write (default: here)")
+    init.add_argument("--user", help="the human the agent acts for (default: your login name)")
+    init.add_argument("--json", action="store_true", help="print what was written as JSON")
+    init.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cedargate.project_init import init_project
+
+    result = init_project(args.folder, args.user)
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2))
+        return 0
+    print(f"wrote {result.config}")
+    for name in result.copied:
+        print(f"copied the shipped {name}/ into {result.config.parent / name}")
+    for name in result.kept:
+        print(f"kept {result.config.parent / name} as it is")
+    published = f"repository `{result.repository.name}`" if result.repository else "no repository (see the config)"
+    print(f"It serves {result.tools} tools under {result.policies} policies, and {published}")
+    command = _server_command(result.config)
+    print(f"next: `{' '.join(command)}` (stdio), or in an MCP client's server list:")
+    print(f"  {json.dumps({'command': command[0], 'args': command[1:]})}")
+    return 0
+
+
+def _server_command(config: Path) -> list[str]:
+    """How to start this cedargate on this config: its console script, else its interpreter."""
+    script = Path(sys.executable).with_name("cedargate")
+    head = [str(script)] if script.is_file() else [sys.executable, "-m", "cedargate"]
+    return [*head, "--config", str(config), "serve"]

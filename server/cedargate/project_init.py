@@ -1,0 +1,274 @@
+"""``cedargate init``: a starting project (config, tool manifests, policies) that serves as written.
+
+The manifests and policies are copies of the ones this checkout ships, for admins and policy
+authors to edit; the config names the human running ``init`` and, when the folder is in a git
+repository, that repository. The result is loaded and validated exactly as ``serve`` would
+before the config appears, and the config appears last and whole (a hard link): a folder either
+gets a project that starts, or keeps what it had.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cedargate.aws_sandbox import PROD_ACCOUNT, STAGING_ACCOUNT
+from cedargate.config import DEFAULT_CONFIG_NAME, load_config
+from cedargate.demo import project_root
+from cedargate.errors import CedargateError, ConfigError
+from cedargate.runtime import handler_registry
+from cedargate.snapshot import Snapshot, build_snapshot
+
+COPIED_FOLDERS: Final = ("tools", "policies")
+"""Copied from the checkout unless the folder already has its own."""
+TOOLS_LOCK: Final = "tools/tools.lock"
+_NOT_COPIED: Final = shutil.ignore_patterns("__pycache__", ".*")
+
+
+@dataclass(frozen=True)
+class LocalRepository:
+    """The git repository the project folder is in, published as a ``dev`` repository."""
+
+    name: str
+    path: str
+    """Relative to the config file."""
+    branch: str | None
+    """The checked-out branch, kept out of direct writes (``protected_branches``)."""
+
+
+@dataclass(frozen=True)
+class InitResult:
+    config: Path
+    copied: tuple[str, ...]
+    """The folders copied from the checkout; the others were there already and are used as they are."""
+    kept: tuple[str, ...]
+    tools: int
+    policies: int
+    repository: LocalRepository | None
+
+    def as_json(self) -> dict[str, object]:
+        repository = None if self.repository is None else {"name": self.repository.name, "path": self.repository.path}
+        return {
+            "config": str(self.config),
+            "copied": list(self.copied),
+            "kept": list(self.kept),
+            "tools": self.tools,
+            "policies": self.policies,
+            "repository": repository,
+        }
+
+
+def init_project(folder: Path, user: str | None = None) -> InitResult:
+    """Write a starting project into ``folder`` (created if missing); raises and leaves it as it was on any failure."""
+    folder = folder.expanduser().resolve()
+    config_path = folder / DEFAULT_CONFIG_NAME
+    if config_path.exists():
+        raise ConfigError(f"`{config_path}` exists; nothing was written (edit it, or run `cedargate init` elsewhere)")
+    source = project_root()
+    repository = local_repository(folder)
+    with _rolled_back_on_failure(folder) as created:
+        copied, kept = [], []
+        for name in COPIED_FOLDERS:
+            if (folder / name).exists():
+                kept.append(name)
+            else:
+                _copy_folder(source / name, folder / name)
+                created.append(folder / name)
+                copied.append(name)
+        # Kept manifests nobody has locked yet are not locked here: that is their review.
+        text = starting_config(repository, user or _current_user(), locked=(folder / TOOLS_LOCK).is_file())
+        staged = folder / f".{DEFAULT_CONFIG_NAME}.tmp"
+        staged.write_text(text, encoding="utf-8")
+        created.append(staged)
+        snapshot = _validated(staged)
+        try:
+            os.link(staged, config_path)  # unlike a rename, never replaces a config written meanwhile
+        except FileExistsError as exc:
+            raise ConfigError(f"`{config_path}` appeared while init ran; nothing was written") from exc
+        staged.unlink()
+    return InitResult(
+        config_path, tuple(copied), tuple(kept), len(snapshot.catalog), len(snapshot.policies.info), repository
+    )
+
+
+def local_repository(folder: Path) -> LocalRepository | None:
+    """The git work tree ``folder`` is (or, not made yet, will be) in; ``None`` when none, or no git."""
+    existing = next(p for p in (folder, *folder.parents) if p.is_dir())
+    top = _git(existing, "rev-parse", "--show-toplevel")
+    if top is None:
+        return None
+    top_path = Path(top)
+    branch = _git(existing, "symbolic-ref", "--quiet", "--short", "HEAD")
+    return LocalRepository(f"local/{top_path.name}", os.path.relpath(top_path, folder), branch)
+
+
+def starting_config(repository: LocalRepository | None, user: str, *, locked: bool = True) -> str:
+    """The config ``init`` writes: the sandbox AWS estate, the shipped duties, and the local repository.
+
+    ``locked`` says the tools folder has a lock to serve by; without one the line is left
+    commented, with what to do.
+    """
+    return _TEMPLATE.format(
+        tools_lock=_LOCKED if locked else _NOT_LOCKED,
+        user=json.dumps(user),
+        prod=PROD_ACCOUNT,
+        staging=STAGING_ACCOUNT,
+        repositories=_repository_table(repository),
+    )
+
+
+def _repository_table(repository: LocalRepository | None) -> str:
+    if repository is None:
+        return _NO_REPOSITORY
+    protected = f"[{json.dumps(repository.branch)}]" if repository.branch else "[]"
+    return (
+        "# The git repository this folder is in, so the repository tools have something to work on.\n"
+        "[[repositories]]\n"
+        f"name = {json.dumps(repository.name)}\n"
+        f"path = {json.dumps(repository.path)}\n"
+        'environment = "dev"\n'
+        'owner_team = "platform"\n'
+        f"protected_branches = {protected}\n"
+        '# remote = "/path/to/bare.git"        # where repo_push sends task branches\n'
+        '# test_command = "python3 -m pytest -q"   # run by repo_run_tests under bubblewrap\n'
+    )
+
+
+def _validated(config_path: Path) -> Snapshot:
+    """Load the config and build what ``serve`` builds from it (manifests, lock, schema, policies)."""
+    try:
+        config = load_config(config_path)
+        return build_snapshot(config, handler_registry(None, config))
+    except CedargateError as exc:
+        raise ConfigError(f"the starting project does not load, so nothing was written: {exc}") from exc
+
+
+def _copy_folder(source: Path, destination: Path) -> None:
+    """Copied under a temporary name and renamed: the folder appears whole or not at all."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        shutil.copytree(source, staging, ignore=_NOT_COPIED, dirs_exist_ok=True)
+        os.replace(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def _rolled_back_on_failure(folder: Path) -> Iterator[list[Path]]:
+    """Yields a list for the paths the block creates; removes them (and any folder made for them) if it fails."""
+    first_made = next((p for p in reversed((folder, *folder.parents)) if not p.exists()), None)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create `{folder}`: {exc.strerror or exc}") from exc
+    created: list[Path] = []
+    try:
+        yield created
+    except BaseException:
+        for path in reversed(created):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if first_made is not None:
+            shutil.rmtree(first_made, ignore_errors=True)
+        raise
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    output = result.stdout.strip()
+    return output if result.returncode == 0 and output else None
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container with an unnamed uid)
+        return "developer"
+
+
+_NO_REPOSITORY: Final = """\
+# No git repository was found around this folder. Publish one for the repository tools:
+# [[repositories]]
+# name = "acme/web"
+# path = "../web"                     # a local checkout (or clone_url = "https://..." for a clone)
+# environment = "dev"
+# owner_team = "platform"
+# protected_branches = ["main"]
+"""
+
+_LOCKED: Final = (
+    f'tools_lock = "{TOOLS_LOCK}"   # served only as reviewed: after editing a manifest, run `cedargate tools lock`'
+)
+_NOT_LOCKED: Final = (
+    "# The tools folder has no lock yet. Once its manifests are reviewed, uncomment the next line\n"
+    "# and run `cedargate tools lock`: from then on only the manifests as locked are served.\n"
+    f'# tools_lock = "{TOOLS_LOCK}"'
+)
+
+_TEMPLATE: Final = """\
+# cedargate's configuration, written by `cedargate init`. Paths are relative to this file.
+# Environment variables CEDARGATE_AGENT, CEDARGATE_TEAM, CEDARGATE_USER, CEDARGATE_MODE and
+# CEDARGATE_TASK override the [principal] table.
+
+tools_dir = "tools"
+{tools_lock}
+policies_dir = "policies"
+
+# Who calls over stdio: the agent, its team, the human it acts for, and the task.
+[principal]
+agent = "local-agent"
+team = "platform"
+on_behalf_of = {user}
+mode = "interactive"
+task = "adhoc"
+
+[audit]
+path = "var/audit.jsonl"
+
+[aws]
+mode = "auto"              # sandbox (embedded account) | real | auto (sandbox without credentials)
+region = "us-east-1"
+default_account = "{staging}"
+
+# The sandbox seeds these two accounts; with real credentials, list your own.
+[[aws.accounts]]
+id = "{prod}"
+environment = "prod"
+alias = "sandbox-prod"
+
+[[aws.accounts]]
+id = "{staging}"
+environment = "staging"
+alias = "sandbox-staging"
+
+# Duty identities: the role each AWS tool's calls run as (default role_arn:
+# "arn:aws:iam::{{account}}:role/cedargate-{{duty}}", assumed in the account the call targets).
+[aws.duties.aws-reader]
+description = "read-only view of compute, storage and metrics"
+[aws.duties.logs-reader]
+description = "CloudWatch Logs and CloudTrail reads"
+[aws.duties.infra-operator]
+description = "start, stop and terminate instances; tune functions"
+[aws.duties.data-operator]
+description = "write and delete objects and parameters"
+[aws.duties.secrets-reader]
+description = "read parameters (values redacted unless policy allows)"
+
+{repositories}"""
