@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -94,3 +95,47 @@ def test_demo_runs_the_scripted_session_and_the_trail_verifies(tmp_path: Path) -
     assert "field `" in invalid["detail"]
     assert report["audit"]["ok"] is True
     assert report["audit"]["events"] == len(report["calls"])
+
+
+def _named_commands() -> list[str]:
+    """Every `cedargate ...` command line the README or a message in the code tells someone to run."""
+    sources = [ROOT / "README.md", *(ROOT / "server" / "cedargate").rglob("*.py")]
+    found = {m.group(1) for path in sources for m in re.finditer(r"`(cedargate [^`\n]+)`", path.read_text())}
+    return sorted(found)
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {flag for action in parser._actions for flag in action.option_strings}
+
+
+def _placeholder(word: str) -> bool:
+    return word[:1] in ("{", "-") or word.isupper() or word == "..."
+
+
+@pytest.mark.parametrize("line", _named_commands())
+def test_every_command_the_docs_and_messages_name_exists_with_its_options(line: str) -> None:
+    """A message that tells someone to run a command that is not there (or a flag it lacks) is a dead end.
+
+    ``a|b`` names alternatives; an option is looked for on every alternative the line names.
+    """
+    parsers, rest = [build_parser()], [w.strip("[]") for w in line.split()[1:]]
+    while rest:
+        subcommands = {name: sub for parser in parsers for name, sub in _subcommands(parser).items()}
+        if not subcommands:
+            break
+        missing = [w for w in rest[0].split("|") if w not in subcommands and not _placeholder(w)]
+        assert not missing, f"`{line}`: no command {missing} after `{parsers[0].prog}`"
+        named = [subcommands[w] for word in rest for w in word.split("|") if w in subcommands]
+        if not named:
+            break
+        parsers, rest = named, rest[1:]
+    known = _options(build_parser()).union(*(_options(parser) for parser in parsers))
+    flags = {word.split("=")[0] for word in rest if word.startswith("-")}
+    assert flags <= known, f"`{line}`: no option {sorted(flags - known)} on `{parsers[0].prog}`"

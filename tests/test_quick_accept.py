@@ -12,8 +12,9 @@ from jsonschema import Draft202012Validator
 from cedargate.catalog import load_catalog
 from cedargate.demo import project_root
 from cedargate.errors import ToolInputError
+from cedargate.manifest import ToolManifest
 from cedargate.quick_accept import compile_quick_accept
-from cedargate.validate import validate_arguments
+from cedargate.validate import MAX_LISTED_PROBLEMS, validate_arguments
 
 _SCALARS = st.one_of(
     st.none(),
@@ -109,6 +110,34 @@ def test_arguments_the_quick_check_refuses_still_get_the_named_field() -> None:
         validate_arguments(manifest, {"repository": "demo/app", "path": 3})
     with pytest.raises(ToolInputError, match="field `colour` is not accepted"):
         validate_arguments(manifest, {"repository": "demo/app", "path": "a", "colour": "red"})
+
+
+def test_every_bad_field_is_named_in_one_error_so_one_retry_can_fix_them_all() -> None:
+    manifest = load_catalog(project_root() / "tools").tools["repo_read_file"]
+    with pytest.raises(ToolInputError) as missing:
+        validate_arguments(manifest, {})
+    assert str(missing.value) == (
+        "invalid arguments for `repo_read_file`: field `repository` is required; field `path` is required"
+    )
+    with pytest.raises(ToolInputError) as mixed:
+        validate_arguments(manifest, {"repository": 3, "path": "a", "colour": "red"})
+    problems = str(mixed.value).split(": ", 1)[1].split("; ")
+    assert sorted(problems) == [
+        "field `colour` is not accepted by this tool",
+        "field `repository`: 3 is not of type 'string'",
+    ]
+
+
+def test_a_long_list_of_problems_is_cut_and_counted() -> None:
+    properties = {"repository": {"type": "string"}, **{f"f{i}": {"type": "string"} for i in range(8)}}
+    manifest = load_catalog(project_root() / "tools").tools["repo_read_file"]
+    wide = ToolManifest.model_validate(
+        {**manifest.model_dump(), "input_schema": {"type": "object", "properties": properties}}
+    )
+    with pytest.raises(ToolInputError) as many:
+        validate_arguments(wide, {f"f{i}": i for i in range(8)})
+    assert str(many.value).count("is not of type 'string'") == MAX_LISTED_PROBLEMS
+    assert str(many.value).endswith(f"; and {8 - MAX_LISTED_PROBLEMS} more")
 
 
 def test_defaults_are_not_filled_into_the_arguments() -> None:

@@ -1,30 +1,38 @@
 """Step 2, validate: the agent's arguments against the manifest's JSON Schema.
 
 The low-level MCP server does not check ``inputSchema``; this step does, before anything
-else sees the arguments, and names the field at fault. A compiled check accepts well-formed
+else sees the arguments, and names every field at fault. A compiled check accepts well-formed
 arguments first where it can (``quick_accept``); anything it does not accept is judged here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import ValidationError, best_match, relevance
 
 from cedargate.errors import ToolInputError
 from cedargate.manifest import ToolManifest
 
+MAX_LISTED_PROBLEMS: Final = 5
+"""Problems named in one error; an agent fixes its call in one round trip, not one per field."""
+
 
 def validate_arguments(manifest: ToolManifest, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Return the arguments if they fit the schema; else raise naming the first bad field."""
+    """Return the arguments if they fit the schema; else raise naming every bad field, the likeliest first."""
     args = dict(arguments or {})
     quick = manifest.quick_accept
     if quick is not None and quick(args):
         return args
-    error = best_match(manifest.input_validator.iter_errors(args))
-    if error is not None:
-        raise ToolInputError(f"invalid arguments for `{manifest.name}`: {describe_schema_error(error)}")
+    errors = sorted(manifest.input_validator.iter_errors(args), key=relevance, reverse=True)
+    if errors:
+        # Each top-level error is described by its most specific cause (inside anyOf and the like).
+        problems = list(dict.fromkeys(describe_schema_error(best_match([error])) for error in errors))
+        listed = "; ".join(problems[:MAX_LISTED_PROBLEMS])
+        more = len(problems) - MAX_LISTED_PROBLEMS
+        suffix = f"; and {more} more" if more > 0 else ""
+        raise ToolInputError(f"invalid arguments for `{manifest.name}`: {listed}{suffix}")
     return args
 
 
