@@ -8,6 +8,7 @@ from typing import Any
 import mcp_types as types
 import pytest
 from mcp import Client
+from sqlalchemy import select
 from tests.conftest import audit_events
 from tests.governed_tree import governed_config
 
@@ -16,6 +17,7 @@ from cedargate.config import StoreConfig, load_config
 from cedargate.git import git_text
 from cedargate.runtime import Runtime, build_runtime
 from cedargate.server import build_server
+from cedargate.store.tables import admin_actions
 
 pytestmark = pytest.mark.anyio
 
@@ -64,6 +66,9 @@ async def test_the_interactive_human_approves_through_elicitation_and_the_call_r
     try:
         async with Client(build_server(runtime), mode=mode, elicitation_callback=human) as client:
             result = await client.call_tool("repo_delete_branch", DELETE)
+        assert runtime.store is not None
+        with runtime.store.engine.connect() as connection:
+            actions = connection.execute(select(admin_actions)).mappings().all()
     finally:
         runtime.close()
     assert result.is_error is False, result.content
@@ -75,6 +80,10 @@ async def test_the_interactive_human_approves_through_elicitation_and_the_call_r
     assert execution["approval"]["id"] == request["approval"]["id"]
     assert execution["approval"]["approver"] == "alice"
     assert execution["approval"]["request_event_id"] == request["event_id"]
+    # Recorded as every approver's decision is: who, what, and that it was their own request.
+    assert [(a["actor"], a["action"], a["subject"], a["reason"]) for a in actions] == [
+        ("alice", "approval_approved", request["approval"]["id"], "self-approved")
+    ]
 
 
 @pytest.mark.parametrize("mode", MODES)

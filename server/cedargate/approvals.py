@@ -169,14 +169,40 @@ class ApprovalQueue:
             )
         if approval.status is not ApprovalStatus.PENDING:
             raise ApprovalError(f"approval `{approval_id}` is {approval.status.value}, not pending")
-        now = self._clock()
         status = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
+        return self._settle(approval_id, user, status, note, meanwhile="was decided or expired meanwhile")
+
+    def self_approve(self, approval_id: str, agent: str, user: str) -> Approval:
+        """Grant a pending approval on the word of the human the agent acts for.
+
+        Only for approvals the policy marked ``@self_approval`` and opened for an interactive
+        principal, and only by that principal's own human: the server calls this after the
+        human answered an elicitation, never on a client's say-so alone.
+        """
+        approval = self.get(approval_id)
+        if not approval.self_approvable or (approval.agent, approval.on_behalf_of) != (agent, user):
+            raise ApprovalError(f"approval `{approval_id}` cannot be approved by `{user}` themselves")
+        return self._settle(
+            approval_id,
+            user,
+            ApprovalStatus.APPROVED,
+            "self-approved",
+            approvals.c.self_approvable.is_(True),
+            meanwhile="is not pending",
+        )
+
+    def _settle(
+        self, approval_id: str, user: str, status: ApprovalStatus, note: str, *conditions: Any, meanwhile: str
+    ) -> Approval:
+        """Move a pending approval to ``status`` as ``user`` and record who did, in one transaction."""
+        now = self._clock()
         with self._store.engine.begin() as connection:
             changed = _move_live(
                 connection,
                 approval_id,
                 ApprovalStatus.PENDING,
                 now,
+                *conditions,
                 status=status.value,
                 decided_by=user,
                 decided_at=now,
@@ -189,34 +215,7 @@ class ApprovalQueue:
                     )
                 )
         if not changed:
-            raise ApprovalError(f"approval `{approval_id}` was decided or expired meanwhile; nothing changed")
-        return self.get(approval_id)
-
-    def self_approve(self, approval_id: str, agent: str, user: str) -> Approval:
-        """Grant a pending approval on the word of the human the agent acts for.
-
-        Only for approvals the policy marked ``@self_approval`` and opened for an interactive
-        principal, and only by that principal's own human: the server calls this after the
-        human answered an elicitation, never on a client's say-so alone.
-        """
-        approval = self.get(approval_id)
-        if not approval.self_approvable or (approval.agent, approval.on_behalf_of) != (agent, user):
-            raise ApprovalError(f"approval `{approval_id}` cannot be approved by `{user}` themselves")
-        now = self._clock()
-        with self._store.engine.begin() as connection:
-            changed = _move_live(
-                connection,
-                approval_id,
-                ApprovalStatus.PENDING,
-                now,
-                approvals.c.self_approvable.is_(True),
-                status=ApprovalStatus.APPROVED.value,
-                decided_by=user,
-                decided_at=now,
-                note="self-approved",
-            )
-        if not changed:
-            raise ApprovalError(f"approval `{approval_id}` is not pending; nothing changed")
+            raise ApprovalError(f"approval `{approval_id}` {meanwhile}; nothing changed")
         return self.get(approval_id)
 
     def find_grant(
