@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
+from pydantic import BaseModel, ConfigDict
+
 from cedargate.errors import HandlerError
 from cedargate.redact import redact_text
 
@@ -57,9 +59,10 @@ class SandboxLimits:
     memory_mb: int
 
 
-@dataclass(frozen=True)
-class SandboxRun:
+class SandboxRun(BaseModel):
     """What a run produced; the output itself is kept only as a digest and a redacted tail."""
+
+    model_config = ConfigDict(frozen=True)
 
     command: str
     exit_code: int | None

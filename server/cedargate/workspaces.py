@@ -23,23 +23,15 @@ from cedargate.config import Config, RepositoryConfig
 from cedargate.errors import CedargateError, HandlerError
 from cedargate.git import run_git
 from cedargate.identity import Principal
+from cedargate.sandbox import SandboxRun
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _lock = threading.RLock()
 
 
-class TestRun(BaseModel):
+class TestRun(SandboxRun):
     """The facts of one sandboxed test run, as recorded in the workspace and the audit event."""
 
-    model_config = ConfigDict(frozen=True)
-
-    command: str
-    exit_code: int | None
-    timed_out: bool
-    duration_ms: float
-    output_bytes: int
-    output_sha256: str
-    output_tail: str
     commit: str | None = None
     clean: bool | None = None
     """Whether the worktree had no uncommitted changes, so ``commit`` is exactly what was tested."""

@@ -8,7 +8,6 @@ happen only under bubblewrap and their facts are kept in the workspace and the a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -145,7 +144,7 @@ def run_tests(call: HandlerCall) -> dict[str, Any]:
         "memory_mb": limits.memory_mb,
         "in_memory_files_mb": in_memory_files_mb(limits),
     }
-    facts = asdict(run)
+    facts = run.model_dump()
     call.execution["test_run"] = {**facts, "commit": commit, "clean": clean}
     record = TestRun(
         **facts,
