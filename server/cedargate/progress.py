@@ -40,8 +40,10 @@ def client_progress(ctx: ServerRequestContext[Any]) -> ProgressReport:
     Made on the event loop, it keeps the loop's token, so a thread the handler started (a
     ``heartbeat``) reports as well as the handler's own worker thread. A handshake-era request
     asks for progress by sending a progress token; without one it gets ``no_progress``, so no
-    heartbeat is started for it. A 2026-07-28 request carries no token either way, so its
-    progress is always offered.
+    heartbeat is started for it. A 2026-07-28 request is always offered progress: over stdio
+    and HTTP it carries a token when its client asks (the SDK drops reports otherwise), but
+    the SDK's in-process dispatcher hands reports to the client's callback without one, and
+    the request context does not say which dispatcher it came through.
     """
     if is_handshake_era(ctx) and (ctx.meta or {}).get("progress_token") is None:
         return no_progress

@@ -1,8 +1,8 @@
 """Which MCP protocol generation a request speaks.
 
 Handshake-era requests (``initialize`` first; 2025-11-25 and before) belong to a connection
-that negotiated once and carry a progress token when they want progress; 2026-07-28 requests
-stand alone and carry neither. Sessions, progress and self-approval each depend on which.
+that negotiated once; 2026-07-28 requests stand alone. Sessions, progress and self-approval
+each depend on which.
 """
 
 from __future__ import annotations
