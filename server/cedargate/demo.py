@@ -91,7 +91,8 @@ def project_root() -> Path:
     root = Path(__file__).resolve().parents[2]
     if not (root / "tools").is_dir() or not (root / "policies").is_dir():
         raise ConfigError(
-            f"cannot find `tools/` and `policies/` next to `{root / 'server'}`; run the demo from a checkout"
+            f"cannot find the shipped `tools/` and `policies/` next to `{root / 'server'}`: the demo and "
+            "`cedargate init` copy them from cedargate's checkout, so install cedargate from one (see the README)"
         )
     return root
 
