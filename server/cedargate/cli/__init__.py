@@ -19,6 +19,7 @@ from cedargate.cli import (
     budget,
     db,
     demo,
+    doctor,
     holds,
     init,
     policy,
@@ -29,7 +30,7 @@ from cedargate.cli import (
 )
 from cedargate.errors import CedargateError
 
-COMMAND_GROUPS = (init, serve, demo, tools, policy, audit, provenance, workspaces, db, approvals, budget, holds)
+COMMAND_GROUPS = (init, serve, doctor, demo, tools, policy, audit, provenance, workspaces, db, approvals, budget, holds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

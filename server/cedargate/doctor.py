@@ -1,0 +1,204 @@
+"""``cedargate doctor``: what would stop this config from serving, found before an agent finds it.
+
+``serve`` refuses a config, a manifest or a policy that is wrong, but much of what a call
+needs is only met on the call that needs it: git on the path, a repository's checkout, a
+forge token in the environment, bubblewrap allowed to build a sandbox, a writable audit
+log, a store at the current schema. Each check here looks at one of them without changing
+anything (no file, database or clone is created) and says what to do when it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator, Mapping
+from enum import StrEnum
+
+import boto3
+from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
+
+from cedargate.audit.probe import unwritable_reason
+from cedargate.config import Config, RepositoryConfig
+from cedargate.errors import CedargateError
+from cedargate.runtime import handler_registry
+from cedargate.sandbox import bwrap_executable, probe, sizes_tmpfs
+from cedargate.snapshot import build_snapshot
+from cedargate.store.engine import create_store_engine, store_url
+from cedargate.store.migrate import current_revision, head_revision
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    """Serves, but something will not work or is not as expected."""
+    FAIL = "fail"
+    """Does not serve, or a configured tool cannot work."""
+
+
+class Finding(BaseModel):
+    check: str
+    status: Status
+    detail: str
+    """What was found and, unless it is fine, what to do."""
+
+
+def run_checks(config: Config, environ: Mapping[str, str] | None = None) -> list[Finding]:
+    """Every check on ``config``; a check that raises unexpectedly is reported as failed, not raised."""
+    env = os.environ if environ is None else environ
+    checks: list[tuple[str, Callable[[], Iterator[Finding]]]] = [
+        ("tools and policies", lambda: _tools_and_policies(config)),
+        ("audit log", lambda: _audit_log(config)),
+        ("store", lambda: _store(config)),
+        ("git", _git),
+        ("repositories", lambda: _repositories(config, env)),
+        ("test sandbox", lambda: _test_sandbox(config)),
+        ("aws", lambda: _aws(config)),
+    ]
+    findings: list[Finding] = []
+    for name, check in checks:
+        try:
+            findings.extend(check())
+        except Exception as exc:  # boundary: one broken check must not hide the others
+            findings.append(Finding(check=name, status=Status.FAIL, detail=f"the check itself failed: {exc}"))
+    return findings
+
+
+def _tools_and_policies(config: Config) -> Iterator[Finding]:
+    try:
+        snapshot = build_snapshot(config, handler_registry(None, config))
+    except CedargateError as exc:
+        yield Finding(check="tools and policies", status=Status.FAIL, detail=str(exc))
+        return
+    files = len(snapshot.policies.files)
+    locked = "locked" if config.tools_lock is not None else "not locked (no `tools_lock` in the config)"
+    detail = f"{len(snapshot.catalog)} tools ({locked}), {len(snapshot.policies.info)} policies in {files} files"
+    yield Finding(check="tools and policies", status=Status.OK, detail=detail)
+
+
+def _audit_log(config: Config) -> Iterator[Finding]:
+    path = config.audit.path
+    if path.exists():
+        try:
+            with open(path, "ab", buffering=0) as log:
+                reason = unwritable_reason(log.fileno())
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+        if reason is not None:
+            yield Finding(check="audit log", status=Status.FAIL, detail=f"`{path}` cannot be written: {reason}")
+        else:
+            yield Finding(check="audit log", status=Status.OK, detail=f"`{path}` takes new events")
+        return
+    existing = next(p for p in path.parents if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        detail = f"`{path}` cannot be created: `{existing}` is not writable by this user"
+        yield Finding(check="audit log", status=Status.FAIL, detail=detail)
+        return
+    yield Finding(check="audit log", status=Status.OK, detail=f"`{path}` is created on start-up")
+
+
+def _store(config: Config) -> Iterator[Finding]:
+    if not config.store.url and not config.store.path.exists():
+        detail = f"SQLite `{config.store.path}` is created and migrated on start-up"
+        yield Finding(check="store", status=Status.OK, detail=detail)
+        return
+    engine = create_store_engine(store_url(config.store))
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        current, head = current_revision(engine), head_revision(engine)
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        detail = f"`{where}` cannot be read: {cause}; check `[store]` in the config"
+        yield Finding(check="store", status=Status.FAIL, detail=detail)
+        return
+    finally:
+        engine.dispose()
+    if current == head:
+        yield Finding(check="store", status=Status.OK, detail=f"`{where}` is at the current schema")
+    else:
+        detail = (
+            f"`{where}` is at schema {current or 'none'}, this cedargate needs {head}: "
+            "`serve` upgrades it on start-up, or run `cedargate db upgrade` first"
+        )
+        yield Finding(check="store", status=Status.WARN, detail=detail)
+
+
+def _git() -> Iterator[Finding]:
+    version = _run(["git", "--version"])
+    if version is None:
+        yield Finding(check="git", status=Status.FAIL, detail="git is not on the PATH: install git")
+    else:
+        yield Finding(check="git", status=Status.OK, detail=version)
+
+
+def _repositories(config: Config, env: Mapping[str, str]) -> Iterator[Finding]:
+    if not config.repositories:
+        yield Finding(check="repositories", status=Status.WARN, detail="none configured: repository tools refuse")
+    for repo in config.repositories:
+        yield _repository(repo)
+        token = repo.forge.token_env
+        if repo.forge.kind != "none" and (token is None or not env.get(token)):
+            needs = f"${token} set in `serve`'s environment" if token else "`forge.token_env` in the config"
+            detail = f"pull requests to {repo.forge.kind} need {needs}; the branch is pushed either way"
+            yield Finding(check=f"repository {repo.name}", status=Status.WARN, detail=detail)
+
+
+def _repository(repo: RepositoryConfig) -> Finding:
+    check, path = f"repository {repo.name}", repo.path  # a loaded config names a clone's path too
+    if path is not None and path.is_dir() and _run(["git", "-C", str(path), "rev-parse", "--git-dir"]):
+        return Finding(check=check, status=Status.OK, detail=f"`{path}` ({repo.environment})")
+    if repo.clone_url is not None and (path is None or not path.exists()):
+        detail = f"cloned from `{repo.clone_url}` on first use ({repo.environment})"
+        return Finding(check=check, status=Status.OK, detail=detail)
+    detail = f"`{path}` is not a git repository: fix `path` for `{repo.name}` in the config"
+    return Finding(check=check, status=Status.FAIL, detail=detail)
+
+
+def _test_sandbox(config: Config) -> Iterator[Finding]:
+    running = [repo.name for repo in config.repositories if repo.test_command]
+    if not running:
+        yield Finding(check="test sandbox", status=Status.OK, detail="no repository has a `test_command`")
+        return
+    try:
+        bwrap = bwrap_executable()
+        probe(bwrap)
+    except CedargateError as exc:
+        yield Finding(check="test sandbox", status=Status.FAIL, detail=f"{exc} (for {', '.join(running)})")
+        return
+    if not sizes_tmpfs(bwrap):
+        detail = (
+            f"`{bwrap}` sandboxes test runs but cannot cap their in-memory files: "
+            "install bubblewrap 0.7.0 or later, not setuid"
+        )
+        yield Finding(check="test sandbox", status=Status.WARN, detail=detail)
+        return
+    yield Finding(check="test sandbox", status=Status.OK, detail=f"`{bwrap}` builds sandboxes here")
+
+
+def _aws(config: Config) -> Iterator[Finding]:
+    aws = config.aws
+    credentials = boto3.Session().get_credentials() if aws.mode != "sandbox" else None
+    if aws.mode == "sandbox" or (aws.mode == "auto" and credentials is None):
+        why = "as configured" if aws.mode == "sandbox" else "no AWS credentials found"
+        detail = f"the embedded sandbox account ({why}); {len(aws.accounts)} accounts seeded on the first AWS call"
+        yield Finding(check="aws", status=Status.OK, detail=detail)
+        return
+    if credentials is None:
+        detail = '`aws.mode = "real"` but no AWS credentials were found: every AWS tool call will fail'
+        yield Finding(check="aws", status=Status.FAIL, detail=detail)
+        return
+    detail = f"real AWS, credentials from {credentials.method}; {len(aws.accounts)} accounts, region {aws.region}"
+    yield Finding(check="aws", status=Status.OK, detail=detail)
+
+
+def _run(command: list[str]) -> str | None:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def worst(findings: list[Finding]) -> Status:
+    order = [Status.OK, Status.WARN, Status.FAIL]
+    return max((f.status for f in findings), key=order.index, default=Status.OK)

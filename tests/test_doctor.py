@@ -1,0 +1,147 @@
+"""``cedargate doctor``: each thing serving needs is checked, named when missing, and nothing is changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.conftest import ROOT
+
+from cedargate import doctor
+from cedargate.cli import main
+from cedargate.config import Config, load_config
+from cedargate.doctor import Finding, Status, run_checks
+from cedargate.runtime import build_runtime
+from cedargate.store.engine import create_store_engine, store_url
+from cedargate.store.migrate import upgrade
+
+NO_AWS_CREDENTIALS = {
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+    "AWS_CONFIG_FILE": "/nonexistent/config",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@pytest.fixture(autouse=True)
+def no_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in NO_AWS_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+
+
+def _by_check(findings: list[Finding]) -> dict[str, Finding]:
+    return {f.check: f for f in findings}
+
+
+def _edited(tree: Path, old: str, new: str) -> Config:
+    path = tree / "cedargate.toml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return load_config(path, environ={})
+
+
+def test_a_fresh_tree_passes_and_nothing_is_created(tree: Path, config: Config) -> None:
+    before = sorted(p.name for p in tree.iterdir())
+    found = _by_check(run_checks(config, environ={}))
+    assert {name: f.status for name, f in found.items()} == {
+        "tools and policies": Status.OK,
+        "audit log": Status.OK,
+        "store": Status.OK,
+        "git": Status.OK,
+        "repository acme/web": Status.OK,
+        "repository acme/payments": Status.OK,
+        "test sandbox": Status.OK,
+        "aws": Status.OK,
+    }
+    assert "created and migrated on start-up" in found["store"].detail
+    assert "created on start-up" in found["audit log"].detail
+    assert "embedded sandbox" in found["aws"].detail
+    assert sorted(p.name for p in tree.iterdir()) == before  # no store, no audit log, no var/
+
+
+def test_a_store_behind_the_schema_is_named_with_the_command_that_upgrades_it(tree: Path, config: Config) -> None:
+    build_runtime(config).close()
+    assert _by_check(run_checks(config, environ={}))["store"].status is Status.OK
+    config.store.path.unlink()
+    engine = create_store_engine(store_url(config.store))
+    upgrade(engine, "0002")
+    engine.dispose()
+    store = _by_check(run_checks(config, environ={}))["store"]
+    assert store.status is Status.WARN
+    assert "schema 0002" in store.detail and "`cedargate db upgrade`" in store.detail
+
+
+def test_a_policy_that_does_not_parse_fails_the_check_and_the_command(
+    tree: Path, config: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tree / "policies" / "typo.cedar").write_text("permit(principal, action, resource) whenn { true };\n")
+    found = _by_check(run_checks(config, environ={}))
+    assert found["tools and policies"].status is Status.FAIL
+    assert "typo.cedar" in found["tools and policies"].detail
+    assert main(["--config", str(tree / "cedargate.toml"), "doctor", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "fail"
+    assert {f["check"] for f in report["findings"] if f["status"] == "fail"} == {"tools and policies"}
+
+
+def test_a_repository_path_that_is_not_a_repository_is_named(tree: Path) -> None:
+    (tree / "not-a-repo").mkdir()
+    config = _edited(tree, 'path = "repos/web"', 'path = "not-a-repo"')
+    web = _by_check(run_checks(config, environ={}))["repository acme/web"]
+    assert web.status is Status.FAIL
+    assert "not-a-repo` is not a git repository" in web.detail and "acme/web" in web.detail
+
+
+def test_a_repository_cloned_on_first_use_is_not_cloned_by_the_check(tree: Path) -> None:
+    config = _edited(tree, 'path = "repos/web"', 'clone_url = "https://git.example/acme/web.git"')
+    web = _by_check(run_checks(config, environ={}))["repository acme/web"]
+    assert web.status is Status.OK and "on first use" in web.detail
+    assert not (tree / "var").exists()
+
+
+def test_a_forge_without_its_token_in_the_environment_is_a_warning(tree: Path) -> None:
+    forge = '[repositories.forge]\nkind = "github"\nrepository = "acme/web"\ntoken_env = "WEB_TOKEN"\n'
+    config = _edited(tree, 'owner_team = "storefront"\n', 'owner_team = "storefront"\n' + forge)
+    without = [f for f in run_checks(config, environ={}) if f.status is Status.WARN]
+    assert [f.check for f in without] == ["repository acme/web"]
+    assert "$WEB_TOKEN" in without[0].detail
+    assert all(f.status is Status.OK for f in run_checks(config, environ={"WEB_TOKEN": "t"}))
+
+
+def test_test_runs_without_bubblewrap_fail_the_check(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _edited(tree, 'owner_team = "storefront"\n', 'owner_team = "storefront"\ntest_command = "true"\n')
+    monkeypatch.setattr("cedargate.sandbox.BWRAP", "bwrap-not-installed")
+    sandbox = _by_check(run_checks(config, environ={}))["test sandbox"]
+    assert sandbox.status is Status.FAIL
+    assert "needs bubblewrap" in sandbox.detail and "acme/web" in sandbox.detail
+
+
+def test_real_aws_without_credentials_fails_and_with_them_is_named(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _edited(tree, 'mode = "sandbox"', 'mode = "real"')
+    aws = _by_check(run_checks(config, environ={}))["aws"]
+    assert aws.status is Status.FAIL and "no AWS credentials" in aws.detail
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    aws = _by_check(run_checks(config, environ={}))["aws"]
+    assert aws.status is Status.OK and "real AWS, credentials from env" in aws.detail
+
+
+def test_a_check_that_breaks_is_reported_and_the_others_still_run(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("surprise")
+
+    monkeypatch.setattr(doctor, "_git", broken)
+    found = _by_check(run_checks(config, environ={}))
+    assert found["git"].status is Status.FAIL and "surprise" in found["git"].detail
+    assert found["aws"].status is Status.OK
+
+
+def test_the_checkout_itself_is_ready_to_serve(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(ROOT / "cedargate.toml"), "doctor"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(line.split()[0] in ("ok", "warn") for line in lines)
