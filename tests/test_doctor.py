@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from tests.conftest import ROOT
+from tests.governed_tree import governed_config
 
 from cedargate import doctor
 from cedargate.cli import main
-from cedargate.config import Config, load_config
+from cedargate.config import Config, StoreConfig, load_config
 from cedargate.doctor import Finding, Status, run_checks
 from cedargate.runtime import build_runtime
 from cedargate.store.engine import create_store_engine, store_url
@@ -72,6 +74,30 @@ def test_a_store_behind_the_schema_is_named_with_the_command_that_upgrades_it(tr
     store = _by_check(run_checks(config, environ={}))["store"]
     assert store.status is Status.WARN
     assert "schema 0002" in store.detail and "`cedargate db upgrade`" in store.detail
+
+
+def test_each_store_is_read_for_its_schema_and_an_unknown_one_fails(tree: Path, store_config: StoreConfig) -> None:
+    config = load_config(governed_config(tree, store_config), environ={})
+    engine = create_store_engine(store_url(config.store))
+    try:
+        if store_config.url:  # an empty PostgreSQL database: serve creates the schema
+            assert "no cedargate schema yet" in _by_check(run_checks(config, environ={}))["store"].detail
+        upgrade(engine)
+        assert _by_check(run_checks(config, environ={}))["store"].status is Status.OK
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        store = _by_check(run_checks(config, environ={}))["store"]
+    finally:
+        engine.dispose()
+    assert store.status is Status.FAIL and "schema 9999, which this cedargate does not know" in store.detail
+
+
+def test_an_unreachable_store_fails_naming_it_without_its_password(tree: Path) -> None:
+    url = "postgresql+psycopg://cg:hunter2@127.0.0.1:1/cg"
+    config = load_config(governed_config(tree, StoreConfig(url=url)), environ={})
+    store = _by_check(run_checks(config, environ={}))["store"]
+    assert store.status is Status.FAIL and "127.0.0.1:1/cg` cannot be read" in store.detail
+    assert "hunter2" not in store.detail
 
 
 def test_a_policy_that_does_not_parse_fails_the_check_and_the_command(

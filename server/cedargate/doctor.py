@@ -25,7 +25,7 @@ from cedargate.runtime import handler_registry
 from cedargate.sandbox import bwrap_executable, probe, sizes_tmpfs
 from cedargate.snapshot import build_snapshot
 from cedargate.store.engine import create_store_engine, store_url
-from cedargate.store.migrate import current_revision, head_revision
+from cedargate.store.migrate import current_revision, head_revision, known_revisions
 
 
 class Status(StrEnum):
@@ -105,7 +105,7 @@ def _store(config: Config) -> Iterator[Finding]:
     engine = create_store_engine(store_url(config.store))
     where = engine.url.render_as_string(hide_password=True)
     try:
-        current, head = current_revision(engine), head_revision(engine)
+        current, head, known = current_revision(engine), head_revision(engine), known_revisions(engine)
     except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc
         detail = f"`{where}` cannot be read: {cause}; check `[store]` in the config"
@@ -115,9 +115,18 @@ def _store(config: Config) -> Iterator[Finding]:
         engine.dispose()
     if current == head:
         yield Finding(check="store", status=Status.OK, detail=f"`{where}` is at the current schema")
+    elif current is None:
+        detail = f"`{where}` has no cedargate schema yet: `serve` creates it on start-up"
+        yield Finding(check="store", status=Status.OK, detail=detail)
+    elif current not in known:
+        detail = (
+            f"`{where}` is at schema {current}, which this cedargate does not know (it knows up to {head}): "
+            "a newer cedargate migrated it; serve it with that version"
+        )
+        yield Finding(check="store", status=Status.FAIL, detail=detail)
     else:
         detail = (
-            f"`{where}` is at schema {current or 'none'}, this cedargate needs {head}: "
+            f"`{where}` is at schema {current}, this cedargate needs {head}: "
             "`serve` upgrades it on start-up, or run `cedargate db upgrade` first"
         )
         yield Finding(check="store", status=Status.WARN, detail=detail)

@@ -30,3 +30,8 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision(engine: Engine) -> str | None:
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def known_revisions(engine: Engine) -> frozenset[str]:
+    """Every schema revision this cedargate ships a migration for."""
+    return frozenset(script.revision for script in ScriptDirectory.from_config(alembic_config(engine)).walk_revisions())
