@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from tests.governed_tree import store_toml
 
 from cedargate.cli import main
@@ -54,3 +54,12 @@ def test_an_unreachable_database_stops_start_up_with_the_store_named(tmp_path: P
     with pytest.raises(StoreError) as failed:
         open_store(StoreConfig(url="postgresql+psycopg://nobody@127.0.0.1:1/none"))
     assert "store `postgresql+psycopg://nobody@127.0.0.1:1/none` cannot be opened" in str(failed.value)
+
+
+def test_a_schema_from_a_newer_cedargate_stops_start_up_with_a_clear_error(store_config: StoreConfig) -> None:
+    store = open_store(store_config)
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    store.close()
+    with pytest.raises(StoreError, match=r"at a schema this cedargate does not know \(.*'9999'\): a newer cedargate"):
+        open_store(store_config)

@@ -6,6 +6,7 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -79,5 +80,12 @@ def open_store(config: StoreConfig, *, migrate: bool = True) -> Store:
         cause = getattr(exc, "orig", None) or exc
         raise StoreError(
             f"store `{where}` cannot be opened or migrated: {cause}; check `[store]` in the config"
+        ) from exc
+    except CommandError as exc:  # a revision this cedargate has no migration for: a newer one migrated it
+        engine.dispose()
+        where = engine.url.render_as_string(hide_password=True)
+        raise StoreError(
+            f"store `{where}` is at a schema this cedargate does not know ({exc}): a newer cedargate "
+            "migrated it; serve it with that version (`cedargate doctor` shows the revisions)"
         ) from exc
     return Store(engine)
