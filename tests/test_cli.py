@@ -139,3 +139,22 @@ def test_every_command_the_docs_and_messages_name_exists_with_its_options(line: 
     known = _options(build_parser()).union(*(_options(parser) for parser in parsers))
     flags = {word.split("=")[0] for word in rest if word.startswith("-")}
     assert flags <= known, f"`{line}`: no option {sorted(flags - known)} on `{parsers[0].prog}`"
+
+
+@pytest.mark.parametrize(
+    ("relative", "command"),
+    [
+        ("cedargate.toml", ["tools", "list"]),
+        ("tools/repo/extra.toml", ["tools", "list"]),
+        ("policies/extra.cedar", ["policy", "validate"]),
+        ("policies/tests/extra.toml", ["policy", "test"]),
+    ],
+)
+def test_a_file_that_is_not_utf8_is_named_not_a_traceback(
+    tree: Path, relative: str, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with open(tree / relative, "ab") as file:
+        file.write(b"\n# caf\xe9\n")  # Latin-1, as an editor on another system might save it
+    assert main(["--config", str(tree / "cedargate.toml"), *command]) == 2
+    error = capsys.readouterr().err
+    assert f"{tree / relative}: not UTF-8 text" in error and "save the file as UTF-8" in error

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from cedargate.errors import ManifestError, describe_validation_error
 from cedargate.manifest import ToolManifest
+from cedargate.text_file import read_text_file
 
 ManifestCheck = Callable[[ToolManifest], None]
 """Extra checks a handler family runs on its manifests; raises ``ValueError`` naming the field."""
@@ -64,7 +65,7 @@ def load_catalog(tools_dir: Path, check: ManifestCheck | None = None) -> ToolCat
 
 def _load_file(path: Path, check: ManifestCheck | None) -> list[ToolManifest]:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(read_text_file(path, ManifestError))
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(f"{path}: not valid TOML: {exc}") from exc
     entries = raw["tool"] if isinstance(raw.get("tool"), list) else [raw]

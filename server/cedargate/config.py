@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from cedargate.errors import ConfigError, describe_validation_error
+from cedargate.text_file import read_text_file
 
 CONFIG_ENV = "CEDARGATE_CONFIG"
 DEFAULT_CONFIG_NAME = "cedargate.toml"
@@ -306,7 +307,7 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
     """Read, override and validate the config; fails with the file and the field at fault."""
     config_path = find_config_path(path)
     try:
-        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(read_text_file(config_path, ConfigError))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file `{config_path}` is not valid TOML: {exc}") from exc
     raw = _apply_principal_overrides(raw, os.environ if environ is None else environ)

@@ -18,6 +18,7 @@ import cedarpy
 
 from cedargate.errors import PolicyError
 from cedargate.policy_text import Statement, split_statements
+from cedargate.text_file import read_text_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ def load_policy_set(
 
 
 def _read_and_parse(path: Path) -> _SourceFile:
-    text = path.read_text(encoding="utf-8")
+    text = read_text_file(path, PolicyError)
     statements = split_statements(text)
     try:
         parsed = cedarpy.PolicySet.from_str(text)

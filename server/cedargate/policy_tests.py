@@ -33,6 +33,7 @@ from cedargate.errors import CedargateError, PolicyError, describe_validation_er
 from cedargate.handlers import HandlerRegistry
 from cedargate.policy_request import PolicyRequest, decide_request
 from cedargate.snapshot import Snapshot, build_snapshot
+from cedargate.text_file import read_text_file
 
 
 class _Strict(BaseModel):
@@ -108,7 +109,7 @@ def run_policy_tests(config: Config, registry: HandlerRegistry, cases_dir: Path 
 
 def _load(path: Path) -> CaseFile:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(read_text_file(path, PolicyError))
         return CaseFile.model_validate(raw)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: not valid TOML: {exc}") from exc
