@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tomllib
@@ -158,3 +159,18 @@ def test_a_file_that_is_not_utf8_is_named_not_a_traceback(
     assert main(["--config", str(tree / "cedargate.toml"), *command]) == 2
     error = capsys.readouterr().err
     assert f"{tree / relative}: not UTF-8 text" in error and "save the file as UTF-8" in error
+
+
+def test_serving_http_on_a_taken_port_says_so_before_anything_starts(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        code = main(["--config", str(tree / "cedargate.toml"), "serve", "--transport", "http", "--port", str(port)])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}: " in error and "pick another --port" in error
+    assert "serving" not in error and "Traceback" not in error
+    assert not (tree / "audit.jsonl").exists()  # refused before the runtime (store, audit log) was built

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import socket
+from typing import Any, Final
 
 from mcp.server import Server
 from mcp.server.stdio import stdio_server
+
+from cedargate.errors import ConfigError
+
+_BACKLOG: Final = 2048
+"""Connections the kernel queues before they are accepted (uvicorn's own default)."""
 
 
 async def serve_stdio(server: Server[Any]) -> None:
@@ -14,13 +20,32 @@ async def serve_stdio(server: Server[Any]) -> None:
         await server.run(read, write, server.create_initialization_options())
 
 
-async def serve_http(server: Server[Any], host: str, port: int, **app_options: Any) -> None:
-    """Streamable HTTP on ``http://host:port/mcp``; loopback hosts get DNS-rebinding protection.
+def listen_http(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, bound before serving so a taken port is a clear error."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listener = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host") from exc
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(_BACKLOG)
+    except OSError as exc:
+        listener.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop what listens there or pick another --port"
+        ) from exc
+    return listener
+
+
+async def serve_http(server: Server[Any], listener: socket.socket, host: str, **app_options: Any) -> None:
+    """Streamable HTTP on ``listener`` (see ``listen_http``) at ``/mcp``; loopback hosts get DNS-rebinding protection.
 
     ``app_options`` go to ``streamable_http_app`` (bearer auth and admin routes, see ``http_app``).
     """
     import uvicorn
 
     app = server.streamable_http_app(host=host, **app_options)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-    await uvicorn.Server(config).serve()
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    await uvicorn.Server(config).serve(sockets=[listener])

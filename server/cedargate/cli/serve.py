@@ -37,20 +37,27 @@ def run(args: argparse.Namespace) -> int:
     from cedargate.identity import principal_from_config
     from cedargate.runtime import build_runtime
     from cedargate.server import build_server
-    from cedargate.transport import serve_http, serve_stdio
+    from cedargate.transport import listen_http, serve_http, serve_stdio
 
     config = config_from(args)
     if args.aws:
         config = config.model_copy(update={"aws": config.aws.model_copy(update={"mode": args.aws})})
     if args.transport == "stdio":
         principal_from_config(config)  # stdio has no token: the config must name the principal
-    runtime = build_runtime(config)
+    listener = listen_http(args.host, args.port) if args.transport == "http" else None
+    try:
+        runtime = build_runtime(config)
+    except BaseException:
+        if listener is not None:
+            listener.close()
+        raise
     try:
         server = build_server(runtime)
-        if args.transport == "http":
-            print(f"cedargate: serving streamable HTTP on http://{args.host}:{args.port}/mcp", file=sys.stderr)
+        if listener is not None:
+            port = listener.getsockname()[1]
+            print(f"cedargate: serving streamable HTTP on http://{args.host}:{port}/mcp", file=sys.stderr)
             options = http_app_options(runtime, args.host)
-            anyio.run(_with_reload, runtime, serve_http(server, args.host, args.port, **options))
+            anyio.run(_with_reload, runtime, serve_http(server, listener, args.host, **options))
         else:
             anyio.run(_with_reload, runtime, serve_stdio(server))
     finally:
