@@ -74,6 +74,16 @@ def test_errors_are_one_line_with_status_2(tmp_path: Path, capsys: pytest.Captur
     assert err.count("\n") == 1
 
 
+def test_the_demo_never_writes_into_a_folder_that_holds_something(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "cedargate.toml").write_text("# my own config\n")
+    assert main(["demo", "--workdir", str(tmp_path)]) == 2
+    assert "is not an empty folder: give the demo a new or empty --workdir" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["cedargate.toml"]
+    assert (tmp_path / "cedargate.toml").read_text() == "# my own config\n"
+
+
 def test_demo_runs_the_scripted_session_and_the_trail_verifies(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "cedargate", "demo", "--json", "--workdir", str(tmp_path / "demo")],

@@ -238,6 +238,9 @@ def _fit(value: str, width: int) -> str:
 
 def run_demo(workdir: Path | None, as_json: bool = False) -> int:
     """Set up, run the session, print the table and the audit verdict; 0 when all went as scripted."""
+    if workdir is not None and workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
+        # The demo writes a config, repositories and an audit log: never over someone's own.
+        raise ConfigError(f"`{workdir}` is not an empty folder: give the demo a new or empty --workdir")
     base = workdir or Path(tempfile.mkdtemp(prefix="cedargate-demo-"))
     base.mkdir(parents=True, exist_ok=True)
     print(f"cedargate demo: setting up two repositories and a config in {base}", file=sys.stderr)
