@@ -184,3 +184,13 @@ def test_serving_http_on_a_taken_port_says_so_before_anything_starts(
     assert f"cannot listen on 127.0.0.1:{port}: " in error and "pick another --port" in error
     assert "serving" not in error and "Traceback" not in error
     assert not (tree / "audit.jsonl").exists()  # refused before the runtime (store, audit log) was built
+
+
+def test_a_bad_principal_from_the_environment_names_the_variable(
+    tree: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CEDARGATE_MODE", "sometimes")
+    assert main(["--config", str(tree / "cedargate.toml"), "tools", "list"]) == 2
+    error = capsys.readouterr().err
+    assert "field `principal.mode`: input should be 'interactive' or 'autonomous'" in error
+    assert "[principal] took $CEDARGATE_MODE from the environment" in error

@@ -310,12 +310,27 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
         raw = tomllib.loads(read_text_file(config_path, ConfigError))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file `{config_path}` is not valid TOML: {exc}") from exc
-    raw = _apply_principal_overrides(raw, os.environ if environ is None else environ)
+    env = os.environ if environ is None else environ
+    raw = _apply_principal_overrides(raw, env)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"config file `{config_path}`: {describe_validation_error(exc)}") from exc
+        raise ConfigError(
+            f"config file `{config_path}`: {describe_validation_error(exc)}{_principal_note(exc, env)}"
+        ) from exc
     return _resolve_paths(config, config_path.parent)
+
+
+def _principal_note(exc: ValidationError, environ: Mapping[str, str]) -> str:
+    """Which environment variables filled the [principal] table, when that table is at fault."""
+    if not any(error["loc"][:1] == ("principal",) for error in exc.errors()):
+        return ""
+    used = [f"${var}" for var in PRINCIPAL_ENV_OVERRIDES if environ.get(var)]
+    if not used:
+        return ""
+    unset = [f"${var}" for var in PRINCIPAL_ENV_OVERRIDES if not environ.get(var)]
+    others = f"the config's [principal] or {', '.join(unset)}" if unset else "nowhere else"
+    return f" ([principal] took {', '.join(used)} from the environment; the other fields come from {others})"
 
 
 def _apply_principal_overrides(raw: dict[str, object], environ: Mapping[str, str]) -> dict[str, object]:
