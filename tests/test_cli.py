@@ -194,3 +194,14 @@ def test_a_bad_principal_from_the_environment_names_the_variable(
     error = capsys.readouterr().err
     assert "field `principal.mode`: input should be 'interactive' or 'autonomous'" in error
     assert "[principal] took $CEDARGATE_MODE from the environment" in error
+
+
+def test_http_beyond_loopback_without_auth_is_refused_before_the_port_is_bound(
+    tree: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bound: list[tuple[str, int]] = []
+    monkeypatch.setattr("cedargate.transport.listen_http", lambda host, port: bound.append((host, port)))
+    command = ["--config", str(tree / "cedargate.toml"), "serve", "--transport", "http", "--host", "0.0.0.0"]
+    assert main(command) == 2
+    assert "serving HTTP on `0.0.0.0` needs bearer auth: add an [auth] table" in capsys.readouterr().err
+    assert bound == []

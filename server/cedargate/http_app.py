@@ -16,20 +16,26 @@ from mcp.server.auth.settings import AuthSettings
 
 from cedargate.admin_api import admin_routes, audit_routes
 from cedargate.approvals import ApprovalQueue
+from cedargate.config import Config
 from cedargate.errors import ConfigError
 from cedargate.oauth import JwtVerifier
 from cedargate.runtime import Runtime
 
 
+def refuse_open_http(config: Config, host: str) -> None:
+    """Refuse serving HTTP beyond loopback without bearer auth; checked before the port is bound."""
+    if config.auth is None and not _is_loopback(host):
+        raise ConfigError(
+            f"serving HTTP on `{host}` needs bearer auth: add an [auth] table (issuer, jwks_url, resource_url) "
+            "to the config, or bind to 127.0.0.1"
+        )
+
+
 def http_app_options(runtime: Runtime, host: str) -> dict[str, Any]:
     """Keyword arguments for ``Server.streamable_http_app``; refuses non-loopback serving without auth."""
+    refuse_open_http(runtime.config, host)
     auth = runtime.config.auth
     if auth is None:
-        if not _is_loopback(host):
-            raise ConfigError(
-                f"serving HTTP on `{host}` needs bearer auth: add an [auth] table (issuer, jwks_url, resource_url) "
-                "to the config, or bind to 127.0.0.1"
-            )
         return {}
     options: dict[str, Any] = {
         "token_verifier": JwtVerifier(auth),

@@ -33,7 +33,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    from cedargate.http_app import http_app_options
+    from cedargate.http_app import http_app_options, refuse_open_http
     from cedargate.identity import principal_from_config
     from cedargate.runtime import build_runtime
     from cedargate.server import build_server
@@ -44,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"aws": config.aws.model_copy(update={"mode": args.aws})})
     if args.transport == "stdio":
         principal_from_config(config)  # stdio has no token: the config must name the principal
-    listener = listen_http(args.host, args.port) if args.transport == "http" else None
+    listener = None
+    if args.transport == "http":
+        refuse_open_http(config, args.host)
+        listener = listen_http(args.host, args.port)
     try:
         runtime = build_runtime(config)
     except BaseException:
