@@ -1,21 +1,30 @@
-"""The JSONL audit file: append-only, hash-chained, fail-closed.
+"""The JSONL audit file: append-only, hash-chained, fail-closed, shared by the servers on one host.
 
 ``ready()`` is asked before any handler runs; if the file cannot take a line, the call is
 refused. A failed append marks the log broken, so every later call is refused too until the
 server restarts on a writable file.
+
+Several servers may append to one file (two agent sessions each start ``cedargate serve``
+on the same config): each append holds an exclusive ``flock`` on the file, and a server
+that finds the file longer than it left it links to the last record there, so the servers
+write one chain. A tail torn by a server that died mid-write is recovered under the same
+lock (see ``segments.py``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from cedargate.audit.event import WrittenEvent, sealed
+from cedargate.audit.event import GENESIS_HASH, WrittenEvent, sealed
 from cedargate.audit.probe import unwritable_reason
 from cedargate.audit.record import EventRecord
-from cedargate.audit.segments import recover_tail
+from cedargate.audit.segments import last_record_hash, recover_tail
 from cedargate.errors import AuditWriteError
 
 
@@ -28,7 +37,7 @@ class AuditSink(Protocol):
 
 
 class JsonlAuditLog:
-    """A hash-chained JSON Lines file; one instance per file per process."""
+    """A hash-chained JSON Lines file; the servers on one host may share it (see the module docstring)."""
 
     def __init__(self, path: Path, *, fsync: bool = False) -> None:
         self.path = path
@@ -37,11 +46,23 @@ class JsonlAuditLog:
         self._broken: str | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._last_hash = _last_hash(path)
             # Unbuffered: a failed write raises here and now, and nothing is left to flush later.
-            self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - held for the log's lifetime
+            # Read too: another server's last record is read back through it (``last_record_hash``).
+            self._file = open(path, "a+b", buffering=0)  # noqa: SIM115 - held for the log's lifetime
         except OSError as exc:
             raise AuditWriteError(f"audit log `{path}` cannot be opened for appending: {exc.strerror or exc}") from exc
+        self._last_hash = GENESIS_HASH
+        self._end = -1
+        """The file's size after this server's last write; another size means another server wrote."""
+        try:
+            with _exclusive(self._file):
+                self._catch_up()
+        except AuditWriteError:
+            self._file.close()
+            raise
+        except OSError as exc:
+            self._file.close()
+            raise AuditWriteError(f"audit log `{path}` cannot be read: {exc.strerror or exc}") from exc
 
     def ready(self) -> None:
         """Raise unless the next event can be written (fail closed)."""
@@ -64,17 +85,41 @@ class JsonlAuditLog:
         """
         with self._lock:
             self._still_open()
-            chained = {**record.fields, "prev_hash": self._last_hash}
-            digest, line = sealed(chained)
+            fd = self._file.fileno()
             try:
-                _write_all(self._file, (line + "\n").encode())
-                if self._fsync:
-                    os.fsync(self._file.fileno())
+                # The lock as two plain calls, not a context manager: this runs on every call.
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    if os.fstat(fd).st_size != self._end:
+                        self._catch_up()
+                    chained = {**record.fields, "prev_hash": self._last_hash}
+                    digest, line = sealed(chained)
+                    data = (line + "\n").encode()
+                    _write_all(self._file, data)
+                    if self._fsync:
+                        os.fsync(fd)
+                    self._end += len(data)
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            except AuditWriteError as exc:
+                self._broken = str(exc)
+                raise
             except OSError as exc:
                 self._broken = exc.strerror or str(exc)
                 raise AuditWriteError(f"audit log `{self.path}` could not be written: {self._broken}") from exc
             chained["hash"] = self._last_hash = digest
             return WrittenEvent(chained)
+
+    def _catch_up(self) -> None:
+        """Link to the file's last record if anyone but this server wrote since its last write (lock held)."""
+        size = os.fstat(self._file.fileno()).st_size
+        if size == self._end:
+            return
+        last = last_record_hash(self._file.fileno(), size)
+        if last is None:  # a torn or foreign tail: recovered into a new segment, or refused
+            last = recover_tail(self.path)
+            size = os.fstat(self._file.fileno()).st_size
+        self._last_hash, self._end = last, size
 
     def close(self) -> None:
         with self._lock:
@@ -91,6 +136,11 @@ def _write_all(file: BinaryIO, data: bytes) -> None:
         view = view[written:]
 
 
-def _last_hash(path: Path) -> str:
-    """The hash of the file's last record; a torn tail is recovered into a new segment first."""
-    return recover_tail(path)
+@contextmanager
+def _exclusive(file: BinaryIO) -> Iterator[None]:
+    """The file's exclusive ``flock``: one server appends (or recovers the tail) at a time."""
+    fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(file.fileno(), fcntl.LOCK_UN)

@@ -29,6 +29,8 @@ SEGMENT_RECORD: Final = "segment"
 """Value of the ``record`` key that marks a segment record (events have no ``record`` key)."""
 
 _TAIL_WINDOW: Final = 8 << 20
+_LAST_LINE_WINDOW: Final = 64 << 10
+"""Bytes read back first to find the last line (a record is well under this)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,29 @@ def parse_complete(line: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return record if isinstance(record, dict) and isinstance(record.get("hash"), str) else None
+
+
+def last_record_hash(fd: int, size: int) -> str | None:
+    """The hash of the last record in the file's first ``size`` bytes, reading back from there.
+
+    For the common case (another server appended whole records): only the last line is read.
+    ``None`` when that line is not a whole record (a torn or foreign tail, for ``recover_tail``).
+    """
+    if size == 0:
+        return GENESIS_HASH
+    window = _LAST_LINE_WINDOW
+    while True:
+        start = max(0, size - window)
+        data = os.pread(fd, size - start, start)
+        if not data.endswith(b"\n"):
+            return None
+        newline = data.rfind(b"\n", 0, len(data) - 1)
+        if newline >= 0 or start == 0:
+            record = parse_complete(data[newline + 1 : -1])
+            return str(record["hash"]) if record is not None else None
+        if window >= _TAIL_WINDOW:
+            return None
+        window *= 8
 
 
 def recover_tail(path: Path) -> str:
