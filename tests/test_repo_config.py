@@ -13,7 +13,7 @@ from tests.repo_support import Session, client_for, read_and_close
 
 from cedargate import checkout
 from cedargate.config import RepositoryConfig, load_config
-from cedargate.errors import ConfigError
+from cedargate.errors import ConfigError, HandlerError
 from cedargate.git import run_git
 from cedargate.runtime import Runtime, build_runtime
 
@@ -130,11 +130,11 @@ def test_a_slow_clone_delays_only_its_own_repository(tree: Path, monkeypatch: py
     slow_waited_for: list[bool] = []
 
     def git(repo: Path, args: Sequence[str], **kwargs: Any) -> Any:
-        if args[0] == "clone" and args[-1] == str(slow.path):
+        if args[0] == "clone" and _clones_into(args, slow):
             slow_began.set()
             slow_waited_for.append(fast_cloned.wait(timeout=10))  # the forge answers acme/slow late
         done = run_git(repo, args, **kwargs)
-        if args[0] == "clone" and args[-1] == str(fast.path):
+        if args[0] == "clone" and _clones_into(args, fast):
             fast_cloned.set()
         return done
 
@@ -146,3 +146,51 @@ def test_a_slow_clone_delays_only_its_own_repository(tree: Path, monkeypatch: py
     slow_clone.join(timeout=20)
     assert slow_waited_for == [True]  # acme/fast was cloned while acme/slow's clone was still waiting
     assert (slow.path / "README.md").is_file() and (fast.path / "README.md").is_file()
+
+
+def _clones_into(args: Sequence[str], repo: RepositoryConfig) -> bool:
+    """Whether a `git clone` command is the one for ``repo`` (it clones beside the path, then renames)."""
+    assert repo.path is not None
+    return Path(args[-1]).parent == repo.path.parent and Path(args[-1]).name.startswith(f".{repo.path.name}.clone-")
+
+
+def _web_by_url(tree: Path) -> RepositoryConfig:
+    return RepositoryConfig(name="acme/web", clone_url=str(tree / "repos/web"), path=tree / "var/repos/acme/web",
+                            environment="dev", owner_team="storefront")  # fmt: skip
+
+
+def test_a_clone_cut_short_is_never_read_and_the_next_use_clones_again(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web = _web_by_url(tree)
+
+    def dies_mid_clone(repo: Path, args: Sequence[str], **kwargs: Any) -> Any:
+        if args[0] == "clone":
+            (Path(args[-1]) / ".git").mkdir()  # what a clone leaves when its server is stopped
+            raise HandlerError("git clone: interrupted")
+        return run_git(repo, args, **kwargs)
+
+    monkeypatch.setattr(checkout, "run_git", dies_mid_clone)
+    with pytest.raises(HandlerError, match="interrupted"):
+        checkout.local_repo(web)
+    assert web.path is not None and not web.path.exists()
+    assert list(web.path.parent.iterdir()) == []  # the partial copy is gone too
+    monkeypatch.setattr(checkout, "run_git", run_git)
+    assert (checkout.local_repo(web) / "README.md").is_file()
+
+
+def test_a_clone_another_server_finished_first_is_the_one_used(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    web = _web_by_url(tree)
+    assert web.path is not None
+
+    def races(repo: Path, args: Sequence[str], **kwargs: Any) -> Any:
+        done = run_git(repo, args, **kwargs)
+        if args[0] == "clone":  # meanwhile the other server renamed its own clone into place
+            run_git(repo, ["clone", "--quiet", "--", str(tree / "repos/web"), str(web.path)])
+            (web.path / "theirs").write_text("the other server's clone\n")
+        return done
+
+    monkeypatch.setattr(checkout, "run_git", races)
+    assert checkout.local_repo(web) == web.path
+    assert (web.path / "theirs").is_file()
+    assert sorted(p.name for p in web.path.parent.iterdir()) == ["web"]  # this server's copy was dropped

@@ -2,7 +2,8 @@
 
 Every repository handler reaches the repository through ``local_repo`` so a missing
 checkout is one clear error, and a clone happens once per process, under that repository's
-lock (a slow forge delays only the calls on the repository it serves). A ``clone_url`` on
+lock (a slow forge delays only the calls on the repository it serves), into a temporary
+folder renamed into place, so a clone cut short is never read. A ``clone_url`` on
 the forge's host is cloned with the forge token (``forge_auth_env``).
 
 A clone is cedargate's own copy, so it is kept current: on the first use ``refresh_seconds``
@@ -17,7 +18,10 @@ is never fetched.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -52,14 +56,33 @@ def local_repo(repo: RepositoryConfig, progress: ProgressReport = no_progress) -
     with _clone_lock(repo.path):
         if not repo.path.is_dir():
             progress(0, None, f"cloning `{repo.name}` on its first use")
-            repo.path.parent.mkdir(parents=True, exist_ok=True)
-            credentials = forge_auth_env(repo.forge, repo.name, repo.clone_url)
-            run_git(repo.path.parent, ["clone", "--quiet", "--", repo.clone_url, str(repo.path)], env=credentials)
+            _clone(repo, repo.clone_url, repo.path)
             _fetched_at[repo.path] = time.monotonic()
         elif _refresh_due(repo, repo.path):
             progress(0, None, f"fetching `{repo.name}` from its clone_url")
             _refresh(repo, repo.path)
     return repo.path
+
+
+def _clone(repo: RepositoryConfig, url: str, path: Path) -> None:
+    """Clone beside ``path`` and rename into place: a clone cut short (a stopped server) is never used.
+
+    Another server on this host may clone the same repository at the same time; whichever
+    renames first wins and the other's copy is dropped.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.clone-", dir=path.parent))
+    try:
+        run_git(
+            path.parent, ["clone", "--quiet", "--", url, str(staging)], env=forge_auth_env(repo.forge, repo.name, url)
+        )
+        try:
+            os.rename(staging, path)
+        except OSError:
+            if not path.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _clone_lock(path: Path) -> threading.Lock:
