@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,28 @@ def test_a_schema_from_a_newer_cedargate_stops_start_up_with_a_clear_error(store
     store.close()
     with pytest.raises(StoreError, match=r"at a schema this cedargate does not know \(.*'9999'\): a newer cedargate"):
         open_store(store_config)
+
+
+def test_servers_starting_together_on_a_new_store_all_start(store_config: StoreConfig) -> None:
+    """Two agent sessions on one fresh config start their servers at once: each migrates, one at a time."""
+    starting = threading.Barrier(4)
+    failures: list[str] = []
+
+    def start() -> None:
+        starting.wait()
+        try:
+            open_store(store_config).close()
+        except StoreError as exc:
+            failures.append(str(exc))
+
+    servers = [threading.Thread(target=start) for _ in range(4)]
+    for server in servers:
+        server.start()
+    for server in servers:
+        server.join(timeout=120)
+    assert failures == []
+    store = open_store(store_config, migrate=False)
+    try:
+        assert current_revision(store.engine) == head_revision(store.engine)
+    finally:
+        store.close()

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 SCRIPT_LOCATION = "cedargate.store:migrations"
+_MIGRATION_LOCK_KEY: Final = 0x63656461  # "ceda": the advisory lock cedargate's migrators share
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:
@@ -19,8 +25,39 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to ``revision``; a database already there is left as it is."""
-    command.upgrade(alembic_config(engine), revision)
+    """Bring the database to ``revision``; a database already there is left as it is.
+
+    Servers starting together on one new database (two agent sessions on one config) would
+    each create the schema; one at a time, the later ones find it done.
+    """
+    with _one_migrator_at_a_time(engine):
+        command.upgrade(alembic_config(engine), revision)
+
+
+@contextmanager
+def _one_migrator_at_a_time(engine: Engine) -> Iterator[None]:
+    """A lock every migrator of this database takes: a PostgreSQL advisory lock, or a file lock beside SQLite's file.
+
+    SQLite's own file is not locked with ``flock``: the lock file is separate, so closing it
+    can never drop the POSIX locks SQLite holds on the database.
+    """
+    database = engine.url.database
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+    elif engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
+        with open(f"{database}.migration-lock", "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    else:
+        yield
 
 
 def current_revision(engine: Engine) -> str | None:
