@@ -10,9 +10,9 @@ anything (no file, database or clone is created) and says what to do when it fai
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
+from pathlib import Path
 
 import boto3
 from pydantic import BaseModel
@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cedargate.audit.probe import unwritable_reason
 from cedargate.config import Config, RepositoryConfig
 from cedargate.errors import CedargateError
+from cedargate.git import git_answer
 from cedargate.runtime import handler_registry
 from cedargate.sandbox import bwrap_executable, probe, sizes_tmpfs
 from cedargate.snapshot import build_snapshot
@@ -133,7 +134,7 @@ def _store(config: Config) -> Iterator[Finding]:
 
 
 def _git() -> Iterator[Finding]:
-    version = _run(["git", "--version"])
+    version = git_answer(Path("."), ["--version"])
     if version is None:
         yield Finding(check="git", status=Status.FAIL, detail="git is not on the PATH: install git")
     else:
@@ -154,7 +155,7 @@ def _repositories(config: Config, env: Mapping[str, str]) -> Iterator[Finding]:
 
 def _repository(repo: RepositoryConfig) -> Finding:
     check, path = f"repository {repo.name}", repo.path  # a loaded config names a clone's path too
-    if path is not None and path.is_dir() and _run(["git", "-C", str(path), "rev-parse", "--git-dir"]):
+    if path is not None and path.is_dir() and git_answer(path, ["rev-parse", "--git-dir"]):
         return Finding(check=check, status=Status.OK, detail=f"`{path}` ({repo.environment})")
     if repo.clone_url is not None and (path is None or not path.exists()):
         detail = f"cloned from `{repo.clone_url}` on first use ({repo.environment})"
@@ -198,14 +199,6 @@ def _aws(config: Config) -> Iterator[Finding]:
         return
     detail = f"real AWS, credentials from {credentials.method}; {len(aws.accounts)} accounts, region {aws.region}"
     yield Finding(check="aws", status=Status.OK, detail=detail)
-
-
-def _run(command: list[str]) -> str | None:
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def worst(findings: list[Finding]) -> Status:

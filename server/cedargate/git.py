@@ -58,6 +58,20 @@ def git_text(
     return run_git(repo, args, input=input, env=env).stdout.decode().strip()
 
 
+def git_answer(folder: Path, args: Sequence[str]) -> str | None:
+    """What ``git -C folder args`` prints, stripped; ``None`` when it fails, prints nothing, or git is missing.
+
+    For questions about the machine and the admin's folders (``init``, ``doctor``), where a
+    failure is an answer, not an error.
+    """
+    try:
+        result = run_git(folder, args, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    answer = result.stdout.decode(errors="replace").strip()
+    return answer if result.returncode == 0 and answer else None
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     oid: str

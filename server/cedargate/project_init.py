@@ -13,7 +13,6 @@ import getpass
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from cedargate.aws_sandbox import PROD_ACCOUNT, STAGING_ACCOUNT
 from cedargate.config import DEFAULT_CONFIG_NAME, load_config
 from cedargate.demo import project_root
 from cedargate.errors import CedargateError, ConfigError
+from cedargate.git import git_answer
 from cedargate.runtime import handler_registry
 from cedargate.snapshot import Snapshot, build_snapshot
 
@@ -103,11 +103,11 @@ def init_project(folder: Path, user: str | None = None) -> InitResult:
 def local_repository(folder: Path) -> LocalRepository | None:
     """The git work tree ``folder`` is (or, not made yet, will be) in; ``None`` when none, or no git."""
     existing = next(p for p in (folder, *folder.parents) if p.is_dir())
-    top = _git(existing, "rev-parse", "--show-toplevel")
+    top = git_answer(existing, ["rev-parse", "--show-toplevel"])
     if top is None:
         return None
     top_path = Path(top)
-    branch = _git(existing, "symbolic-ref", "--quiet", "--short", "HEAD")
+    branch = git_answer(existing, ["symbolic-ref", "--quiet", "--short", "HEAD"])
     return LocalRepository(f"local/{top_path.name}", os.path.relpath(top_path, folder), branch)
 
 
@@ -183,17 +183,6 @@ def _rolled_back_on_failure(folder: Path) -> Iterator[list[Path]]:
         if first_made is not None:
             shutil.rmtree(first_made, ignore_errors=True)
         raise
-
-
-def _git(folder: Path, *args: str) -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    output = result.stdout.strip()
-    return output if result.returncode == 0 and output else None
 
 
 def _current_user() -> str:
