@@ -134,7 +134,7 @@ def test_the_command_prints_json_a_script_can_read(tmp_path: Path, capsys: pytes
     assert main(["init", str(tmp_path / "svc"), "--user", "dana", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["config"] == str(tmp_path / "svc" / "cedargate.toml")
-    assert report["repository"] == {"name": "local/svc", "path": "."}
+    assert report["repository"] == {"name": "local/svc", "path": ".", "branch": "main"}
     assert report["copied"] == ["tools", "policies"] and report["kept"] == []
     written = tomllib.loads((tmp_path / "svc" / "cedargate.toml").read_text(encoding="utf-8"))
     assert written["principal"]["on_behalf_of"] == "dana"

@@ -16,9 +16,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from pydantic import BaseModel, ConfigDict
 
 from cedargate.aws_sandbox import PROD_ACCOUNT, STAGING_ACCOUNT
 from cedargate.config import DEFAULT_CONFIG_NAME, load_config
@@ -34,9 +35,10 @@ TOOLS_LOCK: Final = "tools/tools.lock"
 _NOT_COPIED: Final = shutil.ignore_patterns("__pycache__", ".*")
 
 
-@dataclass(frozen=True)
-class LocalRepository:
+class LocalRepository(BaseModel):
     """The git repository the project folder is in, published as a ``dev`` repository."""
+
+    model_config = ConfigDict(frozen=True)
 
     name: str
     path: str
@@ -45,8 +47,11 @@ class LocalRepository:
     """The checked-out branch, kept out of direct writes (``protected_branches``)."""
 
 
-@dataclass(frozen=True)
-class InitResult:
+class InitResult(BaseModel):
+    """What ``init`` wrote (``--json`` prints it)."""
+
+    model_config = ConfigDict(frozen=True)
+
     config: Path
     copied: tuple[str, ...]
     """The folders copied from the checkout; the others were there already and are used as they are."""
@@ -54,17 +59,6 @@ class InitResult:
     tools: int
     policies: int
     repository: LocalRepository | None
-
-    def as_json(self) -> dict[str, object]:
-        repository = None if self.repository is None else {"name": self.repository.name, "path": self.repository.path}
-        return {
-            "config": str(self.config),
-            "copied": list(self.copied),
-            "kept": list(self.kept),
-            "tools": self.tools,
-            "policies": self.policies,
-            "repository": repository,
-        }
 
 
 def init_project(folder: Path, user: str | None = None) -> InitResult:
@@ -96,7 +90,12 @@ def init_project(folder: Path, user: str | None = None) -> InitResult:
             raise ConfigError(f"`{config_path}` appeared while init ran; nothing was written") from exc
         staged.unlink()
     return InitResult(
-        config_path, tuple(copied), tuple(kept), len(snapshot.catalog), len(snapshot.policies.info), repository
+        config=config_path,
+        copied=tuple(copied),
+        kept=tuple(kept),
+        tools=len(snapshot.catalog),
+        policies=len(snapshot.policies.info),
+        repository=repository,
     )
 
 
@@ -108,7 +107,7 @@ def local_repository(folder: Path) -> LocalRepository | None:
         return None
     top_path = Path(top)
     branch = git_answer(existing, ["symbolic-ref", "--quiet", "--short", "HEAD"])
-    return LocalRepository(f"local/{top_path.name}", os.path.relpath(top_path, folder), branch)
+    return LocalRepository(name=f"local/{top_path.name}", path=os.path.relpath(top_path, folder), branch=branch)
 
 
 def starting_config(repository: LocalRepository | None, user: str, *, locked: bool = True) -> str:

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = init_project(args.folder, args.user)
     if args.json:
-        print(json.dumps(result.as_json(), indent=2))
+        print(result.model_dump_json(indent=2))
         return 0
     print(f"wrote {result.config}")
     for name in result.copied:
