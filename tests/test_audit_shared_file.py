@@ -114,3 +114,14 @@ async def test_two_agent_sessions_serving_one_config_keep_one_verifiable_trail(t
     report = verify_log(tree / "audit.jsonl")
     assert report.ok, report.problem
     assert report.events == 50
+
+
+def test_a_log_deleted_while_serving_refuses_further_calls(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with closing(JsonlAuditLog(path)) as log:
+        log.append(EventRecord.of(sample_event(1)))
+        path.unlink()  # its events would go to a file nobody can read any more
+        with pytest.raises(AuditWriteError, match="was deleted while the server ran; restart it"):
+            log.append(EventRecord.of(sample_event(2)))
+        with pytest.raises(AuditWriteError, match="no call runs until it is"):
+            log.ready()

@@ -8,7 +8,8 @@ Several servers may append to one file (two agent sessions each start ``cedargat
 on the same config): each append holds an exclusive ``flock`` on the file, and a server
 that finds the file longer than it left it links to the last record there, so the servers
 write one chain. A tail torn by a server that died mid-write is recovered under the same
-lock (see ``segments.py``).
+lock (see ``segments.py``). A file deleted while a server writes to it breaks that server's
+log: what it appended would be lost with the file.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class JsonlAuditLog:
         """The file's size after this server's last write; another size means another server wrote."""
         try:
             with _exclusive(self._file):
-                self._catch_up()
+                self._catch_up(os.fstat(self._file.fileno()).st_size)
         except AuditWriteError:
             self._file.close()
             raise
@@ -90,8 +91,13 @@ class JsonlAuditLog:
                 # The lock as two plain calls, not a context manager: this runs on every call.
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
-                    if os.fstat(fd).st_size != self._end:
-                        self._catch_up()
+                    status = os.fstat(fd)
+                    if status.st_nlink == 0:  # what it writes now would be lost with the file: fail closed
+                        raise AuditWriteError(
+                            f"audit log `{self.path}` was deleted while the server ran; restart it to begin a new log"
+                        )
+                    if status.st_size != self._end:
+                        self._catch_up(status.st_size)
                     chained = {**record.fields, "prev_hash": self._last_hash}
                     digest, line = sealed(chained)
                     data = (line + "\n").encode()
@@ -110,11 +116,8 @@ class JsonlAuditLog:
             chained["hash"] = self._last_hash = digest
             return WrittenEvent(chained)
 
-    def _catch_up(self) -> None:
-        """Link to the file's last record if anyone but this server wrote since its last write (lock held)."""
-        size = os.fstat(self._file.fileno()).st_size
-        if size == self._end:
-            return
+    def _catch_up(self, size: int) -> None:
+        """Link to the file's last record: someone else wrote since this server's last write (lock held)."""
         last = last_record_hash(self._file.fileno(), size)
         if last is None:  # a torn or foreign tail: recovered into a new segment, or refused
             last = recover_tail(self.path)
