@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from cedargate import __version__
 from cedargate.cli import (
+    actions,
     approvals,
     audit,
     budget,
@@ -30,7 +31,22 @@ from cedargate.cli import (
 )
 from cedargate.errors import CedargateError
 
-COMMAND_GROUPS = (init, serve, doctor, demo, tools, policy, audit, provenance, workspaces, db, approvals, budget, holds)
+COMMAND_GROUPS = (
+    init,
+    serve,
+    doctor,
+    demo,
+    tools,
+    policy,
+    audit,
+    provenance,
+    workspaces,
+    db,
+    approvals,
+    actions,
+    budget,
+    holds,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -81,7 +81,8 @@ def run_list(args: argparse.Namespace) -> int:
         store.close()
     if args.json:
         print(json.dumps([h.model_dump(mode="json") for h in found], indent=2))
-    elif not found:
+        return 0
+    if not found:
         print("no holds")
     for h in found:
         print(f"{h.kind.value} {h.subject}: by {h.by_user} at {h.at} ({h.reason})")
