@@ -69,7 +69,7 @@ class AwsClients:
     def __init__(self, config: AwsConfig) -> None:
         self.config = config
         self.region = config.region
-        self.backend: Literal["sandbox", "real"] = _choose_backend(config)
+        self.backend: Literal["sandbox", "real"] = choose_backend(config)
         self.sandbox: Sandbox | None = None
         self._lock = threading.Lock()
         self._clients: OrderedDict[tuple[str, ...], Any] = OrderedDict()
@@ -152,7 +152,8 @@ def _boto_config(config: AwsConfig, agent: str) -> BotoConfig:
     )
 
 
-def _choose_backend(config: AwsConfig) -> Literal["sandbox", "real"]:
+def choose_backend(config: AwsConfig) -> Literal["sandbox", "real"]:
+    """Where AWS calls go: ``aws.mode``, and for ``auto`` the real cloud only when credentials are found."""
     if config.mode != "auto":
         return config.mode
     return "real" if boto3.Session().get_credentials() is not None else "sandbox"

@@ -19,13 +19,14 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from cedargate.audit.probe import unwritable_reason
+from cedargate.aws_session import choose_backend
 from cedargate.config import Config, RepositoryConfig
 from cedargate.errors import CedargateError
 from cedargate.git import git_answer
 from cedargate.runtime import handler_registry
 from cedargate.sandbox import bwrap_executable, probe, sizes_tmpfs
 from cedargate.snapshot import build_snapshot
-from cedargate.store.engine import create_store_engine, store_url
+from cedargate.store.engine import create_store_engine, database_error, store_name, store_url
 from cedargate.store.migrate import current_revision, head_revision, known_revisions
 
 
@@ -104,12 +105,11 @@ def _store(config: Config) -> Iterator[Finding]:
         yield Finding(check="store", status=Status.OK, detail=detail)
         return
     engine = create_store_engine(store_url(config.store))
-    where = engine.url.render_as_string(hide_password=True)
+    where = store_name(engine)
     try:
         current, head, known = current_revision(engine), head_revision(engine), known_revisions(engine)
     except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        detail = f"`{where}` cannot be read: {cause}; check `[store]` in the config"
+        detail = f"`{where}` cannot be read: {database_error(exc)}; check `[store]` in the config"
         yield Finding(check="store", status=Status.FAIL, detail=detail)
         return
     finally:
@@ -187,12 +187,12 @@ def _test_sandbox(config: Config) -> Iterator[Finding]:
 
 def _aws(config: Config) -> Iterator[Finding]:
     aws = config.aws
-    credentials = boto3.Session().get_credentials() if aws.mode != "sandbox" else None
-    if aws.mode == "sandbox" or (aws.mode == "auto" and credentials is None):
+    if choose_backend(aws) == "sandbox":
         why = "as configured" if aws.mode == "sandbox" else "no AWS credentials found"
         detail = f"the embedded sandbox account ({why}); {len(aws.accounts)} accounts seeded on the first AWS call"
         yield Finding(check="aws", status=Status.OK, detail=detail)
         return
+    credentials = boto3.Session().get_credentials()
     if credentials is None:
         detail = '`aws.mode = "real"` but no AWS credentials were found: every AWS tool call will fail'
         yield Finding(check="aws", status=Status.FAIL, detail=detail)

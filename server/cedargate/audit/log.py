@@ -17,8 +17,6 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -27,6 +25,7 @@ from cedargate.audit.probe import unwritable_reason
 from cedargate.audit.record import EventRecord
 from cedargate.audit.segments import last_record_hash, recover_tail
 from cedargate.errors import AuditWriteError
+from cedargate.file_lock import exclusively
 
 
 class AuditSink(Protocol):
@@ -56,7 +55,7 @@ class JsonlAuditLog:
         self._end = -1
         """The file's size after this server's last write; another size means another server wrote."""
         try:
-            with _exclusive(self._file):
+            with exclusively(self._file):
                 self._catch_up(os.fstat(self._file.fileno()).st_size)
         except AuditWriteError:
             self._file.close()
@@ -88,7 +87,7 @@ class JsonlAuditLog:
             self._still_open()
             fd = self._file.fileno()
             try:
-                # The lock as two plain calls, not a context manager: this runs on every call.
+                # ``exclusively``'s lock as two plain calls, not a context manager: this runs on every call.
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
                     status = os.fstat(fd)
@@ -137,13 +136,3 @@ def _write_all(file: BinaryIO, data: bytes) -> None:
         if not written:
             raise OSError("short write to the audit log")
         view = view[written:]
-
-
-@contextmanager
-def _exclusive(file: BinaryIO) -> Iterator[None]:
-    """The file's exclusive ``flock``: one server appends (or recovers the tail) at a time."""
-    fcntl.flock(file.fileno(), fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(file.fileno(), fcntl.LOCK_UN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from cedargate.cli._common import config_from
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print("[" + ",".join(a.model_dump_json() for a in found) + "]")
+        print(json.dumps([a.model_dump(mode="json") for a in found], indent=2))
         return 0
     if not found:
         print("no actions recorded")

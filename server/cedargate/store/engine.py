@@ -65,6 +65,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def store_name(engine: Engine) -> str:
+    """The database's URL as an error may show it: without its password."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def database_error(exc: SQLAlchemyError) -> object:
+    """The driver's own error under SQLAlchemy's wrapper: what the database said."""
+    return getattr(exc, "orig", None) or exc
+
+
 def open_store(config: StoreConfig, *, migrate: bool = True) -> Store:
     """The store named by the config, migrated to the newest revision; fails with the database named."""
     if not config.url:
@@ -74,18 +84,14 @@ def open_store(config: StoreConfig, *, migrate: bool = True) -> Store:
     try:
         if migrate:
             upgrade(engine)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, CommandError) as exc:
         engine.dispose()
-        where = engine.url.render_as_string(hide_password=True)
-        cause = getattr(exc, "orig", None) or exc
-        raise StoreError(
-            f"store `{where}` cannot be opened or migrated: {cause}; check `[store]` in the config"
-        ) from exc
-    except CommandError as exc:  # a revision this cedargate has no migration for: a newer one migrated it
-        engine.dispose()
-        where = engine.url.render_as_string(hide_password=True)
-        raise StoreError(
-            f"store `{where}` is at a schema this cedargate does not know ({exc}): a newer cedargate "
-            "migrated it; serve it with that version (`cedargate doctor` shows the revisions)"
-        ) from exc
+        if isinstance(exc, CommandError):  # a revision this cedargate has no migration for: a newer one made it
+            problem = (
+                f"is at a schema this cedargate does not know ({exc}): a newer cedargate migrated it; "
+                "serve it with that version (`cedargate doctor` shows the revisions)"
+            )
+        else:
+            problem = f"cannot be opened or migrated: {database_error(exc)}; check `[store]` in the config"
+        raise StoreError(f"store `{store_name(engine)}` {problem}") from exc
     return Store(engine)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
@@ -12,6 +11,8 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
+
+from cedargate.file_lock import exclusively
 
 SCRIPT_LOCATION = "cedargate.store:migrations"
 _MIGRATION_LOCK_KEY: Final = 0x63656461  # "ceda": the advisory lock cedargate's migrators share
@@ -50,12 +51,8 @@ def _one_migrator_at_a_time(engine: Engine) -> Iterator[None]:
             finally:
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY})
     elif engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
-        with open(f"{database}.migration-lock", "a+b") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        with open(f"{database}.migration-lock", "a+b") as lock, exclusively(lock):
+            yield
     else:
         yield
 
