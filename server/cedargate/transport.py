@@ -2,22 +2,46 @@
 
 from __future__ import annotations
 
+import signal
 import socket
-from typing import Any, Final
+import sys
+from typing import Any, Final, cast
 
+import anyio
 from mcp.server import Server
 from mcp.server.stdio import stdio_server
 
 from cedargate.errors import ConfigError
+from cedargate.stdio_input import wire_input
 
 _BACKLOG: Final = 2048
 """Connections the kernel queues before they are accepted (uvicorn's own default)."""
 
 
 async def serve_stdio(server: Server[Any]) -> None:
-    async with stdio_server() as (read, write):
-        # The server says what it can notify (cedargate's says tools.listChanged on every transport).
-        await server.run(read, write, server.create_initialization_options())
+    """MCP over stdin and stdout until the client closes stdin, or SIGINT or SIGTERM arrives.
+
+    A signal cancels the serving: a call in flight is audited as cancelled (a tool already
+    running is waited for, never cut off half-way), and the caller's ``finally`` closes the
+    runtime, so secondary audit sinks deliver what they hold. A second signal acts as usual.
+    """
+    async with anyio.create_task_group() as serving:
+        serving.start_soon(_stop_on_signal, serving.cancel_scope)
+        async with wire_input() as wire:
+            stdin = cast("anyio.AsyncFile[str] | None", wire)  # the SDK only iterates it, line by line
+            async with stdio_server(stdin=stdin) as (read, write):
+                # The server says what it can notify (cedargate's says tools.listChanged on every transport).
+                await server.run(read, write, server.create_initialization_options())
+        serving.cancel_scope.cancel()
+
+
+async def _stop_on_signal(serving: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for received in signals:
+            name = signal.Signals(received).name
+            print(f"cedargate: {name} received; stopping (calls in flight are audited as cancelled)", file=sys.stderr)
+            serving.cancel()
+            return
 
 
 def listen_http(host: str, port: int) -> socket.socket:

@@ -1,0 +1,207 @@
+"""A stdio server stops on SIGINT or SIGTERM, with its client's pipe still open, and audits what was in flight."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+import anyio.to_thread
+import pytest
+from tests.conftest import ROOT, audit_events
+from tests.repo_support import WEB_ANCHOR
+
+from cedargate.audit.verify import verify_log
+from cedargate.stdio_input import WireInput
+
+HANDSHAKE = [
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
+    },
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+]
+
+
+def _call(request_id: int, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments},
+    }
+
+
+def _serve(tree: Path, stdin: int | IO[bytes]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cedargate", "--config", str(tree / "cedargate.toml"), "serve"],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("CEDARGATE_")},
+            "PYTHONPATH": str(ROOT / "server"),
+        },
+    )
+
+
+class _Wire:
+    """A raw JSON-RPC client on the server's pipes (the test must hold stdin open and know the pid)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdin is not None and process.stdout is not None
+        self.process = process
+        self._stdin = process.stdin
+        self._stdout = process.stdout
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._stdin.write(json.dumps(message).encode() + b"\n")
+        self._stdin.flush()
+
+    def answer(self, request_id: int) -> dict[str, Any]:
+        while True:
+            line = self._stdout.readline()
+            assert line, "the server closed stdout before answering"
+            message: dict[str, Any] = json.loads(line)
+            if message.get("id") == request_id:
+                return message
+
+    def stopped(self, signal_number: int) -> tuple[int, str]:
+        """Signal the server and wait for it to exit, its stdin still open; returns status and stderr."""
+        self.process.send_signal(signal_number)
+        try:
+            status = self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError("the server was still running 30 s after the signal") from None
+        assert not self._stdin.closed
+        assert self.process.stderr is not None
+        return status, self.process.stderr.read().decode()
+
+
+@pytest.fixture
+def wire(tree: Path) -> Iterator[_Wire]:
+    process = _serve(tree, subprocess.PIPE)
+    try:
+        client = _Wire(process)
+        for message in HANDSHAKE:
+            client.send(message)
+        assert client.answer(1)["result"]["serverInfo"]["name"] == "cedargate"
+        yield client
+    finally:
+        _reap(process)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_a_server_whose_client_keeps_stdin_open(
+    wire: _Wire, tree: Path, signal_number: signal.Signals
+) -> None:
+    wire.send(_call(2, "repo_list_tree", {"repository": "acme/web"}))
+    assert wire.answer(2)["result"]["isError"] is False
+
+    status, stderr = wire.stopped(signal_number)
+
+    assert status == 0, stderr
+    assert f"{signal_number.name} received; stopping" in stderr
+    assert "Traceback" not in stderr
+    assert [event["tool"] for event in audit_events(tree / "audit.jsonl")] == ["repo_list_tree"]
+
+
+def test_a_tool_running_when_the_server_is_stopped_runs_to_its_end_and_is_audited(tree: Path) -> None:
+    config = tree / "cedargate.toml"
+    tests = 'test_command = "sh ./ci.sh"\ntest_timeout_seconds = 20\ntest_memory_mb = 256\n'
+    config.write_text(config.read_text().replace(WEB_ANCHOR, WEB_ANCHOR + tests, 1))
+    process = _serve(tree, subprocess.PIPE)
+    try:
+        wire = _Wire(process)
+        for message in HANDSHAKE:
+            wire.send(message)
+        wire.answer(1)
+        branch = {"repository": "acme/web", "branch": "agent/stopping"}
+        script = "touch started\nsleep 2\ntouch finished\n"
+        wire.send(_call(2, "repo_create_branch", branch))
+        assert wire.answer(2)["result"]["isError"] is False
+        wire.send(_call(3, "repo_write_file", {**branch, "path": "ci.sh", "content": script}))
+        assert wire.answer(3)["result"]["isError"] is False
+        wire.send(_call(4, "repo_run_tests", {"repository": "acme/web"}))
+        started = _appears(tree / "var/workspaces/acme/web", "started")
+
+        status, stderr = wire.stopped(signal.SIGTERM)
+    finally:
+        _reap(process)
+
+    assert status == 0, stderr
+    assert (started.parent / "finished").exists()  # the run was waited for, not cut off half-way
+    last = audit_events(tree / "audit.jsonl")[-1]
+    assert last["tool"] == "repo_run_tests" and last["outcome"] == "succeeded"  # what the tool did, answered or not
+    assert last["execution"]["test_run"]["exit_code"] == 0 and last["duration_ms"] >= 2000
+    assert verify_log(tree / "audit.jsonl").ok
+
+
+def test_requests_from_a_file_on_stdin_are_read_and_its_end_stops_the_server(tree: Path) -> None:
+    """stdin may be a regular file, which cannot be polled: its lines are still read, and its end is EOF.
+
+    EOF is the client's shutdown: a call still in flight then is cancelled, and audited as such.
+    """
+    requests = tree / "requests.jsonl"
+    lines = [*HANDSHAKE, _call(2, "repo_read_file", {"repository": "acme/web", "path": "README.md"})]
+    requests.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with requests.open("rb") as stdin:
+        process = _serve(tree, stdin)
+        stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 0, stderr.decode()
+    answers = {message["id"]: message for message in map(json.loads, stdout.splitlines())}
+    assert answers[1]["result"]["serverInfo"]["name"] == "cedargate"
+    [event] = audit_events(tree / "audit.jsonl")
+    assert event["tool"] == "repo_read_file" and event["arguments"] == lines[2]["params"]["arguments"]
+
+
+def _appears(root: Path, name: str) -> Path:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = next(root.rglob(name), None) if root.exists() else None
+        if found is not None:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no `{name}` under {root} within 30 s")
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    with process:  # closes its pipes
+        process.wait()
+
+
+@pytest.mark.anyio
+async def test_the_wire_input_yields_whole_lines_across_reads() -> None:
+    """A line longer than one read, a character split between reads, and a last line without its newline."""
+    long_line = json.dumps({"content": "é" * 100_000}) + "\n"
+    read_end, write_end = os.pipe()
+    wire = WireInput(read_end)
+
+    def write() -> None:
+        with os.fdopen(write_end, "wb") as pipe:
+            data = (long_line + '{"last": true}').encode()
+            for start in range(0, len(data), 4095):  # odd-sized pieces split the two-byte characters
+                pipe.write(data[start : start + 4095])
+                pipe.flush()
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(anyio.to_thread.run_sync, write)
+            lines = [line async for line in wire]
+    finally:
+        os.close(read_end)
+
+    assert lines == [long_line, '{"last": true}']
