@@ -5,6 +5,10 @@ from __future__ import annotations
 import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any, Final, cast
 
 import anyio
@@ -16,6 +20,8 @@ from cedargate.stdio_input import wire_input
 
 _BACKLOG: Final = 2048
 """Connections the kernel queues before they are accepted (uvicorn's own default)."""
+STOPPING_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+"""Stop serving gracefully: calls in flight are audited and the runtime closes."""
 
 
 async def serve_stdio(server: Server[Any]) -> None:
@@ -36,12 +42,16 @@ async def serve_stdio(server: Server[Any]) -> None:
 
 
 async def _stop_on_signal(serving: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with anyio.open_signal_receiver(*STOPPING_SIGNALS) as signals:
         async for received in signals:
-            name = signal.Signals(received).name
-            print(f"cedargate: {name} received; stopping (calls in flight are audited as cancelled)", file=sys.stderr)
+            _announce_stop(received)
             serving.cancel()
             return
+
+
+def _announce_stop(received: int) -> None:
+    name = signal.Signals(received).name
+    print(f"cedargate: {name} received; stopping (calls in flight are audited)", file=sys.stderr)
 
 
 def listen_http(host: str, port: int) -> socket.socket:
@@ -70,6 +80,31 @@ async def serve_http(server: Server[Any], listener: socket.socket, host: str, **
     """
     import uvicorn
 
+    class GracefulServer(uvicorn.Server):
+        """uvicorn's graceful shutdown, without killing the process with the signal afterwards.
+
+        uvicorn raises the signal again once it has shut down; under SIGTERM's default action
+        that ends Python before the caller's ``finally`` closes the runtime (secondary audit
+        sinks would lose what they hold). The process exits normally instead.
+        """
+
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {stopping: signal.signal(stopping, self.handle_exit) for stopping in STOPPING_SIGNALS}
+            try:
+                yield
+            finally:
+                for stopping, handler in previous.items():
+                    signal.signal(stopping, handler)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if not self.should_exit:
+                _announce_stop(sig)
+            super().handle_exit(sig, frame)
+
     app = server.streamable_http_app(host=host, **app_options)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    await uvicorn.Server(config).serve(sockets=[listener])
+    await GracefulServer(config).serve(sockets=[listener])

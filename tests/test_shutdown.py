@@ -1,20 +1,24 @@
-"""A stdio server stops on SIGINT or SIGTERM, with its client's pipe still open, and audits what was in flight."""
+"""A server stops on SIGINT or SIGTERM (over stdio with its client's pipe still open) and closes its runtime."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import IO, Any
 
 import anyio
 import anyio.to_thread
 import pytest
+from mcp import Client
 from tests.conftest import ROOT, audit_events
 from tests.repo_support import WEB_ANCHOR
 
@@ -41,9 +45,9 @@ def _call(request_id: int, tool: str, arguments: dict[str, Any]) -> dict[str, An
     }
 
 
-def _serve(tree: Path, stdin: int | IO[bytes]) -> subprocess.Popen[bytes]:
+def _serve(tree: Path, stdin: int | IO[bytes], *options: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "cedargate", "--config", str(tree / "cedargate.toml"), "serve"],
+        [sys.executable, "-m", "cedargate", "--config", str(tree / "cedargate.toml"), "serve", *options],
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -164,6 +168,36 @@ def test_requests_from_a_file_on_stdin_are_read_and_its_end_stops_the_server(tre
     assert answers[1]["result"]["serverInfo"]["name"] == "cedargate"
     [event] = audit_events(tree / "audit.jsonl")
     assert event["tool"] == "repo_read_file" and event["arguments"] == lines[2]["params"]["arguments"]
+
+
+def test_sigterm_stops_an_http_server_and_its_secondary_sink_keeps_every_event(tree: Path) -> None:
+    config = tree / "cedargate.toml"
+    config.write_text(config.read_text() + '\n[[audit.sinks]]\nkind = "database"\n')
+    process = _serve(tree, subprocess.DEVNULL, "--transport", "http", "--port", "0")
+    try:
+        assert process.stderr is not None
+        serving = process.stderr.readline().decode()
+        url = re.search(r"http://\S+/mcp", serving)
+        assert url is not None, serving
+
+        async def calls() -> None:
+            async with Client(url.group()) as client:
+                for _ in range(3):
+                    result = await client.call_tool("repo_list_tree", {"repository": "acme/web"})
+                    assert result.is_error is False
+
+        anyio.run(calls)
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=30)
+        stderr = process.stderr.read().decode()
+    finally:
+        _reap(process)
+
+    assert status == 0, stderr  # uvicorn alone ends the process by the signal, before the runtime closes
+    assert "SIGTERM received; stopping" in stderr
+    with closing(sqlite3.connect(tree / "var/cedargate.db")) as store:
+        [(stored,)] = store.execute("select count(*) from audit_events").fetchall()
+    assert stored == len(audit_events(tree / "audit.jsonl")) == 3
 
 
 def _appears(root: Path, name: str) -> Path:
