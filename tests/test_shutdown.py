@@ -146,7 +146,8 @@ def test_a_tool_running_when_the_server_is_stopped_runs_to_its_end_and_is_audite
     assert status == 0, stderr
     assert (started.parent / "finished").exists()  # the run was waited for, not cut off half-way
     last = audit_events(tree / "audit.jsonl")[-1]
-    assert last["tool"] == "repo_run_tests" and last["outcome"] == "succeeded"  # what the tool did, answered or not
+    assert last["tool"] == "repo_run_tests" and last["outcome"] == "failed"  # its result never reached the client
+    assert "cancelled (by the client or a stopping server) while its tool ran; the tool ran to its end" in last["error"]
     assert last["execution"]["test_run"]["exit_code"] == 0 and last["duration_ms"] >= 2000
     assert verify_log(tree / "audit.jsonl").ok
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from cedargate.audit.event import AuditEvent, AuditPrincipal, AuditResource, Outcome, WrittenEvent
@@ -273,6 +274,9 @@ class Pipeline:
 
         try:
             result = await store.visit(budget_then_execute)
+            # The wait for the worker thread is not interrupted: a call cancelled while its tool
+            # ran learns it here, so its event says the result never reached the client.
+            await anyio.lowlevel.checkpoint_if_cancelled()
         finally:
             event.fields["execution"] = call.execution or None
         payload = dict(redact_value(result, "", manifest.sensitive_fields))

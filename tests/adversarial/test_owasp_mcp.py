@@ -262,8 +262,9 @@ async def test_a_call_cancelled_while_its_handler_runs_finishes_the_handler_and_
     finally:
         g.close()
     assert finished.is_set()  # the handler was not abandoned half-way
-    [event] = g.events  # and the trail shows the call that ran
-    assert event.outcome is Outcome.SUCCEEDED
+    [event] = g.events  # and the trail shows the call that ran, its result never delivered
+    assert event.outcome is Outcome.FAILED and event.result_sha256 is None
+    assert "while its tool ran; the tool ran to its end" in (event.error or "")
     assert verify_log(g.runtime.config.audit.path).ok
 
 
