@@ -106,7 +106,7 @@ def test_arguments_the_quick_check_refuses_still_get_the_named_field() -> None:
         "repository": "demo/app",
         "path": "README.md",
     }
-    with pytest.raises(ToolInputError, match="field `path`: 3 is not of type 'string'"):
+    with pytest.raises(ToolInputError, match="field `path`: `3` is not of type 'string'"):
         validate_arguments(manifest, {"repository": "demo/app", "path": 3})
     with pytest.raises(ToolInputError, match="field `colour` is not accepted"):
         validate_arguments(manifest, {"repository": "demo/app", "path": "a", "colour": "red"})
@@ -124,7 +124,7 @@ def test_every_bad_field_is_named_in_one_error_so_one_retry_can_fix_them_all() -
     problems = str(mixed.value).split(": ", 1)[1].split("; ")
     assert sorted(problems) == [
         "field `colour` is not accepted by this tool",
-        "field `repository`: 3 is not of type 'string'",
+        "field `repository`: `3` is not of type 'string'",
     ]
 
 

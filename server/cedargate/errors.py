@@ -18,7 +18,30 @@ where it helps, what to do next.
 
 from __future__ import annotations
 
+from typing import Final
+
 from pydantic import ValidationError
+
+QUOTED_CHARACTERS: Final = 120
+"""The most of one input an error message (or an audit field) echoes."""
+
+
+def clipped(text: str, limit: int = QUOTED_CHARACTERS) -> str:
+    """``text``, or its start and its length when longer than ``limit``.
+
+    Errors go back to the agent and into the audit line: echoing a 3 MB argument would pass
+    the result cap and swell the trail, while its start and its length identify it.
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 40]}… ({len(text):,} characters)"
+
+
+def quoted(text: str) -> str:
+    """``text`` in backticks, as messages quote user input, cut to its start when long (see ``clipped``)."""
+    if len(text) <= QUOTED_CHARACTERS:
+        return f"`{text}`"
+    return f"`{text[: QUOTED_CHARACTERS - 40]}…` ({len(text):,} characters)"
 
 
 class CedargateError(Exception):

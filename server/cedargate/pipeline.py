@@ -39,6 +39,8 @@ from cedargate.errors import (
     ResourceError,
     StoreError,
     ToolInputError,
+    clipped,
+    quoted,
 )
 from cedargate.gate import Gate, GateTicket, needs_approval
 from cedargate.handlers import HandlerCall, HandlerRegistry
@@ -194,7 +196,8 @@ class Pipeline:
         manifest = snapshot.catalog.get(request.tool)
         if manifest is None:
             raise _Refused(
-                Outcome.UNKNOWN_TOOL, f"unknown tool `{request.tool}`: list the tools to see what this server publishes"
+                Outcome.UNKNOWN_TOOL,
+                f"unknown tool {quoted(request.tool)}: list the tools to see what this server publishes",
             )
         event.fields.update(
             manifest_hash=manifest.content_hash, action=manifest.name, duty=manifest.duty, risk=manifest.risk.value
@@ -390,7 +393,7 @@ class _EventDraft:
                 "principal": _audit_principal(p),
                 "session_id": request.session.id,
                 "task": p.task,
-                "tool": request.tool,
+                "tool": clipped(request.tool),  # a name is short unless an agent sent an unknown one
                 "traceparent": _valid_traceparent(request.traceparent),
             },
             request.arguments or {},

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from cedargate.config import Config
-from cedargate.errors import ToolInputError
+from cedargate.errors import ToolInputError, quoted
 from cedargate.identity import Principal
 from cedargate.request_context import build_context
 from cedargate.resolve import resolve_call
@@ -63,7 +63,7 @@ def decide_request(request: PolicyRequest, snapshot: Snapshot, config: Config) -
     manifest = snapshot.catalog.get(request.tool)
     if manifest is None:
         known = ", ".join(f"`{t}`" for t in snapshot.catalog.tools)
-        raise ToolInputError(f"unknown tool `{request.tool}` (published: {known})")
+        raise ToolInputError(f"unknown tool {quoted(request.tool)} (published: {known})")
     args = validate_arguments(manifest, {**request.args, manifest.resource.argument: request.resource})
     resource, args = resolve_call(manifest, args, config)
     context = build_context(

@@ -94,12 +94,23 @@ def _looks_sensitive(name: str) -> bool:
 
 
 def arguments_for_audit(args: Mapping[str, Any], sensitive: Collection[str] = ()) -> dict[str, Any]:
-    """Arguments as the audit log keeps them: redacted, long strings summarised by digest."""
-    return {k: _summarise(v) for k, v in redact_value(dict(args), "", sensitive).items()}
+    """Arguments as the audit log keeps them: redacted, long strings (and keys) summarised by digest."""
+    summary: dict[str, Any] = _summarise(redact_value(dict(args), "", sensitive))
+    return summary
 
 
 def _summarise(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > MAX_AUDIT_STRING:
-        digest = hashlib.sha256(value.encode()).hexdigest()
-        return f"{value[:256]}... [{len(value)} chars, sha256 {digest}]"
+    """Every string at any depth, keys included: an agent can nest a 30 MB string as easily as pass one."""
+    kind = type(value)
+    if kind is str:
+        return value if len(value) <= MAX_AUDIT_STRING else _digest(value)
+    if kind is dict:
+        return {(k if len(k) <= MAX_AUDIT_STRING else _digest(k)): _summarise(v) for k, v in value.items()}
+    if kind is list:
+        return [_summarise(v) for v in value]
     return value
+
+
+def _digest(text: str) -> str:
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return f"{text[:256]}... [{len(text)} chars, sha256 {digest}]"

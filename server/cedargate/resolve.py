@@ -13,7 +13,7 @@ from typing import Any
 from cedargate.aws_schema import REGION_ARGUMENT
 from cedargate.cedar_types import AWS_ACCOUNT, REPOSITORY, EntityRef
 from cedargate.config import AwsAccountConfig, Config, RepositoryConfig
-from cedargate.errors import ResourceError
+from cedargate.errors import ResourceError, quoted
 from cedargate.manifest import ToolManifest
 
 
@@ -37,7 +37,7 @@ def resolve_resource(manifest: ToolManifest, args: Mapping[str, Any], config: Co
         if repo is None:
             known = ", ".join(f"`{r.name}`" for r in config.repositories) or "none"
             raise ResourceError(
-                f"field `{binding.argument}`: repository `{name}` is not configured (configured: {known})"
+                f"field `{binding.argument}`: repository {quoted(name)} is not configured (configured: {known})"
             )
         return Resource(EntityRef(REPOSITORY, repo.name), repo.environment, repo)
     account_id = args.get(binding.argument) or config.aws.default_account
@@ -47,7 +47,7 @@ def resolve_resource(manifest: ToolManifest, args: Mapping[str, Any], config: Co
     if account is None:
         known = ", ".join(f"`{a.id}`" for a in config.aws.accounts) or "none"
         raise ResourceError(
-            f"field `{binding.argument}`: AWS account `{account_id}` is not configured (configured: {known})"
+            f"field `{binding.argument}`: AWS account {quoted(str(account_id))} is not configured (configured: {known})"
         )
     return Resource(EntityRef(AWS_ACCOUNT, account.id), account.environment, account)
 

@@ -7,12 +7,13 @@ arguments first where it can (``quick_accept``); anything it does not accept is 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Final
 
 from jsonschema.exceptions import ValidationError, best_match, relevance
 
-from cedargate.errors import ToolInputError
+from cedargate.errors import ToolInputError, quoted
 from cedargate.manifest import ToolManifest
 
 MAX_LISTED_PROBLEMS: Final = 5
@@ -37,16 +38,29 @@ def validate_arguments(manifest: ToolManifest, arguments: Mapping[str, Any] | No
 
 
 def describe_schema_error(error: ValidationError) -> str:
-    """One clause naming the field and the problem, e.g. ``field `path`: 3 is not of type 'string'``."""
+    """One clause naming the field and the problem, e.g. ``field `path`: `3` is not of type 'string'``."""
     path = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         field = f"{path}.{missing}" if path else missing
-        return f"field `{field}` is required"
+        return f"field {quoted(field)} is required"
     if error.validator == "additionalProperties":
         declared = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
         given = error.instance if isinstance(error.instance, dict) else {}
         extras = sorted(set(given) - set(declared))
-        field = ", ".join(f"`{path + '.' if path else ''}{e}`" for e in extras)
+        field = ", ".join(quoted(f"{path + '.' if path else ''}{e}") for e in extras)
         return f"field {field} is not accepted by this tool"
-    return f"field `{path or '(arguments)'}`: {error.message}"
+    return f"field {quoted(path or '(arguments)')}: {_as_sent(error)}"
+
+
+def _as_sent(error: ValidationError) -> str:
+    """jsonschema's message with the value shown as the agent sent it (JSON, cut when long), not as Python."""
+    message = error.message
+    python = repr(error.instance)
+    if message.startswith(python):
+        return quoted(json.dumps(error.instance, ensure_ascii=False, default=str)) + message[len(python) :]
+    return message if len(message) <= _MESSAGE_CHARACTERS else message[:_MESSAGE_CHARACTERS] + "…"
+
+
+_MESSAGE_CHARACTERS: Final = 400
+"""A message that embeds the value elsewhere (rare) is cut to this length."""
