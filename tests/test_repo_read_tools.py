@@ -174,6 +174,28 @@ async def test_reading_a_path_that_is_itself_a_link_is_refused_naming_its_target
     assert outcomes == ["invalid_arguments", "invalid_arguments", "invalid_arguments", "succeeded"]
 
 
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("repo_list_tree", {"path": "etc_dir"}),
+        ("repo_list_tree", {"path": "etc_dir", "recursive": True}),
+        ("repo_search", {"pattern": "root", "path": "etc_dir"}),
+        ("repo_search", {"pattern": "root", "path": "etc_dir/passwd"}),
+    ],
+)
+async def test_listing_or_searching_a_committed_link_is_refused_not_shown_empty(
+    runtime: Runtime, tool: str, arguments: dict[str, object]
+) -> None:
+    """An empty answer would look like an empty folder; the agent is told the path is a link instead."""
+    _commit_symlink(runtime, "etc_dir", "/etc")
+    async with client_for(runtime) as client:
+        message = await Session(client).refused(tool, {**WEB, **arguments})
+    assert "field `path`: `etc_dir` is a symbolic link" in message
+    assert "tools do not follow links" in message
+    [event] = audit_events(runtime.config.audit.path)
+    assert event["outcome"] == "invalid_arguments"
+
+
 async def test_a_link_to_a_directory_inside_the_repository_is_not_followed_either(runtime: Runtime) -> None:
     repo = runtime.config.repository("acme/web")
     assert repo is not None and repo.path is not None
@@ -210,6 +232,25 @@ async def test_a_file_read_names_what_is_wrong_with_the_ref_or_the_path(runtime:
     assert "field `ref`: `no-such-branch` is not a commit" in missing_ref
     assert "field `path`: `docs/deep` is not a file" in directory
     assert "field `path`" in line_break and "line break" in line_break
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "field"),
+    [
+        ("repo_read_file", {"path": "README.md", "ref": "nonexistent-branch"}, "ref"),
+        ("repo_list_tree", {"ref": "nonexistent-branch"}, "ref"),
+        ("repo_log", {"ref": "nonexistent-branch"}, "ref"),
+        ("repo_show_commit", {"commit": "nonexistent-branch"}, "commit"),
+        ("repo_diff", {"base": "nonexistent-branch", "head": "HEAD"}, "base"),
+    ],
+)
+async def test_a_ref_that_is_not_a_commit_is_reported_in_the_configured_repository(
+    runtime: Runtime, tool: str, arguments: dict[str, str], field: str
+) -> None:
+    """The agent knows the repository as `acme/web`; the folder it is checked out in is the server's business."""
+    async with client_for(runtime) as client:
+        message = await Session(client).refused(tool, {**WEB, **arguments})
+    assert f"field `{field}`: `nonexistent-branch` is not a commit in `acme/web`" in message
 
 
 async def test_reads_of_the_prod_repository_are_allowed_and_scoped_to_it(runtime: Runtime) -> None:

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import audit_events
 from tests.repo_support import Session, bare_remote, client_for, configure_web
 
-from cedargate.git import git_text
+from cedargate.git import git_text, run_git
 from cedargate.runtime import Runtime
 from cedargate.workspaces import WorkspaceStore
 
@@ -40,6 +40,15 @@ def _web_path(runtime: Runtime) -> Path:
     repo = runtime.config.repository("acme/web")
     assert repo is not None and repo.path is not None
     return repo.path
+
+
+def _commit_links(web: Path, links: dict[str, str]) -> None:
+    """Commit symbolic links (name -> target) onto `main` of the main checkout."""
+    for name, target in links.items():
+        (web / name).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, web / name)
+    run_git(web, ["add", "--", *links])
+    run_git(web, ["-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m", "Add links"])
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
@@ -121,6 +130,32 @@ async def test_write_file_refuses_a_symlink_in_the_workspace(runtime: Runtime) -
         message = await s.refused("repo_write_file", {**BRANCH, "path": "out/x.txt", "content": "x"})
     assert "`out` is a symbolic link" in message
     assert not (workspace.parent / "x.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "link"),
+    [
+        ("passwd_link", "passwd_link"),
+        ("etc_dir", "etc_dir"),
+        ("sub/up", "sub/up"),
+        ("etc_dir/passwd", "etc_dir"),
+    ],
+)
+async def test_write_file_refuses_a_committed_link_and_leaves_it_a_link(runtime: Runtime, path: str, link: str) -> None:
+    """Without a workspace the file is committed by plumbing: a link there must not become a regular file."""
+    web = _web_path(runtime)
+    _commit_links(web, {"passwd_link": "/etc/passwd", "etc_dir": "/etc", "sub/up": ".."})
+    before = git_text(web, ["ls-tree", "main", "--", link])
+    async with client_for(runtime) as client:
+        message = await Session(client).refused("repo_write_file", {**BRANCH, "path": path, "content": "x"})
+    assert f"field `path`: `{link}` is a symbolic link" in message
+    assert "tools do not follow links" in message
+    [event] = audit_events(runtime.config.audit.path)
+    assert event["outcome"] == "invalid_arguments"
+    assert before.startswith("120000 ")
+    assert git_text(web, ["ls-tree", "main", "--", link]) == before
+    assert git_text(web, ["branch", "--list", "agent/fix"]) == ""
+    assert (web / link).is_symlink()
 
 
 async def test_a_task_cannot_switch_branches_or_commit_nothing(runtime: Runtime) -> None:

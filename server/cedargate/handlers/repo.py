@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError, ToolInputError
-from cedargate.git import ObjectReader, git_text, run_git
+from cedargate.git import git_text, run_git
 from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import Handler, HandlerCall, HandlerFamily
 from cedargate.handlers.repo_common import (
@@ -27,6 +27,7 @@ from cedargate.handlers.repo_common import (
     commit_of,
     head_commit,
     not_a_commit,
+    refuse_links,
     repo_of,
     task_branch,
 )
@@ -38,36 +39,27 @@ from cedargate.repo_paths import confined_path, safe_revision, worktree_file
 from cedargate.workspaces import Workspace, WorkspaceStore
 
 MAX_READ_BYTES: Final = 256 * 1024
-MAX_LINK_BYTES: Final = 4096
-"""The longest link target a checkout can hold (``PATH_MAX``); a longer blob is read as a file."""
-_SYMLINK_MODE: Final = "120000"
 
 
 def read_file(call: HandlerCall) -> dict[str, Any]:
-    """Read one file at a revision, refusing files over the size cap."""
+    """Read one file at a revision, refusing symbolic links and files over the size cap."""
     repo, repo_path = repo_of(call)
     path = confined_path(str(call.args["path"]))
     if "\n" in path or "\r" in path:
         raise ToolInputError(f"field `path`: `{path!r}` contains a line break; such files cannot be read")
     ref = revision_to_read(call)
-    # One git reader answers all three questions (which commit, which blob, what content).
+    # One git reader answers every question (which commit, any link on the way, which blob, what content).
     with OBJECT_READERS.reader(repo_path) as objects:
         found = objects.info(f"{ref}^{{commit}}")
         if found is None:
-            raise not_a_commit(repo_path, ref, "ref")
+            raise not_a_commit(repo.name, ref, "ref")
         commit = found.oid
-        # git does not follow a symbolic link inside `commit:path`, so a path through one names
-        # nothing; only then is the tree listed, to say that a link is why.
+        # git names a link's own blob at `commit:path`, and nothing through one: refuse both first.
+        refuse_links(objects, commit, path)
         blob = objects.info(f"{commit}:{path}")
         if blob is None or blob.type != "blob":
-            refuse_symlinked_parents(repo_path, commit, path)
             raise HandlerError(f"field `path`: `{path}` is not a file at `{ref}` in `{repo.name}`")
         size = blob.size
-        if size <= MAX_LINK_BYTES and _entry_mode(objects, commit, path) == _SYMLINK_MODE:
-            target = objects.contents(blob.oid).decode(errors="replace")
-            raise ToolInputError(
-                f"field `path`: `{path}` is a symbolic link (to `{target}`); tools do not follow links"
-            )
         if size > MAX_READ_BYTES:
             raise HandlerError(f"field `path`: `{path}` is {size} bytes, over the {MAX_READ_BYTES}-byte read cap")
         data = objects.contents(blob.oid)
@@ -97,8 +89,10 @@ def write_file(call: HandlerCall) -> dict[str, Any]:
     if workspace is not None:
         return _write_in_workspace(repo.name, workspace, path, content, message)
     base = branch_tip(repo_path, branch)
-    parent = base or commit_of(repo_path, safe_revision(str(call.args.get("base", "HEAD")), "base"), "base")
-    refuse_symlinked_parents(repo_path, parent, path)
+    parent = base or commit_of(repo, repo_path, safe_revision(str(call.args.get("base", "HEAD")), "base"), "base")
+    # Writing over a link would turn it into a file; writing through one would change what it points at.
+    with OBJECT_READERS.reader(repo_path) as objects:
+        refuse_links(objects, parent, path)
     commit = _commit_with_file(repo_path, parent, path, content, message)
     # Compare-and-swap: the branch moves only if nobody moved it since we read it.
     run_git(repo_path, ["update-ref", f"refs/heads/{branch}", commit, base or "0" * 40])
@@ -107,7 +101,7 @@ def write_file(call: HandlerCall) -> dict[str, Any]:
 
 def _write_in_workspace(name: str, workspace: Workspace, path: str, content: bytes, message: str) -> dict[str, Any]:
     target = worktree_file(workspace.path, path)
-    parent = head_commit(workspace.path)
+    parent = head_commit(workspace)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(content)
     run_git(workspace.path, ["add", "--", path])
@@ -118,7 +112,7 @@ def _write_in_workspace(name: str, workspace: Workspace, path: str, content: byt
         input=message.encode(),
         env=COMMITTER_ENV,
     )
-    commit = head_commit(workspace.path)
+    commit = head_commit(workspace)
     return {
         "repository": name,
         "branch": workspace.branch,
@@ -144,40 +138,6 @@ def delete_branch(call: HandlerCall) -> dict[str, Any]:
         )
     run_git(repo_path, ["update-ref", "-d", f"refs/heads/{branch}", tip])
     return {"repository": repo.name, "branch": branch, "deleted_tip": tip}
-
-
-def _entry_mode(objects: ObjectReader, commit: str, path: str) -> str | None:
-    """The tree mode of ``path`` at ``commit`` (``120000`` for a link), from its directory's tree object."""
-    directory, _, name = path.rpartition("/")
-    tree = objects.info(f"{commit}:{directory}" if directory else f"{commit}^{{tree}}")
-    if tree is None or tree.type != "tree":
-        return None
-    data = objects.contents(tree.oid)
-    wanted = name.encode()
-    oid_bytes = len(commit) // 2
-    at = 0
-    # Entries are `MODE NAME\0` then the raw object id; ids are binary, so walk entry by entry.
-    while at < len(data):
-        space = data.index(b" ", at)
-        end = data.index(b"\0", space)
-        if data[space + 1 : end] == wanted:
-            return data[at:space].decode()
-        at = end + 1 + oid_bytes
-    return None
-
-
-def refuse_symlinked_parents(repo: Path, commit: str, path: str) -> None:
-    """A path whose directory part is a symlink in the tree could lead outside the repository."""
-    parts = path.split("/")
-    prefixes = ["/".join(parts[:depth]) for depth in range(1, len(parts))]
-    if not prefixes:
-        return
-    # One listing for every directory on the way (pathspecs are literal, see ``git_env``).
-    listing = run_git(repo, ["ls-tree", "-z", commit, "--", *prefixes]).stdout.decode(errors="replace")
-    links = {entry.partition("\t")[2] for entry in listing.split("\0") if entry.startswith(_SYMLINK_MODE)}
-    for prefix in prefixes:
-        if prefix in links:
-            raise ToolInputError(f"field `path`: `{prefix}` is a symbolic link; tools do not follow links")
 
 
 def _commit_with_file(repo: Path, parent: str, path: str, content: bytes, message: str) -> str:

@@ -1,4 +1,4 @@
-"""What every repository handler shares: the repository, task branches, commits and trailers."""
+"""What every repository handler shares: the repository, task branches, commits, links and trailers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Final
 from cedargate.checkout import local_repo
 from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError, ToolInputError
+from cedargate.git import ObjectReader
 from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import HandlerCall
 from cedargate.repo_paths import safe_ref
@@ -21,6 +22,10 @@ COMMITTER_ENV: Final[Mapping[str, str]] = {
     "GIT_COMMITTER_EMAIL": "cedargate@localhost",
 }
 AUDIT_TRAILER: Final = "Cedargate-Audit-Event"
+MAX_LINK_BYTES: Final = 4096
+"""The longest link target a checkout can hold (``PATH_MAX``); a longer one is not quoted back."""
+_SYMLINK_MODE: Final = b"120000"
+_TREE_MODE: Final = b"40000"
 
 
 def repo_of(call: HandlerCall) -> tuple[RepositoryConfig, Path]:
@@ -46,21 +51,25 @@ def task_branch(repo: RepositoryConfig, branch: str, field: str = "branch") -> s
     return branch
 
 
-def commit_of(repo: Path, ref: str, field: str) -> str:
-    """The commit id a ref names, or an error naming the field (asked of a kept git reader)."""
-    found = _commit_named(repo, f"{ref}^{{commit}}")
+def commit_of(repo: RepositoryConfig, where: Path, ref: str, field: str) -> str:
+    """The commit id a ref names at ``where``, or an error naming the field and ``repo`` (asked of a kept reader)."""
+    found = _commit_named(where, f"{ref}^{{commit}}")
     if found is None:
-        raise not_a_commit(repo, ref, field)
+        raise not_a_commit(repo.name, ref, field)
     return found
 
 
-def head_commit(where: Path) -> str:
-    """The commit checked out at ``where``, a repository or a task worktree (asked of a kept reader)."""
-    return commit_of(where, "HEAD", "repository")
+def head_commit(workspace: Workspace) -> str:
+    """The commit checked out in a task's worktree (asked of a kept reader)."""
+    found = _commit_named(workspace.path, "HEAD^{commit}")
+    if found is None:
+        raise not_a_commit(workspace.repository, "HEAD", "repository")
+    return found
 
 
-def not_a_commit(repo: Path, ref: str, field: str) -> HandlerError:
-    return HandlerError(f"field `{field}`: `{ref}` is not a commit in `{repo.name}`")
+def not_a_commit(repository: str, ref: str, field: str) -> HandlerError:
+    """The error for a ref naming no commit, in the repository as the agent knows it (its configured name)."""
+    return HandlerError(f"field `{field}`: `{ref}` is not a commit in `{repository}`")
 
 
 def branch_tip(repo: Path, branch: str) -> str | None:
@@ -71,6 +80,54 @@ def _commit_named(repo: Path, name: str) -> str | None:
     with OBJECT_READERS.reader(repo) as objects:
         found = objects.info(name)
     return found.oid if found is not None else None
+
+
+def refuse_links(objects: ObjectReader, commit: str, path: str, field: str = "path") -> None:
+    """Refuse ``path`` when it, or a folder on the way to it, is a symbolic link at ``commit``.
+
+    Links are refused, never resolved (``worktree_file`` does the same on disk): a link that
+    points inside today can point outside after the next commit, and writing over one would
+    silently turn it into a file. The walk starts at the root tree and goes by object id, so
+    no name an agent sent reaches git; it stops where the path stops existing.
+    """
+    tree = objects.info(f"{commit}^{{tree}}")
+    if tree is None:  # callers pass a commit they resolved; only a damaged repository gets here
+        raise HandlerError(f"git found no tree for commit `{commit}`")
+    oid = tree.oid
+    parts = path.split("/")
+    for depth, name in enumerate(parts, 1):
+        entry = _tree_entry(objects.contents(oid), name.encode(), len(commit) // 2)
+        if entry is None:
+            return
+        mode, oid = entry
+        if mode == _SYMLINK_MODE:
+            link = "/".join(parts[:depth])
+            raise ToolInputError(
+                f"field `{field}`: `{link}` is a symbolic link{_quoted_target(objects, oid)}; tools do not follow links"
+            )
+        if mode != _TREE_MODE:
+            return
+
+
+def _tree_entry(tree: bytes, name: bytes, oid_bytes: int) -> tuple[bytes, str] | None:
+    """The mode and object id of ``name`` in a raw tree object, or ``None`` when it has no such entry."""
+    at = 0
+    # Entries are `MODE NAME\0` then the raw object id; ids are binary, so walk entry by entry.
+    while at < len(tree):
+        space = tree.index(b" ", at)
+        end = tree.index(b"\0", space)
+        if tree[space + 1 : end] == name:
+            return tree[at:space], tree[end + 1 : end + 1 + oid_bytes].hex()
+        at = end + 1 + oid_bytes
+    return None
+
+
+def _quoted_target(objects: ObjectReader, link: str) -> str:
+    """`` (to `TARGET`)`` for a link blob a checkout could hold; nothing for a longer one."""
+    found = objects.info(link)
+    if found is None or found.size > MAX_LINK_BYTES:
+        return ""
+    return f" (to `{objects.contents(link).decode(errors='replace')}`)"
 
 
 def commit_message(call: HandlerCall, subject: str) -> str:

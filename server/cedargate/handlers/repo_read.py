@@ -14,8 +14,9 @@ from typing import Any, Final
 from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError, ToolInputError
 from cedargate.git import git_text, run_git
+from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import Handler, HandlerCall
-from cedargate.handlers.repo_common import AUDIT_TRAILER, commit_of, head_commit, repo_of
+from cedargate.handlers.repo_common import AUDIT_TRAILER, commit_of, head_commit, refuse_links, repo_of
 from cedargate.repo_paths import confined_path, safe_revision
 from cedargate.workspaces import Workspace, WorkspaceStore
 
@@ -40,11 +41,10 @@ def describe_repository(repo: RepositoryConfig) -> dict[str, Any]:
 
 
 def list_tree(call: HandlerCall) -> dict[str, Any]:
-    """Entries of a folder at a revision (recursively if asked), capped."""
+    """Entries of a folder at a revision (recursively if asked), capped; a link is refused, not listed as empty."""
     repo, path = repo_of(call)
-    ref, commit = _ref_and_commit(call, path)
-    folder = call.args.get("path")
-    spec = [confined_path(str(folder)) + "/"] if folder else []
+    ref, commit = _ref_and_commit(call, repo, path)
+    spec = [folder + "/" for folder in _linkless_scope(call, path, commit)]
     args = ["ls-tree", "-z", "-l", *(["-r"] if call.args.get("recursive") else []), commit, "--", *spec]
     entries = []
     for record in run_git(path, args).stdout.decode(errors="replace").split("\0"):
@@ -66,13 +66,13 @@ def list_tree(call: HandlerCall) -> dict[str, Any]:
 
 
 def search(call: HandlerCall) -> dict[str, Any]:
-    """``git grep`` at a revision: matching lines with file and line number, capped."""
+    """``git grep`` at a revision: matching lines with file and line number, capped; a link is refused."""
     repo, path = repo_of(call)
-    ref, commit = _ref_and_commit(call, path)
+    ref, commit = _ref_and_commit(call, repo, path)
     limit = int(call.args.get("max_results", 100))
     flags = ["-F"] if call.args.get("fixed_string") else ["-E"]
     flags += ["-i"] if call.args.get("ignore_case") else []
-    scope = _path_scope(call)
+    scope = _linkless_scope(call, path, commit)
     # `-e` keeps the pattern a pattern even when it starts with `-`.
     args = ["grep", "-z", "-n", "-I", "--no-color", *flags, "-e", str(call.args["pattern"]), commit, "--", *scope]
     result = run_git(path, args, check=False)
@@ -105,7 +105,7 @@ def log(call: HandlerCall) -> dict[str, Any]:
     args = ["log", "-z", f"--format={fmt}", f"--max-count={count}", "--end-of-options", f"{ref}^{{commit}}"]
     result = run_git(path, [*args, "--", *scope], check=False)
     if result.returncode != 0:
-        commit_of(path, ref, "ref")  # names the field when the ref is not a commit
+        commit_of(repo, path, ref, "ref")  # names the field when the ref is not a commit
         run_git(path, [*args, "--", *scope])  # otherwise git's own error
     out = result.stdout
     commits = []
@@ -130,7 +130,7 @@ def show_commit(call: HandlerCall) -> dict[str, Any]:
     """One commit: its metadata, full message, changed files and (capped) patch."""
     repo, path = repo_of(call)
     ref = safe_revision(str(call.args["commit"]), "commit")
-    commit = commit_of(path, ref, "commit")
+    commit = commit_of(repo, path, ref, "commit")
     fmt = _FIELD.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%cI", "%B"])
     sha, parents, author, email, date, committer, cdate, message = git_text(
         path, ["show", "-s", f"--format={fmt}", commit]
@@ -164,15 +164,15 @@ def diff(call: HandlerCall) -> dict[str, Any]:
     default_base = workspace.base_commit if workspace is not None and head_ref is None else "HEAD"
     base_ref = safe_revision(str(call.args.get("base") or default_base), "base")
     if head_ref is None and workspace is not None:
-        base = commit_of(path, base_ref, "base")
+        base = commit_of(repo, path, base_ref, "base")
         where, revs, head = workspace.path, [base], "workspace"
     else:
         try:
             checked_head = safe_revision(str(head_ref or "HEAD"), "head")
         except ToolInputError:
-            commit_of(path, base_ref, "base")  # a bad base is reported first, as it always was
+            commit_of(repo, path, base_ref, "base")  # a bad base is reported first, as it always was
             raise
-        base, head = commit_of(path, base_ref, "base"), commit_of(path, checked_head, "head")
+        base, head = commit_of(repo, path, base_ref, "base"), commit_of(repo, path, checked_head, "head")
         where, revs = path, [base, head]
     # One git process for both: the numstat records, an empty record, then the patch.
     out = run_git(where, ["diff", "--numstat", "-z", "--patch", "--no-color", *revs, "--", *scope]).stdout
@@ -193,7 +193,7 @@ def diff(call: HandlerCall) -> dict[str, Any]:
 def status(call: HandlerCall) -> dict[str, Any]:
     """The repository's HEAD and task branches, and the task's workspace if there is one."""
     repo, path = repo_of(call)
-    (commit, branch), task_branches = _head_and_task_branches(path, f"refs/heads/{repo.task_branch_prefix}")
+    (commit, branch), task_branches = _head_and_task_branches(repo, path)
     workspace = WorkspaceStore(repo, path).for_task(call.principal)
     return {
         "repository": describe_repository(repo),
@@ -208,9 +208,9 @@ def revision_to_read(call: HandlerCall) -> str:
     return safe_revision(str(call.args.get("ref", "HEAD")), "ref")
 
 
-def _ref_and_commit(call: HandlerCall, path: Path) -> tuple[str, str]:
+def _ref_and_commit(call: HandlerCall, repo: RepositoryConfig, path: Path) -> tuple[str, str]:
     ref = revision_to_read(call)
-    return ref, commit_of(path, ref, "ref")
+    return ref, commit_of(repo, path, ref, "ref")
 
 
 def _path_scope(call: HandlerCall) -> list[str]:
@@ -218,13 +218,27 @@ def _path_scope(call: HandlerCall) -> list[str]:
     return [confined_path(str(call.args["path"]))] if call.args.get("path") else []
 
 
-def _head_and_task_branches(path: Path, task_prefix: str) -> tuple[tuple[str, str | None], list[str]]:
-    """HEAD's commit and branch, and the branches under ``task_prefix``, from one git process.
+def _linkless_scope(call: HandlerCall, repo_path: Path, commit: str) -> list[str]:
+    """``_path_scope``, refusing a ``path`` that is or passes through a link at ``commit``.
+
+    git neither lists nor greps through a link, so its answer would be empty, which reads
+    as an empty folder rather than as a link the tools do not follow.
+    """
+    scope = _path_scope(call)
+    if scope:
+        with OBJECT_READERS.reader(repo_path) as objects:
+            refuse_links(objects, commit, scope[0])
+    return scope
+
+
+def _head_and_task_branches(repo: RepositoryConfig, path: Path) -> tuple[tuple[str, str | None], list[str]]:
+    """HEAD's commit and branch, and the task branches, from one git process.
 
     ``for-each-ref`` marks the branch HEAD is on with ``*``; only a detached or unborn HEAD
     (no branch marked) costs a second process.
     """
     fields = "--format=%(HEAD)%00%(objectname)%00%(refname)%00%(refname:short)"
+    task_prefix = f"refs/heads/{repo.task_branch_prefix}"
     listing = run_git(path, ["for-each-ref", fields, "refs/heads/"]).stdout.decode()
     head: tuple[str, str | None] | None = None
     task_branches = []
@@ -234,10 +248,10 @@ def _head_and_task_branches(path: Path, task_prefix: str) -> tuple[tuple[str, st
             head = (commit, short)
         if full.startswith(task_prefix):
             task_branches.append(short)
-    return head or _head(path), task_branches
+    return head or _head(repo, path), task_branches
 
 
-def _head(path: Path) -> tuple[str, str | None]:
+def _head(repo: RepositoryConfig, path: Path) -> tuple[str, str | None]:
     """HEAD's commit and its branch (``None`` when detached), from one git process.
 
     ``--abbrev-ref`` shortens a branch exactly as ``symbolic-ref --short`` does and prints
@@ -246,15 +260,15 @@ def _head(path: Path) -> tuple[str, str | None]:
     result = run_git(path, ["rev-parse", "HEAD^{commit}", "--abbrev-ref", "HEAD", "--"], check=False)
     lines = result.stdout.decode().split()  # the commit, the branch, and `--` echoed back
     if result.returncode != 0 or len(lines) != 3:
-        commit_of(path, "HEAD", "repository")  # names what is wrong (an unborn HEAD)
-        raise HandlerError(f"git rev-parse failed in `{path.name}`: {result.stderr.decode(errors='replace').strip()}")
+        commit_of(repo, path, "HEAD", "repository")  # names what is wrong (an unborn HEAD)
+        raise HandlerError(f"git rev-parse failed in `{repo.name}`: {result.stderr.decode(errors='replace').strip()}")
     commit, branch, _ = lines
     return commit, None if branch == "HEAD" else branch
 
 
 def _workspace_status(workspace: Workspace) -> dict[str, Any]:
     where = workspace.path
-    head = head_commit(where)
+    head = head_commit(workspace)
     ahead = int(git_text(where, ["rev-list", "--count", f"{workspace.base_commit}..{head}"]))
     porcelain = run_git(where, ["status", "--porcelain=v1", "-z", "--untracked-files=all"]).stdout.decode()
     changes = [{"status": e[:2], "path": e[3:]} for e in porcelain.split("\0") if len(e) > 3]

@@ -101,7 +101,7 @@ def _provenance(call: HandlerCall, repo: RepositoryConfig, path: Path, branch: s
     if workspace is not None:
         base_commit = workspace.base_commit
     else:
-        base_commit = git_text(path, ["merge-base", commit_of(path, base, "base"), head])
+        base_commit = git_text(path, ["merge-base", commit_of(repo, path, base, "base"), head])
     fmt = _FIELD.join(["%H", "%s", f"%(trailers:key={AUDIT_TRAILER},valueonly,separator=%x20)"])
     out = git_text(path, ["log", "--reverse", f"--format={fmt}", f"{base_commit}..{head}", "--"])
     writes = []
@@ -129,7 +129,7 @@ def run_tests(call: HandlerCall) -> dict[str, Any]:
     if repo.test_command is None:
         raise HandlerError(f"repository `{repo.name}` has no `test_command` configured; an admin must set one")
     git_dir = Path(git_text(path, ["rev-parse", "--path-format=absolute", "--git-common-dir"]))
-    commit = head_commit(workspace.path)
+    commit = head_commit(workspace)
     clean = run_git(workspace.path, ["status", "--porcelain"]).stdout.strip() == b""
     limits = SandboxLimits(wall_seconds=repo.test_timeout_seconds, memory_mb=repo.test_memory_mb)
 

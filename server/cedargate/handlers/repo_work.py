@@ -35,7 +35,7 @@ def create_branch(call: HandlerCall) -> dict[str, Any]:
     if branch_tip(path, branch) is not None:
         raise HandlerError(f"field `branch`: `{branch}` already exists in `{repo.name}`; pick a new task branch name")
     base_ref = safe_revision(str(call.args.get("base", "HEAD")), "base")
-    base = commit_of(path, base_ref, "base")
+    base = commit_of(repo, path, base_ref, "base")
     store = WorkspaceStore(repo, path)
     existing = store.for_task(call.principal)
     if existing is not None:
@@ -83,10 +83,10 @@ def commit(call: HandlerCall) -> dict[str, Any]:
     run_git(where, ["add", "--all"])
     if run_git(where, ["diff", "--cached", "--quiet"], check=False).returncode == 0:
         raise HandlerError(f"nothing to commit in workspace `{workspace.id}`: apply a diff or write a file first")
-    parent = head_commit(where)
+    parent = head_commit(workspace)
     message = commit_message(call, str(call.args["message"]))
     run_git(where, ["commit", "--quiet", "-F", "-"], input=message.encode(), env=COMMITTER_ENV)
-    sha = head_commit(where)
+    sha = head_commit(workspace)
     files = git_text(where, ["diff-tree", "-r", "--name-only", "--no-commit-id", sha]).splitlines()
     return {
         "repository": repo.name,
