@@ -134,7 +134,12 @@ async def test_tool_list_is_exactly_the_manifests_with_all_four_annotations(
         assert hints.read_only_hint is (manifest["risk"] == "read")
         assert hints.destructive_hint is (manifest["risk"] in ("destructive", "privileged"))
         assert hints.idempotent_hint is not None
-        assert hints.open_world_hint is (manifest["handler"]["kind"] == "aws")
+        # AWS calls, pushes and pull requests reach beyond the server; the other git tools stay local.
+        reaches_out = manifest["handler"]["kind"] == "aws" or manifest["handler"]["operation"] in (
+            "push",
+            "open_pull_request",
+        )
+        assert hints.open_world_hint is reaches_out, tool.name
 
 
 async def test_allowed_denied_and_invalid_calls_each_leave_one_audit_event(

@@ -13,7 +13,7 @@ import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import jmespath
 import mcp_types as types
@@ -47,6 +47,14 @@ class RepoHandlerSpec(_Strict):
     kind: Literal["repo"]
     operation: str
 
+    @property
+    def reaches_outside(self) -> bool:
+        """Whether the operation talks to a system beyond the server (the remote, the forge)."""
+        return self.operation in _REMOTE_OPERATIONS
+
+
+_REMOTE_OPERATIONS: Final = frozenset({"push", "open_pull_request"})
+
 
 class SecretSpec(_Strict):
     """Response fields that hold secrets: redacted unless the call asked to reveal them.
@@ -76,6 +84,11 @@ class AwsHandlerSpec(_Strict):
     max_result_bytes: Annotated[int, Field(ge=256, le=4 * 1024 * 1024)] = 64 * 1024
     max_body_bytes: Annotated[int, Field(ge=1, le=4 * 1024 * 1024)] = 256 * 1024
     secrets: SecretSpec | None = None
+
+    @property
+    def reaches_outside(self) -> bool:
+        """Every AWS call leaves the server (to AWS, or the embedded sandbox standing in for it)."""
+        return True
 
     @field_validator("result")
     @classmethod
@@ -191,12 +204,12 @@ class ToolManifest(_Strict):
 
     @property
     def annotations(self) -> types.ToolAnnotations:
-        """All four MCP hints, derived from risk and handler kind; never from the client."""
+        """All four MCP hints, derived from risk and handler; never from the client."""
         return types.ToolAnnotations(
             read_only_hint=self.risk.read_only,
             destructive_hint=self.risk.destructive,
             idempotent_hint=self.risk.read_only or self.idempotent,
-            open_world_hint=self.handler.kind == "aws",
+            open_world_hint=self.handler.reaches_outside,
         )
 
     def to_mcp_tool(self) -> types.Tool:
