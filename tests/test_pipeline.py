@@ -140,7 +140,11 @@ async def test_approval_required_is_distinct_from_deny_and_runs_nothing(tree: Pa
     finally:
         runtime.close()
     assert result.is_error is True
-    assert "awaits approval by `sre`" in result.content[0].text  # type: ignore[union-attr]
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert "awaits approval by `sre`" in text
+    # The demo config names no approvers: the agent is told nobody can decide, not to ask a member of `sre`.
+    assert "but nobody can decide it: `[approvals.groups]` in the config names no member of `sre`" in text
+    assert "cedargate approvals approve" not in text
     assert git_text(repo.path, ["branch", "--list", "agent/old"]) != ""
     [event] = audit_events(runtime.config.audit.path)
     assert event["outcome"] == "approval_required"

@@ -108,6 +108,12 @@ class ApprovalQueue:
     def groups_of(self, user: str) -> list[str]:
         return sorted(group for group, users in self._config.groups.items() if user in users)
 
+    def can_be_decided(self, approval: Approval) -> bool:
+        """Whether the config names anyone who may decide ``approval`` (see ``decide``)."""
+        members = [set(self._config.groups.get(group, ())) for group in approval.approver_groups]
+        eligible = set.intersection(*members) if members else set()
+        return bool(eligible - {approval.agent, approval.on_behalf_of})
+
     def context_for(self, grant: Approval) -> dict[str, Any]:
         """``context.approval`` for a granted approval: who approved, and every group they belong to."""
         approver = grant.decided_by or ""

@@ -81,6 +81,8 @@ class Gate:
             elif not needs_approval(approved):
                 return GateResult(approved, link)
         pending = self._queue.open(self._request(ticket, decision, digest))
+        # The human at the keyboard may approve by elicitation where policy allows; else the config's approvers.
+        decidable = pending.self_approvable or self._queue.can_be_decided(pending)
         return GateResult(
             decision,
             ApprovalLink(
@@ -89,7 +91,7 @@ class Gate:
                 request_event_id=pending.request_event_id,
                 self_approvable=pending.self_approvable,
             ),
-            waiting=self._waiting_message(pending, decision, problem),
+            waiting=self._waiting_message(pending, decision, problem, decidable),
         )
 
     @store_guarded("the approval gate")
@@ -120,11 +122,18 @@ class Gate:
         )
 
     @staticmethod
-    def _waiting_message(pending: Approval, decision: Decision, problem: str | None) -> str:
+    def _waiting_message(pending: Approval, decision: Decision, problem: str | None, decidable: bool) -> str:
         who = ", ".join(f"`{g}`" for g in pending.approver_groups)
         prefix = f"{problem}; " if problem else ""
+        opened = f"{prefix}call {decision.explain()}; nothing ran. Approval `{pending.id}` is pending"
+        if not decidable:
+            return (
+                f"{opened}, but nobody can decide it: `[approvals.groups]` in the config names no member of {who} "
+                f"other than `{pending.agent}` and `{pending.on_behalf_of}`; ask an admin to add one, then retry "
+                "with the same arguments"
+            )
         return (
-            f"{prefix}call {decision.explain()}; nothing ran. Approval `{pending.id}` is pending: a member of {who} "
+            f"{opened}: a member of {who} "
             f"other than `{pending.agent}` and `{pending.on_behalf_of}` can run "
             f"`cedargate approvals approve {pending.id} --as USER`; then retry with the same arguments "
             f"(before {pending.expires_at.isoformat(timespec='seconds')})"
