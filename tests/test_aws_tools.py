@@ -189,6 +189,38 @@ async def test_the_derived_schema_refuses_bad_parameters_before_any_aws_call(
     assert len(sts_backends[STAGING_ACCOUNT]["aws"].assumed_roles) == assumed_before
 
 
+@pytest.mark.parametrize(
+    ("tool", "args", "expected"),
+    [
+        (
+            "aws_ec2_describe_instances",
+            {"region": "xx-nowhere-9"},
+            "field `region`: `xx-nowhere-9` is not an AWS region",
+        ),
+        (
+            "aws_cloudtrail_lookup_events",
+            {"StartTime": "yesterday"},
+            "field `StartTime`: `\"yesterday\"` is not a 'date-time'",
+        ),
+        (
+            "aws_cloudtrail_lookup_events",
+            {"StartTime": "2026-13-45T00:00:00Z"},
+            "field `StartTime`: `\"2026-13-45T00:00:00Z\"` is not a 'date-time'",
+        ),
+    ],
+    ids=["unknown-region", "words-for-a-time", "no-such-month"],
+)
+async def test_a_region_or_a_time_aws_cannot_take_is_refused_before_any_aws_call(
+    shared: Runtime, tool: str, args: dict[str, Any], expected: str
+) -> None:
+    assumed_before = len(sts_backends[STAGING_ACCOUNT]["aws"].assumed_roles)
+    result, event = await call(shared, tool, args)
+    assert result.is_error is True
+    assert expected in text_of(result)
+    assert event["outcome"] == "invalid_arguments" and event["execution"] is None
+    assert len(sts_backends[STAGING_ACCOUNT]["aws"].assumed_roles) == assumed_before
+
+
 async def test_secret_values_are_redacted_and_revealing_them_is_denied_by_default(shared: Runtime) -> None:
     name = "/acme/staging/checkout/db-password"
     result, _ = await call(shared, "aws_ssm_get_parameter", {"Name": name})

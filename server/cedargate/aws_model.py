@@ -66,6 +66,15 @@ def service_model(service: str) -> ServiceModel:
         raise ValueError(f"field `handler.service`: unknown AWS service `{service}`") from exc
 
 
+@cache
+def known_regions() -> frozenset[str]:
+    """Every region of every partition botocore knows (its ``partitions`` data; no network)."""
+    partitions = _botocore.get_component("data_loader").load_data("partitions")["partitions"]
+    return frozenset(
+        region for partition in partitions for region in partition["regions"] if not region.endswith("-global")
+    )
+
+
 def operation_model(service: str, operation: str) -> OperationModel:
     model = service_model(service)
     if operation not in model.operation_names:

@@ -31,7 +31,7 @@ from pydantic import (
 
 from cedargate.aws_schema import ParameterRule, derive_input_schema
 from cedargate.errors import describe_validation_error
-from cedargate.quick_accept import QuickAccept, compile_quick_accept
+from cedargate.quick_accept import ASSERTED_FORMATS, QuickAccept, compile_quick_accept
 from cedargate.risk import Risk
 
 ToolName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -194,8 +194,8 @@ class ToolManifest(_Strict):
 
     @cached_property
     def input_validator(self) -> Draft202012Validator:
-        """The compiled validator for the arguments, built once per manifest."""
-        return Draft202012Validator(self.input_schema)
+        """The compiled validator for the arguments, built once per manifest (``date-time`` asserted)."""
+        return Draft202012Validator(self.input_schema, format_checker=ASSERTED_FORMATS)
 
     @cached_property
     def quick_accept(self) -> QuickAccept | None:

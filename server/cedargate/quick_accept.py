@@ -5,17 +5,24 @@ compiles it to plain Python once, but speaks drafts 4 to 7 while manifests are J
 2020-12. The keywords listed here mean the same in draft 7 and 2020-12, so a schema made only
 of them is compiled as draft 7. The compiled check may only *accept*: anything it refuses, and
 every schema it cannot read, goes to ``jsonschema``, which decides and names the field at fault.
+``format`` is asserted for ``date-time`` alone, in both, by one checker (``ASSERTED_FORMATS``).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import fastjsonschema
+from jsonschema import FormatChecker
 
 QuickAccept = Callable[[Mapping[str, Any]], bool]
+
+ASSERTED_FORMATS: Final = FormatChecker(formats=("date-time",))
+"""The formats arguments must meet: AWS timestamps travel as strings, and botocore refuses one
+it cannot read only after the call was let through."""
 
 _SAME_IN_DRAFT_7 = frozenset(
     {
@@ -25,7 +32,7 @@ _SAME_IN_DRAFT_7 = frozenset(
         "default",
         "examples",
         "$comment",
-        "format",  # an annotation in 2020-12; compiled with formats off, so one here too
+        "format",  # asserted for date-time by ASSERTED_FORMATS in both; other formats only annotate
         # assertions
         "type",
         "enum",
@@ -50,6 +57,9 @@ _SAME_IN_DRAFT_7 = frozenset(
 _SUBSCHEMA_MAPS = ("properties",)
 _SUBSCHEMAS = ("items", "additionalProperties")
 _DRAFT_7 = "http://json-schema.org/draft-07/schema#"
+_FORMATS: Final = {
+    name: functools.partial(ASSERTED_FORMATS.conforms, format=name) for name in ASSERTED_FORMATS.checkers
+}
 
 
 def compile_quick_accept(schema: Mapping[str, Any]) -> QuickAccept | None:
@@ -57,7 +67,12 @@ def compile_quick_accept(schema: Mapping[str, Any]) -> QuickAccept | None:
     if not _readable(schema):
         return None
     try:
-        check = fastjsonschema.compile({**schema, "$schema": _DRAFT_7}, use_default=False, use_formats=False)
+        check = fastjsonschema.compile(
+            # Its own checks of other formats may refuse more than jsonschema: refusing is always safe here.
+            {**schema, "$schema": _DRAFT_7},
+            formats=_FORMATS,
+            use_default=False,
+        )
     except (fastjsonschema.JsonSchemaDefinitionException, re.error, ValueError, TypeError, KeyError, RecursionError):
         return None  # e.g. a pattern its end-of-string rewrite cannot take: the slow path judges
 

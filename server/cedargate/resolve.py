@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cedargate.aws_model import known_regions
 from cedargate.aws_schema import REGION_ARGUMENT
 from cedargate.cedar_types import AWS_ACCOUNT, REPOSITORY, EntityRef
 from cedargate.config import AwsAccountConfig, Config, RepositoryConfig
-from cedargate.errors import ResourceError, quoted
+from cedargate.errors import ResourceError, ToolInputError, quoted
 from cedargate.manifest import ToolManifest
 
 
@@ -75,5 +76,10 @@ def _arguments_as_run(
     if manifest.resource.argument in declared:
         filled.setdefault(manifest.resource.argument, resource.ref.id)
     if REGION_ARGUMENT in declared:
-        filled.setdefault(REGION_ARGUMENT, config.aws.region)
+        region = filled.setdefault(REGION_ARGUMENT, config.aws.region)
+        if region not in known_regions():
+            raise ToolInputError(
+                f"field `{REGION_ARGUMENT}`: {quoted(str(region))} is not an AWS region "
+                f"(the configured one is `{config.aws.region}`; a region newer than this botocore needs an upgrade)"
+            )
     return filled
