@@ -62,12 +62,30 @@ async def test_a_project_in_a_git_repository_serves_that_repository_over_stdio(t
     assert len(tools) == result.tools
     assert read.is_error is False, read.content
     assert read.structured_content is not None and "The widget service." in read.structured_content["content"]
-    (event,) = audit_events(repository / "ops" / "var" / "audit.jsonl")
+    (event,) = audit_events(repository / "ops" / ".cedargate" / "audit.jsonl")
     assert (event["tool"], event["outcome"], event["principal"]["on_behalf_of"]) == (
         "repo_read_file",
         "succeeded",
         "carol",
     )
+    # What serving wrote (audit log, store) is no change to commit; the project itself is.
+    untracked = subprocess.run(
+        ["git", "-C", str(repository), "status", "--porcelain", "--untracked-files=all"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    assert untracked and all(line.startswith("?? ops/") for line in untracked)
+    assert not [line for line in untracked if ".cedargate" in line]
+
+
+def test_a_folder_name_that_is_no_repository_name_is_made_into_one(tmp_path: Path) -> None:
+    repository = _git_repository(tmp_path / "My Project ü")
+    result = init_project(repository, user="erin")
+    assert result.repository is not None and result.repository.name == "local/My-Project"
+    config = load_config(result.config, environ={})
+    published = config.repository("local/My-Project")
+    assert published is not None and published.path == repository
 
 
 def test_outside_a_git_repository_no_repository_is_published(tmp_path: Path) -> None:
@@ -136,6 +154,8 @@ def test_the_command_prints_json_a_script_can_read(tmp_path: Path, capsys: pytes
     assert report["config"] == str(tmp_path / "svc" / "cedargate.toml")
     assert report["repository"] == {"name": "local/svc", "path": ".", "branch": "main"}
     assert report["copied"] == ["tools", "policies"] and report["kept"] == []
+    entry = report["client_entry"]  # what the text output offers for a client's server list
+    assert entry["args"][-3:] == ["--config", report["config"], "serve"] and Path(entry["command"]).exists()
     written = tomllib.loads((tmp_path / "svc" / "cedargate.toml").read_text(encoding="utf-8"))
     assert written["principal"]["on_behalf_of"] == "dana"
     assert main(["init", str(tmp_path / "svc")]) == 2

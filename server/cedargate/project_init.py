@@ -12,7 +12,9 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +34,8 @@ from cedargate.snapshot import Snapshot, build_snapshot
 COPIED_FOLDERS: Final = ("tools", "policies")
 """Copied from the checkout unless the folder already has its own."""
 TOOLS_LOCK: Final = "tools/tools.lock"
+STATE_FOLDER: Final = ".cedargate"
+"""Where the written config keeps the audit log, the store and agent worktrees (ignored by git)."""
 _NOT_COPIED: Final = shutil.ignore_patterns("__pycache__", ".*")
 
 
@@ -47,6 +51,22 @@ class LocalRepository(BaseModel):
     """The checked-out branch, kept out of direct writes (``protected_branches``)."""
 
 
+class ClientEntry(BaseModel):
+    """An MCP client's server entry: the program and its arguments."""
+
+    model_config = ConfigDict(frozen=True)
+
+    command: str
+    args: tuple[str, ...]
+
+    @classmethod
+    def serving(cls, config: Path) -> ClientEntry:
+        """This cedargate serving ``config``: its console script, else its interpreter."""
+        script = Path(sys.executable).with_name("cedargate")
+        head = [str(script)] if script.is_file() else [sys.executable, "-m", "cedargate"]
+        return cls(command=head[0], args=(*head[1:], "--config", str(config), "serve"))
+
+
 class InitResult(BaseModel):
     """What ``init`` wrote (``--json`` prints it)."""
 
@@ -59,6 +79,8 @@ class InitResult(BaseModel):
     tools: int
     policies: int
     repository: LocalRepository | None
+    client_entry: ClientEntry
+    """How an MCP client starts this server (its ``command`` and ``args``)."""
 
 
 def init_project(folder: Path, user: str | None = None) -> InitResult:
@@ -78,12 +100,18 @@ def init_project(folder: Path, user: str | None = None) -> InitResult:
                 _copy_folder(source / name, folder / name)
                 created.append(folder / name)
                 copied.append(name)
+        state = folder / STATE_FOLDER
+        if not state.exists():
+            state.mkdir()
+            created.append(state)
+            # The audit log, the store and agent worktrees never show up as changes to commit.
+            (state / ".gitignore").write_text("*\n", encoding="utf-8")
         # Kept manifests nobody has locked yet are not locked here: that is their review.
         text = starting_config(repository, user or _current_user(), locked=(folder / TOOLS_LOCK).is_file())
         staged = folder / f".{DEFAULT_CONFIG_NAME}.tmp"
         staged.write_text(text, encoding="utf-8")
         created.append(staged)
-        snapshot = _validated(staged)
+        snapshot = _validated(staged, config_path)
         try:
             os.link(staged, config_path)  # unlike a rename, never replaces a config written meanwhile
         except FileExistsError as exc:
@@ -96,6 +124,7 @@ def init_project(folder: Path, user: str | None = None) -> InitResult:
         tools=len(snapshot.catalog),
         policies=len(snapshot.policies.info),
         repository=repository,
+        client_entry=ClientEntry.serving(config_path),
     )
 
 
@@ -107,7 +136,14 @@ def local_repository(folder: Path) -> LocalRepository | None:
         return None
     top_path = Path(top)
     branch = git_answer(existing, ["symbolic-ref", "--quiet", "--short", "HEAD"])
-    return LocalRepository(name=f"local/{top_path.name}", path=os.path.relpath(top_path, folder), branch=branch)
+    name = f"local/{repository_name(top_path.name)}"
+    return LocalRepository(name=name, path=os.path.relpath(top_path, folder), branch=branch)
+
+
+def repository_name(folder_name: str) -> str:
+    """A repository name (letters, digits, ``.``, ``_``, ``-``) for any folder name (``My Project``: ``My-Project``)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", folder_name).strip("-.")
+    return name or "repository"
 
 
 def starting_config(repository: LocalRepository | None, user: str, *, locked: bool = True) -> str:
@@ -142,13 +178,17 @@ def _repository_table(repository: LocalRepository | None) -> str:
     )
 
 
-def _validated(config_path: Path) -> Snapshot:
-    """Load the config and build what ``serve`` builds from it (manifests, lock, schema, policies)."""
+def _validated(staged: Path, config_path: Path) -> Snapshot:
+    """Load the staged config and build what ``serve`` builds from it (manifests, lock, schema, policies).
+
+    Errors name the config as it would have been written, not the staged copy nobody sees.
+    """
     try:
-        config = load_config(config_path)
+        config = load_config(staged)
         return build_snapshot(config, handler_registry(None, config))
     except CedargateError as exc:
-        raise ConfigError(f"the starting project does not load, so nothing was written: {exc}") from exc
+        problem = str(exc).replace(str(staged), str(config_path))
+        raise ConfigError(f"the starting project does not load, so nothing was written: {problem}") from exc
 
 
 def _copy_folder(source: Path, destination: Path) -> None:
@@ -218,6 +258,7 @@ _TEMPLATE: Final = """\
 tools_dir = "tools"
 {tools_lock}
 policies_dir = "policies"
+workspaces_dir = ".cedargate/workspaces"   # agents' task worktrees; .cedargate/ is ignored by git
 
 # Who calls over stdio: the agent, its team, the human it acts for, and the task.
 [principal]
@@ -228,7 +269,10 @@ mode = "interactive"
 task = "adhoc"
 
 [audit]
-path = "var/audit.jsonl"
+path = ".cedargate/audit.jsonl"
+
+[store]
+path = ".cedargate/cedargate.db"
 
 [aws]
 mode = "auto"              # sandbox (embedded account) | real | auto (sandbox without credentials)

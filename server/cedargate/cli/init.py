@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+import shlex
 from pathlib import Path
 
 
@@ -40,14 +39,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"kept {result.config.parent / name} as it is")
     published = f"repository `{result.repository.name}`" if result.repository else "no repository (see the config)"
     print(f"It serves {result.tools} tools under {result.policies} policies, and {published}")
-    command = _server_command(result.config)
-    print(f"next: `{' '.join(command)}` (stdio), or in an MCP client's server list:")
-    print(f"  {json.dumps({'command': command[0], 'args': command[1:]})}")
+    entry = result.client_entry
+    print(f"next: `{shlex.join([entry.command, *entry.args])}` (stdio), or in an MCP client's server list:")
+    print(f"  {entry.model_dump_json()}")
     return 0
-
-
-def _server_command(config: Path) -> list[str]:
-    """How to start this cedargate on this config: its console script, else its interpreter."""
-    script = Path(sys.executable).with_name("cedargate")
-    head = [str(script)] if script.is_file() else [sys.executable, "-m", "cedargate"]
-    return [*head, "--config", str(config), "serve"]
