@@ -47,7 +47,7 @@ from cedargate.handlers import HandlerCall, HandlerRegistry
 from cedargate.holds import HoldKind, Holds
 from cedargate.identity import Principal
 from cedargate.progress import ProgressReport, no_progress
-from cedargate.redact import arguments_for_audit, redact_text, redact_value
+from cedargate.redact import MAX_AUDIT_STRING, arguments_for_audit, redact_text, redact_value
 from cedargate.request_context import build_context
 from cedargate.resolve import resolve_call
 from cedargate.result_cap import enforce_result_cap
@@ -393,7 +393,8 @@ class _EventDraft:
                 "principal": _audit_principal(p),
                 "session_id": request.session.id,
                 "task": p.task,
-                "tool": clipped(request.tool),  # a name is short unless an agent sent an unknown one
+                # Whole, as sent, unless an agent sent an unknown name longer than any argument kept whole.
+                "tool": clipped(request.tool, MAX_AUDIT_STRING),
                 "traceparent": _valid_traceparent(request.traceparent),
             },
             request.arguments or {},
