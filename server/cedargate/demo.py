@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
 from mcp import Client, StdioServerParameters
@@ -113,8 +114,12 @@ def _make_repo(path: Path, files: dict[str, str]) -> None:
     run_git(path, ["commit", "-q", "-m", "Initial commit"], env=env)
 
 
-def write_demo_tree(workdir: Path) -> Path:
-    """Create the demo repositories and config under ``workdir``; returns the config path."""
+def write_demo_tree(workdir: Path, *, approvers: str = "") -> Path:
+    """Create the demo repositories and config under ``workdir``; returns the config path.
+
+    ``approvers`` is TOML appended to the config (the demo's ``[approvals.groups]``); tests
+    add their own approval settings.
+    """
     root = project_root()
     _make_repo(
         workdir / "repos/web", {"README.md": "# acme/web\n\nThe storefront.\n", "src/app.py": "TIMEOUT_SECONDS = 5\n"}
@@ -167,10 +172,17 @@ name = "{PROD_REPO}"
 path = "repos/payments"
 environment = "prod"
 owner_team = "payments"
-""",
+{approvers}""",
         encoding="utf-8",
     )
     return config
+
+
+DEMO_APPROVERS: Final = """
+# Who may approve what policy holds for approval (never the agent, nor the human it acts for).
+[approvals.groups]
+sre = ["bob"]
+"""
 
 
 async def run_session(config: Path, progress: bool = True) -> tuple[int, list[DemoRow]]:
@@ -244,7 +256,7 @@ def run_demo(workdir: Path | None, as_json: bool = False) -> int:
     base = workdir or Path(tempfile.mkdtemp(prefix="cedargate-demo-"))
     base.mkdir(parents=True, exist_ok=True)
     print(f"cedargate demo: setting up two repositories and a config in {base}", file=sys.stderr)
-    config = write_demo_tree(base)
+    config = write_demo_tree(base, approvers=DEMO_APPROVERS)
     print("cedargate demo: starting `cedargate serve` (stdio) and connecting an MCP client session", file=sys.stderr)
     tool_count, rows = anyio.run(run_session, config, not as_json)
     audit_path = base / "audit.jsonl"
@@ -261,5 +273,6 @@ def run_demo(workdir: Path | None, as_json: bool = False) -> int:
         print(_table(rows))
         print(f"\naudit trail: {audit_path} ({report.events} events)")
         print(f"audit verify: {'chain intact' if report.ok else 'FAILED: ' + str(report.problem)}")
-        print(f"see it yourself: cedargate audit verify --log {audit_path}")
+        print(f"see it yourself: cedargate audit verify --log {shlex.quote(str(audit_path))}")
+        print(f"what waits for approval (bob may decide): cedargate --config {shlex.quote(str(config))} approvals list")
     return 0 if report.ok else 1
