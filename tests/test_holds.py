@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,45 @@ async def test_lifting_a_hold_that_does_not_exist_fails_with_a_hint(
 ) -> None:
     assert _cli(dev, "unfreeze", "--environment", "prod", "--as", "olga") == 2
     assert "environment `prod` has no hold to lift" in capsys.readouterr().err
+
+
+async def test_a_freeze_of_an_environment_nothing_is_in_is_refused(
+    dev: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(dev, "freeze", "--environment", "Prod", "--as", "olga") == 2
+    error = capsys.readouterr().err
+    assert "no configured repository or AWS account is in environment `Prod`" in error and "`prod`" in error
+    assert _cli(dev, "holds", "--json") == 0
+    assert capsys.readouterr().out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["revoke", "agent", ""], ["revoke", "agent", "bad agent"], ["freeze", "--environment", "a b"]],
+    ids=["empty-agent", "agent-with-a-space", "environment-with-a-space"],
+)
+async def test_an_id_the_config_could_not_hold_is_refused_by_the_parser(
+    dev: Runtime, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        _cli(dev, *command, "--as", "olga")
+    assert stopped.value.code == 2
+    assert "is not an id" in capsys.readouterr().err
+
+
+async def test_an_empty_actor_is_refused_by_the_parser(dev: Runtime, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _cli(dev, "revoke", "agent", "codex", "--as", "")
+    assert "`` is not an id" in capsys.readouterr().err
+
+
+async def test_a_second_revocation_keeps_the_first_record(dev: Runtime, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli(dev, "revoke", "agent", "codex", "--as", "olga", "--reason", "leaked a token") == 0
+    assert _cli(dev, "revoke", "agent", "codex", "--as", "piet") == 2
+    assert "agent `codex` is already revoked (by `olga` at " in capsys.readouterr().err
+    assert _cli(dev, "holds", "--json") == 0
+    [held] = json.loads(capsys.readouterr().out)
+    assert (held["by_user"], held["reason"]) == ("olga", "leaked a token")
 
 
 async def test_a_call_whose_store_is_unreachable_fails_closed_and_is_audited(dev: Runtime) -> None:

@@ -96,9 +96,15 @@ class Holds:
         return [row for key in _keys(agent, environment) if (row := held.get(key)) is not None]
 
     def put(self, kind: HoldKind, subject: str, user: str, reason: str) -> None:
+        """Hold ``subject``; one already held keeps its record (who, when, why) and is refused."""
         store = self._require()
         with store.engine.begin() as connection:
-            connection.execute(delete(revocations).where(_key(kind, subject)))
+            held = connection.execute(select(revocations).where(_key(kind, subject))).mappings().first()
+            if held is not None:
+                raise CedargateError(
+                    f"{kind.value} `{subject}` is already {_HELD[kind]} (by `{held['by_user']}` at "
+                    f"{held['at'].isoformat(timespec='seconds')}: {held['reason']}); nothing changed"
+                )
             connection.execute(
                 insert(revocations).values(
                     kind=kind.value, subject=subject, by_user=user, at=self._clock(), reason=reason
@@ -142,6 +148,7 @@ class Holds:
 
 _PUT = {HoldKind.AGENT: "revoke_agent", HoldKind.ENVIRONMENT: "freeze_environment"}
 _LIFT = {HoldKind.AGENT: "reinstate_agent", HoldKind.ENVIRONMENT: "unfreeze_environment"}
+_HELD = {HoldKind.AGENT: "revoked", HoldKind.ENVIRONMENT: "frozen"}
 
 
 def _keys(agent: str, environment: str) -> tuple[tuple[str, str], ...]:

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from cedargate.cli._arguments import identifier
 from cedargate.cli._common import config_from
 
 
@@ -16,7 +17,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ):
         parser = commands.add_parser(verb, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".")
         parser.add_argument("kind", choices=["agent"], help="what to act on")
-        parser.add_argument("subject", metavar="ID", help="agent id")
+        parser.add_argument("subject", metavar="ID", type=identifier, help="agent id")
         _common_options(parser)
         parser.set_defaults(run=run_hold, put=verb == "revoke", hold="agent")
     for verb, help_text in (
@@ -24,7 +25,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ("unfreeze", "undo a freeze"),
     ):
         parser = commands.add_parser(verb, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".")
-        parser.add_argument("--environment", dest="subject", required=True, metavar="ENV", help="environment id")
+        parser.add_argument(
+            "--environment", dest="subject", required=True, metavar="ENV", type=identifier, help="environment id"
+        )
         _common_options(parser)
         parser.set_defaults(run=run_hold, put=verb == "freeze", hold="environment")
     holds = commands.add_parser(
@@ -35,7 +38,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--as", dest="user", required=True, metavar="USER", help="who acts (recorded)")
+    parser.add_argument("--as", dest="user", required=True, metavar="USER", type=identifier, help="who acts (recorded)")
     parser.add_argument("--reason", default="no reason given", help="why (recorded, shown to refused agents)")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
@@ -48,9 +51,25 @@ def _holds(args: argparse.Namespace) -> tuple[Any, Any]:
     return store, Holds(store)
 
 
+def _refuse_unknown_environment(args: argparse.Namespace) -> None:
+    """A freeze of an environment nothing is in (``Prod`` for ``prod``) would leave the real one open."""
+    from cedargate.errors import ConfigError
+
+    config = config_from(args)
+    known = {r.environment for r in config.repositories} | {a.environment for a in config.aws.accounts}
+    if args.subject not in known:
+        listed = ", ".join(f"`{e}`" for e in sorted(known)) or "none"
+        raise ConfigError(
+            f"no configured repository or AWS account is in environment `{args.subject}` (configured: {listed}); "
+            "nothing was frozen"
+        )
+
+
 def run_hold(args: argparse.Namespace) -> int:
     from cedargate.holds import HoldKind
 
+    if args.hold == "environment" and args.put:
+        _refuse_unknown_environment(args)
     store, holds = _holds(args)
     kind = HoldKind(args.hold)
     try:
