@@ -77,6 +77,27 @@ policies = ["dev-writes-allowed"]
     assert "determined by ['reads-allowed'], expected ['dev-writes-allowed']" in capsys.readouterr().out
 
 
+def test_a_case_file_without_cases_fails_instead_of_passing_nothing(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tree / "policies/tests/empty.toml").write_text("# to do\n")
+    assert main(["--config", str(tree / "cedargate.toml"), "policy", "test"]) == 2
+    assert "empty.toml: no `[[case]]` tables; a case file holds at least one case" in capsys.readouterr().err
+
+
+def test_cases_can_name_one_case_file_but_not_another_kind_of_file(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(tree / "cedargate.toml")
+    one = next((tree / "policies/tests").glob("*.toml"))
+    assert main(["--config", config, "policy", "test", "--cases", str(one), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["files"] == 1 and {case["file"] for case in report["cases"]} == {str(one)}
+    (tree / "cases.json").write_text("{}")
+    assert main(["--config", config, "policy", "test", "--cases", str(tree / "cases.json")]) == 2
+    assert "is neither a folder of case files nor a case file (*.toml)" in capsys.readouterr().err
+
+
 def test_explain_names_the_decision_the_determining_policies_and_their_reasons(
     tree: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -92,6 +92,11 @@ class PolicyTestReport(BaseModel):
 
 
 def case_files(cases_dir: Path) -> list[Path]:
+    """The case files under ``cases_dir``, or ``cases_dir`` itself when it is one ``.toml`` file."""
+    if cases_dir.is_file() and cases_dir.suffix == ".toml":
+        return [cases_dir]
+    if cases_dir.exists() and not cases_dir.is_dir():
+        raise PolicyError(f"`{cases_dir}` is neither a folder of case files nor a case file (*.toml)")
     if not cases_dir.is_dir():
         raise PolicyError(f"policy tests folder `{cases_dir}` does not exist: put cases in `policies/tests/*.toml`")
     files = sorted(cases_dir.rglob("*.toml"))
@@ -110,11 +115,15 @@ def run_policy_tests(config: Config, registry: HandlerRegistry, cases_dir: Path 
 def _load(path: Path) -> CaseFile:
     try:
         raw = tomllib.loads(read_text_file(path, PolicyError))
-        return CaseFile.model_validate(raw)
+        case_file = CaseFile.model_validate(raw)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: not valid TOML: {exc}") from exc
     except ValidationError as exc:
         raise PolicyError(f"{path}: {describe_validation_error(exc)}") from exc
+    if not case_file.case:
+        # An empty file passing would read as "these policies are tested" when nothing was.
+        raise PolicyError(f"{path}: no `[[case]]` tables; a case file holds at least one case")
+    return case_file
 
 
 def _config_for(case_file: CaseFile, config: Config) -> Config:
