@@ -18,6 +18,7 @@ from cedargate.runtime import build_runtime
 from cedargate.store.engine import create_store_engine, store_url
 from cedargate.store.migrate import upgrade
 
+SRE_GROUP = '[approvals.groups]\nsre = ["bob"]\n'
 NO_AWS_CREDENTIALS = {
     "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
     "AWS_CONFIG_FILE": "/nonexistent/config",
@@ -45,11 +46,19 @@ def _edited(tree: Path, old: str, new: str) -> Config:
     return load_config(path, environ={})
 
 
+def _appended(tree: Path, text: str) -> Config:
+    path = tree / "cedargate.toml"
+    path.write_text(path.read_text() + "\n" + text)
+    return load_config(path, environ={})
+
+
 def test_a_fresh_tree_passes_and_nothing_is_created(tree: Path, config: Config) -> None:
     before = sorted(p.name for p in tree.iterdir())
     found = _by_check(run_checks(config, environ={}))
     assert {name: f.status for name, f in found.items()} == {
         "tools and policies": Status.OK,
+        "approval groups": Status.WARN,  # the demo names no SRE: see the approval group test
+        "principal": Status.OK,
         "audit log": Status.OK,
         "store": Status.OK,
         "git": Status.OK,
@@ -130,7 +139,8 @@ def test_a_repository_cloned_on_first_use_is_not_cloned_by_the_check(tree: Path)
 
 def test_a_forge_without_its_token_in_the_environment_is_a_warning(tree: Path) -> None:
     forge = '[repositories.forge]\nkind = "github"\nrepository = "acme/web"\ntoken_env = "WEB_TOKEN"\n'
-    config = _edited(tree, 'owner_team = "storefront"\n', 'owner_team = "storefront"\n' + forge)
+    _edited(tree, 'owner_team = "storefront"\n', 'owner_team = "storefront"\n' + forge)
+    config = _appended(tree, SRE_GROUP)
     without = [f for f in run_checks(config, environ={}) if f.status is Status.WARN]
     assert [f.check for f in without] == ["repository acme/web"]
     assert "$WEB_TOKEN" in without[0].detail
@@ -171,3 +181,62 @@ def test_the_checkout_itself_is_ready_to_serve(capsys: pytest.CaptureFixture[str
     assert main(["--config", str(ROOT / "cedargate.toml"), "doctor"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines and all(line.split()[0] in ("ok", "warn") for line in lines)
+
+
+def test_an_approval_group_the_config_does_not_fill_is_a_warning_naming_its_policy(tree: Path, config: Config) -> None:
+    groups = _by_check(run_checks(config, environ={}))["approval groups"]
+    assert groups.status is Status.WARN
+    assert "`sre` (asked for by `staging-destructive-needs-sre` in `policies/staging.cedar:" in groups.detail
+    assert '`[approvals.groups] sre = ["user", ...]`' in groups.detail
+    empty = _by_check(run_checks(_appended(tree, "[approvals.groups]\nsre = []\n"), environ={}))["approval groups"]
+    assert empty.status is Status.WARN and "`sre`" in empty.detail
+
+
+def test_an_approval_group_with_members_passes(tree: Path) -> None:
+    groups = _by_check(run_checks(_appended(tree, SRE_GROUP), environ={}))["approval groups"]
+    assert groups.status is Status.OK and "`sre`" in groups.detail
+
+
+def _without_principal(tree: Path, extra: str = "") -> Path:
+    path = tree / "cedargate.toml"
+    text = path.read_text()
+    start, end = text.index("[principal]"), text.index("[audit]")
+    path.write_text(text[:start] + text[end:] + extra)
+    return path
+
+
+def test_no_principal_fails_the_check_and_the_command_as_stdio_serving_would(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _without_principal(tree)
+    principal = _by_check(run_checks(load_config(path, environ={}), environ={}))["principal"]
+    assert principal.status is Status.FAIL
+    assert "`serve` refuses to start" in principal.detail and "add a [principal] table" in principal.detail
+    assert main(["--config", str(path), "doctor"]) == 1
+    assert "fail  principal" in capsys.readouterr().out
+
+
+def test_a_principal_from_the_environment_passes_and_says_where_it_came_from(tree: Path) -> None:
+    env = {"CEDARGATE_AGENT": "codex-ci", "CEDARGATE_TEAM": "storefront", "CEDARGATE_USER": "alice"}
+    config = load_config(_without_principal(tree), environ=env)
+    principal = _by_check(run_checks(config, environ=env))["principal"]
+    assert principal.status is Status.OK
+    assert "agent `codex-ci`" in principal.detail and "$CEDARGATE_AGENT" in principal.detail
+
+
+def test_no_principal_with_bearer_auth_passes_and_says_stdio_would_refuse(tree: Path) -> None:
+    auth = (
+        '\n[auth]\nissuer = "https://id.example"\njwks_url = "https://id.example/jwks"\n'
+        'resource_url = "http://127.0.0.1:8750/mcp"\n'
+    )
+    config = load_config(_without_principal(tree, auth), environ={})
+    principal = _by_check(run_checks(config, environ={}))["principal"]
+    assert principal.status is Status.OK
+    assert "bearer tokens" in principal.detail and "over stdio `serve` refuses to start" in principal.detail
+
+
+def test_a_sqlite_url_store_not_yet_created_is_not_created_by_the_check(tree: Path) -> None:
+    config = _appended(tree, '[store]\nurl = "sqlite:///state/gov.db"\n')
+    store = _by_check(run_checks(config, environ={}))["store"]
+    assert store.status is Status.OK and f"`{tree.resolve()}/state/gov.db` is created" in store.detail
+    assert not (tree / "state").exists()

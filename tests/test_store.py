@@ -89,3 +89,22 @@ def test_servers_starting_together_on_a_new_store_all_start(store_config: StoreC
         assert current_revision(store.engine) == head_revision(store.engine)
     finally:
         store.close()
+
+
+def test_a_relative_sqlite_url_reaches_the_servers_database_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator's `revoke` run from another folder lands where the server reads, its folder made on demand."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    config = project / "cedargate.toml"
+    config.write_text('[store]\nurl = "sqlite:///state/gov.db"\n')
+    monkeypatch.chdir(elsewhere)
+    assert main(["--config", str(config), "revoke", "agent", "codex-ci", "--as", "bob", "--json"]) == 0
+    assert list(elsewhere.iterdir()) == []
+    monkeypatch.chdir(project)
+    capsys.readouterr()
+    assert main(["--config", "cedargate.toml", "holds", "--json"]) == 0
+    assert "codex-ci" in capsys.readouterr().out
+    assert (project / "state/gov.db").is_file()

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from cedargate.errors import ConfigError, describe_validation_error
+from cedargate.errors import ConfigError, describe_validation_error, quoted
 from cedargate.text_file import read_text_file
 
 CONFIG_ENV = "CEDARGATE_CONFIG"
@@ -201,11 +202,51 @@ class PolicyConfig(_Strict):
     """How often ``tools/`` and ``policies/`` are checked for changes while serving; 0 turns reload off."""
 
 
+STORE_URL_EXAMPLES = "`postgresql+psycopg://user@host/db` or `sqlite:///PATH` (or `[store] path` in place of `url`)"
+STORE_DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", "postgresql+psycopg"})
+"""The SQLAlchemy drivers the store ships with; any other would fail on first use (its module is not installed)."""
+
+
 class StoreConfig(_Strict):
-    """Where governance state lives: a SQLite file, or PostgreSQL when ``url`` is set (several replicas)."""
+    """Where governance state lives: a SQLite file, or PostgreSQL when ``url`` is set (several replicas).
+
+    A relative SQLite path, in ``path`` or in a ``sqlite:///`` ``url``, is under the config's folder.
+    """
 
     path: Path = Path("var/cedargate.db")
     url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _a_supported_database(cls, url: str | None) -> str | None:
+        """Refuse at load a URL the store cannot open, rather than a traceback from the first command that opens it."""
+        problem = store_url_problem(url) if url else None
+        if problem is not None:
+            raise PydanticCustomError("store_url", "{problem}", {"problem": problem})
+        return url
+
+
+def store_url_problem(url: str) -> str | None:
+    """Why the store cannot open ``url`` (never echoing its password), or ``None`` when it can."""
+    from sqlalchemy.engine import make_url  # only configs with a `url` pay for SQLAlchemy here
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"{quoted(url)} is not a database URL: give {STORE_URL_EXAMPLES}"
+    if parsed.drivername in STORE_DRIVERS:
+        return None
+    shown = quoted(parsed.render_as_string(hide_password=True))
+    if parsed.get_backend_name() in ("postgresql", "postgres"):
+        return (
+            f"{shown} names a PostgreSQL driver this cedargate does not have: "
+            f"write `postgresql+psycopg://` in place of `{parsed.drivername}://`"
+        )
+    return (
+        f"{shown}: the store supports SQLite and PostgreSQL (through psycopg), not `{parsed.drivername}`; "
+        f"give {STORE_URL_EXAMPLES}"
+    )
 
 
 class ApprovalsConfig(_Strict):
@@ -272,6 +313,29 @@ class Config(_Strict):
     auth: AuthConfig | None = None
     base_dir: Path = Field(default=Path("."), exclude=True)
 
+    @model_validator(mode="after")
+    def _each_name_once(self) -> Config:
+        """Refuse an account id or a repository name given twice.
+
+        Cedar refuses two entities of one id, so every call would be denied at runtime; a second
+        repository of one name would never be reached.
+        """
+        _refuse_repeats("aws.accounts", "id", [account.id for account in self.aws.accounts])
+        _refuse_repeats("repositories", "name", [repo.name for repo in self.repositories])
+        return self
+
+    @model_validator(mode="after")
+    def _default_account_is_configured(self) -> Config:
+        """Refuse a default account that is not configured: every AWS call that omits `account` would fail."""
+        default = self.aws.default_account
+        if default is not None and self.aws_account(default) is None:
+            known = ", ".join(f"`{a.id}`" for a in self.aws.accounts) or "none"
+            raise ValueError(
+                f"field `aws.default_account`: {quoted(default)} is not among `[[aws.accounts]]` "
+                f"(configured: {known}); set it to one of them, or add an `[[aws.accounts]]` entry with that id"
+            )
+        return self
+
     def repository(self, name: str) -> RepositoryConfig | None:
         repositories, index = self.repository_index
         if repositories is not self.repositories:  # a model_copy carried an index of other repositories
@@ -291,10 +355,30 @@ class Config(_Strict):
         return next((a for a in self.aws.accounts if a.id == account_id), None)
 
 
+def _refuse_repeats(table: str, key: str, values: Sequence[str]) -> None:
+    """Fail naming the second entry of ``table`` whose ``key`` repeats an earlier one, and that earlier one."""
+    first: dict[str, int] = {}
+    for index, value in enumerate(values):
+        if value in first:
+            raise ValueError(
+                f"field `{table}.{index}.{key}`: {quoted(value)} is already the {key} of `{table}.{first[value]}`; "
+                f"give each entry its own {key}, or remove one of them"
+            )
+        first.setdefault(value, index)
+
+
 def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     """Pick the config file: the explicit path, then ``$CEDARGATE_CONFIG``, then ``./cedargate.toml``."""
     candidate = explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
     path = Path(candidate).expanduser()
+    if path.is_dir():
+        inside = path / DEFAULT_CONFIG_NAME
+        what = (
+            f"pass the path of the config file in it: `{inside}`"
+            if inside.is_file()
+            else f"pass the path of a config file, or run `cedargate init {path}` to write `{inside}`"
+        )
+        raise ConfigError(f"config path `{path}` is a folder, not a file: {what}")
     if not path.is_file():
         raise ConfigError(
             f"config file `{path}` not found: pass --config PATH, set ${CONFIG_ENV}, "
@@ -368,9 +452,39 @@ def _resolve_paths(config: Config, base: Path) -> Config:
             "repositories": tuple(
                 _resolve_repository(r, base, absolute(config.workspaces_dir)) for r in config.repositories
             ),
-            "store": config.store.model_copy(update={"path": absolute(config.store.path)}),
+            "store": _resolve_store(config.store, base),
         }
     )
+
+
+def _resolve_store(store: StoreConfig, base: Path) -> StoreConfig:
+    """Absolute SQLite paths, in ``path`` and in a ``sqlite:///`` ``url`` alike.
+
+    A relative path left to the working directory would let a command run from another folder
+    (``cedargate revoke``) write into a database the server never reads.
+    """
+    url = store.url and _sqlite_url_under(base, store.url)
+    return store.model_copy(update={"path": path_under(base, store.path), "url": url})
+
+
+def _sqlite_url_under(base: Path, url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    database = sqlite_database(url)
+    if database is None:
+        return url
+    return make_url(url).set(database=str(path_under(base, database))).render_as_string(hide_password=False)
+
+
+def sqlite_database(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL; ``None`` for PostgreSQL, in-memory and SQLite URI filenames (own syntax)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
 
 
 def _resolve_repository(repo: RepositoryConfig, base: Path, workspaces: Path) -> RepositoryConfig:

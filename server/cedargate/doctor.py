@@ -3,7 +3,8 @@
 ``serve`` refuses a config, a manifest or a policy that is wrong, but much of what a call
 needs is only met on the call that needs it: git on the path, a repository's checkout, a
 forge token in the environment, bubblewrap allowed to build a sandbox, a writable audit
-log, a store at the current schema. Each check here looks at one of them without changing
+log, a store at the current schema, members for the approver groups policies name, and a
+principal for stdio serving. Each check here looks at one of them without changing
 anything (no file, database or clone is created) and says what to do when it fails.
 """
 
@@ -20,13 +21,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cedargate.audit.probe import unwritable_reason
 from cedargate.aws_session import choose_backend
-from cedargate.config import Config, RepositoryConfig
-from cedargate.errors import CedargateError
+from cedargate.config import PRINCIPAL_ENV_OVERRIDES, Config, RepositoryConfig
+from cedargate.errors import CedargateError, ConfigError
 from cedargate.git import git_answer
+from cedargate.identity import principal_from_config
+from cedargate.policy_set import PolicyInfo, PolicySet
 from cedargate.runtime import handler_registry
 from cedargate.sandbox import bwrap_executable, probe, sizes_tmpfs
 from cedargate.snapshot import build_snapshot
-from cedargate.store.engine import create_store_engine, database_error, store_name, store_url
+from cedargate.store.engine import create_store_engine, database_error, sqlite_file, store_name, store_url
 from cedargate.store.migrate import current_revision, head_revision, known_revisions
 
 
@@ -50,6 +53,7 @@ def run_checks(config: Config, environ: Mapping[str, str] | None = None) -> list
     env = os.environ if environ is None else environ
     checks: list[tuple[str, Callable[[], Iterator[Finding]]]] = [
         ("tools and policies", lambda: _tools_and_policies(config)),
+        ("principal", lambda: _principal(config, env)),
         ("audit log", lambda: _audit_log(config)),
         ("store", lambda: _store(config)),
         ("git", _git),
@@ -76,6 +80,60 @@ def _tools_and_policies(config: Config) -> Iterator[Finding]:
     locked = "locked" if config.tools_lock is not None else "not locked (no `tools_lock` in the config)"
     detail = f"{len(snapshot.catalog)} tools ({locked}), {len(snapshot.policies.info)} policies in {files} files"
     yield Finding(check="tools and policies", status=Status.OK, detail=detail)
+    yield _approval_groups(config, snapshot.policies)
+
+
+def _approval_groups(config: Config, policies: PolicySet) -> Finding:
+    """Every group an ``@approval`` names needs members, or its approvals stay pending until they expire."""
+    asking: dict[str, list[PolicyInfo]] = {}
+    for info in policies.info.values():
+        if info.approval_group:
+            asking.setdefault(info.approval_group, []).append(info)
+    if not asking:
+        return Finding(check="approval groups", status=Status.OK, detail="no policy asks for an approval")
+    empty = {group: infos for group, infos in sorted(asking.items()) if not config.approvals.groups.get(group)}
+    if not empty:
+        names = ", ".join(f"`{group}`" for group in sorted(asking))
+        return Finding(check="approval groups", status=Status.OK, detail=f"{names} in `[approvals.groups]`")
+    found = "; ".join(f"`{group}` (asked for by {_policies_named(infos, config)})" for group, infos in empty.items())
+    example = "; ".join(f'{group} = ["user", ...]' for group in empty)
+    detail = (
+        f"no members in `[approvals.groups]` for {found}: nobody can decide those approvals; "
+        f"add `[approvals.groups] {example}` to the config"
+    )
+    return Finding(check="approval groups", status=Status.WARN, detail=detail)
+
+
+def _policies_named(infos: list[PolicyInfo], config: Config) -> str:
+    def place(info: PolicyInfo) -> Path:
+        return info.file.relative_to(config.base_dir) if info.file.is_relative_to(config.base_dir) else info.file
+
+    return ", ".join(f"`{info.display_id}` in `{place(info)}:{info.line}`" for info in infos)
+
+
+def _principal(config: Config, env: Mapping[str, str]) -> Iterator[Finding]:
+    """What ``serve`` makes of the principal, decided as ``build_runtime`` decides it.
+
+    Over stdio it is the config's (with environment overrides); over HTTP with ``[auth]`` each
+    call brings its own from its bearer token, so only stdio serving needs one then.
+    """
+    try:
+        p = principal_from_config(config)
+    except ConfigError as exc:
+        if config.auth is not None:
+            detail = f"HTTP calls take theirs from bearer tokens ([auth]); over stdio `serve` refuses to start: {exc}"
+            yield Finding(check="principal", status=Status.OK, detail=detail)
+        else:
+            detail = (
+                f"`serve` refuses to start (over stdio, and over HTTP without [auth]): {exc} (this check sees "
+                "this shell's environment; an MCP client may set them in the `env` it starts `serve` with)"
+            )
+            yield Finding(check="principal", status=Status.FAIL, detail=detail)
+        return
+    taken = [f"${var}" for var in PRINCIPAL_ENV_OVERRIDES if env.get(var)]
+    source = f"; {', '.join(taken)} from this environment" if taken else ""
+    detail = f"agent `{p.agent}` of team `{p.team}` for `{p.on_behalf_of}` ({p.mode}, task `{p.task}`{source})"
+    yield Finding(check="principal", status=Status.OK, detail=detail)
 
 
 def _audit_log(config: Config) -> Iterator[Finding]:
@@ -100,8 +158,9 @@ def _audit_log(config: Config) -> Iterator[Finding]:
 
 
 def _store(config: Config) -> Iterator[Finding]:
-    if not config.store.url and not config.store.path.exists():
-        detail = f"SQLite `{config.store.path}` is created and migrated on start-up"
+    file = sqlite_file(config.store)
+    if file is not None and not file.exists():  # opening it would create it
+        detail = f"SQLite `{file}` is created and migrated on start-up"
         yield Finding(check="store", status=Status.OK, detail=detail)
         return
     engine = create_store_engine(store_url(config.store))

@@ -11,10 +11,11 @@ from cedargate.cli._common import config_from
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     doctor = commands.add_parser(
         "doctor",
-        help="check what serving this config needs (git, repositories, sandbox, store, audit log, AWS)",
+        help="check what serving this config needs (principal, git, repositories, sandbox, store, audit log, AWS)",
         description=(
             "Check what serving this config needs and what its tools need on their first call: the "
-            "manifests, lock and policies, the audit log, the store's schema, git, each repository and its "
+            "manifests, lock and policies, members for the approver groups policies name, the principal "
+            "stdio serving needs, the audit log, the store's schema, git, each repository and its "
             "forge token, bubblewrap for test runs, and where AWS calls go. Nothing is created or changed; "
             "no network request is made. Exits 1 when a check fails."
         ),

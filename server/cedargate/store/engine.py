@@ -10,7 +10,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
-from cedargate.config import StoreConfig
+from cedargate.config import StoreConfig, sqlite_database
 from cedargate.errors import StoreError
 from cedargate.store.migrate import upgrade
 from cedargate.store.watch import SqliteChangeWatch
@@ -49,6 +49,11 @@ def store_url(config: StoreConfig) -> str:
     return f"sqlite+pysqlite:///{config.path}"
 
 
+def sqlite_file(config: StoreConfig) -> Path | None:
+    """The file a SQLite store lives in (from ``path`` or a ``sqlite:///`` ``url``); ``None`` for any other store."""
+    return sqlite_database(config.url) if config.url else Path(config.path)
+
+
 def create_store_engine(url: str) -> Engine:
     """An engine with the settings the store relies on (waits for locks rather than failing)."""
     if url.startswith("sqlite"):
@@ -77,8 +82,9 @@ def database_error(exc: SQLAlchemyError) -> object:
 
 def open_store(config: StoreConfig, *, migrate: bool = True) -> Store:
     """The store named by the config, migrated to the newest revision; fails with the database named."""
-    if not config.url:
-        Path(config.path).parent.mkdir(parents=True, exist_ok=True)
+    file = sqlite_file(config)
+    if file is not None:  # SQLite creates the file, not its folder (nor the migration lock beside it)
+        file.parent.mkdir(parents=True, exist_ok=True)
     url = store_url(config)
     engine = create_store_engine(url)
     try:
