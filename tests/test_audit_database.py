@@ -223,7 +223,7 @@ def test_audit_query_from_a_store_without_the_table_says_to_upgrade(
     tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tree / "cedargate.toml"
-    path.write_text(path.read_text() + "\n" + store_toml(StoreConfig(path=tmp_path / "empty.db")))
+    path.write_text(path.read_text() + DATABASE_SINK + "\n" + store_toml(StoreConfig(path=tmp_path / "empty.db")))
     assert main(["--config", str(path), "audit", "query", "--source", "database"]) != 0
     error = capsys.readouterr().err
     assert "`audit_events` table could not be read" in error and "cedargate db upgrade" in error

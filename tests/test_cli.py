@@ -32,7 +32,9 @@ def test_every_command_has_help(command: tuple[str, ...], capsys: pytest.Capture
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
     assert exit_info.value.code == 0
-    assert "usage: cedargate" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "usage: cedargate" in out
+    assert "--config PATH" in out  # before or after the command: `cedargate doctor --config x.toml` works
 
 
 def test_a_bare_group_prints_its_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,17 +11,21 @@ policy that does not validate. A locked tool whose manifest was removed is simpl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel
 
 from cedargate.catalog import ToolCatalog
 from cedargate.errors import ManifestError
+
+LISTED_CHANGES: Final = 5
+"""How many unreviewed manifests an error names; ``tools lock --check`` lists them all."""
 
 _HEADER = """\
 # Reviewed tool manifests, written by `cedargate tools lock`. cedargate serves the tools only
@@ -102,7 +106,9 @@ def enforce_lock(catalog: ToolCatalog, path: Path) -> None:
     """Raise ``ManifestError`` unless every manifest is the one the lock records."""
     unreviewed = [c for c in lock_changes(catalog, read_lock(path)) if c.change != "removed"]
     if unreviewed:
-        listed = "; ".join(c.describe() for c in unreviewed)
+        listed = "; ".join(c.describe() for c in unreviewed[:LISTED_CHANGES])
+        if len(unreviewed) > LISTED_CHANGES:
+            listed += f"; and {len(unreviewed) - LISTED_CHANGES} more (`cedargate tools lock --check` lists them)"
         raise ManifestError(
             f"tools lock `{path}`: {listed}. Nothing is served until an admin reviews the change and runs "
             "`cedargate tools lock`"
@@ -110,13 +116,23 @@ def enforce_lock(catalog: ToolCatalog, path: Path) -> None:
 
 
 def write_lock(path: Path, catalog: ToolCatalog) -> None:
-    """Record every manifest's hash; written to a temporary file and renamed, so readers never see half."""
+    """Record every manifest's hash; written to a temporary file and renamed, so readers never see half.
+
+    Fails with ``ManifestError``, leaving no temporary file, when the lock cannot be written.
+    """
+    if path.is_dir():
+        raise ManifestError(f"tools lock `{path}` is a folder: move it aside or set `tools_lock` to a file")
     lines = [_HEADER, "[tools]"]
     lines += [f"{json.dumps(m.name)} = {json.dumps(m.content_hash)}" for m in catalog]
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise ManifestError(f"tools lock `{path}` cannot be written: {exc.strerror or exc}") from exc
 
 
 def _short(digest: str | None) -> str:

@@ -51,23 +51,42 @@ def key_id(public_key: Ed25519PublicKey) -> str:
 
 
 def generate_keypair(private_path: Path, public_path: Path) -> str:
-    """Write a new Ed25519 key pair (PEM; the private file readable by its owner only); returns the key id."""
-    if private_path.exists():
-        raise CedargateError(f"`{private_path}` already exists: choose another path or move the old key aside")
+    """Write a new Ed25519 key pair (PEM; the private file readable by its owner only); returns the key id.
+
+    Refuses, writing nothing, when either file exists or both paths name one file: overwriting a
+    key loses it (the private one for good; the public one that verifies old checkpoints).
+    """
+    if private_path.resolve() == public_path.resolve():
+        raise CedargateError(
+            f"`{private_path}` is named for both keys: give --private-key and --public-key different files"
+        )
+    for path in (private_path, public_path):
+        if path.exists():
+            raise CedargateError(f"`{path}` already exists: choose another path or move the old key aside")
     private = Ed25519PrivateKey.generate()
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
     public = private.public_key()
-    public_path.parent.mkdir(parents=True, exist_ok=True)
-    public_path.write_bytes(
-        public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
+    public_pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    _write_new(private_path, pem, 0o600)
+    try:
+        _write_new(public_path, public_pem, 0o644)
+    except CedargateError:
+        private_path.unlink()  # half a pair is no use: leave nothing behind
+        raise
     return key_id(public)
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` with ``data``; never replaces a file (``O_EXCL``), even one made a moment ago."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except OSError as exc:
+        raise CedargateError(f"key file `{path}` cannot be created: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

@@ -93,11 +93,10 @@ def to_ocsf(event: dict[str, Any]) -> dict[str, Any]:
     }
     resource = event.get("resource")
     if resource:
-        record["resources"] = [
-            {"uid": resource["id"], "type": resource["type"], "labels": [f"environment:{event.get('environment')}"]}
-        ]
-        if resource["type"] == "AwsAccount":
-            record["cloud"] = {"provider": "AWS", "account": {"uid": resource["id"]}}
+        uid, kind = resource.get("id"), resource.get("type")
+        record["resources"] = [{"uid": uid, "type": kind, "labels": [f"environment:{event.get('environment')}"]}]
+        if kind == "AwsAccount":
+            record["cloud"] = {"provider": "AWS", "account": {"uid": uid}}
     return record
 
 

@@ -1,8 +1,10 @@
 """Reading the audit trail back: iterate events, filter them, take the tail.
 
 Filters compare exact values (agent, user, team, tool, decision, outcome, environment, task,
-session) and a half-open time range ``[since, until)``. A line that is not JSON stops the
-read with its line number: the trail is evidence, so it is never skipped silently.
+session) and a half-open time range ``[since, until)``. A line that is not JSON, or not an
+audit event, stops the read with its line number: the trail is evidence, so it is never
+skipped silently. Segment records (see ``segments.py``) belong to the chain, not to the
+events, and are left out.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
 from cedargate.audit.lines import FileProgress, numbered_lines
+from cedargate.audit.segments import is_segment_record
 from cedargate.errors import CedargateError
 
 
@@ -59,6 +62,20 @@ class AuditFilter(BaseModel):
         return (self.since is None or when >= self.since) and (self.until is None or when < self.until)
 
 
+_REQUIRED: Final[tuple[tuple[str, type], ...]] = (("event_id", str), ("time", str))
+"""Fields every event has, with their JSON types: what tells an event from other JSON."""
+_OPTIONAL: Final[tuple[tuple[str, type], ...]] = (
+    ("tool", str),
+    ("outcome", str),
+    ("principal", dict),
+    ("decision", dict),
+    ("resource", dict),
+    ("shadow", dict),
+)
+"""Fields the readers show when present (``null`` or absent reads as unknown), with their JSON types."""
+_JSON_NAME: Final[dict[type, str]] = {str: "a string", dict: "an object"}
+
+
 def event_time(event: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(str(event["time"]))
 
@@ -73,17 +90,47 @@ def read_events(path: Path, progress: FileProgress | None = None) -> Iterator[di
             f"audit log `{path}` does not exist: pass --log PATH or check `[audit] path` in the config"
         )
     for number, _, line in numbered_lines(path, progress):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise CedargateError(
-                f"audit log `{path}` line {number} is not JSON: run `cedargate audit verify --log {path}`"
-            ) from exc
-        if not isinstance(record, dict):
-            raise CedargateError(f"audit log `{path}` line {number} is not an audit event")
-        yield record
+        event = parse_event(line, path, f"line {number}")
+        if event is not None:
+            yield event
+
+
+def parse_event(line: bytes | str, path: Path, where: str) -> dict[str, Any] | None:
+    """The event on one line of ``path``; ``None`` for a blank line or a segment record.
+
+    Fails naming ``where`` (e.g. ``line 7``) and pointing at ``audit verify``, which locates the damage.
+    """
+    if not line.strip():
+        return None
+    verify = f"run `cedargate audit verify --log {path}`"
+    try:
+        record = json.loads(line)
+    except ValueError:
+        raise CedargateError(f"audit log `{path}` {where} is not JSON: {verify}") from None
+    if is_segment_record(record):
+        return None
+    problem = event_problem(record)
+    if problem is not None:
+        raise CedargateError(f"audit log `{path}` {where} is not an audit event ({problem}): {verify}")
+    event: dict[str, Any] = record
+    return event
+
+
+def event_problem(record: object) -> str | None:
+    """What keeps ``record`` from being an audit event the readers can show, or ``None``."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    for name, kind in _REQUIRED:
+        if not isinstance(record.get(name), kind):
+            return f"`{name}` is missing or not {_JSON_NAME[kind]}"
+    for name, kind in _OPTIONAL:
+        if record.get(name) is not None and not isinstance(record[name], kind):
+            return f"`{name}` is not {_JSON_NAME[kind]}"
+    try:
+        zoned = event_time(record).tzinfo is not None
+    except ValueError:
+        zoned = False
+    return None if zoned else f"`time` `{record['time']}` is not an ISO time with a time zone"
 
 
 def query(events: Iterable[dict[str, Any]], where: AuditFilter, limit: int | None = None) -> list[dict[str, Any]]:
@@ -96,11 +143,11 @@ def one_line(event: dict[str, Any]) -> str:
     """A compact line for terminals: time, outcome, decision, who, tool, target, event id."""
     principal = event.get("principal") or {}
     resource = event.get("resource") or {}
-    decision = (event.get("decision") or {}).get("effect", "-")
-    shadow = " (shadow: would " + event["shadow"]["would"] + ")" if event.get("shadow") else ""
+    decision = str((event.get("decision") or {}).get("effect") or "-")
+    shadow = f" (shadow: would {event['shadow'].get('would', '?')})" if event.get("shadow") else ""
     target = f"{resource.get('id', '-')}@{event.get('environment') or '-'}"
     return (
-        f"{event.get('time', '?')}  {event.get('outcome', '?'):<17} {decision:<17} "
+        f"{event.get('time', '?')}  {event.get('outcome') or '?':<17} {decision:<17} "
         f"{principal.get('agent', '?')}/{principal.get('on_behalf_of', '?')}  {event.get('tool', '?')}  "
         f"{target}  {event.get('event_id', '?')}{shadow}"
     )

@@ -1,12 +1,16 @@
-"""Helpers every command group shares."""
+"""Helpers every command group shares: the config, command groups, argument types and output files."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from cedargate.config import Config, load_config
+from cedargate.errors import CedargateError
+
+CONFIG_HELP = "config file (default: $CEDARGATE_CONFIG or ./cedargate.toml)"
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -23,10 +27,82 @@ def group(
     return parser.add_subparsers(title="commands", metavar="COMMAND")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for counts that must be at least 1."""
+    value = _whole(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"`{text}`: give a whole number of at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type for counts where 0 means "none" (``tail -n 0 --follow``: only new events)."""
+    value = _whole(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"`{text}`: give a whole number of 0 or more")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type for intervals: 0 would spin the CPU, a negative or infinite one cannot be slept."""
+    value = _real(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"`{text}`: give a number of seconds greater than 0")
+    return value
+
+
+def port_number(text: str) -> int:
+    """An argparse type for TCP ports; 0 asks the system for any free port."""
+    value = _whole(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a port: give a number from 1 to 65535 (0 for any free port)")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a whole number") from None
+
+
+def _real(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a number") from None
+
+
+def writable_file(path: Path, flag: str, *, create_folder: bool = False) -> Path:
+    """``path`` when a file can be written there: not a folder, in a folder that exists.
+
+    Checked before any work is done, so a mistyped path costs no work and leaves no half-written file.
+    With ``create_folder``, a missing folder is fine (the writer creates it).
+    """
+    if path.is_dir():
+        raise CedargateError(f"{flag} `{path}` is a folder: name a file, e.g. `{path / 'NAME'}`")
+    existing = next((folder for folder in path.parents if folder.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise CedargateError(f"{flag} `{path}`: `{existing}` is a file, not a folder; name another path")
+    if not create_folder and existing != path.parent:
+        raise CedargateError(f"{flag} `{path}`: folder `{path.parent}` does not exist; create it or name another file")
+    return path
+
+
+def write_file(path: Path, text: str, flag: str, *, create_folder: bool = False) -> None:
+    """Write ``text`` to ``path`` (checked with ``writable_file``), naming ``flag`` when the system refuses."""
+    writable_file(path, flag, create_folder=create_folder)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CedargateError(f"{flag} `{path}` cannot be written: {exc.strerror or exc}") from exc
+
+
 def write_output(text: str, output: Path | None, summary: str) -> None:
     """Write ``text`` to ``--output`` (saying ``summary`` on stderr) or to standard output."""
     if output:
-        output.write_text(text, encoding="utf-8")
+        write_file(output, text, "--output")
         print(summary, file=sys.stderr)
     else:
         sys.stdout.write(text)

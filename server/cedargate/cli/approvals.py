@@ -83,7 +83,8 @@ def run_show(args: argparse.Namespace) -> int:
         print(approval.model_dump_json(indent=2))
     else:
         for key, value in approval.model_dump(mode="json").items():
-            print(f"{key}: {json.dumps(value) if isinstance(value, dict | list) else value}")
+            # Strings as they are; the rest as JSON (`null`, `false`), not Python's `None`, `False`.
+            print(f"{key}: {value if isinstance(value, str) else json.dumps(value)}")
     return 0
 
 

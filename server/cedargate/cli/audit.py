@@ -10,12 +10,35 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cedargate.cli._common import config_from, group, write_output
+from cedargate.cli._common import (
+    config_from,
+    group,
+    non_negative_int,
+    positive_int,
+    positive_seconds,
+    writable_file,
+    write_output,
+)
 from cedargate.cli._progress import terminal_progress
+from cedargate.decision import Effect
 from cedargate.errors import CedargateError
 
 if TYPE_CHECKING:
     from cedargate.audit.verify_table import TableReport
+    from cedargate.config import Config
+
+OUTCOMES = (
+    "succeeded",
+    "denied",
+    "approval_required",
+    "over_budget",
+    "revoked",
+    "frozen",
+    "invalid_arguments",
+    "unknown_tool",
+    "failed",
+)
+"""``audit.event.Outcome``'s values: importing it would load Cedar for every command (a test keeps them equal)."""
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,7 +76,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     checkpoint.add_argument("--key", type=Path, required=True, help="the Ed25519 private key (PEM)")
     checkpoint.add_argument("--log", type=Path, help="audit log file (default: the configured one)")
     checkpoint.add_argument("--checkpoints", type=Path, help="checkpoints file (default: the configured one)")
-    checkpoint.add_argument("--every", type=float, metavar="SECONDS", help="keep signing every SECONDS")
+    checkpoint.add_argument("--every", type=positive_seconds, metavar="SECONDS", help="keep signing every SECONDS")
     checkpoint.add_argument(
         "--json", action="store_true", help="print each checkpoint signed as one JSON line (nothing when none was)"
     )
@@ -63,7 +86,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="print the last events",
         description="Print the last events of the audit log (optionally filtered).",
     )
-    tail.add_argument("-n", "--lines", type=int, default=10, help="how many events (default: 10)")
+    tail.add_argument("-n", "--lines", type=non_negative_int, default=10, help="how many events (default: 10)")
     tail.add_argument("--follow", "-f", action="store_true", help="keep printing events as they are appended")
     _filter_arguments(tail)
     tail.set_defaults(run=run_tail)
@@ -72,7 +95,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="find events by agent, user, team, tool, decision, environment, time or task",
         description="Print the events that match every filter given, in log order.",
     )
-    query.add_argument("--limit", type=int, help="only the last LIMIT matches")
+    query.add_argument("--limit", type=positive_int, help="only the last LIMIT matches")
     query.add_argument(
         "--source",
         choices=["file", "database"],
@@ -111,6 +134,15 @@ def _checkpoint_paths(args: argparse.Namespace) -> tuple[Path | None, Path | Non
     return checkpoints, public_key
 
 
+def _require_database_sink(config: Config) -> None:
+    """Fail unless the `database` sink fills ``audit_events``: an empty table would pass for a clean one."""
+    if not any(sink.kind == "database" for sink in config.audit.sinks):
+        raise CedargateError(
+            'no `[[audit.sinks]]` with `kind = "database"` is configured, so no table holds the trail: '
+            "add one to the config, or drop --database / `--source database` to read the log file"
+        )
+
+
 def run_keygen(args: argparse.Namespace) -> int:
     from cedargate.audit.checkpoint import generate_keypair
 
@@ -134,6 +166,7 @@ def run_checkpoint(args: argparse.Namespace) -> int:
         if checkpoints is None and config.audit.checkpoints is None:
             raise CedargateError("no checkpoints file: pass --checkpoints PATH or configure `[audit.checkpoints]`")
         checkpoints = checkpoints or config.audit.checkpoints.path  # type: ignore[union-attr]
+    writable_file(checkpoints, "--checkpoints", create_folder=True)
     while True:
         signed = sign_head(log, checkpoints, key)
         if signed is not None and args.json:
@@ -154,13 +187,13 @@ def _filter_arguments(parser: argparse.ArgumentParser, *, with_json: bool = True
         ("user", "the human the agent acted for"),
         ("team", "the agent's team"),
         ("tool", "tool name"),
-        ("decision", "Cedar's decision: allow, deny or approval_required"),
-        ("outcome", "succeeded, denied, approval_required, invalid_arguments, unknown_tool or failed"),
         ("environment", "the resource's environment"),
         ("task", "task id"),
         ("session", "session id"),
     ):
         parser.add_argument(f"--{name}", help=f"only events of {what}")
+    parser.add_argument("--decision", choices=[e.value for e in Effect], help="only events Cedar decided so")
+    parser.add_argument("--outcome", choices=OUTCOMES, help="only events with this outcome")
     parser.add_argument("--since", type=_when, help="only events at or after this ISO time (e.g. 2026-01-31T09:00Z)")
     parser.add_argument("--until", type=_when, help="only events before this ISO time")
     if with_json:
@@ -202,7 +235,9 @@ def _query_database(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     if args.log is not None:
         raise CedargateError("--log names a file: drop it with `--source database` (the `[store]` database is read)")
-    store = open_store(config_from(args).store, migrate=False)
+    config = config_from(args)
+    _require_database_sink(config)
+    store = open_store(config.store, migrate=False)
     try:
         return query_table(store, _where(args), limit=args.limit)
     finally:
@@ -223,12 +258,17 @@ def run_tail(args: argparse.Namespace) -> int:
 
 def _print_appended(path: Path, offset: int, where: Any, as_json: bool) -> int:
     """Print the whole lines appended since ``offset``; returns the offset after the last one."""
+    from cedargate.audit.query import parse_event
+
     with open(path, "rb") as handle:
         handle.seek(offset)
         data = handle.read()
     complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next round
-    events = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
-    _print([e for e in events if where.matches(e)], as_json)
+    events, start = [], offset
+    for line in complete.splitlines(keepends=True):
+        events.append(parse_event(line, path, f"line at byte {start}"))
+        start += len(line)
+    _print([e for e in events if e is not None and where.matches(e)], as_json)
     return offset + len(complete)
 
 
@@ -251,6 +291,8 @@ def run_export(args: argparse.Namespace) -> int:
     from cedargate.audit.ocsf import to_ocsf
     from cedargate.audit.query import query, read_events
 
+    if args.output is not None:
+        writable_file(args.output, "--output")  # before reading what may be a large log
     path = _log_path(args)
     with terminal_progress(f"reading {path}") as progress:
         records = [to_ocsf(e) for e in query(read_events(path, progress), _where(args))]
@@ -262,6 +304,8 @@ def run_export(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from cedargate.audit.verify import verify_checkpoints, verify_log
 
+    if args.database:
+        _require_database_sink(config_from(args))
     path = args.log or config_from(args).audit.path
     if not path.is_file():
         raise CedargateError(

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cedargate.cli._common import config_from, group, write_output
+from cedargate.cli._common import config_from, group, writable_file, write_output
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,6 +61,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def run_schema(args: argparse.Namespace) -> int:
     from cedargate.admin import generated_schema_text
 
+    if args.output is not None:
+        writable_file(args.output, "--output")
     text = generated_schema_text(config_from(args))
     write_output(text, args.output, f"wrote {args.output}")
     return 0

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from cedargate.cli._common import config_from
+from cedargate.cli._common import config_from, port_number
 
 if TYPE_CHECKING:
     from cedargate.runtime import Runtime
@@ -23,7 +23,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--transport", choices=["stdio", "http"], default="stdio", help="stdio (default) or streamable HTTP"
     )
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8750, help="HTTP port (default: 8750)")
+    serve.add_argument("--port", type=port_number, default=8750, help="HTTP port (default: 8750; 0 for any free port)")
     serve.add_argument(
         "--aws",
         choices=["sandbox", "real", "auto"],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from cedargate.cli._common import writable_file, write_file
 from cedargate.errors import ConfigError, ManifestError, describe_validation_error
 from cedargate.risk import Risk
 
@@ -46,10 +47,11 @@ def run_new(args: argparse.Namespace) -> int:
         raise ManifestError(f"the generated manifest does not load: {describe_validation_error(exc)}") from exc
     name = tool_name(args.service, args.operation)
     path = Path(args.output) if args.output else _tools_dir(args) / "aws" / f"{name}.toml"
+    flag = "--output" if args.output else "manifest"
+    writable_file(path, flag, create_folder=True)  # a folder is never overwritten, --force or not
     if path.exists() and not args.force:
         raise ConfigError(f"`{path}` exists: pass --force to overwrite it or --output to write elsewhere")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_file(path, text, flag, create_folder=True)
     if args.json:
         print(json.dumps({"name": name, "path": str(path), "duty": duty, "risk": risk.value}))
     else:
