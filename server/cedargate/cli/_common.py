@@ -27,6 +27,21 @@ def group(
     return parser.add_subparsers(title="commands", metavar="COMMAND")
 
 
+def identifier(value: str) -> str:
+    """An argparse type for agent, user and environment ids as the config spells them: a typo would act on nobody."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from cedargate.config import Identifier
+
+    try:
+        return TypeAdapter(Identifier).validate_python(value)
+    except ValidationError:
+        raise argparse.ArgumentTypeError(
+            f"`{value}` is not an id as the config writes them: up to 128 letters, digits and `._@/:-`, "
+            "starting with a letter or digit"
+        ) from None
+
+
 def positive_int(text: str) -> int:
     """An argparse type for counts that must be at least 1."""
     value = _whole(text)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cedargate.cli._common import config_from, group
+from cedargate.cli._common import config_from, group, identifier
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,7 +35,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             description=f"{verb.capitalize()} a pending approval as USER, who must belong to the approver group.",
         )
         decide.add_argument("id", help="approval id (apr_...)")
-        decide.add_argument("--as", dest="user", required=True, metavar="USER", help="who decides (a user id)")
+        decide.add_argument(
+            "--as", dest="user", required=True, metavar="USER", type=identifier, help="who decides (a user id)"
+        )
         decide.add_argument("--note", default="", help="why, kept with the approval")
         decide.add_argument("--json", action="store_true", help="print JSON")
         decide.set_defaults(run=run_decide, approve=approve)

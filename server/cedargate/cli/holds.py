@@ -6,8 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from cedargate.cli._arguments import identifier
-from cedargate.cli._common import config_from
+from cedargate.cli._common import config_from, identifier
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
