@@ -86,9 +86,12 @@ def test_the_demo_never_writes_into_a_folder_that_holds_something(
     assert (tmp_path / "cedargate.toml").read_text() == "# my own config\n"
 
 
-def test_demo_runs_the_scripted_session_and_the_trail_verifies(tmp_path: Path) -> None:
+def test_demo_runs_the_scripted_session_and_the_trail_verifies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = tmp_path / "the demo"
     result = subprocess.run(
-        [sys.executable, "-m", "cedargate", "demo", "--json", "--workdir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "cedargate", "demo", "--json", "--workdir", str(workdir)],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT / "server")},
@@ -108,6 +111,16 @@ def test_demo_runs_the_scripted_session_and_the_trail_verifies(tmp_path: Path) -
     assert "field `" in invalid["detail"]
     assert report["audit"]["ok"] is True
     assert report["audit"]["events"] == len(report["calls"])
+    # The approval it opens is one a person can decide: the demo's config names an approver.
+    waiting = next(c for c in report["calls"] if c["outcome"] == "approval_required")
+    found = re.search(r"Approval `(apr_\w+)` is pending", waiting["detail"])
+    assert found is not None and "nobody can decide" not in waiting["detail"]
+    config = str(workdir / "cedargate.toml")
+    assert main(["--config", config, "approvals", "approve", found.group(1), "--as", "bob", "--note", "ok"]) == 0
+    capsys.readouterr()
+    assert main(["--config", config, "approvals", "show", found.group(1), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "approved" and shown["decided_by"] == "bob"
 
 
 def _named_commands() -> list[str]:
