@@ -223,6 +223,17 @@ def test_tools_new_names_an_unknown_operation(tree: Path, capsys: pytest.Capture
     assert "service `ec2` has no operation `StopEverything`" in capsys.readouterr().err
 
 
+def test_tools_new_refuses_a_duty_the_config_lacks_and_writes_nothing(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = ["--config", str(tree / "cedargate.toml"), "tools", "new", "aws", "ec2", "RebootInstances"]
+    before = sorted((tree / "tools").rglob("*"))
+    assert main([*command, "--risk", "write", "--duty", "nosuchduty"]) == 2
+    error = capsys.readouterr().err
+    assert "--duty `nosuchduty` is not configured" in error and "`infra-operator`" in error
+    assert sorted((tree / "tools").rglob("*")) == before
+
+
 def test_a_loaded_aws_manifest_round_trips_through_its_dump(config: Config) -> None:
     catalog = load_catalog(config.tools_dir, check=handler_registry(None, config).check)
     manifest = catalog.tools["aws_ec2_stop_instances"]

@@ -39,6 +39,7 @@ def run_new(args: argparse.Namespace) -> int:
 
     risk = Risk(args.risk)
     duty = args.duty or ("aws-reader" if risk is Risk.READ else "infra-operator")
+    _refuse_unconfigured_duty(args, duty)
     try:
         text = render_manifest(args.service, args.operation, risk, duty, args.owner)
     except ValueError as exc:
@@ -61,6 +62,27 @@ def run_new(args: argparse.Namespace) -> int:
             "and with a tools lock configured, `cedargate tools lock` once the manifest is reviewed"
         )
     return 0
+
+
+def _refuse_unconfigured_duty(args: argparse.Namespace, duty: str) -> None:
+    """A manifest naming a duty the config lacks would stop `serve`; say so before writing it.
+
+    Without a loadable config (``--output`` elsewhere) there is nothing to check against.
+    """
+    from cedargate.cli._common import config_from
+
+    try:
+        duties = config_from(args).aws.duties
+    except ConfigError:
+        if args.output:
+            return
+        raise
+    if duty not in duties:
+        known = ", ".join(f"`{d}`" for d in duties) or "none"
+        raise ConfigError(
+            f"--duty `{duty}` is not configured (configured: {known}): add `[aws.duties.{duty}]` to the config "
+            "or pick one of those; nothing was written"
+        )
 
 
 def _tools_dir(args: argparse.Namespace) -> Path:
