@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
+from tests.conftest import sample_event
 
+from cedargate.audit.log import JsonlAuditLog
 from cedargate.audit.ocsf import CLASS_UID, REQUIRED, missing_required
+from cedargate.audit.record import EventRecord
+from cedargate.audit.verify import verify_log
 from cedargate.cli import main
 from cedargate.runtime import Runtime
 from cedargate.server import build_server
@@ -137,3 +142,35 @@ def test_following_prints_only_whole_lines_appended_since_the_last_look(
         handle.write('me": "2026-01-01T00:00:01+00:00"}\n')
     _print_appended(log, offset, AuditFilter(), as_json=True)
     assert [e["event_id"] for e in _json_lines(capsys.readouterr().out)] == ["c"]
+
+
+def test_a_log_recovered_from_a_torn_write_is_read_whole_by_query_tail_and_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    with closing(JsonlAuditLog(path)) as log:
+        log.append(EventRecord.of(sample_event(1)))
+        with open(path, "ab") as dying:  # a server killed in the middle of its line
+            dying.write(b'{"event_id":"e2","time":"2026-')
+        log.append(EventRecord.of(sample_event(3)))  # recovers: a segment record names the torn bytes
+    assert verify_log(path).segments == 1
+    assert main(["audit", "query", "--log", str(path), "--json"]) == 0
+    assert [json.loads(line)["event_id"] for line in capsys.readouterr().out.splitlines()] == ["e1", "e3"]
+    assert main(["audit", "tail", "--log", str(path), "-n", "5"]) == 0
+    assert capsys.readouterr().out.count("\n") == 2
+    assert main(["audit", "export", "--log", str(path)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_a_torn_line_no_segment_record_names_still_stops_a_query(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    with closing(JsonlAuditLog(path)) as log:
+        log.append(EventRecord.of(sample_event(1)))
+    with open(path, "ab") as editor:  # a cut line with a complete event after it: an edit, not a crash
+        editor.write(b'{"event_id":"e2","time":"2026-\n')
+    with open(path, "ab") as more:
+        more.write(json.dumps(sample_event(3).model_dump(mode="json")).encode() + b"\n")
+    assert main(["audit", "query", "--log", str(path)]) == 2
+    assert "line 2 is not JSON: run `cedargate audit verify" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict
 
 from cedargate.audit.lines import FileProgress, numbered_lines
-from cedargate.audit.segments import is_segment_record
+from cedargate.audit.segments import TornLine, is_segment_record, is_torn_prefix
 from cedargate.errors import CedargateError
 
 
@@ -89,10 +89,34 @@ def read_events(path: Path, progress: FileProgress | None = None) -> Iterator[di
         raise CedargateError(
             f"audit log `{path}` does not exist: pass --log PATH or check `[audit] path` in the config"
         )
-    for number, _, line in numbered_lines(path, progress):
-        event = parse_event(line, path, f"line {number}")
+    torn: list[TornLine] = []
+    torn_where = ""
+    for number, offset, raw in numbered_lines(path, progress):
+        where = f"line {number}"
+        line = raw.rstrip(b"\n")
+        try:
+            record = json.loads(line) if line.strip() else None
+        except ValueError:
+            if not is_torn_prefix(line):
+                raise _not_json(path, where) from None
+            # A crash's torn write: left out once the segment record after it names it (as verify accepts).
+            torn.append(TornLine(offset, line))
+            torn_where = torn_where or where
+            continue
+        if torn:
+            if not (isinstance(record, dict) and is_segment_record(record) and record["torn"] == _named(torn)):
+                raise _not_json(path, torn_where)
+            torn, torn_where = [], ""
+            continue
+        event = as_event(record, path, where)
         if event is not None:
             yield event
+    if torn:  # not yet recovered by a server's next write: shown as what it is, never skipped unnamed
+        raise _not_json(path, torn_where)
+
+
+def _named(torn: list[TornLine]) -> list[dict[str, Any]]:
+    return [t.describe() for t in torn]
 
 
 def parse_event(line: bytes | str, path: Path, where: str) -> dict[str, Any] | None:
@@ -102,18 +126,26 @@ def parse_event(line: bytes | str, path: Path, where: str) -> dict[str, Any] | N
     """
     if not line.strip():
         return None
-    verify = f"run `cedargate audit verify --log {path}`"
     try:
         record = json.loads(line)
     except ValueError:
-        raise CedargateError(f"audit log `{path}` {where} is not JSON: {verify}") from None
-    if is_segment_record(record):
+        raise _not_json(path, where) from None
+    return as_event(record, path, where)
+
+
+def _not_json(path: Path, where: str) -> CedargateError:
+    return CedargateError(f"audit log `{path}` {where} is not JSON: run `cedargate audit verify --log {path}`")
+
+
+def as_event(record: object, path: Path, where: str) -> dict[str, Any] | None:
+    """``record`` as an event; ``None`` for nothing or a segment record; fails naming ``where`` otherwise."""
+    verify = f"run `cedargate audit verify --log {path}`"
+    if record is None or is_segment_record(record):
         return None
     problem = event_problem(record)
-    if problem is not None:
+    if problem is not None or not isinstance(record, dict):
         raise CedargateError(f"audit log `{path}` {where} is not an audit event ({problem}): {verify}")
-    event: dict[str, Any] = record
-    return event
+    return record
 
 
 def event_problem(record: object) -> str | None:
