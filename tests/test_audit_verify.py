@@ -105,6 +105,20 @@ async def test_a_truncated_tail_passes_the_chain_but_fails_the_signed_checkpoint
     )
 
 
+async def test_a_removed_checkpoint_file_fails_verify_rather_than_checking_nothing(
+    log: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    private, public = keys
+    checkpoints = tmp_path / "checkpoints.jsonl"
+    main(["audit", "checkpoint", "--key", str(private), "--log", str(log), "--checkpoints", str(checkpoints)])
+    checkpoints.unlink()  # what someone cutting the log's tail would do next
+    status, report = _verify(log, "--checkpoints", str(checkpoints), "--public-key", str(public))
+    assert status == 1 and report["checkpoints"] == 0
+    assert f"checkpoint file `{checkpoints}` does not exist" in str(report["problem"])
+    status, report = _verify(log, "--checkpoints", str(tmp_path), "--public-key", str(public))
+    assert status == 1 and "is a folder, not a checkpoint file" in str(report["problem"])
+
+
 async def test_an_edited_checkpoint_fails_its_signature(log: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
     private, public = keys
     checkpoints = tmp_path / "checkpoints.jsonl"

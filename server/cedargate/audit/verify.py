@@ -101,6 +101,14 @@ def verify_checkpoints(report: VerifyReport, path: Path, checkpoints: Path, publ
     """Add the signed checkpoints' verdict to an intact chain's report: this is what catches a cut-off tail."""
     from cedargate.audit.checkpoint import check_checkpoints, event_hashes, load_public_key
 
+    if not checkpoints.is_file():
+        # Removing the file must not turn "checkpoints hold" into "nothing to check": that is what it guards.
+        what = "is a folder, not a checkpoint file" if checkpoints.is_dir() else "does not exist"
+        missing = (
+            f"checkpoint file `{checkpoints}` {what}: no signed checkpoint vouches for this log "
+            "(sign one with `cedargate audit checkpoint`, or restore the file)"
+        )
+        return report.model_copy(update={"ok": False, "checkpoints": 0, "problem": missing})
     count, problem = check_checkpoints(event_hashes(path), checkpoints, load_public_key(public_key))
     if problem is None:
         return report.model_copy(update={"checkpoints": count})
