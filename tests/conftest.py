@@ -16,6 +16,7 @@ from cedargate.audit.event import AuditEvent
 from cedargate.config import Config, load_config
 from cedargate.demo import write_demo_tree
 from cedargate.manifest import ToolManifest
+from cedargate.reload import ReloadResult
 from cedargate.runtime import Runtime, build_runtime, handler_registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,3 +99,10 @@ def audit_events(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def settled_reload(runtime: Runtime) -> ReloadResult | None:
+    """Two polls after an edit: the first sees the change, the second finds it settled and loads it."""
+    first = await runtime.reloader.poll()
+    assert first is None, "a change was loaded on the poll that first saw it"
+    return await runtime.reloader.poll()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
-from tests.conftest import ROOT, audit_events
+from tests.conftest import ROOT, audit_events, settled_reload
 
 from cedargate.cli import main
 from cedargate.config import load_config
@@ -120,10 +120,10 @@ async def test_an_unreviewed_change_on_a_running_server_is_held_back_until_it_is
     try:
         async with Client(build_server(runtime)) as client:
             _edit_description(tree, "repo/read_file.toml", POISONED)
-            refused = await runtime.reloader.poll()
+            refused = await settled_reload(runtime)
             still = {t.name: t.description for t in (await client.list_tools()).tools}
             assert _lock(config) == 0
-            applied = await runtime.reloader.poll()
+            applied = await settled_reload(runtime)
             now = {t.name: t.description for t in (await client.list_tools()).tools}
     finally:
         runtime.close()

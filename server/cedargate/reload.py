@@ -4,6 +4,10 @@ The folders are polled (content digests, so an edit within one mtime tick is sti
 new set that loads and validates replaces the old between two calls; one that does not is
 refused: the last good set stays in force, and an audit event and a log line say why. Each
 attempt is audited once per change on disk, not once per poll.
+
+A change is loaded only once two polls in a row see the same contents, and only if they did
+not change while it loaded: a file caught mid-write (an editor writing twice, a checkout under
+way) can parse and validate as a set nobody meant, e.g. one cut before its last ``forbid``.
 """
 
 from __future__ import annotations
@@ -78,6 +82,9 @@ class PolicyReloader:
         self._snapshots = snapshots
         self._audit = audit
         self._digest = tree_digest(config)
+        """The contents last loaded (or refused)."""
+        self._settling: str | None = None
+        """Contents seen changed at the last poll, loaded if the next poll sees them unchanged."""
         self._listeners: list[ToolsChanged] = []
 
     def on_tools_changed(self, listener: ToolsChanged) -> None:
@@ -85,21 +92,37 @@ class PolicyReloader:
         self._listeners.append(listener)
 
     def check(self) -> ReloadResult | None:
-        """Reload if the folders changed since the last attempt; ``None`` when nothing changed."""
+        """Reload if the folders changed and then held still for one poll; ``None`` while nothing is due."""
         digest = tree_digest(self._config)
         if digest == self._digest:
+            self._settling = None
             return None
-        self._digest = digest
-        return self.reload()
+        if digest != self._settling:
+            self._settling = digest  # still changing, or just changed: look again at the next poll
+            return None
+        result = self._load(digest)
+        if result is not None:
+            self._digest, self._settling = digest, None
+        return result
 
-    def reload(self) -> ReloadResult:
-        """Load the folders now; swap on success, keep the last good snapshot on failure."""
+    def _load(self, expected: str) -> ReloadResult | None:
+        """Load the folders; swap on success, keep the last good snapshot on failure.
+
+        ``None``, and nothing done, when the contents changed from ``expected`` while loading:
+        what was read may be half of an edit.
+        """
         started = time.perf_counter()
         current = self._snapshots.current
+        candidate: Snapshot | None = None
         try:
             candidate = build_snapshot(self._config, self._registry, current.generation + 1)
         except CedargateError as exc:
-            error = f"policy reload refused, generation {current.generation} stays in force: {exc}"
+            problem = str(exc)
+        if tree_digest(self._config) != expected:
+            self._settling = None
+            return None
+        if candidate is None:
+            error = f"policy reload refused, generation {current.generation} stays in force: {problem}"
             logger.error("%s", error)
             self._audit_reload(current, None, started, error)
             return ReloadResult(applied=False, generation=current.generation, error=error)
