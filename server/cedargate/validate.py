@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from jsonschema.exceptions import ValidationError, best_match, relevance
 
-from cedargate.errors import ToolInputError, quoted
+from cedargate.errors import QUOTED_CHARACTERS, ToolInputError, quoted
 from cedargate.manifest import ToolManifest
 
 MAX_LISTED_PROBLEMS: Final = 5
@@ -58,8 +58,16 @@ def _as_sent(error: ValidationError) -> str:
     message = error.message
     python = repr(error.instance)
     if message.startswith(python):
-        return quoted(json.dumps(error.instance, ensure_ascii=False, default=str)) + message[len(python) :]
+        return _shown(error.instance) + message[len(python) :]
     return message if len(message) <= _MESSAGE_CHARACTERS else message[:_MESSAGE_CHARACTERS] + "…"
+
+
+def _shown(value: object) -> str:
+    """``value`` as JSON in backticks; a long string cut to its start, with its own length (not its JSON's)."""
+    if isinstance(value, str) and len(value) > QUOTED_CHARACTERS:
+        start = json.dumps(value[: QUOTED_CHARACTERS - 40], ensure_ascii=False)[:-1]  # no closing quote: cut
+        return f"`{start}…` ({len(value):,} characters)"
+    return quoted(json.dumps(value, ensure_ascii=False, default=str))
 
 
 _MESSAGE_CHARACTERS: Final = 400
