@@ -96,6 +96,8 @@ class ForgeStandIn:
     requests: list[dict[str, Any]] = field(default_factory=list)
     status: int = 201
     server: ThreadingHTTPServer | None = None
+    reply: bytes | None = None
+    """When set, the body of every answer (with ``status``), instead of the usual pull request or refusal."""
 
     @property
     def url(self) -> str:
@@ -115,6 +117,9 @@ def forge_stand_in() -> Iterator[ForgeStandIn]:
             forge.requests.append({"path": self.path, "headers": dict(self.headers.items()), "json": body})
             number = len(forge.requests)
             owner_repo = self.path.removeprefix("/repos/").removesuffix("/pulls")
+            if forge.reply is not None:
+                self.reply(forge.status, forge.reply, [("Content-Type", "application/json")])
+                return
             if forge.status == 201:
                 reply = {
                     "number": number,

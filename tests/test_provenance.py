@@ -11,6 +11,7 @@ from tests.conftest import audit_events
 
 from cedargate.cli import main
 from cedargate.git import git_text
+from cedargate.provenance import audit_event_of
 from cedargate.runtime import Runtime
 from cedargate.server import build_server
 
@@ -50,6 +51,33 @@ async def test_provenance_of_a_commit_lists_the_write_and_the_reads_before_it(
     assert lines[0].split(" ", 2)[1] == "repo_write_file" and "path=src/app.py" in lines[0]
     assert lines[1].startswith("  <- ") and "README.md" in lines[1]
     assert lines[2].startswith("  <- ") and "src/app.py" in lines[2]
+
+
+async def test_trailers_the_agent_wrote_in_its_message_do_not_attribute_the_commit(
+    runtime: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with Client(build_server(runtime)) as client:
+        await client.call_tool("repo_read_file", {"repository": "acme/web", "path": "README.md"})
+        [read] = audit_events(runtime.config.audit.path)
+        forged = f"Tidy\n\nCedargate-Agent: someone-else\nCedargate-Audit-Event: {read['event_id']}"
+        await client.call_tool(
+            "repo_write_file",
+            {"repository": "acme/web", "branch": "agent/prov", "path": "a.txt", "content": "a\n", "message": forged},
+        )
+    write = audit_events(runtime.config.audit.path)[-1]
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None
+    commit = git_text(repo.path, ["rev-parse", "agent/prov"])
+    config = str(runtime.config.base_dir / "cedargate.toml")
+    assert main(["--config", config, "provenance", commit, "--repo", "acme/web", "--json"]) == 0
+    tree = json.loads(capsys.readouterr().out)
+    assert tree["event_id"] == write["event_id"]
+    assert tree["event"]["principal"]["agent"] == "codex-demo"
+
+
+def test_the_last_audit_event_of_the_trailer_block_is_taken() -> None:
+    assert audit_event_of("first second\n") == "second"
+    assert audit_event_of("  \n") is None
 
 
 async def test_provenance_of_an_event_id_needs_no_repository(

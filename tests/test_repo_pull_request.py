@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.conftest import audit_events
@@ -172,3 +174,80 @@ async def test_a_token_is_never_sent_over_plain_http_to_another_host(
         runtime.close()
     assert "must be https" in message
     assert git_text(remote, ["for-each-ref"]) == ""
+
+
+async def _refused_pull_request(tree: Path, forge: ForgeStandIn) -> tuple[str, dict[str, Any], str, Path]:
+    """Write a file on the task branch, ask for a pull request the forge refuses; the message, event, commit, remote."""
+    runtime, remote = _github_runtime(tree, forge)
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            written = await s.ok("repo_write_file", {**BRANCH, "path": "a.txt", "content": "a"})
+            message = await s.refused("repo_open_pull_request", {**BRANCH, "title": "Add a"})
+    finally:
+        runtime.close()
+    return message, audit_events(runtime.config.audit.path)[-1], written["commit"], remote
+
+
+async def test_a_forge_reply_echoing_the_token_reaches_neither_the_agent_nor_the_trail(
+    tree: Path, forge: ForgeStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    forge.status, forge.reply = 403, json.dumps({"message": f"token {TOKEN} lacks scope"}).encode()
+    message, event, _, _ = await _refused_pull_request(tree, forge)
+    assert "HTTP 403" in message and "token [REDACTED] lacks scope" in message
+    assert TOKEN not in message and TOKEN not in json.dumps(event)
+    assert TOKEN not in (tree / "audit.jsonl").read_text()
+
+
+async def test_a_token_echoed_in_the_urls_of_a_created_pull_request_is_redacted(
+    tree: Path, forge: ForgeStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    urls = {"html_url": f"https://forge.test/pull/7?t={TOKEN}", "url": f"https://forge.test/api/7?t={TOKEN}"}
+    forge.reply = json.dumps({"number": 7, **urls}).encode()
+    runtime, _ = _github_runtime(tree, forge)
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            await s.ok("repo_write_file", {**BRANCH, "path": "a.txt", "content": "a"})
+            opened = await s.ok("repo_open_pull_request", {**BRANCH, "title": "Add a"})
+    finally:
+        runtime.close()
+    assert opened["pull_request"] == {"number": 7, "url": "https://forge.test/pull/7?t=[REDACTED]"}
+    assert TOKEN not in (tree / "audit.jsonl").read_text()
+
+
+@pytest.mark.parametrize("reply", [b"<html>created</html>", b'{"html_url": "https://forge.test/pull/7"}', b"[7]"])
+async def test_a_success_reply_without_a_pull_request_number_is_a_forge_error(
+    tree: Path, forge: ForgeStandIn, monkeypatch: pytest.MonkeyPatch, reply: bytes
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    forge.reply = reply
+    message, event, _, _ = await _refused_pull_request(tree, forge)
+    assert f"forge `{forge.url}` answered HTTP 201 without a pull request number" in message
+    assert "unexpectedly" not in message and "was pushed" in message
+    assert event["outcome"] == "failed"
+
+
+async def test_after_a_forge_failure_the_error_and_the_trail_say_the_branch_was_pushed(
+    tree: Path, forge: ForgeStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    forge.status = 500
+    message, event, commit, remote = await _refused_pull_request(tree, forge)
+    assert git_text(remote, ["rev-parse", "refs/heads/agent/timeout"]) == commit
+    assert "HTTP 500" in message
+    assert f"the branch `agent/timeout` was pushed at `{commit[:12]}`" in message
+    assert "the pull request was not opened" in message and "`repo_open_pull_request`" in message
+    assert event["execution"]["pushed"] == {"branch": "agent/timeout", "commit": commit}
+
+
+async def test_a_422_names_what_the_forge_found_wrong(
+    tree: Path, forge: ForgeStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    errors = [{"resource": "PullRequest", "code": "custom", "message": "A pull request already exists for x:y."}]
+    forge.status, forge.reply = 422, json.dumps({"message": "Validation Failed", "errors": errors}).encode()
+    message, _, _, _ = await _refused_pull_request(tree, forge)
+    assert "(HTTP 422): Validation Failed: A pull request already exists for x:y." in message

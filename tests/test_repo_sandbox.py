@@ -6,12 +6,15 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 from tests.conftest import audit_events
 from tests.repo_support import Session, client_for, configure_web
 
 from cedargate import sandbox
+from cedargate.cli import main
 from cedargate.runtime import Runtime
+from cedargate.workspaces import WorkspaceStore
 
 pytestmark = pytest.mark.anyio
 
@@ -236,3 +239,30 @@ async def test_a_long_run_tells_a_client_that_asked_how_long_it_has_been_going(t
     assert [p for p, _, _ in reports] == sorted(p for p, _, _ in reports)
     assert all(total == 2 and 0 < p < 2 for p, total, _ in reports)
     assert "`sh ./ci.sh` running for" in (reports[-1][2] or "")
+
+
+async def test_a_workspace_cannot_be_removed_while_its_test_run_is_in_progress(
+    tested: Runtime, tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Removed mid-run, the run would save its record again: a workspace record without a worktree."""
+    cli = ["--config", str(tree / "cedargate.toml"), "workspaces", "rm"]
+    async with client_for(tested) as client:
+        s = Session(client)
+        created = await s.ok("repo_create_branch", BRANCH)
+        await s.ok("repo_write_file", {**BRANCH, "path": "ci.sh", "content": "touch started\nsleep 1\n"})
+        started = _workspace(tested, created) / "started"
+        async with anyio.create_task_group() as group:
+            group.start_soon(s.ok, "repo_run_tests", {"repository": "acme/web"})
+            with anyio.fail_after(10):
+                while not started.exists():
+                    await anyio.sleep(0.05)
+            refused = main([*cli, created["workspace"]])
+            refusal = capsys.readouterr().err
+        status = await s.ok("repo_status", {"repository": "acme/web"})
+    assert refused == 2 and f"workspace `{created['workspace']}` is in use" in refusal
+    assert status["workspace"]["last_test"]["exit_code"] == 0
+    assert main([*cli, created["workspace"]]) == 0
+    assert not _workspace(tested, created).exists()
+    repo = tested.config.repository("acme/web")
+    assert repo is not None and repo.path is not None
+    assert WorkspaceStore(repo, repo.path).get(created["workspace"]) is None

@@ -9,8 +9,9 @@ import pytest
 from tests.conftest import audit_events
 from tests.repo_support import Session, bare_remote, client_for, configure_web
 
+from cedargate.config import load_config
 from cedargate.git import git_text, run_git
-from cedargate.runtime import Runtime
+from cedargate.runtime import Runtime, build_runtime
 from cedargate.workspaces import WorkspaceStore
 
 pytestmark = pytest.mark.anyio
@@ -246,3 +247,120 @@ async def test_a_task_branch_without_a_workspace_can_be_deleted_after_its_worksp
         deleted = await s.ok("repo_delete_branch", BRANCH)
     assert deleted["deleted_tip"] == created["base_commit"]
     assert git_text(web, ["branch", "--list", "agent/fix"]) == ""
+
+
+def _other_task(tree: Path) -> Runtime:
+    """A second server for another agent's task on the same checkout."""
+    environ = {"CEDARGATE_AGENT": "agent-b", "CEDARGATE_TASK": "other-task"}
+    return build_runtime(load_config(tree / "cedargate.toml", environ=environ))
+
+
+async def test_write_file_refuses_a_branch_checked_out_in_another_tasks_workspace(runtime: Runtime, tree: Path) -> None:
+    """Writing there would commit inside that task's worktree and lose its staged work."""
+    other = _other_task(tree)
+    try:
+        async with client_for(runtime) as client:
+            a = Session(client)
+            created = await a.ok("repo_create_branch", BRANCH)
+            await a.ok("repo_apply_diff", {**BRANCH, "patch": PATCH})
+            async with client_for(other) as other_client:
+                message = await Session(other_client).refused(
+                    "repo_write_file", {**BRANCH, "path": "docs/NOTE.md", "content": "note\n"}
+                )
+            status = await a.ok("repo_status", WEB)
+            committed = await a.ok("repo_commit", {**BRANCH, "message": "Raise the timeout"})
+    finally:
+        other.close()
+    assert "field `branch`: `agent/fix` is checked out in another task's workspace" in message
+    assert str(runtime.config.workspaces_dir) not in message
+    assert status["workspace"]["changes"] == [{"status": "M ", "path": "src/app.py"}]
+    assert committed["files"] == ["src/app.py"] and committed["parent"] == created["base_commit"]
+
+
+RENAME_LINK = """diff --git a/docs_link b/newlink
+similarity index 0%
+{kind} from docs_link
+{kind} to newlink
+--- a/docs_link
++++ b/newlink
+@@ -1 +1 @@
+-README.md
+\\ No newline at end of file
++/etc/passwd
+\\ No newline at end of file
+"""
+GITLINK = """diff --git a/.gitmodules b/.gitmodules
+new file mode 100644
+--- /dev/null
++++ b/.gitmodules
+@@ -0,0 +1,3 @@
++[submodule "sub"]
++\tpath = sub
++\turl = https://example.invalid/sub.git
+diff --git a/sub b/sub
+new file mode 160000
+index 0000000..{commit}
+--- /dev/null
++++ b/sub
+@@ -0,0 +1 @@
++Subproject commit {commit}
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("rename", "`docs_link` is a symbolic link"),
+        ("copy", "`docs_link` is a symbolic link"),
+        ("gitlink", "creates a symbolic link or embedded repository: `sub` (embedded repository (gitlink))"),
+    ],
+)
+async def test_a_diff_that_leaves_a_link_or_gitlink_is_refused_and_changes_nothing(
+    runtime: Runtime, kind: str, expected: str
+) -> None:
+    """Rename and copy sources are confined too, and the result may hold no link where the diff touched."""
+    web = _web_path(runtime)
+    _commit_links(web, {"docs_link": "README.md"})
+    head = git_text(web, ["rev-parse", "HEAD"])
+    patch = GITLINK.format(commit=head) if kind == "gitlink" else RENAME_LINK.format(kind=kind)
+    async with client_for(runtime) as client:
+        s = Session(client)
+        created = await s.ok("repo_create_branch", BRANCH)
+        message = await s.refused("repo_apply_diff", {**BRANCH, "patch": patch})
+        status = await s.ok("repo_status", WEB)
+    workspace = runtime.config.workspaces_dir / "acme/web" / created["workspace"]
+    assert f"field `patch`: {expected}" in message
+    assert status["workspace"]["changes"] == []
+    assert os.readlink(workspace / "docs_link") == "README.md" and (workspace / "README.md").is_file()
+    assert not (workspace / "newlink").exists() and not (workspace / ".gitmodules").exists()
+
+
+async def test_a_rename_reports_its_source_and_its_new_name(runtime: Runtime) -> None:
+    patch = "diff --git a/README.md b/GUIDE.md\nsimilarity index 100%\nrename from README.md\nrename to GUIDE.md\n"
+    async with client_for(runtime) as client:
+        s = Session(client)
+        await s.ok("repo_create_branch", BRANCH)
+        applied = await s.ok("repo_apply_diff", {**BRANCH, "patch": patch})
+    assert applied["files"] == ["GUIDE.md", "README.md"]
+
+
+async def test_commit_refuses_links_and_embedded_repositories_and_commits_nothing(runtime: Runtime) -> None:
+    """As a sandboxed test run can leave them: `ln -s /etc/passwd lnk`, `git init sub` with a commit."""
+    async with client_for(runtime) as client:
+        s = Session(client)
+        created = await s.ok("repo_create_branch", BRANCH)
+        await s.ok("repo_apply_diff", {**BRANCH, "patch": PATCH})
+        workspace = runtime.config.workspaces_dir / "acme/web" / created["workspace"]
+        os.symlink("/etc/passwd", workspace / "lnk")
+        run_git(workspace, ["init", "-q", "sub"])
+        run_git(
+            workspace / "sub", ["-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "--allow-empty", "-m", "x"]
+        )
+        message = await s.refused("repo_commit", {**BRANCH, "message": "m"})
+        status = await s.ok("repo_status", WEB)
+    assert "`lnk` (symbolic link)" in message and "`sub` (embedded repository (gitlink))" in message
+    assert "holds links tools never commit" in message
+    assert git_text(_web_path(runtime), ["rev-parse", "agent/fix"]) == created["base_commit"]
+    staged = git_text(workspace, ["diff", "--cached", "--name-only"])
+    assert staged == "src/app.py"
+    assert {"status": "M ", "path": "src/app.py"} in status["workspace"]["changes"]

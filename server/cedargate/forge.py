@@ -2,7 +2,8 @@
 
 The token is read from the environment variable the repository's config names, at the
 moment of the call; it goes only into the ``Authorization`` header (of the API request, or
-of a push to the forge's own host), never into a message, a result or the audit trail.
+of a push to the forge's own host), never into a message, a result or the audit trail: a
+reply that echoes it (an error body, a URL) has it replaced before anything is built from it.
 Redirects are not followed, so the token cannot be carried to another host.
 """
 
@@ -16,10 +17,11 @@ import httpx
 
 from cedargate.config import ForgeConfig
 from cedargate.errors import HandlerError
-from cedargate.redact import redact_text
+from cedargate.redact import REDACTED, redact_text
 
 API_VERSION = "2022-11-28"
 TIMEOUT_SECONDS = 30.0
+MAX_MESSAGE_CHARS = 500
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -99,15 +101,54 @@ def open_github_pull_request(
         raise HandlerError(f"forge `{forge.api_url}` could not be reached: {type(exc).__name__}") from exc
     if response.status_code != 201:
         raise HandlerError(
-            f"forge refused the pull request for `{target}` (HTTP {response.status_code}): {_message(response)}"
+            f"forge refused the pull request for `{target}` (HTTP {response.status_code}): {_refusal(response, token)}"
         )
-    data = response.json()
-    return PullRequest(number=int(data["number"]), url=str(data.get("html_url", "")), api_url=str(data.get("url", "")))
+    return _created(forge, target, token, response)
 
 
-def _message(response: httpx.Response) -> str:
+def _created(forge: ForgeConfig, target: str, token: str, response: httpx.Response) -> PullRequest:
+    """The pull request a 201 describes; a reply without its number is the forge's error, not a crash."""
+    data = _json(response)
+    if not isinstance(data, dict) or type(data.get("number")) is not int:
+        raise HandlerError(
+            f"forge `{forge.api_url}` answered HTTP {response.status_code} without a pull request number "
+            f"for `{target}`: check that `forge.api_url` is GitHub's REST API"
+        )
+    number: int = data["number"]
+    url, api_url = (_scrub(str(data.get(key) or ""), token) for key in ("html_url", "url"))
+    return PullRequest(number=number, url=url, api_url=api_url)
+
+
+def _refusal(response: httpx.Response, token: str) -> str:
+    """The forge's message and, as GitHub's 422 gives them, what each error names (``errors[].message``)."""
+    data = _json(response)
+    if not isinstance(data, dict):
+        return _scrub(response.text, token) or "no message"
+    errors = data.get("errors")
+    details = [_error_detail(e) for e in errors] if isinstance(errors, list) else []
+    text = ": ".join(filter(None, [str(data.get("message") or ""), "; ".join(filter(None, details))]))
+    return _scrub(text, token) or "no message"
+
+
+def _error_detail(error: object) -> str:
+    """One entry of GitHub's ``errors``: its message, else the field and code it names."""
+    if not isinstance(error, dict):
+        return str(error)
+    if error.get("message"):
+        return str(error["message"])
+    return " ".join(str(error[k]) for k in ("field", "code") if error.get(k))
+
+
+def _json(response: httpx.Response) -> object:
     try:
-        message = str(response.json().get("message", ""))
+        return response.json()
     except ValueError:
-        message = response.text
-    return redact_text(message[:300]) or "no message"
+        return None
+
+
+def _scrub(text: str, token: str) -> str:
+    """``text`` from the forge's reply without the token (a forge may echo it) or any known secret shape.
+
+    The token goes before the text is cut, so no part of it can survive at the cut.
+    """
+    return redact_text(text.replace(token, REDACTED) if token else text)[:MAX_MESSAGE_CHARS]

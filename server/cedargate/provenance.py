@@ -4,11 +4,14 @@ A write-risk event lists (``context_sources``) its session's successful reads si
 session's previous write-risk call, and that call's event, whose sources hold the reads
 before it; a commit made by cedargate names its write event in a ``Cedargate-Audit-Event:``
 trailer. Starting from either, this follows the sources back and returns them as a tree.
+
+Only cedargate's own trailer block counts: it is appended after the agent's text, so it is
+the message's last paragraph, the one git parses as trailers (``%(trailers)``). A
+``Cedargate-`` line the agent wrote above it is text, not attribution.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -18,7 +21,8 @@ from pydantic import BaseModel
 from cedargate.errors import CedargateError
 from cedargate.git import run_git
 
-TRAILER: Final = re.compile(r"^Cedargate-Audit-Event:\s*(\S+)\s*$", re.MULTILINE)
+AUDIT_EVENT_FORMAT: Final = "%(trailers:key=Cedargate-Audit-Event,valueonly,separator=%x20)"
+"""``git log --format`` for the audit event values in a commit's trailer block; read with ``audit_event_of``."""
 
 
 class ProvenanceNode(BaseModel):
@@ -31,15 +35,21 @@ class ProvenanceNode(BaseModel):
 
 def event_id_of_commit(repo: Path, commit: str) -> str:
     """The audit event named by ``commit``'s trailer; fails when the commit was not made by cedargate."""
-    result = run_git(repo, ["log", "-1", "--format=%B", "--end-of-options", commit], check=False)
+    result = run_git(repo, ["log", "-1", f"--format={AUDIT_EVENT_FORMAT}", "--end-of-options", commit], check=False)
     if result.returncode != 0:
         raise CedargateError(f"`{commit}` is not a commit in `{repo}`")
-    match = TRAILER.search(result.stdout.decode("utf-8", errors="replace"))
-    if match is None:
+    event_id = audit_event_of(result.stdout.decode("utf-8", errors="replace"))
+    if event_id is None:
         raise CedargateError(
             f"commit `{commit}` has no `Cedargate-Audit-Event:` trailer: it was not made through cedargate"
         )
-    return match.group(1)
+    return event_id
+
+
+def audit_event_of(trailer_values: str) -> str | None:
+    """The audit event in ``AUDIT_EVENT_FORMAT``'s output: the last value, as git takes a repeated trailer."""
+    values = trailer_values.split()
+    return values[-1] if values else None
 
 
 def trace(event_id: str, events: Iterable[dict[str, Any]]) -> ProvenanceNode:

@@ -8,11 +8,13 @@ worktree, never the branch or its commits.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import re
 import shutil
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -102,8 +104,12 @@ class WorkspaceStore:
         meta = self._meta(ws_id)
         return Workspace.model_validate_json(meta.read_text(encoding="utf-8")) if meta.is_file() else None
 
+    def id_for(self, principal: Principal) -> str:
+        """The id of the principal's task workspace in this repository, whether or not it exists."""
+        return workspace_id(self.repo.name, principal.agent, principal.task)
+
     def for_task(self, principal: Principal) -> Workspace | None:
-        return self.get(workspace_id(self.repo.name, principal.agent, principal.task))
+        return self.get(self.id_for(principal))
 
     def on_branch(self, branch: str) -> Workspace | None:
         return next((w for w in self if w.branch == branch), None)
@@ -138,9 +144,35 @@ class WorkspaceStore:
         tmp.write_text(workspace.model_dump_json(indent=2), encoding="utf-8")
         tmp.replace(self._meta(workspace.id))
 
+    @contextmanager
+    def in_use(self, ws_id: str) -> Iterator[Workspace]:
+        """Hold a workspace through a long step (a test run): ``remove`` refuses it meanwhile.
+
+        Yields the workspace as recorded now; one removed before the hold began is an error, so
+        the step never recreates the record of a workspace that no longer exists.
+        """
+        with self._held(ws_id, wait=True):
+            workspace = self.get(ws_id)
+            if workspace is None:
+                raise HandlerError(f"workspace `{ws_id}` was removed; create it again with `repo_create_branch`")
+            yield workspace
+
+    @contextmanager
+    def _held(self, ws_id: str, *, wait: bool) -> Iterator[None]:
+        """An exclusive lock on the workspace, across processes (the CLI is one); the OS drops it with its holder."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{ws_id}.lock", "ab") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CedargateError(
+                    f"workspace `{ws_id}` is in use (a test run is in progress); remove it after the run finishes"
+                ) from None
+            yield
+
     def remove(self, ws_id: str) -> Workspace:
-        """Remove the worktree and its record; the branch and its commits stay."""
-        with _lock:
+        """Remove the worktree and its record, unless a step holds it; the branch and its commits stay."""
+        with _lock, self._held(ws_id, wait=False):
             workspace = self.get(ws_id)
             if workspace is None:
                 raise CedargateError(f"no workspace `{ws_id}` in `{self.repo.name}`")
@@ -149,6 +181,8 @@ class WorkspaceStore:
                 shutil.rmtree(workspace.path)
             run_git(self.repo_path, ["worktree", "prune"], check=False)
             self._meta(ws_id).unlink()
+            # A step waiting on the old lock finds no record once it gets it, and stops.
+            (self.root / f"{ws_id}.lock").unlink(missing_ok=True)
             return workspace
 
 

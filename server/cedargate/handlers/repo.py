@@ -85,8 +85,15 @@ def write_file(call: HandlerCall) -> dict[str, Any]:
     branch = task_branch(repo, str(call.args["branch"]))
     content = str(call.args["content"]).encode()
     message = commit_message(call, str(call.args.get("message") or f"Update {path}"))
-    workspace = WorkspaceStore(repo, repo_path).on_branch(branch)
+    store = WorkspaceStore(repo, repo_path)
+    workspace = store.on_branch(branch)
     if workspace is not None:
+        if workspace.id != store.id_for(call.principal):
+            # Its worktree holds that task's uncommitted work, which a write here would commit or lose.
+            raise HandlerError(
+                f"field `branch`: `{branch}` is checked out in another task's workspace; "
+                "write on your own task's branch, or ask that task to commit and remove its workspace"
+            )
         return _write_in_workspace(repo.name, workspace, path, content, message)
     base = branch_tip(repo_path, branch)
     parent = base or commit_of(repo, repo_path, safe_revision(str(call.args.get("base", "HEAD")), "base"), "base")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
 from cedargate.checkout import local_repo
 from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError, ToolInputError
-from cedargate.git import ObjectReader
+from cedargate.git import ObjectReader, git_text, run_git
 from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import HandlerCall
 from cedargate.repo_paths import safe_ref
@@ -26,6 +30,8 @@ MAX_LINK_BYTES: Final = 4096
 """The longest link target a checkout can hold (``PATH_MAX``); a longer one is not quoted back."""
 _SYMLINK_MODE: Final = b"120000"
 _TREE_MODE: Final = b"40000"
+LINK_KINDS: Final[Mapping[str, str]] = {"120000": "symbolic link", "160000": "embedded repository (gitlink)"}
+"""Index modes tools never create or commit: each is a way out of the worktree for later steps."""
 
 
 def repo_of(call: HandlerCall) -> tuple[RepositoryConfig, Path]:
@@ -168,3 +174,44 @@ def task_workspace(call: HandlerCall, branch: str | None) -> Workspace:
             f"field `branch`: `{branch}` does not exist in `{repo.name}`; create it with `repo_create_branch`"
         )
     return store.create(call.principal, branch, tip, new_branch=False)
+
+
+def index_file(where: Path) -> Path:
+    """The index of the worktree at ``where`` (a linked worktree keeps its own in the common git folder)."""
+    return Path(git_text(where, ["rev-parse", "--path-format=absolute", "--git-path", "index"]))
+
+
+@contextmanager
+def trial_index(where: Path) -> Iterator[Path]:
+    """A private copy of the worktree's index, to try a change on before the real index sees it.
+
+    It lives beside the real index, so a caller may ``os.replace`` it into place; otherwise it
+    is deleted on the way out and the real index is as it was.
+    """
+    index = index_file(where)
+    handle, name = tempfile.mkstemp(prefix="index.cedargate-", dir=index.parent)
+    os.close(handle)
+    trial = Path(name)
+    try:
+        if index.exists():
+            shutil.copyfile(index, trial)
+        else:  # git reads a missing index as empty, an empty file as damaged
+            trial.unlink()
+        yield trial
+    finally:
+        trial.unlink(missing_ok=True)
+
+
+def index_changes(where: Path, base: str, index: Path) -> list[tuple[str, str]]:
+    """``(new mode, path)`` of every entry ``index`` changes against the tree ``base`` (renames as delete and add)."""
+    args = ["diff-index", "--cached", "--raw", "-z", "--no-renames", base, "--"]
+    fields = run_git(where, args, env={"GIT_INDEX_FILE": str(index)}).stdout.split(b"\0")
+    # `:old new oid oid status` then the path, each ended by NUL.
+    return [
+        (fields[i].split()[1].decode(), fields[i + 1].decode(errors="replace")) for i in range(0, len(fields) - 1, 2)
+    ]
+
+
+def links_named(changes: list[tuple[str, str]]) -> str:
+    """The links and gitlinks among ``changes``, named for a message (empty when there are none)."""
+    return ", ".join(f"`{path}` ({LINK_KINDS[mode]})" for mode, path in changes if mode in LINK_KINDS)

@@ -14,11 +14,10 @@ from typing import Any, Final
 
 from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError
-from cedargate.forge import forge_auth_env, forge_token, open_github_pull_request
+from cedargate.forge import PullRequest, forge_auth_env, forge_token, open_github_pull_request
 from cedargate.git import git_text, run_git
 from cedargate.handlers import Handler, HandlerCall
 from cedargate.handlers.repo_common import (
-    AUDIT_TRAILER,
     branch_tip,
     commit_of,
     head_commit,
@@ -26,6 +25,7 @@ from cedargate.handlers.repo_common import (
     task_branch,
     task_workspace,
 )
+from cedargate.provenance import AUDIT_EVENT_FORMAT, audit_event_of
 from cedargate.pull_request_body import Provenance, WriteRecord
 from cedargate.repo_paths import safe_ref
 from cedargate.sandbox import SandboxLimits, in_memory_files_mb, run_sandboxed
@@ -67,6 +67,8 @@ def open_pull_request(call: HandlerCall) -> dict[str, Any]:
     # The token is checked before anything is pushed, so a missing token changes nothing.
     token = forge_token(repo.forge, repo.name) if repo.forge.kind == "github" else None
     head = _push(repo, path, branch)
+    # Recorded before the forge is asked, so a failed request's event still says what reached the remote.
+    call.execution.update({"pushed": {"branch": branch, "commit": head}})
     provenance = _provenance(call, repo, path, branch, base, head)
     body = str(call.args.get("body") or "").strip()
     full_body = (body + "\n\n" if body else "") + provenance.markdown()
@@ -81,14 +83,27 @@ def open_pull_request(call: HandlerCall) -> dict[str, Any]:
         "body": full_body,
     }
     if token is not None:
-        pr = open_github_pull_request(
-            repo.forge, repo.name, token, head=branch, base=base, title=str(call.args["title"]), body=full_body
-        )
+        pr = _open_after_push(call, repo, token, branch=branch, base=base, head=head, body=full_body)
         result["pull_request"] = {"number": pr.number, "url": pr.url}
     else:
         result["note"] = "this repository has no forge API configured: the branch was pushed; open the request there"
     call.execution.update({"forge": repo.forge.kind, "pull_request": result["pull_request"], "commit": head})
     return result
+
+
+def _open_after_push(
+    call: HandlerCall, repo: RepositoryConfig, token: str, *, branch: str, base: str, head: str, body: str
+) -> PullRequest:
+    """Ask the forge for the pull request; a failure says the push already happened, so only the request is retried."""
+    try:
+        return open_github_pull_request(
+            repo.forge, repo.name, token, head=branch, base=base, title=str(call.args["title"]), body=body
+        )
+    except HandlerError as exc:
+        raise HandlerError(
+            f"{exc}; the branch `{branch}` was pushed at `{head[:12]}` but the pull request was not opened: "
+            "once the cause is fixed, call `repo_open_pull_request` again (the branch is already on the remote)"
+        ) from exc
 
 
 def _default_branch(path: Path) -> str:
@@ -102,12 +117,12 @@ def _provenance(call: HandlerCall, repo: RepositoryConfig, path: Path, branch: s
         base_commit = workspace.base_commit
     else:
         base_commit = git_text(path, ["merge-base", commit_of(repo, path, base, "base"), head])
-    fmt = _FIELD.join(["%H", "%s", f"%(trailers:key={AUDIT_TRAILER},valueonly,separator=%x20)"])
+    fmt = _FIELD.join(["%H", "%s", AUDIT_EVENT_FORMAT])
     out = git_text(path, ["log", "--reverse", f"--format={fmt}", f"{base_commit}..{head}", "--"])
     writes = []
     for line in out.splitlines():
         sha, subject, event = line.split(_FIELD)
-        writes.append(WriteRecord(commit=sha, subject=subject, audit_event=event.strip() or None))
+        writes.append(WriteRecord(commit=sha, subject=subject, audit_event=audit_event_of(event)))
     return Provenance(
         principal=call.principal,
         branch=branch,
@@ -129,31 +144,34 @@ def run_tests(call: HandlerCall) -> dict[str, Any]:
     if repo.test_command is None:
         raise HandlerError(f"repository `{repo.name}` has no `test_command` configured; an admin must set one")
     git_dir = Path(git_text(path, ["rev-parse", "--path-format=absolute", "--git-common-dir"]))
-    commit = head_commit(workspace)
-    clean = run_git(workspace.path, ["status", "--porcelain"]).stdout.strip() == b""
-    limits = SandboxLimits(wall_seconds=repo.test_timeout_seconds, memory_mb=repo.test_memory_mb)
+    store = WorkspaceStore(repo, path)
+    # Held for the whole run, so `cedargate workspaces rm` cannot remove the worktree under it.
+    with store.in_use(workspace.id) as workspace:
+        commit = head_commit(workspace)
+        clean = run_git(workspace.path, ["status", "--porcelain"]).stdout.strip() == b""
+        limits = SandboxLimits(wall_seconds=repo.test_timeout_seconds, memory_mb=repo.test_memory_mb)
 
-    def still_running(elapsed: float) -> None:
-        message = f"`{repo.test_command}` running for {elapsed:.0f} s (limit {limits.wall_seconds} s)"
-        call.progress(elapsed, limits.wall_seconds, message)
+        def still_running(elapsed: float) -> None:
+            message = f"`{repo.test_command}` running for {elapsed:.0f} s (limit {limits.wall_seconds} s)"
+            call.progress(elapsed, limits.wall_seconds, message)
 
-    run = run_sandboxed(workspace.path, (git_dir,), repo.test_command, limits, still_running)
-    call.execution["sandbox"] = {
-        "kind": "bubblewrap",
-        "wall_seconds": limits.wall_seconds,
-        "memory_mb": limits.memory_mb,
-        "in_memory_files_mb": in_memory_files_mb(limits),
-    }
-    facts = run.model_dump()
-    call.execution["test_run"] = {**facts, "commit": commit, "clean": clean}
-    record = TestRun(
-        **facts,
-        commit=commit,
-        clean=clean,
-        event_id=call.event_id,
-        time=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
-    WorkspaceStore(repo, path).save(workspace.model_copy(update={"last_test": record}))
+        run = run_sandboxed(workspace.path, (git_dir,), repo.test_command, limits, still_running)
+        call.execution["sandbox"] = {
+            "kind": "bubblewrap",
+            "wall_seconds": limits.wall_seconds,
+            "memory_mb": limits.memory_mb,
+            "in_memory_files_mb": in_memory_files_mb(limits),
+        }
+        facts = run.model_dump()
+        call.execution["test_run"] = {**facts, "commit": commit, "clean": clean}
+        record = TestRun(
+            **facts,
+            commit=commit,
+            clean=clean,
+            event_id=call.event_id,
+            time=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        store.save(workspace.model_copy(update={"last_test": record}))
     passed = run.exit_code == 0 and not run.timed_out
     return {
         "repository": repo.name,

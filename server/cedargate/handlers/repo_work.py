@@ -7,6 +7,8 @@ to the worktree before ``git apply`` sees it, and commits carry provenance trail
 
 from __future__ import annotations
 
+import codecs
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -20,12 +22,16 @@ from cedargate.handlers.repo_common import (
     commit_message,
     commit_of,
     head_commit,
+    index_changes,
+    index_file,
+    links_named,
     repo_of,
     task_branch,
     task_workspace,
+    trial_index,
 )
 from cedargate.repo_paths import safe_revision, worktree_file
-from cedargate.workspaces import WorkspaceStore
+from cedargate.workspaces import Workspace, WorkspaceStore
 
 
 def create_branch(call: HandlerCall) -> dict[str, Any]:
@@ -61,26 +67,41 @@ def apply_diff(call: HandlerCall) -> dict[str, Any]:
     if not patch.endswith("\n"):
         patch += "\n"
     data = patch.encode()
-    paths = _patch_paths(workspace.path, data)
+    paths = _patch_paths(workspace.path, data) | _renamed_or_copied_from(patch)
     if not paths:
         raise ToolInputError("field `patch`: no file changes found; give a unified diff (`--- a/...`, `+++ b/...`)")
     for name in paths:
         worktree_file(workspace.path, name, "patch")
-    _refuse_symlink_modes(workspace.path, data)
+    changed = _tried(workspace, data)
+    for name in changed - paths:
+        worktree_file(workspace.path, name, "patch")
     check = run_git(workspace.path, ["apply", "--check", "--index", "--recount", "-"], input=data, check=False)
     if check.returncode != 0:
-        reason = check.stderr.decode(errors="replace").strip().replace("\n", "; ")
-        raise HandlerError(f"field `patch`: does not apply to `{workspace.branch}`: {reason}")
+        raise _does_not_apply(workspace.branch, check.stderr)
     run_git(workspace.path, ["apply", "--index", "--recount", "-"], input=data)
-    return {"repository": repo.name, "branch": workspace.branch, "workspace": workspace.id, "files": sorted(paths)}
+    return {
+        "repository": repo.name,
+        "branch": workspace.branch,
+        "workspace": workspace.id,
+        "files": sorted(paths | changed),
+    }
 
 
 def commit(call: HandlerCall) -> dict[str, Any]:
-    """Commit every change in the workspace with provenance trailers."""
+    """Commit every change in the workspace with provenance trailers; links and gitlinks are refused."""
     repo, _ = repo_of(call)
     workspace = task_workspace(call, task_branch(repo, str(call.args["branch"])))
     where = workspace.path
-    run_git(where, ["add", "--all"])
+    # Staged on a private index first: a refused commit leaves the real index as it was.
+    with trial_index(where) as trial:
+        run_git(where, ["add", "--all"], env={"GIT_INDEX_FILE": str(trial)})
+        links = links_named(index_changes(where, "HEAD", trial))
+        if links:
+            raise HandlerError(
+                f"workspace `{workspace.id}` holds links tools never commit: {links}; "
+                "delete them (a test run may have made them) and commit again"
+            )
+        os.replace(trial, index_file(where))
     if run_git(where, ["diff", "--cached", "--quiet"], check=False).returncode == 0:
         raise HandlerError(f"nothing to commit in workspace `{workspace.id}`: apply a diff or write a file first")
     parent = head_commit(workspace)
@@ -98,11 +119,50 @@ def commit(call: HandlerCall) -> dict[str, Any]:
     }
 
 
-def _refuse_symlink_modes(where: Path, patch: bytes) -> None:
-    """A patch may not create symbolic links: a link is a way out of the worktree for later steps."""
-    summary = run_git(where, ["apply", "--summary", "--recount", "-"], input=patch).stdout.decode(errors="replace")
-    if " 120000" in summary or "=> 120000" in summary:
-        raise ToolInputError("field `patch`: creates a symbolic link; tools do not create or follow links")
+def _tried(workspace: Workspace, patch: bytes) -> set[str]:
+    """Every path the patch changes in the index, found on a private copy of it (the worktree is not read).
+
+    This is git's own answer, rename sources included, so links are judged on the result: a
+    patch may not leave a symbolic link or gitlink anywhere it touched (new, renamed, copied
+    or retargeted).
+    """
+    where = workspace.path
+    base = git_text(where, ["write-tree"])
+    with trial_index(where) as trial:
+        env = {"GIT_INDEX_FILE": str(trial)}
+        result = run_git(where, ["apply", "--cached", "--recount", "-"], input=patch, env=env, check=False)
+        if result.returncode != 0:
+            raise _does_not_apply(workspace.branch, result.stderr)
+        changes = index_changes(where, base, trial)
+    links = links_named(changes)
+    if links:
+        raise ToolInputError(
+            f"field `patch`: creates a symbolic link or embedded repository: {links}; "
+            "tools do not create or follow links, so give a diff of regular files"
+        )
+    return {path for _, path in changes}
+
+
+def _does_not_apply(branch: str, stderr: bytes) -> HandlerError:
+    reason = stderr.decode(errors="replace").strip().replace("\n", "; ")
+    return HandlerError(f"field `patch`: does not apply to `{branch}`: {reason}")
+
+
+def _renamed_or_copied_from(patch: str) -> set[str]:
+    """The sources of renames and copies, which ``git apply --numstat`` does not list."""
+    sources = set()
+    for line in patch.splitlines():
+        for header in ("rename from ", "copy from "):
+            if line.startswith(header):
+                sources.add(_unquoted(line.removeprefix(header)))
+    return sources
+
+
+def _unquoted(name: str) -> str:
+    """A path as git writes it in a header: C-quoted when it holds unusual bytes."""
+    if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
+        return codecs.escape_decode(name[1:-1].encode())[0].decode(errors="replace")
+    return name
 
 
 def _patch_paths(where: Path, patch: bytes) -> set[str]:
