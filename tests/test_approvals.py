@@ -13,13 +13,14 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from sqlalchemy import select, update
-from tests.conftest import audit_events
+from tests.conftest import audit_events, settled_reload
 from tests.governed_tree import governed_config
 
 from cedargate.approvals import ApprovalQueue, ApprovalStatus
 from cedargate.audit.verify import verify_log
 from cedargate.cli import main
 from cedargate.config import StoreConfig, load_config
+from cedargate.errors import ApprovalError
 from cedargate.git import git_text
 from cedargate.identity import principal_from_config
 from cedargate.pipeline import CallRequest
@@ -313,3 +314,79 @@ async def test_a_call_cancelled_after_its_grant_was_taken_gives_the_grant_back(g
     is_error, text = await _delete(governed)  # the grant still serves the call it was given for
     assert not is_error, text
     assert not _branch_exists(governed, "agent/old")
+
+
+def _groups_runtime(tree: Path, store_config: StoreConfig, groups: str) -> Runtime:
+    """The governed tree with `[approvals.groups]` as given (one `name = [...]` line each)."""
+    path = governed_config(tree, store_config)
+    path.write_text(path.read_text().replace('sre = ["bob", "erin", "alice"]\n', groups))
+    runtime = build_runtime(load_config(path, environ={}))
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None
+    git_text(repo.path, ["branch", "agent/old"])
+    return runtime
+
+
+async def test_a_grant_from_outside_the_groups_the_policies_in_force_name_does_not_lift_the_call(
+    tree: Path, store_config: StoreConfig
+) -> None:
+    runtime = _groups_runtime(tree, store_config, 'sre = ["bob"]\nsecurity = ["erin"]\n')
+    try:
+        await _delete(runtime)
+        stale = _pending_id(runtime)
+        policy = tree / "policies" / "staging.cedar"
+        policy.write_text(policy.read_text().replace('@approval("sre")', '@approval("security")'))
+        assert (await settled_reload(runtime)) is not None
+        assert runtime.store is not None
+        queue = ApprovalQueue(runtime.store, runtime.config.approvals)
+        queue.decide(stale, "bob", approve=True)  # bob is in `sre`, the group stored on the old approval
+        is_error, text = await _delete(runtime)
+        assert is_error
+        assert f"approval `{stale}` was granted by `bob`, who is not in `security`" in text
+        assert _branch_exists(runtime, "agent/old")
+        fresh = _pending_id(runtime)
+        assert fresh != stale and fresh in text
+        assert queue.get(fresh).approver_groups == ["security"]
+        with pytest.raises(ApprovalError, match="not a member of `security`"):
+            queue.decide(fresh, "bob", approve=True)
+        queue.decide(fresh, "erin", approve=True)
+        is_error, text = await _delete(runtime)
+        assert not is_error, text
+        assert not _branch_exists(runtime, "agent/old")
+    finally:
+        runtime.close()
+    assert audit_events(tree / "audit.jsonl")[-1]["approval"]["approver"] == "erin"
+
+
+async def test_a_pending_approval_opened_under_other_groups_is_retired_when_the_call_is_retried(
+    tree: Path, store_config: StoreConfig
+) -> None:
+    runtime = _groups_runtime(tree, store_config, 'sre = ["bob"]\nsecurity = ["erin"]\n')
+    try:
+        await _delete(runtime)
+        stale = _pending_id(runtime)
+        policy = tree / "policies" / "staging.cedar"
+        policy.write_text(policy.read_text().replace('@approval("sre")', '@approval("security")'))
+        assert (await settled_reload(runtime)) is not None
+        is_error, text = await _delete(runtime)
+        assert is_error and "a member of `security`" in text
+        assert runtime.store is not None
+        queue = ApprovalQueue(runtime.store, runtime.config.approvals)
+        assert queue.get(stale).status is ApprovalStatus.EXPIRED
+        with pytest.raises(ApprovalError):
+            queue.decide(stale, "bob", approve=True)
+        assert _pending_id(runtime) != stale
+    finally:
+        runtime.close()
+
+
+async def test_an_approval_nobody_can_decide_says_the_server_must_be_restarted_after_the_config_change(
+    tree: Path, store_config: StoreConfig
+) -> None:
+    runtime = _groups_runtime(tree, store_config, 'sre = ["alice"]\n')
+    try:
+        is_error, text = await _delete(runtime)
+    finally:
+        runtime.close()
+    assert is_error and "nobody can decide it" in text
+    assert "ask an admin to add one and restart the server" in text

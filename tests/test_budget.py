@@ -205,3 +205,39 @@ async def test_concurrent_calls_through_two_replicas_on_one_postgresql_never_pas
     assert outcomes.count(False) == 3
     events = audit_events(tree / "audit.jsonl") + audit_events(tree / "audit-2.jsonl")
     assert sorted(e["outcome"] for e in events) == ["over_budget"] * 5 + ["succeeded"] * 3
+
+
+def test_a_refusal_tells_cents_spent_from_cents_reserved_by_calls_in_flight(
+    store_config: StoreConfig, write_manifest: ToolManifest
+) -> None:
+    store = open_store(store_config)
+    try:
+        budget = Budget(store, BudgetsConfig(teams={"storefront": CapsConfig(day_cents=3)}), clock=lambda: NOON)
+        budget.charge(budget.check(PRINCIPAL, write_manifest), "event-done")
+        in_flight = [budget.check(PRINCIPAL, write_manifest) for _ in range(2)]
+        with pytest.raises(BudgetExceeded) as refused:
+            budget.check(PRINCIPAL, write_manifest)
+        message = str(refused.value)
+        assert "daily spend cap is 3 cents, 1 cents spent and 2 cents reserved by calls in flight" in message
+        assert "a retry may pass once the calls in flight finish" in message
+        for reservation in in_flight:  # both failed: their cents come back and the retry passes
+            budget.release(reservation)
+        assert budget.check(PRINCIPAL, write_manifest) is not None
+    finally:
+        store.close()
+
+
+def test_a_refusal_with_nothing_in_flight_names_only_the_spend_and_the_reset(
+    store_config: StoreConfig, write_manifest: ToolManifest
+) -> None:
+    store = open_store(store_config)
+    try:
+        budget = Budget(store, BudgetsConfig(teams={"storefront": CapsConfig(day_cents=1)}), clock=lambda: NOON)
+        budget.charge(budget.check(PRINCIPAL, write_manifest), "event-done")
+        with pytest.raises(BudgetExceeded) as refused:
+            budget.check(PRINCIPAL, write_manifest)
+    finally:
+        store.close()
+    message = str(refused.value)
+    assert "cap is 1 cents, 1 cents spent, `repo_write_file` costs 1 cents" in message
+    assert "in flight" not in message and "the cap resets at 2026-11-27T00:00:00+00:00" in message

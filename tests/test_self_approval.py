@@ -9,7 +9,7 @@ import mcp_types as types
 import pytest
 from mcp import Client
 from sqlalchemy import select
-from tests.conftest import audit_events
+from tests.conftest import audit_events, settled_reload
 from tests.governed_tree import governed_config
 
 from cedargate.approvals import ApprovalQueue, ApprovalStatus
@@ -137,3 +137,54 @@ async def test_a_client_without_elicitation_gets_the_out_of_band_queue(tree: Pat
     assert result.is_error is True
     assert "cedargate approvals approve" in result.content[0].text  # type: ignore[union-attr]
     assert _branch_exists(runtime)
+
+
+def _drop_self_approval(tree: Path) -> None:
+    policy = tree / "policies" / "staging.cedar"
+    policy.write_text(policy.read_text().replace('@self_approval("interactive")\n', ""))
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_pending_approval_is_not_offered_to_the_human_once_policy_drops_self_approval(
+    tree: Path, mode: str
+) -> None:
+    runtime = _runtime(tree, self_approval=True)
+    human = Human(approve=True)
+    try:
+        async with Client(build_server(runtime), mode=mode, elicitation_callback=Human(approve=False)) as client:
+            await client.call_tool("repo_delete_branch", DELETE)
+        _drop_self_approval(tree)
+        assert (await settled_reload(runtime)) is not None
+        async with Client(build_server(runtime), mode=mode, elicitation_callback=human) as client:
+            result = await client.call_tool("repo_delete_branch", DELETE)
+        assert runtime.store is not None
+        pending = ApprovalQueue(runtime.store, runtime.config.approvals).list(ApprovalStatus.PENDING)
+    finally:
+        runtime.close()
+    assert result.is_error is True and human.asked == []
+    assert _branch_exists(runtime)
+    assert [a.self_approvable for a in pending] == [False]
+    assert pending[0].id in result.content[0].text  # type: ignore[union-attr]
+    assert audit_events(runtime.config.audit.path)[-1]["approval"]["self_approvable"] is False
+
+
+async def test_a_self_approved_grant_does_not_lift_the_call_once_policy_drops_self_approval(tree: Path) -> None:
+    runtime = _runtime(tree, self_approval=True)
+    try:
+        async with Client(build_server(runtime), elicitation_callback=Human(approve=False)) as client:
+            await client.call_tool("repo_delete_branch", DELETE)
+        assert runtime.store is not None
+        queue = ApprovalQueue(runtime.store, runtime.config.approvals)
+        [pending] = queue.list(ApprovalStatus.PENDING)
+        queue.self_approve(pending.id, "codex-demo", "alice")  # her yes, recorded before the reload
+        _drop_self_approval(tree)
+        assert (await settled_reload(runtime)) is not None
+        async with Client(build_server(runtime)) as client:
+            result = await client.call_tool("repo_delete_branch", DELETE)
+    finally:
+        runtime.close()
+    assert result.is_error is True
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert f"approval `{pending.id}` was approved by `alice` themselves" in text
+    assert _branch_exists(runtime)
+    assert audit_events(runtime.config.audit.path)[-1]["outcome"] == "approval_required"

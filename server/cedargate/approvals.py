@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -108,6 +108,10 @@ class ApprovalQueue:
     def groups_of(self, user: str) -> list[str]:
         return sorted(group for group, users in self._config.groups.items() if user in users)
 
+    def groups_missing(self, user: str, groups: Sequence[str]) -> list[str]:
+        """The groups in ``groups`` the config does not put ``user`` in (empty: ``user`` may decide for them)."""
+        return [g for g in groups if user not in self._config.groups.get(g, ())]
+
     def can_be_decided(self, approval: Approval) -> bool:
         """Whether the config names anyone who may decide ``approval`` (see ``decide``)."""
         members = [set(self._config.groups.get(group, ())) for group in approval.approver_groups]
@@ -120,10 +124,14 @@ class ApprovalQueue:
         return {"granted": True, "approver": approver, "groups": self.groups_of(approver)}
 
     def open(self, request: ApprovalRequest) -> Approval:
-        """A pending approval for this request; an open one for the same call is reused, not duplicated."""
+        """A pending approval for this request; an open one for the same call is reused, not duplicated.
+
+        One opened under other policies (other approver groups, or self-approval allowed or not)
+        is retired instead: nobody may decide a call by rules no longer in force.
+        """
         now = self._clock()
         existing = self._find(request.agent, request.on_behalf_of, request.tool, request.args_digest, "pending", now)
-        if existing is not None:
+        if existing is not None and _same_rules(existing, request):
             return existing
         approval_id = "apr_" + secrets.token_hex(8)
         row = {
@@ -137,6 +145,8 @@ class ApprovalQueue:
             "expires_at": now + timedelta(minutes=self._config.ttl_minutes),
         }
         with self._store.engine.begin() as connection:
+            if existing is not None:  # expires now: reads as expired, and no decision can move it
+                _move_live(connection, existing.id, ApprovalStatus.PENDING, now, expires_at=now)
             connection.execute(insert(approvals).values(**row))
         return self.get(approval_id)
 
@@ -166,7 +176,7 @@ class ApprovalQueue:
                 f"`{user}` may not decide approval `{approval_id}`: it was requested by agent `{approval.agent}` "
                 f"acting for `{approval.on_behalf_of}`, and nobody approves their own request"
             )
-        missing = [g for g in approval.approver_groups if user not in self._config.groups.get(g, ())]
+        missing = self.groups_missing(user, approval.approver_groups)
         if missing:
             names = ", ".join(f"`{g}`" for g in missing)
             raise ApprovalError(
@@ -183,7 +193,9 @@ class ApprovalQueue:
 
         Only for approvals the policy marked ``@self_approval`` and opened for an interactive
         principal, and only by that principal's own human: the server calls this after the
-        human answered an elicitation, never on a client's say-so alone.
+        human answered an elicitation, never on a client's say-so alone. The flag is the one of
+        the latest call's decision (``open`` retires approvals opened under other rules), and the
+        gate judges the grant again against the decision in force when the call uses it.
         """
         approval = self.get(approval_id)
         if not approval.self_approvable or (approval.agent, approval.on_behalf_of) != (agent, user):
@@ -305,6 +317,11 @@ class ApprovalQueue:
             approver_groups=[g for g in data["approver_group"].split(",") if g],
             status=status,
         )
+
+
+def _same_rules(approval: Approval, request: ApprovalRequest) -> bool:
+    """Whether ``approval`` asks for the decision ``request`` needs: the same groups, self-approval alike."""
+    return (approval.approver_groups, approval.self_approvable) == (request.approver_groups, request.self_approvable)
 
 
 def _move_live(

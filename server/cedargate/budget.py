@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -113,9 +113,10 @@ class Budget:
         with self._store.engine.begin() as connection:
             for counter in counters:
                 if not _take(connection, counter):
-                    spent = _amount(connection, counter.scope, counter.subject, counter.period)
+                    used = _amount(connection, counter.scope, counter.subject, counter.period)
+                    spent = used if counter.period.window is Window.MINUTE else min(used, _charged(connection, counter))
                     connection.rollback()
-                    raise BudgetExceeded(_over_cap_message(counter, spent, manifest))
+                    raise BudgetExceeded(_over_cap_message(counter, spent, used - spent, manifest))
         spend = tuple(c for c in counters if c.period.window is not Window.MINUTE)
         return Reservation(principal, manifest.name, manifest.cost_cents, spend)
 
@@ -182,6 +183,16 @@ def _amount(connection: Connection, scope: str, subject: str, period: Period) ->
     return int(value or 0)
 
 
+def _charged(connection: Connection, counter: Counter) -> int:
+    """Cents the ledger holds for ``counter``'s period: spent by calls that ran, not reserved by calls in flight."""
+    who = spend_ledger.c.team if counter.scope == "team" else spend_ledger.c.agent
+    period = counter.period
+    query = select(func.coalesce(func.sum(spend_ledger.c.cents), 0)).where(
+        and_(who == counter.subject, spend_ledger.c.at >= period.starts_at, spend_ledger.c.at < period.resets_at)
+    )
+    return int(connection.execute(query).scalar() or 0)
+
+
 def _take(connection: Connection, counter: Counter) -> bool:
     """Add ``counter.amount`` to its row unless that passes the cap; the check and the add are one statement."""
     key = {"k_scope": counter.scope, "k_subject": counter.subject, "k_window": counter.period.window.value}
@@ -221,11 +232,25 @@ _ADD_UNDER_CAP: Final = (
 )
 
 
-def _over_cap_message(counter: Counter, spent: int, manifest: ToolManifest) -> str:
+def _over_cap_message(counter: Counter, spent: int, reserved: int, manifest: ToolManifest) -> str:
+    """Why the call was refused; cents reserved by calls still running are told apart from cents spent.
+
+    A reservation is given back when its call fails, so then a retry may pass before the reset.
+    """
     what = _WINDOW_WORDS[counter.period.window]
     resets = counter.period.resets_at.isoformat(timespec="seconds")
     if counter.period.window is Window.MINUTE:
         usage = f"cap is {counter.cap} calls, {spent} made this minute"
     else:
-        usage = f"cap is {counter.cap} cents, {spent} cents spent, `{manifest.name}` costs {manifest.cost_cents} cents"
-    return f"over budget: {counter.scope} `{counter.subject}` {what} {usage}; nothing ran; the cap resets at {resets}"
+        in_flight = f" and {reserved} cents reserved by calls in flight" if reserved > 0 else ""
+        usage = (
+            f"cap is {counter.cap} cents, {spent} cents spent{in_flight}, "
+            f"`{manifest.name}` costs {manifest.cost_cents} cents"
+        )
+    message = f"over budget: {counter.scope} `{counter.subject}` {what} {usage}; nothing ran"
+    if reserved > 0:
+        return (
+            f"{message}; a retry may pass once the calls in flight finish (a failed call gives its cents back), "
+            f"else the cap resets at {resets}"
+        )
+    return f"{message}; the cap resets at {resets}"

@@ -1,8 +1,10 @@
 """Step 5, gate: approval-required decisions wait for a human, out of band.
 
 When Cedar says a call needs an approval, the gate looks for a grant bound to this agent,
-tool and arguments' digest (or the approval id the call names). With one, Cedar decides
-again with ``context.approval`` filled in and, if that allows, the grant is consumed (once,
+tool and arguments' digest (or the approval id the call names). A grant counts only if its
+approver may decide under the policies in force now (every group they name, or self-approval
+they still allow): policies reload while approvals wait. With one, Cedar decides again
+with ``context.approval`` filled in and, if that allows, the grant is consumed (once,
 atomically) and the call runs. Without one, a pending approval is opened and the call stops:
 nothing ran, and the agent learns the id and who may approve.
 """
@@ -28,6 +30,11 @@ Reauthorize = Callable[[Mapping[str, Any]], Decision]
 def needs_approval(decision: Decision) -> bool:
     """True when the call must wait for an approval it does not have."""
     return decision.effect is Effect.APPROVAL_REQUIRED
+
+
+def self_approvable(decision: Decision, principal: Principal) -> bool:
+    """Whether the human at the keyboard may approve this call themselves, by the decision in force now."""
+    return decision.self_approvable and principal.mode == "interactive"
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ class Gate:
             p.agent, p.on_behalf_of, ticket.manifest.name, digest, ticket.approval_id
         )
         if grant is not None:
+            problem = _stale_grant(self._queue, grant, decision, p)
+        if grant is not None and problem is None:
             approved = reauthorize(self._queue.context_for(grant))
             link = ApprovalLink(
                 id=grant.id, status="granted", approver=grant.decided_by, request_event_id=grant.request_event_id
@@ -82,14 +91,14 @@ class Gate:
                 return GateResult(approved, link)
         pending = self._queue.open(self._request(ticket, decision, digest))
         # The human at the keyboard may approve by elicitation where policy allows; else the config's approvers.
-        decidable = pending.self_approvable or self._queue.can_be_decided(pending)
+        decidable = self_approvable(decision, p) or self._queue.can_be_decided(pending)
         return GateResult(
             decision,
             ApprovalLink(
                 id=pending.id,
                 status="pending",
                 request_event_id=pending.request_event_id,
-                self_approvable=pending.self_approvable,
+                self_approvable=self_approvable(decision, p),
             ),
             waiting=self._waiting_message(pending, decision, problem, decidable),
         )
@@ -117,8 +126,7 @@ class Gate:
             reason="; ".join(policy.reason or policy.id for policy in decision.policies),
             approver_groups=list(decision.approver_groups),
             request_event_id=ticket.event_id,
-            # Self-approval only where policy allows it and a human is at the keyboard.
-            self_approvable=decision.self_approvable and p.mode == "interactive",
+            self_approvable=self_approvable(decision, p),
         )
 
     @staticmethod
@@ -129,8 +137,9 @@ class Gate:
         if not decidable:
             return (
                 f"{opened}, but nobody can decide it: `[approvals.groups]` in the config names no member of {who} "
-                f"other than `{pending.agent}` and `{pending.on_behalf_of}`; ask an admin to add one, then retry "
-                "with the same arguments"
+                f"other than `{pending.agent}` and `{pending.on_behalf_of}`; ask an admin to add one and restart "
+                "the server (a running server reads `[approvals.groups]` only at start), then retry with the same "
+                "arguments"
             )
         return (
             f"{opened}: a member of {who} "
@@ -138,3 +147,24 @@ class Gate:
             f"`cedargate approvals approve {pending.id} --as USER`; then retry with the same arguments "
             f"(before {pending.expires_at.isoformat(timespec='seconds')})"
         )
+
+
+def _stale_grant(queue: ApprovalQueue, grant: Approval, decision: Decision, principal: Principal) -> str | None:
+    """Why a grant no longer lifts this call under the policies in force, or ``None`` when it does.
+
+    A grant outlives policy reloads, so who approved it is judged against the decision now,
+    never against the groups or the self-approval flag stored when it was opened.
+    """
+    approver = grant.decided_by or ""
+    if approver == principal.on_behalf_of:  # only ``self_approve`` records the requester's own human
+        if self_approvable(decision, principal):
+            return None
+        return (
+            f"approval `{grant.id}` was approved by `{approver}` themselves, "
+            "which the policies in force no longer allow"
+        )
+    missing = queue.groups_missing(approver, decision.approver_groups)
+    if not missing:
+        return None
+    names = ", ".join(f"`{g}`" for g in missing)
+    return f"approval `{grant.id}` was granted by `{approver}`, who is not in {names} as the policies in force ask"
