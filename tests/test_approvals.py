@@ -327,16 +327,22 @@ def _groups_runtime(tree: Path, store_config: StoreConfig, groups: str) -> Runti
     return runtime
 
 
+async def _pending_then_policy_asks_security(runtime: Runtime, tree: Path) -> str:
+    """A delete waits for `sre`; then the policy is reloaded to ask `security`. Returns the waiting approval."""
+    await _delete(runtime)
+    stale = _pending_id(runtime)
+    policy = tree / "policies" / "staging.cedar"
+    policy.write_text(policy.read_text().replace('@approval("sre")', '@approval("security")'))
+    assert (await settled_reload(runtime)) is not None
+    return stale
+
+
 async def test_a_grant_from_outside_the_groups_the_policies_in_force_name_does_not_lift_the_call(
     tree: Path, store_config: StoreConfig
 ) -> None:
     runtime = _groups_runtime(tree, store_config, 'sre = ["bob"]\nsecurity = ["erin"]\n')
     try:
-        await _delete(runtime)
-        stale = _pending_id(runtime)
-        policy = tree / "policies" / "staging.cedar"
-        policy.write_text(policy.read_text().replace('@approval("sre")', '@approval("security")'))
-        assert (await settled_reload(runtime)) is not None
+        stale = await _pending_then_policy_asks_security(runtime, tree)
         assert runtime.store is not None
         queue = ApprovalQueue(runtime.store, runtime.config.approvals)
         queue.decide(stale, "bob", approve=True)  # bob is in `sre`, the group stored on the old approval
@@ -363,11 +369,7 @@ async def test_a_pending_approval_opened_under_other_groups_is_retired_when_the_
 ) -> None:
     runtime = _groups_runtime(tree, store_config, 'sre = ["bob"]\nsecurity = ["erin"]\n')
     try:
-        await _delete(runtime)
-        stale = _pending_id(runtime)
-        policy = tree / "policies" / "staging.cedar"
-        policy.write_text(policy.read_text().replace('@approval("sre")', '@approval("security")'))
-        assert (await settled_reload(runtime)) is not None
+        stale = await _pending_then_policy_asks_security(runtime, tree)
         is_error, text = await _delete(runtime)
         assert is_error and "a member of `security`" in text
         assert runtime.store is not None

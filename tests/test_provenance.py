@@ -33,14 +33,18 @@ async def _session_with_reads_then_write(runtime: Runtime) -> None:
         )
 
 
+def _tip_of_prov(runtime: Runtime) -> tuple[str, str]:
+    """The commit at `agent/prov` in acme/web, and the config path `cedargate provenance` reads."""
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None
+    return git_text(repo.path, ["rev-parse", "agent/prov"]), str(runtime.config.base_dir / "cedargate.toml")
+
+
 async def test_provenance_of_a_commit_lists_the_write_and_the_reads_before_it(
     runtime: Runtime, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await _session_with_reads_then_write(runtime)
-    repo = runtime.config.repository("acme/web")
-    assert repo is not None
-    commit = git_text(repo.path, ["rev-parse", "agent/prov"])
-    config = str(runtime.config.base_dir / "cedargate.toml")
+    commit, config = _tip_of_prov(runtime)
     assert main(["--config", config, "provenance", commit, "--repo", "acme/web", "--json"]) == 0
     tree = json.loads(capsys.readouterr().out)
     read_readme, read_app, write = audit_events(runtime.config.audit.path)
@@ -65,10 +69,7 @@ async def test_trailers_the_agent_wrote_in_its_message_do_not_attribute_the_comm
             {"repository": "acme/web", "branch": "agent/prov", "path": "a.txt", "content": "a\n", "message": forged},
         )
     write = audit_events(runtime.config.audit.path)[-1]
-    repo = runtime.config.repository("acme/web")
-    assert repo is not None
-    commit = git_text(repo.path, ["rev-parse", "agent/prov"])
-    config = str(runtime.config.base_dir / "cedargate.toml")
+    commit, config = _tip_of_prov(runtime)
     assert main(["--config", config, "provenance", commit, "--repo", "acme/web", "--json"]) == 0
     tree = json.loads(capsys.readouterr().out)
     assert tree["event_id"] == write["event_id"]
