@@ -10,7 +10,7 @@ from mcp import Client
 from tests.conftest import audit_events
 
 from cedargate.cli import main
-from cedargate.git import git_text
+from cedargate.git import git_text, run_git
 from cedargate.provenance import audit_event_of
 from cedargate.runtime import Runtime
 from cedargate.server import build_server
@@ -57,23 +57,41 @@ async def test_provenance_of_a_commit_lists_the_write_and_the_reads_before_it(
     assert lines[2].startswith("  <- ") and "src/app.py" in lines[2]
 
 
-async def test_trailers_the_agent_wrote_in_its_message_do_not_attribute_the_commit(
-    runtime: Runtime, capsys: pytest.CaptureFixture[str]
+async def test_an_agent_message_carrying_cedargate_trailers_is_refused_and_commits_nothing(
+    runtime: Runtime,
 ) -> None:
     async with Client(build_server(runtime)) as client:
         await client.call_tool("repo_read_file", {"repository": "acme/web", "path": "README.md"})
         [read] = audit_events(runtime.config.audit.path)
-        forged = f"Tidy\n\nCedargate-Agent: someone-else\nCedargate-Audit-Event: {read['event_id']}"
-        await client.call_tool(
+        forged = f"Tidy\n\nCedargate-Agent: someone-else\ncedargate-audit-event: {read['event_id']}"
+        result = await client.call_tool(
             "repo_write_file",
             {"repository": "acme/web", "branch": "agent/prov", "path": "a.txt", "content": "a\n", "message": forged},
         )
-    write = audit_events(runtime.config.audit.path)[-1]
+    assert result.is_error is True
+    assert "field `message`: `Cedargate-Agent: someone-else` reads as one of cedargate's provenance trailers" in (
+        result.content[0].text  # type: ignore[union-attr]
+    )
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None and git_text(repo.path, ["branch", "--list", "agent/prov"]) == ""
+    assert audit_events(runtime.config.audit.path)[-1]["outcome"] == "invalid_arguments"
+
+
+async def test_trailers_in_an_earlier_paragraph_do_not_attribute_the_commit(
+    runtime: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the last paragraph is a trailer block: a message written outside the tools cannot borrow an event."""
+    await _session_with_reads_then_write(runtime)
+    read, _, write = audit_events(runtime.config.audit.path)
     commit, config = _tip_of_prov(runtime)
-    assert main(["--config", config, "provenance", commit, "--repo", "acme/web", "--json"]) == 0
-    tree = json.loads(capsys.readouterr().out)
-    assert tree["event_id"] == write["event_id"]
-    assert tree["event"]["principal"]["agent"] == "codex-demo"
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None
+    message = f"Tidy\n\nCedargate-Audit-Event: {read['event_id']}\n\nCedargate-Audit-Event: {write['event_id']}\n"
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
+    tree_id = git_text(repo.path, ["rev-parse", f"{commit}^{{tree}}"])
+    forged = run_git(repo.path, ["commit-tree", tree_id, "-p", commit, "-F", "-"], input=message.encode(), env=env)
+    assert main(["--config", config, "provenance", forged.stdout.decode().strip(), "--repo", "acme/web", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["event_id"] == write["event_id"]
 
 
 def test_the_last_audit_event_of_the_trailer_block_is_taken() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -12,7 +13,7 @@ from typing import Final
 
 from cedargate.checkout import local_repo
 from cedargate.config import RepositoryConfig
-from cedargate.errors import HandlerError, ToolInputError
+from cedargate.errors import HandlerError, ToolInputError, quoted
 from cedargate.git import ObjectReader, git_text, run_git
 from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import HandlerCall
@@ -26,6 +27,8 @@ COMMITTER_ENV: Final[Mapping[str, str]] = {
     "GIT_COMMITTER_EMAIL": "cedargate@localhost",
 }
 AUDIT_TRAILER: Final = "Cedargate-Audit-Event"
+_OWN_TRAILER: Final = re.compile(r"^\s*cedargate-[a-z-]*\s*:", re.IGNORECASE)
+"""A line git could read as a ``Cedargate-*`` trailer (keys are case-insensitive)."""
 MAX_LINK_BYTES: Final = 4096
 """The longest link target a checkout can hold (``PATH_MAX``); a longer one is not quoted back."""
 _SYMLINK_MODE: Final = b"120000"
@@ -137,7 +140,17 @@ def _quoted_target(objects: ObjectReader, link: str) -> str:
 
 
 def commit_message(call: HandlerCall, subject: str) -> str:
-    """The subject with trailers naming the agent, the human it acts for, the task and the event."""
+    """The subject with trailers naming the agent, the human it acts for, the task and the event.
+
+    The agent's text may not carry ``Cedargate-`` trailer lines of its own: provenance reads
+    only cedargate's block, but a reader of ``git log`` would see two conflicting claims.
+    """
+    claimed = next((line for line in subject.splitlines() if _OWN_TRAILER.match(line)), None)
+    if claimed is not None:
+        raise ToolInputError(
+            f"field `message`: {quoted(claimed.strip())} reads as one of cedargate's provenance trailers, "
+            "which cedargate alone writes; remove that line"
+        )
     p = call.principal
     trailers = [
         f"Cedargate-Agent: {p.agent}",

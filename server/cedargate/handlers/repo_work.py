@@ -90,6 +90,7 @@ def apply_diff(call: HandlerCall) -> dict[str, Any]:
 def commit(call: HandlerCall) -> dict[str, Any]:
     """Commit every change in the workspace with provenance trailers; links and gitlinks are refused."""
     repo, _ = repo_of(call)
+    message = commit_message(call, str(call.args["message"]))
     workspace = task_workspace(call, task_branch(repo, str(call.args["branch"])))
     where = workspace.path
     # Staged on a private index first: a refused commit leaves the real index as it was.
@@ -105,7 +106,6 @@ def commit(call: HandlerCall) -> dict[str, Any]:
     if run_git(where, ["diff", "--cached", "--quiet"], check=False).returncode == 0:
         raise HandlerError(f"nothing to commit in workspace `{workspace.id}`: apply a diff or write a file first")
     parent = head_commit(workspace)
-    message = commit_message(call, str(call.args["message"]))
     run_git(where, ["commit", "--quiet", "-F", "-"], input=message.encode(), env=COMMITTER_ENV)
     sha = head_commit(workspace)
     files = git_text(where, ["diff-tree", "-r", "--name-only", "--no-commit-id", sha]).splitlines()
