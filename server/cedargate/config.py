@@ -336,6 +336,11 @@ class Config(_Strict):
             )
         return self
 
+    @property
+    def environments(self) -> frozenset[str]:
+        """Every environment a configured repository or AWS account is in."""
+        return frozenset({r.environment for r in self.repositories} | {a.environment for a in self.aws.accounts})
+
     def repository(self, name: str) -> RepositoryConfig | None:
         repositories, index = self.repository_index
         if repositories is not self.repositories:  # a model_copy carried an index of other repositories

@@ -21,9 +21,8 @@ def _entity(
 
 def resource_entities(config: Config) -> list[dict[str, Any]]:
     """Environments, teams, repositories and AWS accounts named in the config."""
-    environments = {r.environment for r in config.repositories} | {a.environment for a in config.aws.accounts}
     teams = {r.owner_team for r in config.repositories}
-    entities = [_entity(EntityRef(ENVIRONMENT, env)) for env in sorted(environments)]
+    entities = [_entity(EntityRef(ENVIRONMENT, env)) for env in sorted(config.environments)]
     entities += [_entity(EntityRef(TEAM, team)) for team in sorted(teams)]
     for repo in config.repositories:
         attrs = {

@@ -21,7 +21,9 @@ from pydantic import BaseModel
 from cedargate.errors import CedargateError
 from cedargate.git import run_git
 
-AUDIT_EVENT_FORMAT: Final = "%(trailers:key=Cedargate-Audit-Event,valueonly,separator=%x20)"
+AUDIT_TRAILER: Final = "Cedargate-Audit-Event"
+"""The trailer naming the audit event of the call that made a commit (see ``handlers.repo_common.commit_message``)."""
+AUDIT_EVENT_FORMAT: Final = f"%(trailers:key={AUDIT_TRAILER},valueonly,separator=%x20)"
 """``git log --format`` for the audit event values in a commit's trailer block; read with ``audit_event_of``."""
 
 

@@ -54,8 +54,7 @@ def _refuse_unknown_environment(args: argparse.Namespace) -> None:
     """A freeze of an environment nothing is in (``Prod`` for ``prod``) would leave the real one open."""
     from cedargate.errors import ConfigError
 
-    config = config_from(args)
-    known = {r.environment for r in config.repositories} | {a.environment for a in config.aws.accounts}
+    known = config_from(args).environments
     if args.subject not in known:
         listed = ", ".join(f"`{e}`" for e in sorted(known)) or "none"
         raise ConfigError(

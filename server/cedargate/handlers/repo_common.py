@@ -17,6 +17,7 @@ from cedargate.errors import HandlerError, ToolInputError, quoted
 from cedargate.git import ObjectReader, git_text, run_git
 from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import HandlerCall
+from cedargate.provenance import AUDIT_TRAILER
 from cedargate.repo_paths import safe_ref
 from cedargate.workspaces import Workspace, WorkspaceStore
 
@@ -26,7 +27,6 @@ COMMITTER_ENV: Final[Mapping[str, str]] = {
     "GIT_COMMITTER_NAME": "cedargate",
     "GIT_COMMITTER_EMAIL": "cedargate@localhost",
 }
-AUDIT_TRAILER: Final = "Cedargate-Audit-Event"
 _OWN_TRAILER: Final = re.compile(r"^\s*cedargate-[a-z-]*\s*:", re.IGNORECASE)
 """A line git could read as a ``Cedargate-*`` trailer (keys are case-insensitive)."""
 MAX_LINK_BYTES: Final = 4096

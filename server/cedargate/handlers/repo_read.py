@@ -16,7 +16,8 @@ from cedargate.errors import HandlerError, ToolInputError
 from cedargate.git import git_text, run_git
 from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import Handler, HandlerCall
-from cedargate.handlers.repo_common import AUDIT_TRAILER, commit_of, head_commit, refuse_links, repo_of
+from cedargate.handlers.repo_common import commit_of, head_commit, refuse_links, repo_of
+from cedargate.provenance import AUDIT_EVENT_FORMAT
 from cedargate.repo_paths import confined_path, safe_revision
 from cedargate.workspaces import Workspace, WorkspaceStore
 
@@ -100,7 +101,7 @@ def log(call: HandlerCall) -> dict[str, Any]:
     ref = revision_to_read(call)
     count = int(call.args.get("max_count", 20))
     scope = _path_scope(call)
-    fmt = _FIELD.join(["%H", "%P", "%an", "%aI", "%s", f"%(trailers:key={AUDIT_TRAILER},valueonly,separator=%x20)"])
+    fmt = _FIELD.join(["%H", "%P", "%an", "%aI", "%s", AUDIT_EVENT_FORMAT])
     # One git process: log peels the ref itself; only a failure pays for finding out why.
     args = ["log", "-z", f"--format={fmt}", f"--max-count={count}", "--end-of-options", f"{ref}^{{commit}}"]
     result = run_git(path, [*args, "--", *scope], check=False)
