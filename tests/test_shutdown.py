@@ -8,108 +8,34 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import IO, Any
 
 import anyio
 import anyio.to_thread
 import pytest
 from mcp import Client
-from tests.conftest import ROOT, audit_events
+from tests.conftest import audit_events
+from tests.raw_wire import HANDSHAKE, RawWire, handshaken_server, reap, serve_process, tool_call
 from tests.repo_support import WEB_ANCHOR
 
 from cedargate.audit.verify import verify_log
 from cedargate.stdio_input import WireInput
 
-HANDSHAKE = [
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
-    },
-    {"jsonrpc": "2.0", "method": "notifications/initialized"},
-]
-
-
-def _call(request_id: int, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": request_id,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments},
-    }
-
-
-def _serve(tree: Path, stdin: int | IO[bytes], *options: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "cedargate", "--config", str(tree / "cedargate.toml"), "serve", *options],
-        stdin=stdin,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("CEDARGATE_")},
-            "PYTHONPATH": str(ROOT / "server"),
-        },
-    )
-
-
-class _Wire:
-    """A raw JSON-RPC client on the server's pipes (the test must hold stdin open and know the pid)."""
-
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
-        assert process.stdin is not None and process.stdout is not None
-        self.process = process
-        self._stdin = process.stdin
-        self._stdout = process.stdout
-
-    def send(self, message: dict[str, Any]) -> None:
-        self._stdin.write(json.dumps(message).encode() + b"\n")
-        self._stdin.flush()
-
-    def answer(self, request_id: int) -> dict[str, Any]:
-        while True:
-            line = self._stdout.readline()
-            assert line, "the server closed stdout before answering"
-            message: dict[str, Any] = json.loads(line)
-            if message.get("id") == request_id:
-                return message
-
-    def stopped(self, signal_number: int) -> tuple[int, str]:
-        """Signal the server and wait for it to exit, its stdin still open; returns status and stderr."""
-        self.process.send_signal(signal_number)
-        try:
-            status = self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise AssertionError("the server was still running 30 s after the signal") from None
-        assert not self._stdin.closed
-        assert self.process.stderr is not None
-        return status, self.process.stderr.read().decode()
-
 
 @pytest.fixture
-def wire(tree: Path) -> Iterator[_Wire]:
-    process = _serve(tree, subprocess.PIPE)
-    try:
-        client = _Wire(process)
-        for message in HANDSHAKE:
-            client.send(message)
-        assert client.answer(1)["result"]["serverInfo"]["name"] == "cedargate"
+def wire(tree: Path) -> Iterator[RawWire]:
+    with handshaken_server(tree) as client:
         yield client
-    finally:
-        _reap(process)
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_stops_a_server_whose_client_keeps_stdin_open(
-    wire: _Wire, tree: Path, signal_number: signal.Signals
+    wire: RawWire, tree: Path, signal_number: signal.Signals
 ) -> None:
-    wire.send(_call(2, "repo_list_tree", {"repository": "acme/web"}))
+    wire.send(tool_call(2, "repo_list_tree", {"repository": "acme/web"}))
     assert wire.answer(2)["result"]["isError"] is False
 
     status, stderr = wire.stopped(signal_number)
@@ -124,24 +50,24 @@ def test_a_tool_running_when_the_server_is_stopped_runs_to_its_end_and_is_audite
     config = tree / "cedargate.toml"
     tests = 'test_command = "sh ./ci.sh"\ntest_timeout_seconds = 20\ntest_memory_mb = 256\n'
     config.write_text(config.read_text().replace(WEB_ANCHOR, WEB_ANCHOR + tests, 1))
-    process = _serve(tree, subprocess.PIPE)
+    process = serve_process(tree, subprocess.PIPE)
     try:
-        wire = _Wire(process)
+        wire = RawWire(process)
         for message in HANDSHAKE:
             wire.send(message)
         wire.answer(1)
         branch = {"repository": "acme/web", "branch": "agent/stopping"}
         script = "touch started\nsleep 2\ntouch finished\n"
-        wire.send(_call(2, "repo_create_branch", branch))
+        wire.send(tool_call(2, "repo_create_branch", branch))
         assert wire.answer(2)["result"]["isError"] is False
-        wire.send(_call(3, "repo_write_file", {**branch, "path": "ci.sh", "content": script}))
+        wire.send(tool_call(3, "repo_write_file", {**branch, "path": "ci.sh", "content": script}))
         assert wire.answer(3)["result"]["isError"] is False
-        wire.send(_call(4, "repo_run_tests", {"repository": "acme/web"}))
+        wire.send(tool_call(4, "repo_run_tests", {"repository": "acme/web"}))
         started = _appears(tree / "var/workspaces/acme/web", "started")
 
         status, stderr = wire.stopped(signal.SIGTERM)
     finally:
-        _reap(process)
+        reap(process)
 
     assert status == 0, stderr
     assert (started.parent / "finished").exists()  # the run was waited for, not cut off half-way
@@ -158,10 +84,10 @@ def test_requests_from_a_file_on_stdin_are_read_and_its_end_stops_the_server(tre
     EOF is the client's shutdown: a call still in flight then is cancelled, and audited as such.
     """
     requests = tree / "requests.jsonl"
-    lines = [*HANDSHAKE, _call(2, "repo_read_file", {"repository": "acme/web", "path": "README.md"})]
+    lines = [*HANDSHAKE, tool_call(2, "repo_read_file", {"repository": "acme/web", "path": "README.md"})]
     requests.write_text("".join(json.dumps(line) + "\n" for line in lines))
     with requests.open("rb") as stdin:
-        process = _serve(tree, stdin)
+        process = serve_process(tree, stdin)
         stdout, stderr = process.communicate(timeout=60)
 
     assert process.returncode == 0, stderr.decode()
@@ -174,7 +100,7 @@ def test_requests_from_a_file_on_stdin_are_read_and_its_end_stops_the_server(tre
 def test_sigterm_stops_an_http_server_and_its_secondary_sink_keeps_every_event(tree: Path) -> None:
     config = tree / "cedargate.toml"
     config.write_text(config.read_text() + '\n[[audit.sinks]]\nkind = "database"\n')
-    process = _serve(tree, subprocess.DEVNULL, "--transport", "http", "--port", "0")
+    process = serve_process(tree, subprocess.DEVNULL, "--transport", "http", "--port", "0")
     try:
         assert process.stderr is not None
         serving = process.stderr.readline().decode()
@@ -192,7 +118,7 @@ def test_sigterm_stops_an_http_server_and_its_secondary_sink_keeps_every_event(t
         status = process.wait(timeout=30)
         stderr = process.stderr.read().decode()
     finally:
-        _reap(process)
+        reap(process)
 
     assert status == 0, stderr  # uvicorn alone ends the process by the signal, before the runtime closes
     assert "SIGTERM received; stopping" in stderr
@@ -209,13 +135,6 @@ def _appears(root: Path, name: str) -> Path:
             return found
         time.sleep(0.05)
     raise AssertionError(f"no `{name}` under {root} within 30 s")
-
-
-def _reap(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-    with process:  # closes its pipes
-        process.wait()
 
 
 @pytest.mark.anyio

@@ -17,6 +17,7 @@ from mcp.server.stdio import stdio_server
 
 from cedargate.errors import ConfigError
 from cedargate.stdio_input import wire_input
+from cedargate.stdio_rejects import RejectingReadStream
 
 _BACKLOG: Final = 2048
 """Connections the kernel queues before they are accepted (uvicorn's own default)."""
@@ -26,6 +27,8 @@ STOPPING_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 async def serve_stdio(server: Server[Any]) -> None:
     """MCP over stdin and stdout until the client closes stdin, or SIGINT or SIGTERM arrives.
+
+    A line that is no JSON-RPC message gets a JSON-RPC error (``stdio_rejects``), not silence.
 
     A signal cancels the serving: a call in flight is audited as cancelled (a tool already
     running is waited for, never cut off half-way), and the caller's ``finally`` closes the
@@ -37,7 +40,7 @@ async def serve_stdio(server: Server[Any]) -> None:
             stdin = cast("anyio.AsyncFile[str] | None", wire)  # the SDK only iterates it, line by line
             async with stdio_server(stdin=stdin) as (read, write):
                 # The server says what it can notify (cedargate's says tools.listChanged on every transport).
-                await server.run(read, write, server.create_initialization_options())
+                await server.run(RejectingReadStream(read, write), write, server.create_initialization_options())
         serving.cancel_scope.cancel()
 
 
