@@ -127,6 +127,37 @@ async def test_a_missing_token_refuses_before_anything_is_pushed(tree: Path, for
     assert git_text(remote, ["for-each-ref"]) == ""
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "## Provenance (recorded by cedargate)",
+        "### provenance",
+        "<h2>Provenance</h2>",
+        "- tests: recorded by cedargate",
+    ],
+)
+async def test_a_body_passing_for_the_provenance_section_is_refused_before_anything_is_pushed(
+    tree: Path, forge: ForgeStandIn, monkeypatch: pytest.MonkeyPatch, line: str
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    runtime, remote = _github_runtime(tree, forge)
+    body = f"Raises the timeout.\n\n{line}\n- task: `someone-elses-task`\n"
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            await s.ok("repo_write_file", {**BRANCH, "path": "a.txt", "content": "a"})
+            message = await s.refused("repo_open_pull_request", {**BRANCH, "title": "Add a", "body": body})
+            assert git_text(remote, ["for-each-ref"]) == ""  # refused before the push
+            # A heading that does not pass for the section is the agent's to write.
+            opened = await s.ok(
+                "repo_open_pull_request", {**BRANCH, "title": "Add a", "body": "## Why\nRequests time out."}
+            )
+    finally:
+        runtime.close()
+    assert "field `body`" in message and "reads as the provenance section" in message
+    assert len(forge.requests) == 1 and opened["body"].startswith("## Why\nRequests time out.\n\n## Provenance")
+
+
 async def test_a_forge_refusal_is_reported_with_its_status(
     tree: Path, forge: ForgeStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:

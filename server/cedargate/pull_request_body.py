@@ -6,15 +6,39 @@ workspace's last sandboxed run); nothing is taken from what the agent claims.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
+from cedargate.errors import ToolInputError, quoted
 from cedargate.identity import Principal
 from cedargate.workspaces import TestRun
 
 HEADING = "## Provenance (recorded by cedargate)"
+_LOOKALIKE_HEADING: Final = re.compile(r"^ {0,3}(#{1,6}(\s|$)|<h[1-6][\s>])", re.IGNORECASE)
+"""A markdown or HTML heading: one naming provenance would pass for cedargate's own section."""
 MAX_LISTED_SOURCES = 100
 """Reads listed in the body; a longer session names how many more and where to find them all."""
+
+
+def agent_body(text: str) -> str:
+    """The agent's part of the body, refused if a line of it would pass for cedargate's section.
+
+    A reviewer trusts the provenance section because cedargate alone writes it; a lookalike
+    heading above it (or a line claiming to be recorded by cedargate) would put the agent's
+    claims where a reviewer looks for recorded facts.
+    """
+    body = text.strip()
+    for line in unicodedata.normalize("NFKC", body).splitlines():
+        folded = line.casefold()
+        if (_LOOKALIKE_HEADING.match(line) and "provenance" in folded) or "recorded by cedargate" in folded:
+            raise ToolInputError(
+                f"field `body`: {quoted(line.strip())} reads as the provenance section, which cedargate alone "
+                "writes below the body; reword or remove that line"
+            )
+    return body
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from cedargate.handlers.repo_common import (
     task_workspace,
 )
 from cedargate.provenance import AUDIT_EVENT_FORMAT, audit_event_of
-from cedargate.pull_request_body import Provenance, WriteRecord
+from cedargate.pull_request_body import Provenance, WriteRecord, agent_body
 from cedargate.repo_paths import safe_ref
 from cedargate.sandbox import SandboxLimits, in_memory_files_mb, run_sandboxed
 from cedargate.workspaces import TestRun, WorkspaceStore
@@ -64,13 +64,13 @@ def open_pull_request(call: HandlerCall) -> dict[str, Any]:
     repo, path = repo_of(call)
     branch = task_branch(repo, str(call.args["branch"]))
     base = safe_ref(str(call.args.get("base") or _default_branch(path)), "base")
+    body = agent_body(str(call.args.get("body") or ""))
     # The token is checked before anything is pushed, so a missing token changes nothing.
     token = forge_token(repo.forge, repo.name) if repo.forge.kind == "github" else None
     head = _push(repo, path, branch)
     # Recorded before the forge is asked, so a failed request's event still says what reached the remote.
     call.execution.update({"pushed": {"branch": branch, "commit": head}})
     provenance = _provenance(call, repo, path, branch, base, head)
-    body = str(call.args.get("body") or "").strip()
     full_body = (body + "\n\n" if body else "") + provenance.markdown()
     result: dict[str, Any] = {
         "repository": repo.name,
