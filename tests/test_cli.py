@@ -51,6 +51,20 @@ def test_tools_list_json_names_every_manifest_with_its_hash(tree: Path, capsys: 
     assert all(len(r["manifest_hash"]) == 64 for r in rows)
 
 
+def test_tools_list_keeps_its_columns_in_line_for_long_names(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = (tree / "tools/repo/apply_diff.toml").read_text()
+    long_name = "repo_apply_diff_to_the_task_workspace_and_stage_it"
+    (tree / "tools/repo/long.toml").write_text(manifest.replace('"repo_apply_diff"', f'"{long_name}"', 1))
+
+    assert main(["--config", str(tree / "cedargate.toml"), "tools", "list"]) == 0
+
+    rows = capsys.readouterr().out.splitlines()
+    assert any(row.startswith(long_name + " ") for row in rows)
+    hashes = {len(row.split("  not locked")[0].rstrip()) - 12 for row in rows}
+    risks = {re.search(r"\s(read|write|destructive|privileged)\s", row).start() for row in rows}  # type: ignore[union-attr]
+    assert len(risks) == 1 and len(hashes) == 1  # every row's risk and hash start in the same column
+
+
 def test_policy_schema_prints_the_generated_schema(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", str(tree / "cedargate.toml"), "policy", "schema"]) == 0
     schema = json.loads(capsys.readouterr().out)

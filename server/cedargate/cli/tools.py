@@ -38,9 +38,12 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    # Columns as wide as their longest entry: a long tool or handler name no longer pushes its row out of line.
+    width = {column: max((len(row[column]) for row in rows), default=0) for column in ("name", "risk", "handler")}
     for row in rows:
         unlocked = "  not locked as it is" if row["locked"] is False else ""
-        print(f"{row['name']:<32} {row['risk']:<12} {row['handler']:<34} {row['manifest_hash'][:12]}{unlocked}")
+        columns = "  ".join(f"{row[column]:<{width[column]}}" for column in width)
+        print(f"{columns}  {row['manifest_hash'][:12]}{unlocked}")
     return 0
 
 
