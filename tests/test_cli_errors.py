@@ -83,6 +83,7 @@ def test_serve_accepts_port_0_for_any_free_port() -> None:
         (["audit", "tail", "-n", "-2"], "argument -n/--lines: `-2`: give a whole number of 0 or more"),
         (["audit", "query", "--limit", "-1"], "argument --limit: `-1`: give a whole number of at least 1"),
         (["audit", "query", "--limit", "0"], "argument --limit: `0`: give a whole number of at least 1"),
+        (["actions", "-n", "0"], "argument -n/--limit: `0`: give a whole number of at least 1"),
         (["audit", "checkpoint", "--key", "k", "--every", "0"], "`0`: give a number of seconds greater than 0"),
         (["audit", "checkpoint", "--key", "k", "--every", "-1"], "`-1`: give a number of seconds greater than 0"),
         (["audit", "checkpoint", "--key", "k", "--every", "nan"], "`nan`: give a number of seconds greater than 0"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from cedargate.cli._common import config_from
+from cedargate.cli._common import config_from, positive_int
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,18 +18,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ),
     )
     actions.add_argument("--actor", metavar="USER", help="only this operator's actions")
-    actions.add_argument("-n", "--limit", type=int, default=50, metavar="N", help="at most N actions (default 50)")
+    actions.add_argument(
+        "-n", "--limit", type=positive_int, default=50, metavar="N", help="at most N actions (default 50)"
+    )
     actions.add_argument("--json", action="store_true", help="print JSON")
     actions.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from cedargate.admin_actions import recent_actions
-    from cedargate.errors import ConfigError
     from cedargate.store import open_store
 
-    if args.limit < 1:
-        raise ConfigError("--limit: give a number of actions of at least 1")
     store = open_store(config_from(args).store)
     try:
         found = recent_actions(store, args.limit, args.actor)
