@@ -9,9 +9,10 @@ import pytest
 from tests.repo_support import Session, client_for
 
 from cedargate.cli import main
+from cedargate.errors import CedargateError
 from cedargate.git import git_text
 from cedargate.runtime import Runtime
-from cedargate.workspaces import workspace_id
+from cedargate.workspaces import WorkspaceStore, workspace_id
 
 BRANCH = {"repository": "acme/web", "branch": "agent/cli"}
 
@@ -61,6 +62,15 @@ async def test_rm_removes_the_worktree_and_keeps_the_branch(
 def test_an_unknown_workspace_is_named_in_the_error(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out = _cli(tree, capsys, "show", "nope")
     assert status == 2 and "no workspace `nope`" in out
+
+
+def test_removing_an_unknown_workspace_leaves_nothing_behind(runtime: Runtime) -> None:
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None and repo.path is not None
+    store = WorkspaceStore(repo, repo.path)
+    with pytest.raises(CedargateError, match="no workspace `nope` in `acme/web`"):
+        store.remove("nope")
+    assert not (store.root / "nope.lock").exists()
 
 
 @pytest.mark.parametrize(

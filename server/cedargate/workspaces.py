@@ -172,18 +172,26 @@ class WorkspaceStore:
 
     def remove(self, ws_id: str) -> Workspace:
         """Remove the worktree and its record, unless a step holds it; the branch and its commits stay."""
-        with _lock, self._held(ws_id, wait=False):
-            workspace = self.get(ws_id)
-            if workspace is None:
-                raise CedargateError(f"no workspace `{ws_id}` in `{self.repo.name}`")
-            result = run_git(self.repo_path, ["worktree", "remove", "--force", "--", str(workspace.path)], check=False)
-            if result.returncode != 0 and workspace.path.exists():
-                shutil.rmtree(workspace.path)
-            run_git(self.repo_path, ["worktree", "prune"], check=False)
-            self._meta(ws_id).unlink()
-            # A step waiting on the old lock finds no record once it gets it, and stops.
-            (self.root / f"{ws_id}.lock").unlink(missing_ok=True)
-            return workspace
+        with _lock:
+            self._known(ws_id)  # before its lock file is made: an unknown id leaves nothing behind
+            with self._held(ws_id, wait=False):
+                return self._remove(self._known(ws_id))
+
+    def _known(self, ws_id: str) -> Workspace:
+        workspace = self.get(ws_id)
+        if workspace is None:
+            raise CedargateError(f"no workspace `{ws_id}` in `{self.repo.name}`")
+        return workspace
+
+    def _remove(self, workspace: Workspace) -> Workspace:
+        result = run_git(self.repo_path, ["worktree", "remove", "--force", "--", str(workspace.path)], check=False)
+        if result.returncode != 0 and workspace.path.exists():
+            shutil.rmtree(workspace.path)
+        run_git(self.repo_path, ["worktree", "prune"], check=False)
+        self._meta(workspace.id).unlink()
+        # A step waiting on the old lock finds no record once it gets it, and stops.
+        (self.root / f"{workspace.id}.lock").unlink(missing_ok=True)
+        return workspace
 
 
 def all_workspaces(config: Config) -> Iterable[tuple[WorkspaceStore, Workspace]]:
