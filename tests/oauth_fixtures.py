@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from cedargate.config import load_config
-from cedargate.http_app import http_app_options
+from cedargate.http_app import build_http_app
 from cedargate.runtime import Runtime, build_runtime
 from cedargate.server import build_server
 
@@ -53,6 +53,11 @@ class Issuer:
         claims.update(overrides)
         claims = {k: v for k, v in claims.items() if v is not None}
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
+
+    def approver_token(self, audience: str, user: str, **overrides: Any) -> str:
+        """A human approver's token: ``sub`` and the admin scope, no agent claims."""
+        agentless = {"team": None, "on_behalf_of": None, "mode": None, "task": None}
+        return self.token(audience, **{"sub": user, "scope": "cedargate:admin", **agentless, **overrides})
 
 
 def _serve_jwks(jwks: dict[str, Any]) -> ThreadingHTTPServer:
@@ -105,7 +110,7 @@ def start_http_server(config_path: Path) -> tuple[HttpServer, Any]:
     base = f"http://127.0.0.1:{port}"
     config_path.write_text(config_path.read_text().replace("RESOURCE_URL", base + "/mcp"))
     runtime = build_runtime(load_config(config_path, environ={}))
-    app = build_server(runtime).streamable_http_app(host="127.0.0.1", **http_app_options(runtime, "127.0.0.1"))
+    app = build_http_app(build_server(runtime), runtime, "127.0.0.1", port)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

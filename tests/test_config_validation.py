@@ -91,3 +91,31 @@ def test_a_config_path_that_is_a_folder_says_so_and_names_the_file_in_it(tree: P
     empty.mkdir()
     with pytest.raises(ConfigError, match=r"is a folder, not a file: .*run `cedargate init .*empty`"):
         load_config(empty)
+
+
+AUTH = '[auth]\nissuer = "https://id.example"\njwks_url = "https://id.example/jwks"\nresource_url = "https://cg.example/mcp"\n'
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('resource_url = "not a url"', "field `auth.resource_url`: `not a url` is not an http(s) URL with a host"),
+        ('issuer = "id.example"', "field `auth.issuer`: `id.example` is not an http(s) URL with a host"),
+        ('jwks_url = "file:///keys.json"', "field `auth.jwks_url`: `file:///keys.json` is not an http(s) URL"),
+        ("algorithms = []", "field `auth.algorithms`: no algorithm would check a token against the issuer's public"),
+        ('algorithms = ["RS256", "HS256"]', "field `auth.algorithms`: `HS256` cannot check a token against"),
+        ('algorithms = ["none"]', "field `auth.algorithms`: `none` cannot check a token against"),
+        ("admin_scopes = []", "field `auth.admin_scopes`: empty: the admin API would take any valid token"),
+        ('required_scopes = ["mcp tools"]', "field `auth.required_scopes`: `mcp tools` is not one scope"),
+    ],
+    ids=["resource-url", "issuer", "jwks-url", "no-algorithm", "symmetric", "none", "no-admin-scope", "scope"],
+)
+def test_an_auth_table_that_would_fail_on_the_first_request_is_refused_at_load_naming_the_field(
+    tree: Path, line: str, message: str
+) -> None:
+    key = line.split(" = ")[0]
+    kept = "".join(f"{entry}\n" for entry in AUTH.splitlines() if not entry.startswith(f"{key} ="))
+    path = _appended(tree, kept + line + "\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, environ={})
+    assert message in str(refused.value)

@@ -59,6 +59,7 @@ def test_a_fresh_tree_passes_and_nothing_is_created(tree: Path, config: Config) 
         "tools and policies": Status.OK,
         "approval groups": Status.WARN,  # the demo names no SRE: see the approval group test
         "principal": Status.OK,
+        "auth": Status.OK,
         "audit log": Status.OK,
         "store": Status.OK,
         "git": Status.OK,
@@ -240,3 +241,26 @@ def test_a_sqlite_url_store_not_yet_created_is_not_created_by_the_check(tree: Pa
     store = _by_check(run_checks(config, environ={}))["store"]
     assert store.status is Status.OK and f"`{tree.resolve()}/state/gov.db` is created" in store.detail
     assert not (tree / "state").exists()
+
+
+def test_auth_over_plain_http_beyond_loopback_is_a_warning_naming_the_urls(tree: Path) -> None:
+    auth = (
+        '\n[auth]\nissuer = "http://id.example"\njwks_url = "http://id.example/jwks"\n'
+        'resource_url = "http://127.0.0.1:8750/mcp"\nadmin_scopes = ["approve"]\n'
+    )
+    findings = run_checks(load_config(_without_principal(tree, auth), environ={}), environ={})
+    auth_findings = [f for f in findings if f.check == "auth"]
+    assert [f.status for f in auth_findings] == [Status.WARN, Status.OK]
+    assert "`issuer` (`http://id.example`), `jwks_url` (`http://id.example/jwks`) not over https" in (
+        auth_findings[0].detail
+    )
+    assert "/admin needs `approve`" in auth_findings[1].detail
+
+
+def test_an_auth_url_that_is_not_a_url_fails_the_doctor_naming_the_field(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    auth = '\n[auth]\nissuer = "https://id.example"\njwks_url = "https://id.example/jwks"\nresource_url = "not a url"\n'
+    path = _without_principal(tree, auth)
+    assert main(["--config", str(path), "doctor"]) == 2
+    assert "field `auth.resource_url`: `not a url` is not an http(s) URL with a host" in capsys.readouterr().err

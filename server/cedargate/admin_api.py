@@ -6,55 +6,93 @@
     POST /admin/approvals/{id}/deny
     GET  /admin/audit/sinks              each secondary sink: delivered, pending, failures, lost, last error
 
-Only mounted when bearer auth is configured: the approver is the user claim of the request's
-verified token, never a name the client sends; the queue applies the same checks as the CLI.
-A secondary sink's health lives in the serving process, so this is where it can be read.
+Only mounted when bearer auth is configured. Every request needs a verified token that
+carries every ``[auth] admin_scopes`` scope (403 ``insufficient_scope`` naming the one
+missing) and whose user claim is an id (401 otherwise); a delegated token (an ``act`` claim,
+RFC 8693: someone acting for the user) is refused, since an approval is the human's own act.
+An agent's ``/mcp`` token has none of this: its ``sub`` may well be an approver's name. The
+approver is the user claim of the verified token, never a name the client sends; the queue
+applies the same checks as the CLI. A secondary sink's health lives in the serving process,
+so this is where it can be read.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cedargate.approvals import ApprovalQueue, ApprovalStatus
 from cedargate.audit.fanout import FanoutAudit
+from cedargate.config import AuthConfig
 from cedargate.errors import ApprovalError
+from cedargate.http_identity import bearer_error, scope_claims
+from cedargate.oauth import TokenClaimsError, claim_id
+
+logger = logging.getLogger(__name__)
+
+AdminHandler = Callable[[Request, str], Awaitable[Response]]
+"""An admin endpoint, given the request and the approver (the token's user claim)."""
 
 
-def _user_of(request: Request, user_claim: str) -> str | None:
-    user = request.scope.get("user")
-    if not isinstance(user, AuthenticatedUser) or user.access_token.claims is None:
-        return None
-    value = user.access_token.claims.get(user_claim)
-    return value if isinstance(value, str) and value else None
+class AdminGate:
+    """Who may use ``/admin``: checked before any endpoint runs, failing closed."""
+
+    def __init__(self, auth: AuthConfig, resource_metadata: str) -> None:
+        self._auth = auth
+        self._resource_metadata = resource_metadata
+
+    def guard(self, handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
+        """``handler`` as a Starlette endpoint that runs only for a token the gate lets in."""
+
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            user = self._approver(request)
+            if isinstance(user, Response):
+                return user
+            return await handler(request, user)
+
+        return endpoint
+
+    def _approver(self, request: Request) -> str | Response:
+        claims = scope_claims(request.scope)
+        if claims is None:  # no token, or one the verifier refused (and logged why)
+            return bearer_error(401, "invalid_token", "a valid bearer token is required", self._resource_metadata)
+        try:
+            user = claim_id(claims, self._auth.claims.user, "user, the approver")
+        except TokenClaimsError as exc:
+            return self._refused(401, "invalid_token", str(exc))
+        if "act" in claims:
+            return self._refused(
+                403, "invalid_token", "a delegated token (`act` claim) cannot use the admin API: use your own token"
+            )
+        held = set(claims.get("scope", "").split()) if isinstance(claims.get("scope"), str) else set()
+        for scope in self._auth.admin_scopes:
+            if scope not in held:
+                return self._refused(403, "insufficient_scope", f"Required scope: {scope}")
+        return user
+
+    def _refused(self, status: int, error: str, description: str) -> Response:
+        logger.warning("admin API refused a bearer token: %s", description)
+        return bearer_error(status, error, description, self._resource_metadata)
 
 
-def _unauthorized() -> JSONResponse:
-    return JSONResponse(
-        {"error": "a valid bearer token is required"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
-    )
-
-
-def audit_routes(audit: FanoutAudit, user_claim: str) -> list[Route]:
-    async def sinks(request: Request) -> JSONResponse:
-        if _user_of(request, user_claim) is None:
-            return _unauthorized()
+def audit_routes(audit: FanoutAudit, gate: AdminGate) -> list[Route]:
+    async def sinks(request: Request, user: str) -> Response:
         return JSONResponse({"sinks": [status.model_dump(mode="json") for status in audit.status()]})
 
-    return [Route("/admin/audit/sinks", sinks, methods=["GET"])]
+    return [Route("/admin/audit/sinks", gate.guard(sinks), methods=["GET"])]
 
 
-def admin_routes(queue: ApprovalQueue, user_claim: str) -> list[Route]:
-    async def listing(request: Request) -> JSONResponse:
-        if _user_of(request, user_claim) is None:
-            return _unauthorized()
+def admin_routes(queue: ApprovalQueue, gate: AdminGate) -> list[Route]:
+    async def listing(request: Request, user: str) -> JSONResponse:
         raw = request.query_params.get("status", "pending")
         if raw != "all" and raw not in ApprovalStatus.__members__.values():
             return JSONResponse({"error": f"unknown status `{raw}`"}, status_code=400)
@@ -62,19 +100,14 @@ def admin_routes(queue: ApprovalQueue, user_claim: str) -> list[Route]:
         found = await anyio.to_thread.run_sync(queue.list, status)
         return JSONResponse([a.model_dump(mode="json") for a in found])
 
-    async def show(request: Request) -> JSONResponse:
-        if _user_of(request, user_claim) is None:
-            return _unauthorized()
+    async def show(request: Request, user: str) -> JSONResponse:
         try:
             approval = await anyio.to_thread.run_sync(queue.get, request.path_params["id"])
             return JSONResponse(approval.model_dump(mode="json"))
         except ApprovalError as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
 
-    async def decide(request: Request) -> JSONResponse:
-        user = _user_of(request, user_claim)
-        if user is None:
-            return _unauthorized()
+    async def decide(request: Request, user: str) -> JSONResponse:
         approval_id = request.path_params["id"]
         note = _note(await request.body())
         verb = request.path_params["verb"]
@@ -92,9 +125,9 @@ def admin_routes(queue: ApprovalQueue, user_claim: str) -> list[Route]:
         return JSONResponse(approval.model_dump(mode="json"))
 
     return [
-        Route("/admin/approvals", listing, methods=["GET"]),
-        Route("/admin/approvals/{id}", show, methods=["GET"]),
-        Route("/admin/approvals/{id}/{verb:str}", decide, methods=["POST"]),
+        Route("/admin/approvals", gate.guard(listing), methods=["GET"]),
+        Route("/admin/approvals/{id}", gate.guard(show), methods=["GET"]),
+        Route("/admin/approvals/{id}/{verb:str}", gate.guard(decide), methods=["POST"]),
     ]
 
 

@@ -8,11 +8,12 @@ so one config serves several agents launched by different clients.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -283,15 +284,96 @@ class ClaimsConfig(_Strict):
     """The claim naming the human in an approver's token (admin API)."""
 
 
+ASYMMETRIC_JWS_ALGORITHMS: Final = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+"""Signatures a JWKS's public keys can check. ``HS*`` would need a secret shared with every client, ``none`` no key."""
+ADMIN_SCOPE: Final = "cedargate:admin"
+
+_SCOPE_TOKEN: Final = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+"""An OAuth scope (RFC 6749 §3.3): printable ASCII without spaces, quotes or backslashes."""
+
+
 class AuthConfig(_Strict):
-    """Streamable HTTP as an OAuth 2.1 resource server: bearer JWTs from ``issuer``, for ``resource_url``."""
+    """Streamable HTTP as an OAuth 2.1 resource server: bearer JWTs from ``issuer``, for ``resource_url``.
+
+    Checked at load, so ``doctor`` and ``serve`` refuse what would otherwise fail on the first
+    request or refuse every token: URLs that are not http(s) URLs, no algorithm, an algorithm
+    without a public key (``HS256``, ``none``), or an admin API any agent's token could use.
+    """
 
     issuer: str
     jwks_url: str
     resource_url: str
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     required_scopes: tuple[str, ...] = ()
+    """Scopes every ``/mcp`` request's token must carry."""
+    admin_scopes: tuple[str, ...] = (ADMIN_SCOPE,)
+    """Scopes every ``/admin`` request's token must carry: what an approver has and an agent's token does not."""
     claims: ClaimsConfig = ClaimsConfig()
+
+    @field_validator("issuer", "jwks_url", "resource_url")
+    @classmethod
+    def _an_http_url(cls, value: str) -> str:
+        problem = http_url_problem(value)
+        if problem is not None:
+            raise PydanticCustomError("http_url", "{problem}", {"problem": problem})
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in ASYMMETRIC_JWS_ALGORITHMS]
+        if not value or unknown:
+            found = f"{', '.join(f'`{name}`' for name in unknown)} cannot" if unknown else "no algorithm would"
+            raise PydanticCustomError(
+                "jws_algorithms",
+                "{found} check a token against the issuer's public keys; list one or more of {known}",
+                {"found": found, "known": ", ".join(ASYMMETRIC_JWS_ALGORITHMS)},
+            )
+        return value
+
+    @field_validator("required_scopes", "admin_scopes")
+    @classmethod
+    def _scope_tokens(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for scope in value:
+            if not _SCOPE_TOKEN.match(scope):
+                raise PydanticCustomError(
+                    "scope", "`{scope}` is not one scope: printable ASCII without spaces or quotes", {"scope": scope}
+                )
+        return value
+
+    @field_validator("admin_scopes")
+    @classmethod
+    def _admin_needs_a_scope(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise PydanticCustomError(
+                "admin_scopes",
+                "empty: the admin API would take any valid token, an agent's too, as an approver's; "
+                "name the scope your issuer grants approvers only (default `{scope}`)",
+                {"scope": ADMIN_SCOPE},
+            )
+        return value
+
+
+def http_url_problem(value: str) -> str | None:
+    """Why ``value`` is no absolute http(s) URL with a host (as the MCP SDK parses it), or ``None``."""
+    from pydantic import AnyHttpUrl
+
+    try:
+        AnyHttpUrl(value)
+    except ValidationError:
+        return f"`{value}` is not an http(s) URL with a host; write it as `https://host/path`"
+    return None
 
 
 class Config(_Strict):

@@ -3,9 +3,10 @@
 ``serve`` refuses a config, a manifest or a policy that is wrong, but much of what a call
 needs is only met on the call that needs it: git on the path, a repository's checkout, a
 forge token in the environment, bubblewrap allowed to build a sandbox, a writable audit
-log, a store at the current schema, members for the approver groups policies name, and a
-principal for stdio serving. Each check here looks at one of them without changing
-anything (no file, database or clone is created) and says what to do when it fails.
+log, a store at the current schema, members for the approver groups policies name, a
+principal for stdio serving, and what HTTP serving trusts ([auth]). Each check here looks
+at one of them without changing anything (no file, database or clone is created) and says
+what to do when it fails.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import boto3
 from pydantic import BaseModel
@@ -24,6 +26,7 @@ from cedargate.aws_session import choose_backend
 from cedargate.config import PRINCIPAL_ENV_OVERRIDES, Config, RepositoryConfig
 from cedargate.errors import CedargateError, ConfigError
 from cedargate.git import git_answer
+from cedargate.http_app import MCP_PATH, is_loopback
 from cedargate.identity import principal_from_config
 from cedargate.policy_set import PolicyInfo, PolicySet
 from cedargate.runtime import handler_registry
@@ -54,6 +57,7 @@ def run_checks(config: Config, environ: Mapping[str, str] | None = None) -> list
     checks: list[tuple[str, Callable[[], Iterator[Finding]]]] = [
         ("tools and policies", lambda: _tools_and_policies(config)),
         ("principal", lambda: _principal(config, env)),
+        ("auth", lambda: _auth(config)),
         ("audit log", lambda: _audit_log(config)),
         ("store", lambda: _store(config)),
         ("git", _git),
@@ -134,6 +138,39 @@ def _principal(config: Config, env: Mapping[str, str]) -> Iterator[Finding]:
     source = f"; {', '.join(taken)} from this environment" if taken else ""
     detail = f"agent `{p.agent}` of team `{p.team}` for `{p.on_behalf_of}` ({p.mode}, task `{p.task}`{source})"
     yield Finding(check="principal", status=Status.OK, detail=detail)
+
+
+def _auth(config: Config) -> Iterator[Finding]:
+    """What HTTP serving trusts: the issuer and the scopes each route needs (URLs and algorithms are checked at load).
+
+    Warns where a token would be accepted but travel or be fetched in the clear, or where the
+    audience tokens must carry is not the ``/mcp`` endpoint clients reach.
+    """
+    auth = config.auth
+    if auth is None:
+        yield Finding(check="auth", status=Status.OK, detail="no [auth]: HTTP serves only on loopback, as stdio does")
+        return
+    plain = [
+        f"`{name}` (`{url}`)"
+        for name, url in (("issuer", auth.issuer), ("jwks_url", auth.jwks_url), ("resource_url", auth.resource_url))
+        if urlsplit(url).scheme == "http" and not is_loopback(urlsplit(url).hostname or "")
+    ]
+    if plain:
+        detail = f"{', '.join(plain)} not over https: tokens or keys would cross the network in the clear; use https"
+        yield Finding(check="auth", status=Status.WARN, detail=detail)
+    if urlsplit(auth.resource_url).path.rstrip("/") != MCP_PATH:
+        detail = (
+            f"`resource_url` (`{auth.resource_url}`) is not this server's `{MCP_PATH}` endpoint: tokens carry it as "
+            f"their audience and clients find the server by it; set it to the URL clients reach, ending in {MCP_PATH}"
+        )
+        yield Finding(check="auth", status=Status.WARN, detail=detail)
+    mcp_scopes = ", ".join(f"`{s}`" for s in auth.required_scopes) or "no scope"
+    admin_scopes = ", ".join(f"`{s}`" for s in auth.admin_scopes)
+    detail = (
+        f"tokens from `{auth.issuer}` for `{auth.resource_url}` ({', '.join(auth.algorithms)}); "
+        f"/mcp needs {mcp_scopes}, /admin needs {admin_scopes}"
+    )
+    yield Finding(check="auth", status=Status.OK, detail=detail)
 
 
 def _audit_log(config: Config) -> Iterator[Finding]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import weakref
+from datetime import UTC, datetime
 from typing import Any
 
 import mcp_types as types
@@ -19,11 +20,17 @@ from mcp.server.models import InitializationOptions
 
 from cedargate import __version__, elicit
 from cedargate.approvals import ApprovalQueue
+from cedargate.audit.event import AuditEvent, AuditPrincipal, Outcome
+from cedargate.audit.event_id import new_event_id
+from cedargate.audit.log import AuditSink
+from cedargate.audit.record import EventRecord
+from cedargate.errors import AuditWriteError, clipped, quoted
 from cedargate.http_identity import principal_for
 from cedargate.identity import Principal
 from cedargate.pipeline import CallRequest, CallResult
 from cedargate.progress import client_progress
 from cedargate.protocol_era import is_handshake_era
+from cedargate.redact import MAX_AUDIT_STRING, arguments_for_audit
 from cedargate.runtime import Runtime
 from cedargate.session import SessionState
 from cedargate.tool_list_events import ToolListNotifier
@@ -37,30 +44,49 @@ INSTRUCTIONS = (
 )
 
 
+class SessionOwnerError(PermissionError):
+    """A request names a session another principal opened."""
+
+
 class SessionRegistry:
     """Which session a call belongs to, so policies and provenance see the calls before it.
 
     A handshake-era streamable-HTTP session id (issued and checked by the transport) names the
-    session when there is one; a handshake-era connection is a session of its own; otherwise (2026-07-28 requests carry
-    no session) the principal's task is the session. Never taken from what a client claims.
+    session when there is one; a handshake-era connection is a session of its own; otherwise
+    (2026-07-28 requests carry no session) the whole principal (agent, team, human, mode, task)
+    is the session. Never taken from what a client claims.
+
+    A session serves only the principal that opened it: the transport already refuses a token of
+    another principal (``oauth.session_subject``); should one reach a call, it fails closed here.
     """
 
     def __init__(self) -> None:
-        self._by_key: dict[tuple[str, ...], SessionState] = {}
+        self._by_key: dict[Any, SessionState] = {}
+        self._owners: dict[str, Principal] = {}
         self._by_connection: dict[int, tuple[weakref.ref[Any], SessionState]] = {}
 
     def for_context(self, ctx: ServerRequestContext[Any], principal: Principal) -> SessionState:
+        """The call's session; raises ``SessionOwnerError`` when another principal opened it."""
         handshake = is_handshake_era(ctx)
         # Only a handshake-era session id was issued and checked by the transport; a 2026-07-28
         # request's header is whatever the client wrote, and would let it pick a fresh session.
         header = _session_header(ctx) if handshake else None
         if header is not None:
-            return self._by_key.setdefault(("http", header), SessionState(id=header))
+            return self._for_header(header, principal)
         client_params = ctx.session.client_params if handshake else None
         if client_params is not None:
             return self._for_connection(client_params)
-        key = ("task", principal.agent, principal.on_behalf_of, principal.task)
-        return self._by_key.setdefault(key, SessionState())
+        return self._by_key.setdefault(("principal", principal), SessionState())
+
+    def _for_header(self, header: str, principal: Principal) -> SessionState:
+        owner = self._owners.setdefault(header, principal)
+        if owner != principal:
+            raise SessionOwnerError(
+                f"session {quoted(header)} was opened by another principal: a session serves only the agent, "
+                "team, human, mode and task that opened it; open a session of your own (initialize without "
+                "an mcp-session-id); nothing was run"
+            )
+        return self._by_key.setdefault(("http", header), SessionState(id=header))
 
     def _for_connection(self, marker: Any) -> SessionState:
         entry = self._by_connection.get(id(marker))
@@ -118,6 +144,33 @@ def to_call_tool_result(result: CallResult) -> types.CallToolResult:
     )
 
 
+def refuse_audited(
+    audit: AuditSink, principal: Principal, params: types.CallToolRequestParams, session_id: str, reason: str
+) -> types.CallToolResult:
+    """A call refused before the pipeline, written to the audit trail as denied; nothing runs."""
+    event = AuditEvent(
+        event_id=new_event_id(),
+        time=datetime.now(UTC).isoformat(timespec="microseconds"),
+        principal=AuditPrincipal(
+            agent=principal.agent, team=principal.team, on_behalf_of=principal.on_behalf_of, mode=principal.mode
+        ),
+        session_id=session_id,
+        task=principal.task,
+        tool=clipped(params.name, MAX_AUDIT_STRING),
+        arguments=arguments_for_audit(params.arguments or {}, ()),
+        outcome=Outcome.DENIED,
+        error=reason,
+        duration_ms=0.0,
+    )
+    try:
+        written = audit.append(EventRecord.of(event))
+    except AuditWriteError as exc:
+        reason = f"{reason}; {exc}"
+    else:
+        reason = f"{reason} (audit event {written.event_id})"
+    return types.CallToolResult(content=[types.TextContent(type="text", text=reason)], is_error=True)
+
+
 def build_server(runtime: Runtime) -> Server[Any]:
     """An SDK server whose list and call handlers are backed by ``runtime``."""
     sessions = SessionRegistry()
@@ -139,11 +192,15 @@ def build_server(runtime: Runtime) -> Server[Any]:
         notifier.seen(ctx)
         # Over HTTP with auth, each request's verified token names the principal; stdio keeps the config's.
         principal = principal_for(ctx, runtime.principal, claims_config)
+        try:
+            session = sessions.for_context(ctx, principal)
+        except SessionOwnerError as exc:
+            return refuse_audited(runtime.audit, principal, params, _session_header(ctx) or "unknown", str(exc))
         request = CallRequest(
             tool=params.name,
             arguments=params.arguments,
             principal=principal,
-            session=sessions.for_context(ctx, principal),
+            session=session,
             traceparent=_traceparent(params),
             approval_id=_approval_id(params),
             progress=client_progress(ctx),

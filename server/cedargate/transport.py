@@ -14,6 +14,7 @@ from typing import Any, Final, cast
 import anyio
 from mcp.server import Server
 from mcp.server.stdio import stdio_server
+from starlette.types import ASGIApp
 
 from cedargate.errors import ConfigError
 from cedargate.stdio_input import wire_input
@@ -76,10 +77,11 @@ def listen_http(host: str, port: int) -> socket.socket:
     return listener
 
 
-async def serve_http(server: Server[Any], listener: socket.socket, host: str, **app_options: Any) -> None:
-    """Streamable HTTP on ``listener`` (see ``listen_http``) at ``/mcp``; loopback hosts get DNS-rebinding protection.
+async def serve_http(app: ASGIApp, listener: socket.socket) -> None:
+    """Streamable HTTP on ``listener`` (see ``listen_http``): ``app`` is built by ``http_app.build_http_app``.
 
-    ``app_options`` go to ``streamable_http_app`` (bearer auth and admin routes, see ``http_app``).
+    The app carries what depends on the address (DNS-rebinding protection on every loopback
+    host, for the port bound) and on ``[auth]`` (bearer auth, the admin routes).
     """
     import uvicorn
 
@@ -108,6 +110,5 @@ async def serve_http(server: Server[Any], listener: socket.socket, host: str, **
                 _announce_stop(sig)
             super().handle_exit(sig, frame)
 
-    app = server.streamable_http_app(host=host, **app_options)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     await GracefulServer(config).serve(sockets=[listener])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -33,12 +34,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    from cedargate.http_app import http_app_options, refuse_open_http
+    from cedargate.http_app import build_http_app, refuse_open_http, url_host
     from cedargate.identity import principal_from_config
     from cedargate.runtime import build_runtime
     from cedargate.server import build_server
     from cedargate.transport import listen_http, serve_http, serve_stdio
 
+    _log_warnings()
     config = config_from(args)
     if args.aws:
         config = config.model_copy(update={"aws": config.aws.model_copy(update={"mode": args.aws})})
@@ -58,14 +60,23 @@ def run(args: argparse.Namespace) -> int:
         server = build_server(runtime)
         if listener is not None:
             port = listener.getsockname()[1]
-            print(f"cedargate: serving streamable HTTP on http://{args.host}:{port}/mcp", file=sys.stderr)
-            options = http_app_options(runtime, args.host)
-            anyio.run(_with_reload, runtime, serve_http(server, listener, args.host, **options))
+            app = build_http_app(server, runtime, args.host, port)  # before the banner: a bad [auth] says so first
+            print(f"cedargate: serving streamable HTTP on http://{url_host(args.host)}:{port}/mcp", file=sys.stderr)
+            anyio.run(_with_reload, runtime, serve_http(app, listener))
         else:
             anyio.run(_with_reload, runtime, serve_stdio(server))
     finally:
         runtime.close()
     return 0
+
+
+def _log_warnings() -> None:
+    """Warnings (a refused bearer token and why, a shadow decision) on stderr; nothing below WARNING.
+
+    Left to Python's last-resort handler they would print bare, and INFO would never show.
+    Does nothing when logging is already configured (tests, an embedding program).
+    """
+    logging.basicConfig(level=logging.WARNING, format="cedargate: %(levelname)s %(name)s: %(message)s")
 
 
 async def _with_reload(runtime: Runtime, serving: Coroutine[Any, Any, None]) -> None:
