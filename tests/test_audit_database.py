@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +269,7 @@ async def test_audit_verify_checks_the_table_against_the_log(
         connection.execute(audit_table.delete().where(audit_table.c.event_id == third["event_id"]))
     code, out = _verify_database(runtime, capsys)
     assert code == 0 and "1 events of the log are not in the table" in out
+    assert "not delivered yet" in out and "deleted from the table" in out  # the sink lags; a deletion looks alike
 
     edited = json.dumps({**first, "outcome": "denied"}, sort_keys=True, separators=(",", ":"))
     with runtime.store.engine.begin() as connection:
@@ -297,3 +299,35 @@ async def test_audit_verify_names_a_row_added_to_the_table(
     code, out = _verify_database(runtime, capsys)
     assert code == 1
     assert "event forged-event: the audit log has no such event" in out
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("outcome", "succeeded"),
+        ("effect", "allow"),
+        ("agent", "someone-else"),
+        ("environment", "dev"),
+        ("time", datetime(2020, 1, 1, tzinfo=UTC)),
+        ("prev_hash", "f" * 64),
+    ],
+)
+async def test_audit_verify_names_a_filter_column_edited_in_the_table(
+    runtime: Runtime, tree: Path, capsys: pytest.CaptureFixture[str], column: str, value: object
+) -> None:
+    async with Client(build_server(runtime)) as client:
+        await client.call_tool(
+            "repo_write_file", {"repository": "acme/payments", "branch": "agent/x", "path": "a", "content": "a"}
+        )
+    runtime.audit.flush()
+    [denied] = audit_events(runtime.config.audit.path)
+    assert [e["event_id"] for e in _cli_query(tree, capsys, "--source", "database", "--outcome", "denied")] == [
+        denied["event_id"]
+    ]
+    with runtime.store.engine.begin() as connection:  # the event JSON and its hash left alone
+        connection.execute(
+            audit_table.update().where(audit_table.c.event_id == denied["event_id"]).values({column: value})
+        )
+    code, out = _verify_database(runtime, capsys)
+    assert code == 1
+    assert f"event {denied['event_id']}: the row's columns were edited in the table: `{column}` reads" in out

@@ -17,6 +17,8 @@ from cedargate.audit.log import JsonlAuditLog
 from cedargate.audit.record import EventRecord
 from cedargate.audit.verify import verify_log
 from cedargate.errors import AuditWriteError
+from cedargate.runtime import Runtime
+from cedargate.server import build_server
 
 WRITER = """
 import sys
@@ -125,3 +127,28 @@ def test_a_log_deleted_while_serving_refuses_further_calls(tmp_path: Path) -> No
             log.append(EventRecord.of(sample_event(2)))
         with pytest.raises(AuditWriteError, match="no call runs until it is"):
             log.ready()
+
+
+def test_a_log_cut_shorter_under_the_server_refuses_further_calls(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with closing(JsonlAuditLog(path)) as log:
+        first = log.append(EventRecord.of(sample_event(1)))
+        log.append(EventRecord.of(sample_event(2)))
+        with open(path, "r+b") as editor:  # event 2 cut out in place (or copytruncate, to zero)
+            editor.truncate(len(path.read_bytes().splitlines(keepends=True)[0]))
+        with pytest.raises(AuditWriteError, match=r"shorter than the \d+ this server left it"):
+            log.ready()
+        with pytest.raises(AuditWriteError, match="copytruncate"):
+            log.append(EventRecord.of(sample_event(3)))
+    assert [e["event_id"] for e in audit_events(path)] == [first.event_id]  # nothing linked over the cut
+
+
+@pytest.mark.anyio
+async def test_a_call_after_the_log_was_truncated_is_refused_and_runs_nothing(runtime: Runtime) -> None:
+    path = runtime.config.audit.path
+    async with Client(build_server(runtime)) as client:
+        await client.call_tool("repo_read_file", {"repository": "acme/web", "path": "README.md"})
+        path.write_bytes(b"")  # rotated with copytruncate under the running server
+        result = await client.call_tool("repo_read_file", {"repository": "acme/web", "path": "README.md"})
+    assert result.is_error and "shorter than the" in str(result.content)
+    assert path.read_bytes() == b""

@@ -118,7 +118,7 @@ def test_a_line_that_is_not_json_stops_a_query_with_its_line_number(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     log = tmp_path / "audit.jsonl"
-    log.write_text('{"event_id": "a", "time": "2026-01-01T00:00:00+00:00"}\n{torn\n')
+    log.write_text('{"event_id": "a", "time": "2026-01-01T00:00:00+00:00"}\nnot json\n')
     assert main(["audit", "query", "--log", str(log)]) == 2
     assert "line 2 is not JSON" in capsys.readouterr().err
 
@@ -174,3 +174,61 @@ def test_a_torn_line_no_segment_record_names_still_stops_a_query(
         more.write(json.dumps(sample_event(3).model_dump(mode="json")).encode() + b"\n")
     assert main(["audit", "query", "--log", str(path)]) == 2
     assert "line 2 is not JSON: run `cedargate audit verify" in capsys.readouterr().err
+
+
+def test_a_torn_last_line_no_server_recovered_yet_is_noted_and_the_events_before_it_are_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    with closing(JsonlAuditLog(path)) as log:
+        for n in (1, 2):
+            log.append(EventRecord.of(sample_event(n)))
+    with open(path, "ab") as dying:  # a crash in the middle of event 3, before any restart
+        dying.write(b'{"event_id":"e3","time":"2026-')
+    assert verify_log(path).torn_tail == 3
+    for command, shown in ((["query", "--json"], 2), (["tail", "-n", "5"], 2), (["export"], 2)):
+        assert main(["audit", *command, "--log", str(path)]) == 0, command
+        out, err = capsys.readouterr()
+        assert len(out.splitlines()) == shown, command
+        assert f"audit log `{path}` line 3 is a torn write" in err, command
+
+
+def test_following_across_a_copytruncate_rotation_reads_the_new_file_from_its_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cedargate.cli.audit as audit_cli
+
+    path, written = tmp_path / "audit.jsonl", tmp_path / "written.jsonl"
+    with closing(JsonlAuditLog(written)) as log:
+        for n in range(1, 9):
+            log.append(EventRecord.of(sample_event(n)))
+    lines = written.read_text().splitlines(keepends=True)  # each ends in its own hash
+    path.write_text("".join(lines[:3]))
+
+    def append(*chunk: str) -> None:
+        with open(path, "a") as handle:
+            handle.write("".join(chunk))
+
+    def copytruncate() -> None:
+        (tmp_path / "audit.jsonl.1").write_bytes(path.read_bytes())
+        with open(path, "r+b") as handle:
+            handle.truncate(0)
+
+    rounds = [
+        lambda: append(lines[3]),
+        lambda: (copytruncate(), append(lines[4])),  # shorter than the offset followed so far
+        lambda: append(lines[5]),
+        lambda: (copytruncate(), append(*lines[6:8])),  # past the offset again within one poll
+        lambda: None,
+    ]
+
+    def next_round(_: float) -> None:
+        if not rounds:
+            raise KeyboardInterrupt
+        rounds.pop(0)()
+
+    monkeypatch.setattr(audit_cli.time, "sleep", next_round)
+    assert main(["audit", "tail", "-n", "1", "--follow", "--log", str(path), "--json"]) == 130
+    out, err = capsys.readouterr()
+    assert [e["event_id"] for e in _json_lines(out)] == ["e3", "e4", "e5", "e6", "e7", "e8"]
+    assert err.count(f"audit log `{path}` was truncated or replaced") == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -237,3 +238,154 @@ def test_progress_is_drawn_on_a_terminal_and_cleared_but_never_written_to_a_pipe
     drawn = terminal.getvalue()
     assert "\rverifying audit.jsonl: 25%" in drawn and "\rverifying audit.jsonl: 50%" in drawn
     assert drawn.endswith("\r\x1b[K")  # the status line does not stay behind the command's own output
+
+
+def _sign(log: Path, private: Path, checkpoints: Path) -> None:
+    assert (
+        main(["audit", "checkpoint", "--key", str(private), "--log", str(log), "--checkpoints", str(checkpoints)]) == 0
+    )
+
+
+def _log_of(path: Path, events: range) -> Path:
+    with closing(JsonlAuditLog(path)) as log:
+        for n in events:
+            log.append(EventRecord.of(sample_event(n)))
+    return path
+
+
+def _checkpointed_config(tree: Path, public: Path) -> Path:
+    config_path = tree / "cedargate.toml"
+    text = config_path.read_text().replace(
+        '[audit]\npath = "audit.jsonl"\n',
+        f'[audit]\npath = "audit.jsonl"\n\n[audit.checkpoints]\npath = "checkpoints.jsonl"\npublic_key = "{public}"\n',
+    )
+    config_path.write_text(text)
+    return config_path
+
+
+@pytest.mark.parametrize("torn", [b'{"event_id":"e9","time":"2026-', b'{"event_id":"e9","tool":"\xe2\x82'])
+async def test_a_server_killed_mid_write_restarts_on_its_log_with_checkpoints_configured(
+    tree: Path, keys: tuple[Path, Path], torn: bytes
+) -> None:
+    private, public = keys
+    config = load_config(_checkpointed_config(tree, public), environ={})
+    runtime = build_runtime(config)
+    try:
+        await _calls(runtime, 2)
+    finally:
+        runtime.close()
+    _sign(config.audit.path, private, tree / "checkpoints.jsonl")
+    with open(config.audit.path, "ab") as dying:  # what SIGKILL in the middle of a write leaves (UTF-8 cut too)
+        dying.write(torn)
+    flags = ("--checkpoints", str(tree / "checkpoints.jsonl"), "--public-key", str(public))
+    status, report = _verify(config.audit.path, *flags)
+    assert status == 0 and report["checkpoints"] == 1 and report["torn_tail"] == 3
+    runtime = build_runtime(config)  # the checkpoints check reads past the torn tail; the log then recovers it
+    try:
+        await _calls(runtime, 1)
+    finally:
+        runtime.close()
+    status, report = _verify(config.audit.path, *flags)
+    assert status == 0 and report["events"] == 3 and report["segments"] == 1 and report["checkpoints"] == 1
+
+
+def test_a_checkpoint_after_a_recovered_torn_write_vouches_for_the_newest_event(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    private, public = keys
+    path, checkpoints = tmp_path / "audit.jsonl", tmp_path / "checkpoints.jsonl"
+    with closing(JsonlAuditLog(path)) as log:
+        for n in (1, 2):
+            log.append(EventRecord.of(sample_event(n)))
+        with open(path, "ab") as dying:
+            dying.write(b'{"event_id":"e3","time":"2026-')
+        for n in (4, 5):  # the first append recovers: the torn line and a segment record are lines, not events
+            log.append(EventRecord.of(sample_event(n)))
+    _sign(path, private, checkpoints)
+    [checkpoint] = [json.loads(line) for line in checkpoints.read_text().splitlines()]
+    newest = json.loads(path.read_text().splitlines()[-1])
+    assert checkpoint["events"] == 4 and checkpoint["event_id"] == "e5" and checkpoint["head_hash"] == newest["hash"]
+    flags = ("--checkpoints", str(checkpoints), "--public-key", str(public))
+    assert _verify(path, *flags)[0] == 0
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-1]))  # the newest event cut off: the checkpoint must see it
+    status, report = _verify(path, *flags)
+    assert status == 1 and "vouches for 4 events but the log has 3" in str(report["problem"])
+    assert report["event_id"] == "e5" and report["line"] is None
+
+
+async def test_an_emptied_checkpoint_file_fails_verify_like_a_removed_one(
+    log: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    private, public = keys
+    checkpoints = tmp_path / "checkpoints.jsonl"
+    _sign(log, private, checkpoints)
+    checkpoints.write_bytes(b"")
+    status, report = _verify(log, "--checkpoints", str(checkpoints), "--public-key", str(public))
+    assert status == 1 and report["checkpoints"] == 0
+    assert f"checkpoint file `{checkpoints}` holds no checkpoint" in str(report["problem"])
+    assert "4 events" in str(report["problem"])
+
+
+def test_an_empty_log_with_an_empty_checkpoint_file_verifies(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    _, public = keys
+    (tmp_path / "audit.jsonl").write_bytes(b"")
+    (tmp_path / "checkpoints.jsonl").write_bytes(b"")
+    flags = ("--checkpoints", str(tmp_path / "checkpoints.jsonl"), "--public-key", str(public))
+    status, report = _verify(tmp_path / "audit.jsonl", *flags)
+    assert status == 0 and report["checkpoints"] == 0  # nothing logged yet, so nothing to vouch for
+
+
+def test_a_rewritten_event_a_checkpoint_contradicts_is_named_by_line_and_event(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    private, public = keys
+    path, checkpoints = _log_of(tmp_path / "audit.jsonl", range(1, 4)), tmp_path / "checkpoints.jsonl"
+    _sign(path, private, checkpoints)
+    path.unlink()
+    _log_of(path, range(4, 7))  # a fresh chain of three other events: valid, but not the one signed
+    status, report = _verify(path, "--checkpoints", str(checkpoints), "--public-key", str(public))
+    assert status == 1 and "does not match event 3" in str(report["problem"])
+    assert report["line"] == 3 and report["event_id"] == "e6"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "key"),
+    [
+        ('{"outcome":"denied",', "outcome"),  # the edit readers that take the first value would believe
+        ('{"principal":{"agent":"x","agent":"a","mode":"autonomous","on_behalf_of":"u","team":"t"},', "agent"),
+    ],
+)
+def test_a_line_with_a_key_written_twice_fails_verify_naming_the_line_and_the_key(
+    tmp_path: Path, prefix: str, key: str
+) -> None:
+    path = _log_of(tmp_path / "audit.jsonl", range(1, 4))
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1] = prefix + lines[1][1:]  # the last value still wins for Python, so the hash still matches
+    path.write_text("".join(lines))
+    status, report = _verify(path)
+    assert status == 1 and report["line"] == 2 and report["event_id"] == "e2"
+    assert f"key `{key}` is written twice" in str(report["problem"])
+
+
+def test_a_log_an_older_writer_formatted_otherwise_still_verifies(tmp_path: Path) -> None:
+    path = _log_of(tmp_path / "audit.jsonl", range(1, 4))
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(r, indent=None) + "\n" for r in records))  # spaces, hash not last
+    status, report = _verify(path)
+    assert status == 0 and report["events"] == 3
+
+
+def test_verify_json_on_a_missing_log_prints_the_problem_as_json(tmp_path: Path) -> None:
+    status, report = _verify(tmp_path / "nowhere.jsonl")
+    assert status == 2 and report["ok"] is False and "does not exist" in str(report["problem"])
+
+
+def test_checkpoints_without_a_public_key_outside_a_project_name_the_missing_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = _log_of(tmp_path / "audit.jsonl", range(1, 2))
+    argv = ["audit", "verify", "--log", str(path), "--checkpoints", str(tmp_path / "cp.jsonl")]
+    assert main(argv) == 2
+    assert "pass --public-key" in capsys.readouterr().err

@@ -5,18 +5,19 @@ cleanly: the shorter file is still a valid chain. A checkpoint records "after N 
 head hash was H", signed by a key the serving process does not hold (the signer is
 ``cedargate audit checkpoint``, run by an operator or a timer); the server and
 ``audit verify`` read only the public key. A log shorter than a checkpoint, or whose event
-N no longer hashes to H, fails verification.
+N no longer hashes to H, fails verification. N counts events only: the segment records and
+torn lines a crash leaves are lines of the file but not events (``verify.chain_events``).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import BaseModel, ConfigDict
 
 from cedargate.audit.canonical import canonical_json
-from cedargate.audit.verify import verify_log
+from cedargate.audit.verify import chain_events
 from cedargate.errors import AuditWriteError, CedargateError
 
 
@@ -118,7 +119,7 @@ def _load(path: Path, *, private: bool) -> object:
 def read_checkpoints(path: Path) -> Iterator[Checkpoint]:
     if not path.is_file():
         return
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:  # bytes: a line that is not UTF-8 is named like any other bad line
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -128,12 +129,25 @@ def read_checkpoints(path: Path) -> Iterator[Checkpoint]:
                 raise CedargateError(f"checkpoint file `{path}` line {number} is not a checkpoint") from exc
 
 
+class CheckpointCheck(NamedTuple):
+    """The checkpoints' verdict: how many held before the first problem, and the checkpoint it concerns.
+
+    ``checkpoint`` is set only when its signature held (the log disagrees with it), so what it
+    names can be trusted.
+    """
+
+    held: int
+    problem: str | None = None
+    checkpoint: Checkpoint | None = None
+
+
 def sign_head(log: Path, checkpoints: Path, private_key: Ed25519PrivateKey) -> Checkpoint | None:
     """Sign the head of ``log`` and append the checkpoint; ``None`` when nothing new was logged.
 
     Refuses to sign a log whose chain does not verify: a checkpoint vouches for everything before it.
+    The head is the last event (not the last line: a segment record is not an event).
     """
-    report = verify_log(log)
+    report, events = chain_events(log)
     if not report.ok:
         raise CedargateError(
             f"audit log `{log}` does not verify ({report.problem}, line {report.line}); not signing it"
@@ -141,11 +155,10 @@ def sign_head(log: Path, checkpoints: Path, private_key: Ed25519PrivateKey) -> C
     latest = list(read_checkpoints(checkpoints))
     if report.events == 0 or (latest and latest[-1].events == report.events):
         return None
-    head = _event_at(log, report.events)
     unsigned = Checkpoint(
         events=report.events,
-        head_hash=head["hash"],
-        event_id=head["event_id"],
+        head_hash=events.hashes[-1],
+        event_id=events.event_ids[-1],
         time=datetime.now(UTC).isoformat(timespec="seconds"),
         key_id=key_id(private_key.public_key()),
         signature="",
@@ -158,60 +171,53 @@ def sign_head(log: Path, checkpoints: Path, private_key: Ed25519PrivateKey) -> C
     return checkpoint
 
 
-def check_checkpoints(hashes: list[str], checkpoints: Path, public_key: Ed25519PublicKey) -> tuple[int, str | None]:
-    """Check every checkpoint against the log's event hashes; returns (count, first problem or None)."""
+def check_checkpoints(hashes: list[str], checkpoints: Path, public_key: Ed25519PublicKey) -> CheckpointCheck:
+    """Check every checkpoint against the log's event hashes (the N-th event at index N - 1)."""
     expected_key = key_id(public_key)
     count = 0
     previous = 0
     for number, checkpoint in enumerate(read_checkpoints(checkpoints), start=1):
         where = f"checkpoint {number} (event {checkpoint.events}, signed {checkpoint.time})"
         if checkpoint.key_id != expected_key:
-            return count, f"{where} was signed by key `{checkpoint.key_id}`, not the configured `{expected_key}`"
+            return CheckpointCheck(
+                count, f"{where} was signed by key `{checkpoint.key_id}`, not the configured `{expected_key}`"
+            )
         try:
             public_key.verify(base64.b64decode(checkpoint.signature), checkpoint.signed_bytes())
         except (InvalidSignature, ValueError):
-            return count, f"{where} has an invalid signature: the checkpoint file was edited"
+            return CheckpointCheck(count, f"{where} has an invalid signature: the checkpoint file was edited")
         if checkpoint.events < previous:
-            return count, f"{where} goes backwards: the checkpoint file was reordered"
+            return CheckpointCheck(count, f"{where} goes backwards: the checkpoint file was reordered")
         if checkpoint.events > len(hashes):
-            return count, (
-                f"log truncated: {where} vouches for {checkpoint.events} events but the log has {len(hashes)}"
-            )
+            truncated = f"log truncated: {where} vouches for {checkpoint.events} events but the log has {len(hashes)}"
+            return CheckpointCheck(count, truncated, checkpoint)
         if hashes[checkpoint.events - 1] != checkpoint.head_hash:
-            return count, f"{where} does not match event {checkpoint.events}: the log was rewritten"
+            rewritten = f"{where} does not match event {checkpoint.events}: the log was rewritten"
+            return CheckpointCheck(count, rewritten, checkpoint)
         previous = checkpoint.events
         count += 1
-    return count, None
-
-
-def event_hashes(log: Path) -> list[str]:
-    with open(log, encoding="utf-8") as handle:
-        return [str(json.loads(line).get("hash")) for line in handle if line.strip()]
+    return CheckpointCheck(count)
 
 
 def require_consistent(log: Path, checkpoints: Path, public_key_path: Path) -> None:
-    """At start-up: refuse to append to a log that its checkpoints show was truncated or rewritten."""
-    if not log.is_file():
-        hashes: list[str] = []
-    else:
-        try:
-            hashes = event_hashes(log)
-        except ValueError as exc:
+    """At start-up: refuse to append to a log that does not verify or that its checkpoints show was cut or rewritten.
+
+    Runs before the log is opened, so nothing is appended to such a log. A torn last line is a
+    crash, not a contradiction: the events before it are checked, and opening the log then
+    recovers the tail into a segment record (``segments.py``), as it does without checkpoints.
+    """
+    hashes: list[str] = []
+    if log.is_file():
+        report, events = chain_events(log)
+        if not report.ok:
             raise AuditWriteError(
-                f"audit log `{log}` has a line that is not JSON; run `cedargate audit verify`"
-            ) from exc
-    _, problem = check_checkpoints(hashes, checkpoints, load_public_key(public_key_path))
+                f"audit log `{log}` does not verify ({report.problem}, line {report.line}); "
+                f"run `cedargate audit verify --log {log}` and restore the log before serving"
+            )
+        hashes = events.hashes
+    problem = check_checkpoints(hashes, checkpoints, load_public_key(public_key_path)).problem
     if problem is not None:
         raise AuditWriteError(
             f"audit log `{log}` does not match its signed checkpoints ({problem}); "
             "run `cedargate audit verify` and restore the log before serving"
         )
-
-
-def _event_at(log: Path, number: int) -> dict[str, str]:
-    with open(log, encoding="utf-8") as handle:
-        for index, line in enumerate(handle, start=1):
-            if index == number:
-                record: dict[str, str] = json.loads(line)
-                return record
-    raise CedargateError(f"audit log `{log}` has no event {number}")  # pragma: no cover - verified just before

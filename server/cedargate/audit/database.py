@@ -38,23 +38,33 @@ def column_value(value: str) -> str:
 
 def event_row(event: AuditEvent) -> dict[str, Any]:
     """The row for one event: the columns auditors filter on, and the event as hashed."""
-    record = event.model_dump(mode="json")
-    principal = event.principal
+    return record_row(event.model_dump(mode="json"))
+
+
+def record_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The row for an event's JSON record (``AuditEvent.model_dump(mode="json")``, or its line as read back).
+
+    ``audit verify --database`` rebuilds each row from its event with this, so a filter column
+    edited in the table is found.
+    """
+    principal = record["principal"]
+    decision = record.get("decision")
+    environment = record.get("environment")
     return {
-        "event_id": event.event_id,
-        "time": datetime.fromisoformat(event.time),
-        "agent": column_value(principal.agent),
-        "on_behalf_of": column_value(principal.on_behalf_of),
-        "team": column_value(principal.team),
-        "tool": column_value(event.tool),
-        "effect": event.decision.effect.value if event.decision is not None else None,
-        "outcome": event.outcome.value,
-        "environment": column_value(event.environment) if event.environment is not None else None,
-        "task": column_value(event.task),
-        "session_id": column_value(event.session_id),
+        "event_id": record["event_id"],
+        "time": datetime.fromisoformat(record["time"]),
+        "agent": column_value(principal["agent"]),
+        "on_behalf_of": column_value(principal["on_behalf_of"]),
+        "team": column_value(principal["team"]),
+        "tool": column_value(record["tool"]),
+        "effect": decision["effect"] if decision is not None else None,
+        "outcome": record["outcome"],
+        "environment": column_value(environment) if environment is not None else None,
+        "task": column_value(record["task"]),
+        "session_id": column_value(record["session_id"]),
         "event": canonical_json(record),
-        "hash": event.hash,
-        "prev_hash": event.prev_hash,
+        "hash": record["hash"],
+        "prev_hash": record["prev_hash"],
     }
 
 

@@ -9,7 +9,9 @@ on the same config): each append holds an exclusive ``flock`` on the file, and a
 that finds the file longer than it left it links to the last record there, so the servers
 write one chain. A tail torn by a server that died mid-write is recovered under the same
 lock (see ``segments.py``). A file deleted while a server writes to it breaks that server's
-log: what it appended would be lost with the file.
+log: what it appended would be lost with the file. So does a file found shorter than this
+server left it (truncated, or rotated with ``copytruncate``): servers only ever append, so
+events were cut out of the trail, and linking to whatever is last now would hide the cut.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class JsonlAuditLog:
             raise AuditWriteError(f"audit log `{path}` cannot be opened for appending: {exc.strerror or exc}") from exc
         self._last_hash = GENESIS_HASH
         self._end = -1
-        """The file's size after this server's last write; another size means another server wrote."""
+        """The file's size after this server's last write; larger means another server wrote, smaller a cut."""
         try:
             with exclusively(self._file):
                 self._catch_up(os.fstat(self._file.fileno()).st_size)
@@ -67,6 +69,11 @@ class JsonlAuditLog:
     def ready(self) -> None:
         """Raise unless the next event can be written (fail closed)."""
         self._still_open()
+        end = self._end  # read before the size: an append in between only makes the file longer than this
+        size = os.fstat(self._file.fileno()).st_size
+        if size < end:
+            self._broken = self._shrunk(size, end)
+            raise AuditWriteError(f"audit log `{self.path}` was {self._broken}")
         reason = unwritable_reason(self._file.fileno())
         if reason is not None:
             raise AuditWriteError(f"audit log `{self.path}` could not be written: {reason}")
@@ -95,6 +102,8 @@ class JsonlAuditLog:
                         raise AuditWriteError(
                             f"audit log `{self.path}` was deleted while the server ran; restart it to begin a new log"
                         )
+                    if status.st_size < self._end:  # cut: linking to what is last now would hide it
+                        raise AuditWriteError(f"audit log `{self.path}` was {self._shrunk(status.st_size, self._end)}")
                     if status.st_size != self._end:
                         self._catch_up(status.st_size)
                     chained = {**record.fields, "prev_hash": self._last_hash}
@@ -114,6 +123,13 @@ class JsonlAuditLog:
                 raise AuditWriteError(f"audit log `{self.path}` could not be written: {self._broken}") from exc
             chained["hash"] = self._last_hash = digest
             return WrittenEvent(chained)
+
+    def _shrunk(self, size: int, end: int) -> str:
+        return (
+            f"cut to {size} bytes, shorter than the {end} this server left it (truncated, or rotated with "
+            "copytruncate): events are missing from the trail; keep what is left for `cedargate audit verify`, "
+            "rotate by moving the file aside (not copytruncate), and restart the server"
+        )
 
     def _catch_up(self, size: int) -> None:
         """Link to the file's last record: someone else wrote since this server's last write (lock held)."""

@@ -4,14 +4,17 @@ Filters compare exact values (agent, user, team, tool, decision, outcome, enviro
 session) and a half-open time range ``[since, until)``. A line that is not JSON, or not an
 audit event, stops the read with its line number: the trail is evidence, so it is never
 skipped silently. Segment records (see ``segments.py``) belong to the chain, not to the
-events, and are left out.
+events, and are left out, as are the torn lines they name. A torn last line (a crash no
+server has recovered from yet) is what ``audit verify`` accepts too: the events before it
+are read, and the torn line is noted (``TornTail``), not skipped unnamed.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -76,21 +79,37 @@ _OPTIONAL: Final[tuple[tuple[str, type], ...]] = (
 _JSON_NAME: Final[dict[type, str]] = {str: "a string", dict: "an object"}
 
 
+TornTail = Callable[[Path, int], None]
+"""Hears ``(log, line number)`` of a torn last line the readers left out."""
+
+
+def note_torn_tail(path: Path, line: int) -> None:
+    """The readers' default ``TornTail``: one line on standard error, as ``audit verify`` reports it."""
+    print(
+        f"note: audit log `{path}` line {line} is a torn write (a crash in the middle of an event): "
+        "the events before it are shown; a new segment starts when a server next writes to the log",
+        file=sys.stderr,
+    )
+
+
 def event_time(event: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(str(event["time"]))
 
 
-def read_events(path: Path, progress: FileProgress | None = None) -> Iterator[dict[str, Any]]:
+def read_events(
+    path: Path, progress: FileProgress | None = None, torn_tail: TornTail = note_torn_tail
+) -> Iterator[dict[str, Any]]:
     """Every event of the file, in order; fails naming the line that is not an event.
 
-    ``progress`` hears ``(bytes read, file size)`` every ``PROGRESS_EVERY_LINES`` lines.
+    ``progress`` hears ``(bytes read, file size)`` every ``PROGRESS_EVERY_LINES`` lines;
+    ``torn_tail`` hears of a torn last line, once every event before it was read.
     """
     if not path.is_file():
         raise CedargateError(
             f"audit log `{path}` does not exist: pass --log PATH or check `[audit] path` in the config"
         )
     torn: list[TornLine] = []
-    torn_where = ""
+    torn_line = 0
     for number, offset, raw in numbered_lines(path, progress):
         where = f"line {number}"
         line = raw.rstrip(b"\n")
@@ -101,18 +120,18 @@ def read_events(path: Path, progress: FileProgress | None = None) -> Iterator[di
                 raise _not_json(path, where) from None
             # A crash's torn write: left out once the segment record after it names it (as verify accepts).
             torn.append(TornLine(offset, line))
-            torn_where = torn_where or where
+            torn_line = torn_line or number
             continue
         if torn:
-            if not (isinstance(record, dict) and is_segment_record(record) and record["torn"] == _named(torn)):
-                raise _not_json(path, torn_where)
-            torn, torn_where = [], ""
+            if not (isinstance(record, dict) and is_segment_record(record) and record.get("torn") == _named(torn)):
+                raise _not_json(path, f"line {torn_line}")
+            torn, torn_line = [], 0
             continue
         event = as_event(record, path, where)
         if event is not None:
             yield event
-    if torn:  # not yet recovered by a server's next write: shown as what it is, never skipped unnamed
-        raise _not_json(path, torn_where)
+    if torn:  # a crash no server has recovered from yet: noted, never skipped unnamed
+        torn_tail(path, torn_line)
 
 
 def _named(torn: list[TornLine]) -> list[dict[str, Any]]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from cedargate.cli._common import (
     config_from,
@@ -122,9 +124,13 @@ def _checkpoint_paths(args: argparse.Namespace) -> tuple[Path | None, Path | Non
     if args.checkpoints is None or args.public_key is None:
         try:
             configured = config_from(args).audit.checkpoints
-        except CedargateError:
+        except CedargateError as exc:
             if args.public_key is not None or args.checkpoints is not None:
-                raise
+                missing = "--public-key" if args.public_key is None else "--checkpoints"
+                raise CedargateError(
+                    f"checking checkpoints needs both --checkpoints and --public-key: pass {missing} "
+                    f"(no config names `[audit.checkpoints]`: {exc})"
+                ) from exc
     checkpoints = args.checkpoints or (configured.path if configured else None)
     public_key = args.public_key or (configured.public_key if configured else None)
     if (checkpoints is None) != (public_key is None):
@@ -244,16 +250,52 @@ def _query_database(args: argparse.Namespace) -> list[dict[str, Any]]:
         store.close()
 
 
+_FOLLOW_CHECK_BYTES: Final = 256
+"""Bytes before the offset that must still be there for a followed file to be the same file."""
+
+
 def run_tail(args: argparse.Namespace) -> int:
     from cedargate.audit.query import query, read_events
 
     path, where = _log_path(args), _where(args)
     _print(query(read_events(path), where, limit=args.lines), args.json)
-    offset = path.stat().st_size
+    followed = _Followed.at(path, path.stat().st_size)
     while args.follow:
         time.sleep(1.0)
-        offset = _print_appended(path, offset, where, args.json)
+        if not path.exists():  # moved aside and not created again yet: wait for the new file
+            continue
+        if followed.cut_or_replaced(path):
+            print(
+                f"audit log `{path}` was truncated or replaced (rotated?): reading it again from its start",
+                file=sys.stderr,
+            )
+            followed = _Followed.at(path, 0)
+        followed = _Followed.at(path, _print_appended(path, followed.offset, where, args.json))
     return 0
+
+
+@dataclass(frozen=True)
+class _Followed:
+    """Where following stopped: the offset, the file (inode) and the bytes just before the offset.
+
+    Rotation with ``copytruncate`` keeps the inode and may grow the file past the offset again
+    within one poll: only the bytes before the offset show it is no longer the same file (an
+    audit line ends in its own hash, so a new line there never reads the same).
+    """
+
+    offset: int
+    inode: int
+    before: bytes
+
+    @classmethod
+    def at(cls, path: Path, offset: int) -> _Followed:
+        with open(path, "rb") as handle:
+            start = max(0, offset - _FOLLOW_CHECK_BYTES)
+            before = os.pread(handle.fileno(), offset - start, start)
+            return cls(offset, os.fstat(handle.fileno()).st_ino, before)
+
+    def cut_or_replaced(self, path: Path) -> bool:
+        return _Followed.at(path, self.offset) != self
 
 
 def _print_appended(path: Path, offset: int, where: Any, as_json: bool) -> int:
@@ -302,21 +344,27 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from cedargate.audit.verify import verify_checkpoints, verify_log
+    from cedargate.audit.verify import VerifyReport, chain_events, verify_checkpoints, verify_log
 
     if args.database:
         _require_database_sink(config_from(args))
     path = args.log or config_from(args).audit.path
-    if not path.is_file():
-        raise CedargateError(
-            f"audit log `{path}` does not exist: pass --log PATH or check `[audit] path` in the config"
-        )
-    with terminal_progress(f"verifying {path}") as progress:
-        report = verify_log(path, progress)
     checkpoints, public_key = _checkpoint_paths(args)
-    if report.ok and public_key is not None and checkpoints is not None:
-        report = verify_checkpoints(report, path, checkpoints, public_key)
-    table = _verify_table(args, path) if args.database and report.ok else None
+    if not path.is_file():
+        missing = f"audit log `{path}` does not exist: pass --log PATH or check `[audit] path` in the config"
+        if not args.json:
+            raise CedargateError(missing)
+        report = VerifyReport(path=str(path), ok=False, events=0, problem=missing)
+        print(json.dumps({**report.model_dump(), "database": None}, indent=2))
+        return 2
+    with terminal_progress(f"verifying {path}") as progress:
+        if public_key is None and not args.database:
+            report, events = verify_log(path, progress), None
+        else:  # one walk: checkpoints and table rows are checked against the events it verified
+            report, events = chain_events(path, progress)
+    if report.ok and events is not None and public_key is not None and checkpoints is not None:
+        report = verify_checkpoints(report, events, checkpoints, public_key)
+    table = _verify_table(args, events.by_hash()) if args.database and report.ok and events is not None else None
     if args.json:
         print(json.dumps({**report.model_dump(), "database": table.model_dump() if table else None}, indent=2))
     elif report.ok:
@@ -327,23 +375,33 @@ def run_verify(args: argparse.Namespace) -> int:
             notes += f"; line {report.torn_tail} is a torn write (a new segment starts when the server restarts)"
         print(f"ok: {report.events} events, chain intact{notes} ({report.path})")
     else:
-        where = f" at line {report.line} (event {report.event_id or 'unknown'})" if report.line is not None else ""
+        where = f" at line {report.line}" if report.line is not None else ""
+        where += f" (event {report.event_id or 'unknown'})" if report.line is not None or report.event_id else ""
         print(f"FAILED{where}: {report.problem} ({report.path})")
     if table is not None and not args.json:
-        if table.ok:
-            lag = f"; {table.not_in_table} events of the log are not in the table (yet)" if table.not_in_table else ""
-            print(f"ok: {table.rows} rows of `audit_events` match the log{lag}")
-        else:
-            print(f"FAILED at row of event {table.event_id}: {table.problem} (`audit_events`)")
+        _print_table_report(table)
     return 0 if report.ok and (table is None or table.ok) else 1
 
 
-def _verify_table(args: argparse.Namespace, path: Path) -> TableReport:
-    from cedargate.audit.verify_table import file_events, verify_table
+def _print_table_report(table: TableReport) -> None:
+    if not table.ok:
+        print(f"FAILED at row of event {table.event_id}: {table.problem} (`audit_events`)")
+        return
+    missing = ""
+    if table.not_in_table:
+        missing = (
+            f"; {table.not_in_table} events of the log are not in the table: not delivered yet (the sink "
+            "is asynchronous), lost while the store was down, or deleted from the table"
+        )
+    print(f"ok: {table.rows} rows of `audit_events` match the log{missing}")
+
+
+def _verify_table(args: argparse.Namespace, primary: dict[str, str]) -> TableReport:
+    from cedargate.audit.verify_table import verify_table
     from cedargate.store import open_store
 
     store = open_store(config_from(args).store, migrate=False)
     try:
-        return verify_table(store, file_events(path))
+        return verify_table(store, primary)
     finally:
         store.close()
