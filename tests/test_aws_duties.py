@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from moto.sts.models import sts_backends
 
-from cedargate.aws_duty import DutySessions, session_name, session_tags
+from cedargate.aws_duty import OTHER_ACCOUNT_CODE, AssumeRoleError, DutySessions, session_name, session_tags
 from cedargate.aws_result import cap
 from cedargate.aws_sandbox import PROD_ACCOUNT, STAGING_ACCOUNT
 from cedargate.aws_session import AwsClients, user_agent_extra
 from cedargate.config import AwsAccountConfig, AwsConfig, AwsDutyConfig
-from cedargate.errors import HandlerError
+from cedargate.errors import ConfigError, HandlerError
+from cedargate.handlers.aws import AwsHandlers
 from cedargate.identity import Principal
 
 ALICE = Principal(agent="codex", team="storefront", on_behalf_of="alice", mode="interactive", task="T-1")
@@ -114,3 +115,24 @@ def test_clients_retry_throttling_in_standard_mode_and_name_cedargate_and_the_ag
     assert "cedargate/0.1.0 agent/codex" in client.meta.config.user_agent_extra
     assert clients.client("ec2", agent="codex") is client
     assert clients.client("ec2", agent="claude") is not client
+
+
+def _fixed_role(clients: AwsClients) -> dict[str, AwsDutyConfig]:
+    return {"infra-operator": AwsDutyConfig(role_arn=f"arn:aws:iam::{PROD_ACCOUNT}:role/cedargate-infra-operator")}
+
+
+def test_a_duty_whose_role_is_in_another_account_is_refused_at_call_time_naming_both(clients: AwsClients) -> None:
+    sessions = DutySessions(clients, _fixed_role(clients))
+    with pytest.raises(AssumeRoleError) as refused:
+        sessions.session_for("infra-operator", ALICE, STAGING_ACCOUNT)
+    message = str(refused.value)
+    assert "duty `infra-operator`" in message
+    assert f"for account `{STAGING_ACCOUNT}`, but that role is in account `{PROD_ACCOUNT}`" in message
+    assert refused.value.code == OTHER_ACCOUNT_CODE
+    assert sessions.session_for("infra-operator", ALICE, PROD_ACCOUNT)[0].account == PROD_ACCOUNT
+
+
+def test_aws_handlers_refuse_to_serve_a_duty_whose_role_leaves_a_configured_account(clients: AwsClients) -> None:
+    with pytest.raises(ConfigError, match=r"config \[aws.duties.infra-operator\]: duty `infra-operator` resolves"):
+        AwsHandlers(clients, _fixed_role(clients))
+    AwsHandlers(clients, {"infra-operator": AwsDutyConfig()})  # `{account}`: in every account

@@ -8,13 +8,16 @@ from pathlib import Path
 import pytest
 from botocore.session import get_session
 
+from cedargate.aws_model import is_read_operation
+from cedargate.aws_shapes import DEFAULT_MAX_ITEMS
 from cedargate.catalog import load_catalog
 from cedargate.cedar_schema import args_record
 from cedargate.cli import main
 from cedargate.config import Config, load_config
-from cedargate.errors import ManifestError
-from cedargate.manifest import ToolManifest
+from cedargate.errors import ManifestError, ToolInputError
+from cedargate.manifest import AwsHandlerSpec, ToolManifest
 from cedargate.runtime import handler_registry
+from cedargate.validate import validate_arguments
 
 STOP = """
 name = "aws_ec2_stop"
@@ -239,3 +242,74 @@ def test_a_loaded_aws_manifest_round_trips_through_its_dump(config: Config) -> N
     manifest = catalog.tools["aws_ec2_stop_instances"]
     again = ToolManifest.model_validate(manifest.model_dump())
     assert again.content_hash == manifest.content_hash
+
+
+def test_a_mutating_operation_published_as_a_read_is_refused_with_file_tool_and_what_to_do(
+    tree: Path, config: Config
+) -> None:
+    text = STOP.format(handler_extra="", parameters_extra="").replace('risk = "write"', 'risk = "read"')
+    path = _write(tree, text)
+    message = _load_error(config)
+    assert str(path) in message and "tool `aws_ec2_stop`" in message
+    assert "field `risk`: `ec2:StopInstances` is not a read" in message
+    assert 'publish it as `risk = "write"`' in message
+
+
+@pytest.mark.parametrize(
+    ("operation", "reads"),
+    [
+        ("DescribeInstances", True),
+        ("GetMetricData", True),
+        ("BatchGetItem", True),
+        ("Query", True),
+        ("StopInstances", False),
+        ("CheckInLicense", False),
+        ("TestInvokeMethod", False),
+        ("Getaway", False),
+        ("ListenerUpdate", False),
+    ],
+)
+def test_only_operations_named_with_a_read_verb_count_as_reads(operation: str, reads: bool) -> None:
+    assert is_read_operation(operation) is reads
+
+
+def test_every_shipped_read_is_named_with_a_read_verb(config: Config) -> None:
+    catalog = load_catalog(config.tools_dir, check=handler_registry(None, config).check)
+    reads = [m for m in catalog if m.risk.read_only and isinstance(m.handler, AwsHandlerSpec)]
+    assert len(reads) >= 10
+
+
+def test_tools_new_refuses_a_mutating_operation_as_a_read_and_writes_nothing(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = ["--config", str(tree / "cedargate.toml"), "tools", "new", "aws", "ec2", "StopInstances"]
+    before = sorted((tree / "tools").rglob("*"))
+    assert main([*command, "--risk", "read", "--duty", "aws-reader", "--output", str(tree / "tools/aws/x.toml")]) == 2
+    assert "`ec2:StopInstances` is not a read" in capsys.readouterr().err
+    assert sorted((tree / "tools").rglob("*")) == before
+
+
+def test_tools_new_refuses_a_name_a_pack_already_publishes_naming_its_file(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = ["--config", str(tree / "cedargate.toml"), "tools", "new", "aws", "ec2", "TerminateInstances"]
+    before = sorted((tree / "tools").rglob("*"))
+    assert main([*command, "--risk", "destructive"]) == 2
+    error = capsys.readouterr().err
+    assert (
+        f"tool `aws_ec2_terminate_instances` is already published by `{tree / 'tools' / 'aws' / 'ec2.toml'}`" in error
+    )
+    assert sorted((tree / "tools").rglob("*")) == before
+    # Outside the tools folder nothing loads it: the admin may rename it there.
+    assert main([*command, "--risk", "destructive", "--output", str(tree / "elsewhere.toml")]) == 0
+
+
+def test_lists_the_model_leaves_unbounded_get_a_default_item_bound_at_every_depth(config: Config) -> None:
+    catalog = load_catalog(config.tools_dir, check=handler_registry(None, config).check)
+    manifest = catalog.tools["aws_ec2_describe_instances"]
+    filters = manifest.input_schema["properties"]["Filters"]
+    assert filters["maxItems"] == 10  # the admin's own bound
+    assert filters["items"]["properties"]["Values"]["maxItems"] == DEFAULT_MAX_ITEMS
+    too_many = {"Filters": [{"Name": "tag:env", "Values": ["x"] * (DEFAULT_MAX_ITEMS + 1)}]}
+    with pytest.raises(ToolInputError, match=r"field `Filters\.0\.Values`"):
+        validate_arguments(manifest, too_many)

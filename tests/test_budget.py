@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client
+from sqlalchemy import select
 from tests.conftest import audit_events
 from tests.governed_tree import governed_config
 
@@ -24,6 +25,7 @@ from cedargate.manifest import ToolManifest
 from cedargate.runtime import Runtime, build_runtime
 from cedargate.server import build_server
 from cedargate.store import open_store
+from cedargate.store.tables import spend_ledger
 
 pytestmark = pytest.mark.anyio
 
@@ -241,3 +243,22 @@ def test_a_refusal_with_nothing_in_flight_names_only_the_spend_and_the_reset(
     message = str(refused.value)
     assert "cap is 1 cents, 1 cents spent, `repo_write_file` costs 1 cents" in message
     assert "in flight" not in message and "the cap resets at 2026-11-27T00:00:00+00:00" in message
+
+
+def test_the_ledger_dates_a_charge_when_it_was_reserved_not_when_it_was_charged(
+    store_config: StoreConfig, write_manifest: ToolManifest
+) -> None:
+    """A call reserved just before midnight and finished just after is spend of the day its counters hold."""
+    store = open_store(store_config)
+    reserved_at = datetime(2026, 11, 26, 23, 59, 59, 900000, tzinfo=UTC)
+    now = [reserved_at]
+    try:
+        budget = Budget(store, BudgetsConfig(teams={"storefront": CapsConfig(day_cents=5)}), clock=lambda: now[0])
+        reservation = budget.check(PRINCIPAL, write_manifest)
+        now[0] = datetime(2026, 11, 27, 0, 0, 0, 100000, tzinfo=UTC)
+        budget.charge(reservation, "e1")
+        with store.engine.connect() as connection:
+            [at] = connection.execute(select(spend_ledger.c.at)).scalars().all()
+        assert (at if at.tzinfo else at.replace(tzinfo=UTC)) == reserved_at
+    finally:
+        store.close()

@@ -4,9 +4,10 @@ Each call assumes the duty's role with STS AssumeRole, with a role session name 
 tags naming the agent, the human it acts for, the team and the task, so the cloud's own
 trail attributes the call. Credentials are cached per (duty, principal, account) until
 shortly before they expire. Security invariants: a cache entry is never shared across
-principals (the whole principal is part of the key), and credentials never leave this
-module except as a boto3 client's configuration; the agent and the audit trail see only
-the role, the session name and the tags.
+principals (the whole principal is part of the key); a call runs only in the account the
+policy decided on (a duty role in another account, or an assumed role that turns out to be
+in one, is refused); and credentials never leave this module except as a boto3 client's
+configuration; the agent and the audit trail see only the role, the session name and the tags.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ SESSION_TAG_KEYS: Final = {
 SERVER_IDENTITY_ARN: Final = f"arn:aws:iam::{SANDBOX_ACCOUNT}:user/cedargate-server"
 _SESSION_NAME_UNSAFE: Final = re.compile(r"[^\w+=,.@-]")
 _TAG_VALUE_UNSAFE: Final = re.compile(r"[^\w .:/=+@-]")
+_ARN_ACCOUNT: Final = re.compile(r"^arn:[^:]*:[^:]*:[^:]*:(?P<account>[^:]*):")
+OTHER_ACCOUNT_CODE: Final = "DutyRoleInOtherAccount"
+"""The ``aws_error_code`` audited when a duty's role is not in the account the call targets."""
 
 Clock = Callable[[], datetime]
 
@@ -108,6 +112,7 @@ class DutySessions:
         if config is None:
             raise HandlerError(f"duty `{duty}` is not configured under [aws.duties]")
         role_arn = config.role_for(duty, account)
+        refuse_other_account(duty, role_arn, account)
         name = session_name(principal)
         tags = session_tags(principal)
         params: dict[str, Any] = {
@@ -130,6 +135,8 @@ class DutySessions:
         except BotoCoreError as exc:
             message = f"cannot assume the role of duty `{duty}` (`{role_arn}`): {exc}"
             raise AssumeRoleError(message, duty, role_arn, type(exc).__name__) from exc
+        assumed_arn = str(response["AssumedRoleUser"]["Arn"])
+        refuse_other_account(duty, assumed_arn, account)  # fail closed, whatever STS handed back
         c = response["Credentials"]
         expiration = c["Expiration"] if c["Expiration"].tzinfo else c["Expiration"].replace(tzinfo=UTC)
         return DutySession(
@@ -137,10 +144,35 @@ class DutySessions:
             account=account,
             role_arn=role_arn,
             session_name=name,
-            assumed_role_arn=response["AssumedRoleUser"]["Arn"],
+            assumed_role_arn=assumed_arn,
             tags=tags,
             credentials=AwsCredentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"], expiration),
         )
+
+
+def arn_account(arn: str) -> str | None:
+    """The account field of an ARN (``None`` when ``arn`` is not one)."""
+    match = _ARN_ACCOUNT.match(arn)
+    return match["account"] if match is not None else None
+
+
+def other_account_message(duty: str, role_arn: str, account: str) -> str | None:
+    """Why ``duty`` may not run in ``account`` with ``role_arn``, or ``None`` when the role is in it."""
+    role_account = arn_account(role_arn)
+    if role_account == account:
+        return None
+    return (
+        f"duty `{duty}` resolves to role `{role_arn}` for account `{account}`, but that role is in account "
+        f"`{role_account}`: its calls would run there, not in the account the policy decided on; "
+        "write the role as `arn:aws:iam::{account}:role/NAME` under [aws.duties]"
+    )
+
+
+def refuse_other_account(duty: str, role_arn: str, account: str) -> None:
+    """Fail closed when the role a duty resolves to is not in the call's account."""
+    message = other_account_message(duty, role_arn, account)
+    if message is not None:
+        raise AssumeRoleError(message, duty, role_arn, OTHER_ACCOUNT_CODE)
 
 
 def session_name(principal: Principal) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore import xform_name
 
-from cedargate.aws_model import input_members, operation_model, required_members
+from cedargate.aws_model import input_members, operation_model, refuse_mutation_as_read, required_members
 from cedargate.aws_shapes import doc_text, shape_to_schema
 from cedargate.manifest import ToolManifest
 from cedargate.risk import Risk
@@ -29,6 +29,7 @@ def tool_name(service: str, operation: str) -> str:
 def render_manifest(service: str, operation: str, risk: Risk, duty: str, owner: str = "platform") -> str:
     """The TOML text of a manifest for ``service:operation``; ``ValueError`` naming the field if unknown."""
     op = operation_model(service, operation)
+    refuse_mutation_as_read(service, operation, risk)
     required = required_members(op)
     name = tool_name(service, operation)
     doc = shape_to_schema(op.input_shape).get("description", "") if op.input_shape is not None else ""

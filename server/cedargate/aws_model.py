@@ -1,11 +1,13 @@
 """botocore's service models: the one source of what a service, operation and parameter is.
 
 Models are parsed once per process (EC2's takes seconds); operations that hand out
-credentials are refused here, whatever a manifest says, so no path can publish them.
+credentials are refused here, whatever a manifest says, so no path can publish them; and an
+operation is published at risk ``read`` only when its name starts with a read verb.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from functools import cache
 from typing import Final
@@ -13,6 +15,8 @@ from typing import Final
 import botocore.session
 from botocore.exceptions import UnknownServiceError
 from botocore.model import OperationModel, ServiceModel, Shape
+
+from cedargate.risk import Risk
 
 CREDENTIAL_VENDING: Final = frozenset(
     {
@@ -41,6 +45,15 @@ CREDENTIAL_VENDING: Final = frozenset(
 )
 """Operations that hand out credentials: never published, whatever a manifest says."""
 
+
+READ_VERBS: Final = ("Describe", "List", "Get", "BatchGet", "Lookup", "Filter", "Search", "Head", "Scan", "Query")
+"""The first words of operation names that only read, across botocore's models.
+
+Chosen to err towards refusal: ``Check`` is left out (``license-manager:CheckInLicense``),
+``Test`` (``apigateway:TestInvokeMethod`` runs the integration, ``elasticache:TestFailover``),
+``Validate`` and ``Preview`` (a few act, e.g. ``endusermessaging:ValidateNotifyCodeVerification``).
+An operation outside this list that only reads is published at risk ``write`` or above."""
+_READ_NAME: Final = re.compile(rf"^({'|'.join(READ_VERBS)})(?=[A-Z]|$)")
 
 _botocore = botocore.session.get_session()
 
@@ -97,3 +110,22 @@ def input_members(operation: OperationModel) -> Mapping[str, Shape]:
 def required_members(operation: OperationModel) -> frozenset[str]:
     shape = operation.input_shape
     return frozenset(shape.required_members) if shape is not None else frozenset()
+
+
+def is_read_operation(operation: str) -> bool:
+    """Whether ``operation``'s name starts with a read verb (``READ_VERBS``, a whole word)."""
+    return _READ_NAME.match(operation) is not None
+
+
+def refuse_mutation_as_read(service: str, operation: str, risk: Risk) -> None:
+    """``ValueError`` naming ``risk`` when an operation that may change things is published as a read.
+
+    Risk decides which policies apply (the shipped ones let reads run in prod), so an
+    ``ec2:StopInstances`` published as ``read`` would stop prod instances under a read policy.
+    """
+    if risk is Risk.READ and not is_read_operation(operation):
+        verbs = ", ".join(f"{v}..." for v in READ_VERBS)
+        raise ValueError(
+            f"field `risk`: `{service}:{operation}` is not a read (only operations named {verbs} are); "
+            'publish it as `risk = "write"` (or `destructive`, `privileged`) and pick a duty that may change things'
+        )

@@ -116,8 +116,8 @@ class AwsClients:
                 config=_boto_config(self.config, agent),
                 **secrets,
             )
-            if self.sandbox is not None and trail is not None:
-                self.sandbox.trail.instrument(client, trail)
+            if self.sandbox is not None:
+                self.sandbox.instrument(client, trail)
             self._clients[key] = client
             if len(self._clients) > _CLIENT_CACHE_SIZE:
                 self._clients.popitem(last=False)
@@ -143,9 +143,14 @@ def user_agent_extra(agent: str) -> str:
 
 
 def _boto_config(config: AwsConfig, agent: str) -> BotoConfig:
-    """Timeouts and retries from the config: a slow or dead endpoint becomes an audited tool error."""
+    """Timeouts and retries from the config: a slow or dead endpoint becomes an audited tool error.
+
+    S3 never follows an ARN's region: a call goes to the region the policy decided on, and an
+    access-point ARN elsewhere is an error rather than a request to that region.
+    """
     return BotoConfig(
         user_agent_extra=user_agent_extra(agent),
+        s3={"use_arn_region": False},
         retries={"mode": "standard", "total_max_attempts": config.max_attempts + 1},
         connect_timeout=config.connect_timeout,
         read_timeout=config.read_timeout,

@@ -1,7 +1,9 @@
 """Converting botocore shapes to JSON Schema: types, nesting, enums, lengths and item counts.
 
 botocore's own string patterns are left out: they are written for other regex engines and
-would fail at validation time here. Recursive shapes stop at an untyped object.
+would fail at validation time here. Recursive shapes stop at an untyped object. A list the
+model leaves unbounded gets ``DEFAULT_MAX_ITEMS``, at every depth, so no argument (say
+100,000 ``Filters[].Values``) can swell a request, a policy context or an audit line.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from typing import Any, Final
 from botocore.model import Shape
 
 _MAX_DEPTH: Final = 8
+DEFAULT_MAX_ITEMS: Final = 100
+"""``maxItems`` of a list botocore gives no ``max``: well above what one governed call needs (an
+agent needing more splits the call); an admin's ``max_items`` only lowers it."""
 _DOC_CHARS: Final = 300
 
 
@@ -43,6 +48,7 @@ def _schema_for_type(shape: Shape, depth: int, seen: tuple[str, ...]) -> dict[st
         schema = {"type": "array", "items": _member_schema(shape.member, depth + 1, seen)}
         _copy_bound(meta, "min", schema, "minItems")
         _copy_bound(meta, "max", schema, "maxItems")
+        schema.setdefault("maxItems", DEFAULT_MAX_ITEMS)
         return schema
     if kind == "map":
         return {"type": "object", "additionalProperties": _member_schema(shape.value, depth + 1, seen)}

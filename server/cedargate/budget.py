@@ -54,12 +54,17 @@ class Counter:
 
 @dataclass(frozen=True)
 class Reservation:
-    """What ``check`` took for one call; ``charge`` or ``release`` settles it."""
+    """What ``check`` took for one call; ``charge`` or ``release`` settles it.
+
+    ``at`` is when the cents were reserved: the ledger dates the spend then, so it falls in the
+    same day and month as the counters it raised, however late the handler finishes.
+    """
 
     principal: Principal
     tool: str
     cents: int
     spend: tuple[Counter, ...]
+    at: datetime
 
 
 class Budget:
@@ -107,9 +112,10 @@ class Budget:
         """Reserve the call's cost and count it, or raise ``BudgetExceeded`` naming cap, spend and reset time."""
         if self._store is None:
             return None
-        counters = self._counters(principal, manifest.cost_cents, self._clock())
+        now = self._clock()
+        counters = self._counters(principal, manifest.cost_cents, now)
         if not counters:  # a free call with no rate cap: nothing to count, no transaction
-            return Reservation(principal, manifest.name, 0, ())
+            return Reservation(principal, manifest.name, 0, (), now)
         with self._store.engine.begin() as connection:
             for counter in counters:
                 if not _take(connection, counter):
@@ -118,7 +124,7 @@ class Budget:
                     connection.rollback()
                     raise BudgetExceeded(_over_cap_message(counter, spent, used - spent, manifest))
         spend = tuple(c for c in counters if c.period.window is not Window.MINUTE)
-        return Reservation(principal, manifest.name, manifest.cost_cents, spend)
+        return Reservation(principal, manifest.name, manifest.cost_cents, spend, now)
 
     def charge(self, reservation: Reservation | None, event_id: str) -> None:
         """Record the reserved spend in the ledger (the counters already hold it).
@@ -137,7 +143,7 @@ class Budget:
         p = reservation.principal
         with store.engine.begin() as connection:
             row = {"agent": p.agent, "team": p.team, "tool": reservation.tool, "cents": reservation.cents}
-            connection.execute(_LEDGER_ROW, {"event_id": event_id, **row, "at": self._clock()})
+            connection.execute(_LEDGER_ROW, {"event_id": event_id, **row, "at": reservation.at})
 
     @store_guarded("the budget refund")
     def release(self, reservation: Reservation | None) -> None:

@@ -3,11 +3,17 @@
 The low-level MCP server does not check ``inputSchema``; this step does, before anything
 else sees the arguments, and names every field at fault. A compiled check accepts well-formed
 arguments first where it can (``quick_accept``); anything it does not accept is judged here.
+
+Arguments that fit the schema must also fit Cedar, which sees them in ``context.args``: an
+integer sent as ``5.0`` (JSON Schema calls it an integer) becomes ``5``; an integer beyond
+Cedar's 64-bit Long and text holding a lone surrogate (not Unicode, so neither Cedar nor the
+audit trail can carry it) are refused here, naming the field, rather than failing the policy.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -18,14 +24,22 @@ from cedargate.manifest import ToolManifest
 
 MAX_LISTED_PROBLEMS: Final = 5
 """Problems named in one error; an agent fixes its call in one round trip, not one per field."""
+LONG_RANGE: Final = range(-(2**63), 2**63)
+"""The integers Cedar's Long holds."""
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
 def validate_arguments(manifest: ToolManifest, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
     """Return the arguments if they fit the schema; else raise naming every bad field, the likeliest first."""
     args = dict(arguments or {})
+    has_float = _refuse_what_cedar_cannot_take(manifest.name, args, "")  # first: no message may echo it
     quick = manifest.quick_accept
-    if quick is not None and quick(args):
-        return args
+    if not (quick is not None and quick(args)):
+        _refuse_schema_errors(manifest, args)
+    return _integers_as_int(args, manifest.input_schema) if has_float else args
+
+
+def _refuse_schema_errors(manifest: ToolManifest, args: dict[str, Any]) -> None:
     errors = sorted(manifest.input_validator.iter_errors(args), key=relevance, reverse=True)
     if errors:
         # Each top-level error is described by its most specific cause (inside anyOf and the like).
@@ -34,7 +48,57 @@ def validate_arguments(manifest: ToolManifest, arguments: Mapping[str, Any] | No
         more = len(problems) - MAX_LISTED_PROBLEMS
         suffix = f"; and {more} more" if more > 0 else ""
         raise ToolInputError(f"invalid arguments for `{manifest.name}`: {listed}{suffix}")
-    return args
+
+
+def _refuse_what_cedar_cannot_take(tool: str, value: Any, path: str) -> bool:
+    """Raise naming the field for a lone surrogate or an integer past a Long; return whether a float was seen."""
+    if isinstance(value, str):
+        found = _SURROGATE.search(value) if not value.isascii() else None
+        if found is not None:
+            raise ToolInputError(
+                f"invalid arguments for `{tool}`: field {quoted(path or '(arguments)')}: text holds a lone "
+                f"surrogate (`\\u{ord(found.group()):04x}` at character {found.start()}), which is not Unicode; "
+                "send it as valid UTF-8"
+            )
+        return False
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        if value not in LONG_RANGE:
+            raise ToolInputError(
+                f"invalid arguments for `{tool}`: field {quoted(path or '(arguments)')}: "
+                "the integer is outside the 64-bit range policies can read; send a smaller number"
+            )
+        return False
+    if isinstance(value, float):
+        return True
+    seen = False
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            field = f"{path}.{key}" if path else str(key)
+            _refuse_what_cedar_cannot_take(tool, str(key), f"{path}.(a key)" if path else "(a key)")
+            seen = _refuse_what_cedar_cannot_take(tool, item, field) or seen
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            seen = _refuse_what_cedar_cannot_take(tool, item, f"{path}.{index}" if path else str(index)) or seen
+    return seen
+
+
+def _integers_as_int(value: Any, schema: Any) -> Any:
+    """``value`` with each integral float the schema types as an integer made an ``int`` (Cedar has no floats)."""
+    if not isinstance(schema, Mapping):
+        return value
+    if isinstance(value, float):
+        kinds = schema.get("type")
+        integer = kinds == "integer" or (isinstance(kinds, list) and "integer" in kinds and "number" not in kinds)
+        return int(value) if integer and value.is_integer() else value
+    if isinstance(value, Mapping):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {k: _integers_as_int(v, properties.get(k, extra)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integers_as_int(v, schema.get("items")) for v in value]
+    return value
 
 
 def describe_schema_error(error: ValidationError) -> str:

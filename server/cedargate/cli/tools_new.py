@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tomllib
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -49,6 +50,7 @@ def run_new(args: argparse.Namespace) -> int:
     name = tool_name(args.service, args.operation)
     path = Path(args.output) if args.output else _tools_dir(args) / "aws" / f"{name}.toml"
     flag = "--output" if args.output else "manifest"
+    _refuse_a_published_name(args, name, path)
     writable_file(path, flag, create_folder=True)  # a folder is never overwritten, --force or not
     if path.exists() and not args.force:
         raise ConfigError(f"`{path}` exists: pass --force to overwrite it or --output to write elsewhere")
@@ -83,6 +85,50 @@ def _refuse_unconfigured_duty(args: argparse.Namespace, duty: str) -> None:
             f"--duty `{duty}` is not configured (configured: {known}): add `[aws.duties.{duty}]` to the config "
             "or pick one of those; nothing was written"
         )
+
+
+def _refuse_a_published_name(args: argparse.Namespace, name: str, path: Path) -> None:
+    """A second manifest publishing ``name`` in the tools folder would stop start-up; say so before writing.
+
+    Overwriting the very file that publishes it (``--force``) is allowed, and so is a file
+    written outside the tools folder (nothing loads it there). Without a loadable config
+    (``--output`` elsewhere) there is nothing to check against.
+    """
+    from cedargate.cli._common import config_from
+
+    try:
+        tools_dir = config_from(args).tools_dir.resolve()
+    except ConfigError:
+        return
+    target = path.resolve()
+    if not target.is_relative_to(tools_dir):
+        return
+    publisher = published_names(tools_dir).get(name)
+    if publisher is not None and publisher != target:
+        raise ConfigError(
+            f"tool `{name}` is already published by `{publisher}`: a tool name may be published once only; "
+            "edit that file, or write with --output outside the tools folder and rename the tool "
+            "before moving it in; nothing was written"
+        )
+
+
+def published_names(tools_dir: Path) -> dict[str, Path]:
+    """Each tool name the manifests under ``tools_dir`` publish, and the file publishing it.
+
+    Read as TOML only (no schema is derived): quick, and a file that does not load stops
+    start-up with its own error anyway.
+    """
+    names: dict[str, Path] = {}
+    for path in sorted(tools_dir.rglob("*.toml")):
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue
+        entries = raw["tool"] if isinstance(raw.get("tool"), list) else [raw]
+        for entry in entries:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                names.setdefault(entry["name"], path.resolve())
+    return names
 
 
 def _tools_dir(args: argparse.Namespace) -> Path:
