@@ -14,6 +14,7 @@ from tests.governed_tree import governed_config
 
 from cedargate.approvals import ApprovalQueue, ApprovalStatus
 from cedargate.config import StoreConfig, load_config
+from cedargate.elicit import asks_in_forms
 from cedargate.git import git_text
 from cedargate.runtime import Runtime, build_runtime
 from cedargate.server import build_server
@@ -188,3 +189,32 @@ async def test_a_self_approved_grant_does_not_lift_the_call_once_policy_drops_se
     assert f"approval `{pending.id}` was approved by `alice` themselves" in text
     assert _branch_exists(runtime)
     assert audit_events(runtime.config.audit.path)[-1]["outcome"] == "approval_required"
+
+
+async def _unable_to_ask(context: Any, params: types.ElicitRequestParams) -> types.ErrorData:
+    return types.ErrorData(code=types.METHOD_NOT_FOUND, message="no UI available to ask the user")
+
+
+async def test_a_client_that_fails_to_ask_leaves_the_call_waiting_as_a_tool_result(tree: Path) -> None:
+    """The client's error answer is not the call's: the agent still learns which approval it waits for."""
+    runtime = _runtime(tree, self_approval=True)
+    try:
+        async with Client(build_server(runtime), mode="legacy", elicitation_callback=_unable_to_ask) as client:
+            result = await client.call_tool("repo_delete_branch", DELETE)
+        assert runtime.store is not None
+        [pending] = ApprovalQueue(runtime.store, runtime.config.approvals).list(ApprovalStatus.PENDING)
+    finally:
+        runtime.close()
+    assert result.is_error is True
+    assert pending.id in result.content[0].text  # type: ignore[union-attr]
+    assert _branch_exists(runtime)
+
+
+@pytest.mark.parametrize(
+    ("declared", "forms"),
+    [({}, True), ({"form": {}}, True), ({"form": {}, "url": {}}, True), ({"url": {}}, False), (None, False)],
+    ids=["empty", "form", "form and url", "url only", "none"],
+)
+def test_a_form_is_asked_only_of_a_client_that_can_show_one(declared: dict[str, Any] | None, forms: bool) -> None:
+    capabilities = types.ClientCapabilities.model_validate({} if declared is None else {"elicitation": declared})
+    assert asks_in_forms(capabilities) is forms

@@ -12,6 +12,7 @@ store, not the state, carries what was asked, so any replica can take the retry)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -26,6 +27,8 @@ from cedargate.errors import ApprovalError
 from cedargate.identity import Principal
 from cedargate.pipeline import CallRequest, CallResult
 from cedargate.protocol_era import is_handshake_era
+
+_log = logging.getLogger(__name__)
 
 INPUT_KEY = "cedargate-approval"
 SCHEMA: dict[str, Any] = {
@@ -46,8 +49,19 @@ def self_approval_candidate(result: CallResult, ctx: ServerRequestContext[Any]) 
         return None
     if not event.approval.self_approvable or event.approval.status != "pending":
         return None
-    capabilities = ctx.session.client_capabilities
-    return event.approval.id if capabilities is not None and capabilities.elicitation is not None else None
+    return event.approval.id if asks_in_forms(ctx.session.client_capabilities) else None
+
+
+def asks_in_forms(capabilities: types.ClientCapabilities | None) -> bool:
+    """Whether the client can show a form: its elicitation capability names forms, or no mode at all.
+
+    A client that declared URL mode only must not be sent a form (the spec forbids modes a
+    client did not declare); an empty ``elicitation: {}`` means forms, as before modes existed.
+    """
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    if elicitation is None:
+        return False
+    return elicitation.form is not None or elicitation.url is None
 
 
 def question(approval: Approval) -> str:
@@ -65,8 +79,17 @@ def input_required(approval: Approval) -> types.InputRequiredResult:
     return types.InputRequiredResult(input_requests={INPUT_KEY: request}, request_state=approval.id)
 
 
-async def ask(ctx: ServerRequestContext[Any], approval: Approval) -> types.ElicitResult:
-    return await ctx.session.elicit_form(question(approval), SCHEMA, related_request_id=ctx.request_id)
+async def ask(ctx: ServerRequestContext[Any], approval: Approval) -> types.ElicitResult | None:
+    """The human's answer; ``None`` when the client failed to ask (the call then waits in the queue).
+
+    A client's error or malformed answer is its own failure, not the call's: it must not turn
+    the agent's ``tools/call`` into a protocol error that hides the pending approval.
+    """
+    try:
+        return await ctx.session.elicit_form(question(approval), SCHEMA, related_request_id=ctx.request_id)
+    except Exception as exc:  # the SDK's MCPError, or a validation error of the client's answer
+        _log.warning("the client could not ask about approval %s (%s); it waits in the queue", approval.id, exc)
+        return None
 
 
 def accepted(answer: object) -> bool:
