@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 from sqlalchemy import select, text
 from tests.conftest import audit_events, sample_event
 from tests.governed_tree import store_toml
@@ -235,7 +236,8 @@ async def test_a_tool_name_too_long_for_its_column_is_stored_cut_and_still_found
 ) -> None:
     long_name = "no-such-tool-" + "x" * 600 + "\x00"
     async with Client(build_server(runtime)) as client:
-        await client.call_tool(long_name, {})
+        with pytest.raises(MCPError):  # unknown tools are protocol errors, audited all the same
+            await client.call_tool(long_name, {})
         await _read(client)
     runtime.audit.flush()
     unknown, _ = _rows(runtime.store)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 from tests.conftest import audit_events
 
 from cedargate.runtime import Runtime
@@ -53,7 +54,12 @@ async def test_an_unknown_repository_of_two_million_characters_is_not_echoed_who
 
 
 async def test_an_unknown_tool_with_a_huge_name_is_refused_and_audited_in_a_small_line(runtime: Runtime) -> None:
-    text, event, line = await _refusal(runtime, "x" * 1_000_000, {})
+    async with Client(build_server(runtime)) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("x" * 1_000_000, {})
+    text = refused.value.message
+    [event] = audit_events(runtime.config.audit.path)
+    line = len(runtime.config.audit.path.read_bytes())
     assert text.startswith("unknown tool `xxx") and "(1,000,000 characters)" in text and len(text) < SMALL
     assert event["outcome"] == "unknown_tool" and event["tool"].endswith("… (1,000,000 characters)")
     assert line < 10_000

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mcp_types as types
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 from tests.conftest import audit_events
 
 from cedargate.audit.verify import verify_log
@@ -87,9 +89,10 @@ async def test_missing_and_unknown_arguments_are_named(runtime: Runtime) -> None
 
 async def test_unknown_tool_and_unknown_repository_are_refused_and_audited(runtime: Runtime) -> None:
     async with Client(build_server(runtime)) as client:
-        unknown = await client.call_tool("shell_exec", {"cmd": "id"})
+        with pytest.raises(MCPError) as unknown:  # a protocol error, as MCP has it for an unknown name
+            await client.call_tool("shell_exec", {"cmd": "id"})
         no_repo = await client.call_tool("repo_read_file", {"repository": "acme/secret", "path": "x"})
-    assert unknown.is_error and "unknown tool `shell_exec`" in unknown.content[0].text  # type: ignore[union-attr]
+    assert unknown.value.code == types.INVALID_PARAMS and "unknown tool `shell_exec`" in unknown.value.message
     assert no_repo.is_error and "`acme/secret` is not configured" in no_repo.content[0].text  # type: ignore[union-attr]
     outcomes = [e["outcome"] for e in audit_events(runtime.config.audit.path)]
     assert outcomes == ["unknown_tool", "invalid_arguments"]
@@ -209,3 +212,11 @@ async def test_a_write_records_the_reads_of_its_session_as_context_sources(runti
     assert write["outcome"] == "succeeded"
     assert write["context_sources"] == [read_ok["event_id"]]
     assert read_ok["context_sources"] is None
+
+
+async def test_a_tools_list_cursor_this_server_never_gave_is_an_invalid_params_error(runtime: Runtime) -> None:
+    async with Client(build_server(runtime)) as client:
+        assert (await client.list_tools()).next_cursor is None  # one page: nothing to come back with
+        with pytest.raises(MCPError) as refused:
+            await client.list_tools(cursor="bogus")
+    assert refused.value.code == types.INVALID_PARAMS and "invalid cursor `bogus`" in refused.value.message

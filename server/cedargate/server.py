@@ -17,6 +17,7 @@ from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
+from mcp.shared.exceptions import MCPError
 
 from cedargate import __version__, elicit
 from cedargate.approvals import ApprovalQueue
@@ -181,6 +182,9 @@ def build_server(runtime: Runtime) -> Server[Any]:
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         notifier.seen(ctx)
+        if params is not None and params.cursor is not None:
+            # The whole list fits one page, so this server never hands out a cursor to come back with.
+            raise MCPError(types.INVALID_PARAMS, f"invalid cursor {quoted(params.cursor)}: tools/list has one page")
         return types.ListToolsResult(tools=runtime.catalog.mcp_tools)
 
     claims_config = runtime.config.auth.claims if runtime.config.auth is not None else None
@@ -206,7 +210,12 @@ def build_server(runtime: Runtime) -> Server[Any]:
             progress=client_progress(ctx),
         )
         outcome = await elicit.call_with_self_approval(ctx, params, request, queue, runtime.pipeline.call)
-        return outcome if isinstance(outcome, types.InputRequiredResult) else to_call_tool_result(outcome)
+        if isinstance(outcome, types.InputRequiredResult):
+            return outcome
+        if outcome.outcome is Outcome.UNKNOWN_TOOL:
+            # A protocol error, as MCP has it for a name the server does not publish (still audited).
+            raise MCPError(types.INVALID_PARAMS, outcome.message or "unknown tool")
+        return to_call_tool_result(outcome)
 
     return _GovernedServer(
         SERVER_NAME,

@@ -2,8 +2,8 @@
 
 The SDK's stdio reader hands a line it cannot parse to the server as an exception, and the
 server only logs it: a client that sent a malformed line (or a batch) waited for a reply that
-never came. JSON-RPC asks for an error with a null id (the request's id cannot be trusted),
-as the streamable HTTP transport already answers. No handler runs, so nothing is audited.
+never came. JSON-RPC asks for an error carrying the request's id, or null when it cannot be read, as the
+streamable HTTP transport already answers. No handler runs, so nothing is audited.
 """
 
 from __future__ import annotations
@@ -78,7 +78,22 @@ def rejection(problem: Exception) -> types.JSONRPCError:
     return _error(
         types.INVALID_REQUEST,
         f"Invalid Request: the line is no JSON-RPC 2.0 request, notification or response ({reasons})",
+        _readable_id(issues),
     )
+
+
+def _readable_id(issues: list[Any]) -> types.RequestId | None:
+    """The request's id when the object names a usable one, so a client waiting on it hears back.
+
+    pydantic reports a missing member of the object with the whole object as its input.
+    """
+    for issue in issues:
+        message = issue.get("input")
+        if isinstance(message, dict):
+            request_id = message.get("id")
+            if isinstance(request_id, str) or (isinstance(request_id, int) and not isinstance(request_id, bool)):
+                return request_id
+    return None
 
 
 def _reasons(issues: list[Any]) -> str:
@@ -93,5 +108,5 @@ def _reasons(issues: list[Any]) -> str:
     return shown + (f"; and {len(seen) - _REASONS_SHOWN} more" if len(seen) > _REASONS_SHOWN else "")
 
 
-def _error(code: int, message: str) -> types.JSONRPCError:
-    return types.JSONRPCError(jsonrpc="2.0", id=None, error=types.ErrorData(code=code, message=message))
+def _error(code: int, message: str, request_id: types.RequestId | None = None) -> types.JSONRPCError:
+    return types.JSONRPCError(jsonrpc="2.0", id=request_id, error=types.ErrorData(code=code, message=message))
