@@ -133,3 +133,19 @@ async def test_an_unreviewed_change_on_a_running_server_is_held_back_until_it_is
     assert now["repo_read_file"] == POISONED
     reloads = [e for e in audit_events(runtime.config.audit.path) if e["tool"] == "cedargate.policy_reload"]
     assert [e["outcome"] for e in reloads] == ["failed", "succeeded"]
+
+
+def test_overwrites_publishes_a_write_as_destructive_and_unset_it_leaves_the_hash_as_before(tree: Path) -> None:
+    """A field added to manifests after locks existed must not change the hash of a manifest that omits it."""
+    from cedargate.catalog import load_catalog
+
+    path = tree / "tools/repo/write_file.toml"
+    before = load_catalog(tree / "tools").tools["repo_write_file"]
+    path.write_text(path.read_text().replace('risk = "write"\n', 'risk = "write"\noverwrites = false\n', 1))
+    unset = load_catalog(tree / "tools").tools["repo_write_file"]
+    path.write_text(path.read_text().replace("overwrites = false", "overwrites = true"))
+    overwriting = load_catalog(tree / "tools").tools["repo_write_file"]
+
+    assert unset.content_hash == before.content_hash and before.annotations.destructive_hint is False
+    assert overwriting.content_hash != before.content_hash and overwriting.annotations.destructive_hint is True
+    assert overwriting.annotations.read_only_hint is False

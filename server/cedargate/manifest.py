@@ -127,6 +127,9 @@ class ToolManifest(_Strict):
     duty: Annotated[str, StringConstraints(min_length=1)]
     cost_cents: Annotated[int, Field(ge=0)] = 0
     idempotent: bool = False
+    overwrites: bool = False
+    """A write that replaces what was there (an object, a parameter, a configuration): MCP calls that
+    destructive (its ``destructiveHint`` means "may do more than add"), though its risk is ``write``."""
     handler: HandlerSpec
     resource: ResourceBinding
     input_schema: dict[str, Any]
@@ -207,7 +210,7 @@ class ToolManifest(_Strict):
         """All four MCP hints, derived from risk and handler; never from the client."""
         return types.ToolAnnotations(
             read_only_hint=self.risk.read_only,
-            destructive_hint=self.risk.destructive,
+            destructive_hint=self.risk.destructive or self.overwrites,
             idempotent_hint=self.risk.read_only or self.idempotent,
             open_world_hint=self.handler.reaches_outside,
         )
@@ -221,6 +224,15 @@ class ToolManifest(_Strict):
         )
 
 
+_FIELDS_ADDED_SINCE_LOCKS: Final = ("overwrites",)
+"""Manifest fields newer than the first tools locks: hashed only when set, so an upgrade that adds
+a field leaves every lock (and every hash in the audit trail) of an unchanged manifest as it was."""
+
+
 def _content_hash(manifest: ToolManifest) -> str:
-    canonical = json.dumps(manifest.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    content = manifest.model_dump(mode="json")
+    for field in _FIELDS_ADDED_SINCE_LOCKS:
+        if content.get(field) == ToolManifest.model_fields[field].default:
+            del content[field]
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
