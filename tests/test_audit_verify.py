@@ -389,3 +389,27 @@ def test_checkpoints_without_a_public_key_outside_a_project_name_the_missing_opt
     argv = ["audit", "verify", "--log", str(path), "--checkpoints", str(tmp_path / "cp.jsonl")]
     assert main(argv) == 2
     assert "pass --public-key" in capsys.readouterr().err
+
+
+async def test_doctor_fails_a_log_its_checkpoints_contradict_as_serve_would_refuse_it(
+    tree: Path, keys: tuple[Path, Path]
+) -> None:
+    from cedargate.doctor import Status, run_checks
+
+    private, public = keys
+    config = load_config(_checkpointed_config(tree, public), environ={})
+    runtime = build_runtime(config)
+    try:
+        await _calls(runtime, 3)
+    finally:
+        runtime.close()
+    _sign(config.audit.path, private, tree / "checkpoints.jsonl")
+    assert [f.status for f in run_checks(config, environ={}) if f.check == "audit log"] == [Status.OK]
+    lines = config.audit.path.read_bytes().splitlines(keepends=True)
+    config.audit.path.write_bytes(b"".join(lines[:-1]))  # the last event cut away
+
+    [finding] = [f for f in run_checks(config, environ={}) if f.check == "audit log"]
+
+    assert finding.status is Status.FAIL and "does not match its signed checkpoints" in finding.detail
+    with pytest.raises(AuditWriteError, match="does not match its signed checkpoints"):
+        build_runtime(config)

@@ -13,8 +13,7 @@ from cedargate.aws_result import cap
 from cedargate.aws_sandbox import PROD_ACCOUNT, STAGING_ACCOUNT
 from cedargate.aws_session import AwsClients, user_agent_extra
 from cedargate.config import AwsAccountConfig, AwsConfig, AwsDutyConfig
-from cedargate.errors import ConfigError, HandlerError
-from cedargate.handlers.aws import AwsHandlers
+from cedargate.errors import HandlerError
 from cedargate.identity import Principal
 
 ALICE = Principal(agent="codex", team="storefront", on_behalf_of="alice", mode="interactive", task="T-1")
@@ -130,9 +129,3 @@ def test_a_duty_whose_role_is_in_another_account_is_refused_at_call_time_naming_
     assert f"for account `{STAGING_ACCOUNT}`, but that role is in account `{PROD_ACCOUNT}`" in message
     assert refused.value.code == OTHER_ACCOUNT_CODE
     assert sessions.session_for("infra-operator", ALICE, PROD_ACCOUNT)[0].account == PROD_ACCOUNT
-
-
-def test_aws_handlers_refuse_to_serve_a_duty_whose_role_leaves_a_configured_account(clients: AwsClients) -> None:
-    with pytest.raises(ConfigError, match=r"config \[aws.duties.infra-operator\]: duty `infra-operator` resolves"):
-        AwsHandlers(clients, _fixed_role(clients))
-    AwsHandlers(clients, {"infra-operator": AwsDutyConfig()})  # `{account}`: in every account

@@ -51,6 +51,18 @@ def test_a_default_account_that_is_not_configured_is_refused_naming_the_configur
     assert f"(configured: `{PROD_ACCOUNT}`, `739164028253`)" in message
 
 
+def test_a_duty_whose_role_is_in_one_account_of_several_is_refused_naming_both(tree: Path) -> None:
+    """A fixed role would run staging's calls in prod, where the policy never decided."""
+    role = f"arn:aws:iam::{PROD_ACCOUNT}:role/cedargate-infra"
+    path = _replaced(tree, "infra-operator = {}", f'infra-operator = {{ role_arn = "{role}" }}')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, environ={})
+    message = str(refused.value)
+    assert f"field `aws.duties.infra-operator.role_arn`: `arn:aws:iam::{PROD_ACCOUNT}:role/cedargate-infra`" in message
+    assert "so calls to account `739164028253` would run there" in message
+    assert "arn:aws:iam::{account}:role/NAME" in message
+
+
 @pytest.mark.parametrize(
     ("url", "said"),
     [

@@ -418,6 +418,26 @@ class Config(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _duties_run_in_the_calls_account(self) -> Config:
+        """Refuse a duty whose role, for some configured account, is in another account.
+
+        A fixed ``role_arn`` would run every call of the duty in its one account, whatever account
+        the policy decided on (a staging call stopping a prod instance). The call-time check in
+        ``aws_duty`` fails closed as well.
+        """
+        for duty, spec in sorted(self.aws.duties.items()):
+            for account in self.aws.accounts:
+                role = spec.role_for(duty, account.id)
+                role_account = role.split(":")[4]
+                if role_account != account.id:
+                    raise ValueError(
+                        f"field `aws.duties.{duty}.role_arn`: `{role}` is in account `{role_account}`, so calls "
+                        f"to account `{account.id}` would run there, not where the policy decided; write the "
+                        "role as `arn:aws:iam::{account}:role/NAME`"
+                    )
+        return self
+
     @property
     def environments(self) -> frozenset[str]:
         """Every environment a configured repository or AWS account is in."""

@@ -21,6 +21,7 @@ import boto3
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
+from cedargate.audit.checkpoint import require_consistent
 from cedargate.audit.probe import unwritable_reason
 from cedargate.aws_session import choose_backend
 from cedargate.config import PRINCIPAL_ENV_OVERRIDES, Config, RepositoryConfig
@@ -183,6 +184,8 @@ def _audit_log(config: Config) -> Iterator[Finding]:
             reason = exc.strerror or str(exc)
         if reason is not None:
             yield Finding(check="audit log", status=Status.FAIL, detail=f"`{path}` cannot be written: {reason}")
+        elif (contradiction := _checkpoint_contradiction(config)) is not None:
+            yield Finding(check="audit log", status=Status.FAIL, detail=contradiction)
         else:
             yield Finding(check="audit log", status=Status.OK, detail=f"`{path}` takes new events")
         return
@@ -192,6 +195,18 @@ def _audit_log(config: Config) -> Iterator[Finding]:
         yield Finding(check="audit log", status=Status.FAIL, detail=detail)
         return
     yield Finding(check="audit log", status=Status.OK, detail=f"`{path}` is created on start-up")
+
+
+def _checkpoint_contradiction(config: Config) -> str | None:
+    """Why ``serve`` would refuse the log its signed checkpoints contradict (the same check), or ``None``."""
+    checkpoints = config.audit.checkpoints
+    if checkpoints is None:
+        return None
+    try:
+        require_consistent(config.audit.path, checkpoints.path, checkpoints.public_key)
+    except (CedargateError, OSError, ValueError) as exc:
+        return str(exc)
+    return None
 
 
 def _store(config: Config) -> Iterator[Finding]:

@@ -24,13 +24,13 @@ from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from botocore.model import Shape
 
-from cedargate.aws_duty import AssumeRoleError, DutySessions, other_account_message
+from cedargate.aws_duty import AssumeRoleError, DutySessions
 from cedargate.aws_model import operation_model, refuse_mutation_as_read
 from cedargate.aws_result import read_bodies, shape_result
 from cedargate.aws_schema import REGION_ARGUMENT
 from cedargate.aws_session import AwsClients
 from cedargate.config import AwsDutyConfig
-from cedargate.errors import ConfigError, HandlerError
+from cedargate.errors import HandlerError
 from cedargate.handlers import Handler, HandlerCall, HandlerFamily
 from cedargate.manifest import AwsHandlerSpec, ToolManifest
 from cedargate.progress import heartbeat
@@ -55,8 +55,6 @@ class AwsHandlers(HandlerFamily):
     def __init__(self, clients: AwsClients | None, duties: Mapping[str, AwsDutyConfig] | None = None) -> None:
         self._clients = clients
         self._duties = dict(duties if duties is not None else (clients.config.duties if clients else {}))
-        if clients is not None:
-            refuse_duties_outside_their_accounts(self._duties, [a.id for a in clients.config.accounts])
         self._sessions = DutySessions(clients, self._duties) if clients is not None else None
 
     def check(self, manifest: ToolManifest) -> None:
@@ -123,19 +121,6 @@ class AwsHandlers(HandlerFamily):
             return {"account": account, "region": region, "result": result, "truncated": truncated}
 
         return run
-
-
-def refuse_duties_outside_their_accounts(duties: Mapping[str, AwsDutyConfig], accounts: list[str]) -> None:
-    """Refuse to serve a duty whose role, for some configured account, is in another account.
-
-    Such a duty (a fixed ``role_arn``) would run every call in its one account, whatever
-    account the policy decided on. The call-time check in ``aws_duty`` fails closed as well.
-    """
-    for duty, config in sorted(duties.items()):
-        for account in accounts:
-            message = other_account_message(duty, config.role_for(duty, account), account)
-            if message is not None:
-                raise ConfigError(f"config [aws.duties.{duty}]: {message}")
 
 
 def _invoke(
