@@ -16,6 +16,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.conftest import audit_events
 from tests.governed_tree import governed_config
 from tests.oauth_fixtures import ISSUER, HttpServer, Issuer, auth_toml, start_http_server
+from tests.raw_wire import HANDSHAKE
 
 from cedargate.config import StoreConfig
 
@@ -298,12 +299,7 @@ async def test_a_refused_token_is_logged_as_a_warning_with_the_reason(
     assert any(reason in message for message in warnings), warnings
 
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-}
+INITIALIZE = HANDSHAKE[0]
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
 
 

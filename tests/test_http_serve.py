@@ -10,14 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.raw_wire import reap, serve_process
+from tests.raw_wire import HANDSHAKE, reap, serve_process
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-}
+INITIALIZE = HANDSHAKE[0]
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
 

@@ -87,11 +87,22 @@ async def test_the_interactive_human_approves_through_elicitation_and_the_call_r
     ]
 
 
-@pytest.mark.parametrize("mode", MODES)
-async def test_a_declined_question_leaves_the_call_waiting_and_nothing_runs(tree: Path, mode: str) -> None:
+async def _unable_to_ask(context: Any, params: types.ElicitRequestParams) -> types.ErrorData:
+    return types.ErrorData(code=types.METHOD_NOT_FOUND, message="no UI available to ask the user")
+
+
+@pytest.mark.parametrize(
+    ("mode", "answer"),
+    [*((mode, Human(approve=False)) for mode in MODES), ("legacy", _unable_to_ask)],
+    ids=[*(f"declined-{mode}" for mode in MODES), "client-fails-to-ask"],
+)
+async def test_a_declined_or_unasked_question_leaves_the_call_waiting_and_nothing_runs(
+    tree: Path, mode: str, answer: Any
+) -> None:
+    """A client's error answer is not the call's: the agent still learns which approval it waits for."""
     runtime = _runtime(tree, self_approval=True)
     try:
-        async with Client(build_server(runtime), mode=mode, elicitation_callback=Human(approve=False)) as client:
+        async with Client(build_server(runtime), mode=mode, elicitation_callback=answer) as client:
             result = await client.call_tool("repo_delete_branch", DELETE)
         assert runtime.store is not None
         [pending] = ApprovalQueue(runtime.store, runtime.config.approvals).list(ApprovalStatus.PENDING)
@@ -189,25 +200,6 @@ async def test_a_self_approved_grant_does_not_lift_the_call_once_policy_drops_se
     assert f"approval `{pending.id}` was approved by `alice` themselves" in text
     assert _branch_exists(runtime)
     assert audit_events(runtime.config.audit.path)[-1]["outcome"] == "approval_required"
-
-
-async def _unable_to_ask(context: Any, params: types.ElicitRequestParams) -> types.ErrorData:
-    return types.ErrorData(code=types.METHOD_NOT_FOUND, message="no UI available to ask the user")
-
-
-async def test_a_client_that_fails_to_ask_leaves_the_call_waiting_as_a_tool_result(tree: Path) -> None:
-    """The client's error answer is not the call's: the agent still learns which approval it waits for."""
-    runtime = _runtime(tree, self_approval=True)
-    try:
-        async with Client(build_server(runtime), mode="legacy", elicitation_callback=_unable_to_ask) as client:
-            result = await client.call_tool("repo_delete_branch", DELETE)
-        assert runtime.store is not None
-        [pending] = ApprovalQueue(runtime.store, runtime.config.approvals).list(ApprovalStatus.PENDING)
-    finally:
-        runtime.close()
-    assert result.is_error is True
-    assert pending.id in result.content[0].text  # type: ignore[union-attr]
-    assert _branch_exists(runtime)
 
 
 @pytest.mark.parametrize(
