@@ -132,7 +132,8 @@ async def test_tool_list_is_exactly_the_manifests_with_all_four_annotations(
         hints = tool.annotations
         assert hints is not None
         assert hints.read_only_hint is (manifest["risk"] == "read")
-        assert hints.destructive_hint is (manifest["risk"] in ("destructive", "privileged"))
+        overwrites = manifest.get("overwrites", False)  # a write that replaces what was there
+        assert hints.destructive_hint is (manifest["risk"] in ("destructive", "privileged") or overwrites)
         assert hints.idempotent_hint is not None
         # AWS calls, pushes and pull requests reach beyond the server; the other git tools stay local.
         reaches_out = manifest["handler"]["kind"] == "aws" or manifest["handler"]["operation"] in (
