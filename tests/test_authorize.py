@@ -13,7 +13,7 @@ from cedargate.decision import Effect
 from cedargate.git import git_text
 from cedargate.identity import Principal
 from cedargate.request_context import build_context
-from cedargate.resolve import resolve_resource
+from cedargate.resolve import resolve_call
 from cedargate.runtime import build_runtime
 from cedargate.server import build_server
 from cedargate.session import SessionState
@@ -76,7 +76,7 @@ def test_a_long_lived_authorizer_keeps_a_bounded_number_of_entity_graphs(tree: P
     try:
         manifest = runtime.catalog.tools["repo_read_file"]
         args = {"repository": "acme/web", "path": "README.md"}
-        resource = resolve_resource(manifest, args, runtime.config)
+        resource, args = resolve_call(manifest, args, runtime.config)
         authorizer = runtime.snapshots.current.authorizer.full
         decisions = set()
         for n in range(300):

@@ -97,7 +97,8 @@ def test_nested_parameters_and_enums_come_from_botocore(config: Config) -> None:
 def test_the_account_argument_stays_in_the_schema_and_is_typed_for_cedar(config: Config) -> None:
     catalog = load_catalog(config.tools_dir, check=handler_registry(None, config).check)
     record = args_record(catalog.tools["aws_ec2_stop_instances"])
-    assert record["attributes"]["account"] == {"type": "String", "required": False}
+    # Always there once resolved (the default account when omitted): policies read it without `has`.
+    assert record["attributes"]["account"] == {"type": "String", "required": True}
     assert record["attributes"]["InstanceIds"] == {"type": "Set", "element": {"type": "String"}, "required": True}
 
 

@@ -15,7 +15,7 @@ from cedargate.decision import Effect
 from cedargate.identity import Principal
 from cedargate.policy_slice import scope_may_match
 from cedargate.request_context import build_context
-from cedargate.resolve import resolve_resource
+from cedargate.resolve import resolve_call
 from cedargate.runtime import build_runtime
 from cedargate.session import SessionState
 
@@ -70,7 +70,7 @@ def test_sliced_decisions_equal_whole_set_decisions(tree: Path, mode: str) -> No
         ):
             manifest = runtime.catalog.tools[tool]
             args = {"repository": repo, **extra}
-            resource = resolve_resource(manifest, args, runtime.config)
+            resource, args = resolve_call(manifest, args, runtime.config)
             context = build_context(principal, manifest, resource, args, SessionState(), 1)
             sliced = authorizer.authorize(principal, tool, resource, context)
             entities, _ = authorizer._entities_for(principal)
@@ -114,7 +114,7 @@ def test_a_kept_decision_serves_only_its_scope_and_starts_over_with_the_slices(
 
         def effect(principal: Principal, repo: str) -> Effect:
             args = {"repository": repo, "path": "README.md"}
-            resource = resolve_resource(manifest, args, runtime.config)
+            resource, args = resolve_call(manifest, args, runtime.config)
             context = build_context(principal, manifest, resource, args, SessionState(), 1)
             return authorizer.authorize(principal, manifest.name, resource, context).effect
 

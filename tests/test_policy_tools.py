@@ -290,3 +290,98 @@ def test_explain_decides_an_aws_call_in_the_region_it_would_run_in(
     named = capsys.readouterr().out
     assert omitted.splitlines()[0] == "decision: deny" and "eu-only" in omitted
     assert named.splitlines()[0] == "decision: allow"
+
+
+LOW_BUDGET = (
+    '@id("low-budget")\n@reason("writes stop when the team is nearly out of budget")\n'
+    'forbid (principal, action in Action::"risk:write", resource) when { context.budget.remaining_cents < 100 };\n'
+)
+
+
+async def test_explain_sees_the_budget_headroom_a_live_call_sees(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no spend cap a live call sees Cedar's largest Long; explain must decide on the same."""
+    (tree / "policies/budget.cedar").write_text(LOW_BUDGET)
+    result, _, _ = await _write_to_web(tree / "cedargate.toml")
+    argv = ["--config", str(tree / "cedargate.toml"), "policy", "explain", "--tool", "repo_create_branch"]
+    argv += ["--agent", "codex-demo", "--resource", "acme/web", "--arg", "branch=agent/budget"]
+    assert main(argv) == 0
+    uncapped = capsys.readouterr().out
+    assert main([*argv, "--remaining-cents", "50"]) == 0
+    low = capsys.readouterr().out
+    assert result.is_error is False
+    assert uncapped.splitlines()[0] == "decision: allow"
+    assert low.splitlines()[0] == "decision: deny" and "low-budget" in low
+
+
+def test_explain_starts_from_the_smallest_spend_cap_when_one_applies(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tree / "policies/budget.cedar").write_text(LOW_BUDGET)
+    config = tree / "cedargate.toml"
+    config.write_text(config.read_text() + "\n[budgets.teams.storefront]\nday_cents = 60\nmonth_cents = 5000\n")
+    argv = ["--config", str(config), "policy", "explain", "--tool", "repo_create_branch", "--agent", "codex-demo"]
+    assert main([*argv, "--team", "storefront", "--resource", "acme/web", "--arg", "branch=agent/b"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "decision: deny"
+
+
+def test_explain_with_an_approval_from_a_group_the_policy_does_not_name_still_waits(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As at the live gate: a grant lifts the call only from the groups the determining policies name."""
+    base = ["--config", str(tree / "cedargate.toml"), "policy", "explain", "--tool", "aws_ec2_terminate_instances",
+            "--agent", "codex", "--resource", STAGING_ACCOUNT, "--arg", 'InstanceIds=["i-12345678"]']  # fmt: skip
+    assert main([*base, "--approved-by", "interns"]) == 0
+    interns = capsys.readouterr().out
+    assert main([*base, "--approved-by", "sre"]) == 0
+    sre = capsys.readouterr().out
+    assert interns.splitlines()[0] == "decision: approval_required"
+    assert "approval: an approval from `interns` would not lift the call: it needs `sre`" in interns
+    assert sre.splitlines()[0] == "decision: allow"
+
+
+def test_a_case_whose_approval_comes_from_the_wrong_group_fails_and_says_why(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tree / "policies/tests/approval.toml").write_text(
+        f"""
+[[aws_accounts]]
+id = "{STAGING_ACCOUNT}"
+environment = "staging"
+
+[[case]]
+name = "an intern's approval lifts a staging terminate"
+agent = "codex"
+team = "storefront"
+user = "alice"
+tool = "aws_ec2_terminate_instances"
+resource = "{STAGING_ACCOUNT}"
+args = {{ InstanceIds = ["i-12345678"] }}
+approval = {{ granted = true, approver = "ivan", groups = ["interns"] }}
+expect = "allow"
+"""
+    )
+    assert main(["--config", str(tree / "cedargate.toml"), "policy", "test"]) == 1
+    out = capsys.readouterr().out
+    assert "decision is `approval_required`, expected `allow`" in out
+    assert "an approval from `interns` would not lift the call: it needs `sre`" in out
+
+
+def test_explain_reads_an_argument_value_as_json_when_it_is_json(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--config", str(tree / "cedargate.toml"), "policy", "explain", "--tool", "repo_log", "--agent", "codex"]
+    assert main([*base, "--resource", "acme/web", "--arg", "max_count=7", "--arg", "ref=main", "--json"]) == 0
+    explained = json.loads(capsys.readouterr().out)
+    assert explained["effect"] == "allow"
+    assert explained["request"]["args"] == {"max_count": 7, "ref": "main"}
+
+
+def test_a_case_without_expect_says_the_field_is_missing(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tree / "policies/tests/no_expect.toml").write_text(
+        '[[case]]\nname = "no expect"\nagent = "codex"\nteam = "storefront"\nuser = "alice"\n'
+        'tool = "repo_status"\nresource = "acme/web"\n'
+    )
+    assert main(["--config", str(tree / "cedargate.toml"), "policy", "test"]) == 2
+    assert "no_expect.toml: case `no expect`: field `expect` is missing; say what" in capsys.readouterr().err

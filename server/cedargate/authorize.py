@@ -145,7 +145,7 @@ def _determining(policy: PolicyInfo) -> DeterminingPolicy:
     return DeterminingPolicy(
         id=policy.display_id,
         reason=policy.reason,
-        file=policy.file.name,
+        file=policy.name,
         line=policy.line,
         approval_group=policy.approval_group,
         self_approval=policy.self_approval,

@@ -12,8 +12,10 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from cedargate.aws_schema import REGION_ARGUMENT
 from cedargate.cedar_types import AGENT, AWS_ACCOUNT, ENVIRONMENT, REPOSITORY, TEAM, USER
 from cedargate.manifest import ToolManifest
+from cedargate.resolve import argument_defaults
 from cedargate.risk import Risk
 
 _SCALARS: Mapping[str, str] = {"string": "String", "integer": "Long", "boolean": "Boolean"}
@@ -33,8 +35,15 @@ def cedar_type_for(json_schema: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def args_record(manifest: ToolManifest) -> dict[str, Any]:
-    """The ``context.args`` record of a tool: each mappable argument, required as the schema says."""
-    required = set(manifest.input_schema.get("required", []))
+    """The ``context.args`` record of a tool: each mappable argument, required when it is always there.
+
+    An argument is always there when the schema requires it, declares a ``default``, or is an
+    AWS call's account or region: ``resolve`` fills those in before the decision. A policy may
+    read such an argument without ``has`` (and one that still tests ``has`` validates).
+    """
+    required = {*manifest.input_schema.get("required", []), *argument_defaults(manifest)}
+    if manifest.resource.kind == "aws_account":
+        required |= {manifest.resource.argument, REGION_ARGUMENT}
     attributes: dict[str, Any] = {}
     for name, prop in manifest.input_schema.get("properties", {}).items():
         cedar_type = cedar_type_for(prop)

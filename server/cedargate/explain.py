@@ -26,11 +26,14 @@ class Explanation(BaseModel):
     policies: tuple[DeterminingPolicy, ...]
     errors: tuple[str, ...]
     shadow: dict[str, Any] | None = None
+    approval_problem: str | None = None
+    """Why the approval asked for (``--approved-by``) does not lift the call, as at the live gate."""
     message: str
 
 
 def explain_request(request: PolicyRequest, config: Config, registry: HandlerRegistry) -> Explanation:
-    verdict = decide_request(request, build_snapshot(config, registry), config)
+    decided = decide_request(request, build_snapshot(config, registry), config)
+    verdict = decided.verdict
     decision: Decision = verdict.decision
     return Explanation(
         request=request.model_dump(mode="json", exclude_none=True),
@@ -39,6 +42,7 @@ def explain_request(request: PolicyRequest, config: Config, registry: HandlerReg
         policies=decision.policies,
         errors=decision.errors,
         shadow=verdict.shadow.model_dump(mode="json") if verdict.shadow is not None else None,
+        approval_problem=decided.approval_problem,
         message=decision.explain(),
     )
 
@@ -55,6 +59,8 @@ def render(explanation: Explanation) -> str:
             lines.append(f"  {p.id} ({p.file}:{p.line}): {p.reason or 'no @reason given'}{approval}")
     elif not explanation.errors and explanation.effect is Effect.DENY:
         lines.append("determined by: no policy permits this request (default deny)")
+    if explanation.approval_problem is not None:
+        lines.append(f"approval: {explanation.approval_problem}")
     if explanation.errors:
         lines.append("errored (cedargate denies when a policy fails to evaluate):")
         lines.extend(f"  {e}" for e in explanation.errors)

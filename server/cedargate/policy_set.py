@@ -1,8 +1,10 @@
-"""Loading ``policies/*.cedar`` into one parsed, validated policy set.
+"""Loading ``policies/**/*.cedar`` into one parsed, validated policy set.
 
-Every file is parsed and validated against the schema generated from the manifests; any
-error stops start-up naming ``file:line:column`` of the policy at fault. The parsed handles
-are kept for the life of the set, so a decision never re-parses text.
+Every file under the policies folder, subfolders included (as ``tools/**/*.toml`` are read),
+is parsed and validated against the schema generated from the manifests; any error stops
+start-up naming ``file:line:column`` of the policy at fault. ``tests/`` holds the policy test
+cases and never a policy. The parsed handles are kept for the life of the set, so a decision
+never re-parses text.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import cedarpy
 
@@ -30,6 +32,8 @@ class PolicyInfo:
     reason: str | None
     approval_group: str | None
     file: Path
+    name: str
+    """The file's path under the policies folder (``retired/old.cedar``): how decisions name it."""
     line: int
     column: int
     self_approval: bool = False
@@ -37,8 +41,8 @@ class PolicyInfo:
 
     @property
     def display_id(self) -> str:
-        """The author's ``@id`` when there is one, else the position (``file.cedar:12``)."""
-        return self.annotation_id or f"{self.file.name}:{self.line}"
+        """The author's ``@id`` when there is one, else the position (``team/file.cedar:12``)."""
+        return self.annotation_id or f"{self.name}:{self.line}"
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ _POLICY_ID = re.compile(r"\bpolicy\d+\b")
 def _with_readable_ids(message: str, info: Mapping[str, PolicyInfo]) -> str:
     def name(match: re.Match[str]) -> str:
         policy = info.get(match.group(0))
-        return f"{policy.display_id} ({policy.file.name}:{policy.line})" if policy else match.group(0)
+        return f"{policy.display_id} ({policy.name}:{policy.line})" if policy else match.group(0)
 
     return _POLICY_ID.sub(name, message)
 
@@ -76,10 +80,27 @@ class _SourceFile:
     statements: list[Statement]
 
 
+TESTS_FOLDER: Final = "tests"
+"""The subfolder of the policies folder that holds policy test cases (``*.toml``), never policies."""
+
+
 def policy_files(policies_dir: Path) -> list[Path]:
+    """Every ``*.cedar`` file under ``policies_dir``, subfolders included, in path order.
+
+    A policy file in ``tests/`` is refused rather than loaded or skipped: it sits among the
+    test cases, so whether it is enforced would surprise whoever put it there.
+    """
     if not policies_dir.is_dir():
         raise PolicyError(f"policies folder `{policies_dir}` does not exist: set `policies_dir` in the config")
-    return sorted(policies_dir.rglob("*.cedar"))
+    files = sorted(policies_dir.rglob("*.cedar"))
+    tests = policies_dir / TESTS_FOLDER
+    for path in files:
+        if path.is_relative_to(tests):
+            raise PolicyError(
+                f"{path}: `{TESTS_FOLDER}/` holds policy test cases (*.toml), never policies; "
+                f"move the file elsewhere under `{policies_dir}` to enforce it, or delete it"
+            )
+    return files
 
 
 def load_policy_set(
@@ -87,7 +108,9 @@ def load_policy_set(
 ) -> PolicySet:
     """Parse, validate and index every policy file but ``exclude``; fails closed on the first problem."""
     sources = [_read_and_parse(path) for path in policy_files(policies_dir) if path not in exclude]
-    positions = [(src.path, st) for src in sources for st in src.statements]
+    positions = [
+        (src.path, src.path.relative_to(policies_dir).as_posix(), st) for src in sources for st in src.statements
+    ]
     combined = "\n".join(src.text for src in sources)
     parsed = cedarpy.PolicySet.from_str(combined)
     if len(parsed) != len(positions):  # pragma: no cover - the splitter and Cedar disagree
@@ -96,7 +119,8 @@ def load_policy_set(
     cedar_schema = cedarpy.Schema.from_json_str(schema_text)
     static_policies = json.loads(cedarpy.policies_to_json_str(combined))["staticPolicies"]
     info = _index(static_policies, positions)
-    _validate(combined, cedar_schema, info)
+    _refuse_idle_approvals(static_policies, info)
+    _validate(combined, cedar_schema, info, schema)
     _refuse_duplicate_ids(info)
     return PolicySet(
         policies=parsed,
@@ -121,14 +145,26 @@ def _read_and_parse(path: Path) -> _SourceFile:
                 raise PolicyError(f"{path}:{statement.line}:{statement.column}: policy does not parse: {exc}") from exc
         raise PolicyError(f"{path}: policies do not parse") from None
     if len(parsed) != len(statements):
+        _refuse_templates(path, statements)
         # Statements the splitter saw but Cedar did not (or the reverse) mean a split we cannot trust.
         raise PolicyError(f"{path}: found {len(statements)} statements but Cedar parsed {len(parsed)} policies")
     return _SourceFile(path, text, statements)
 
 
-def _index(est: Mapping[str, Any], positions: list[tuple[Path, Statement]]) -> dict[str, PolicyInfo]:
+def _refuse_templates(path: Path, statements: list[Statement]) -> None:
+    """Name the first policy template (``?principal``, ``?resource``): Cedar parses it, but not as a policy."""
+    for statement in statements:
+        if json.loads(cedarpy.policies_to_json_str(statement.text)).get("templates"):
+            raise PolicyError(
+                f"{path}:{statement.line}:{statement.column}: policy templates (`?principal`, `?resource`) "
+                "are not supported; write a static policy that names the principal or resource, "
+                'for example `principal in Team::"storefront"`'
+            )
+
+
+def _index(est: Mapping[str, Any], positions: list[tuple[Path, str, Statement]]) -> dict[str, PolicyInfo]:
     info: dict[str, PolicyInfo] = {}
-    for index, (path, statement) in enumerate(positions):
+    for index, (path, name, statement) in enumerate(positions):
         policy_id = f"policy{index}"
         annotations = est.get(policy_id, {}).get("annotations", {})
         info[policy_id] = PolicyInfo(
@@ -137,6 +173,7 @@ def _index(est: Mapping[str, Any], positions: list[tuple[Path, Statement]]) -> d
             reason=annotations.get("reason"),
             approval_group=annotations.get("approval"),
             file=path,
+            name=name,
             line=statement.line,
             column=statement.column,
             self_approval="self_approval" in annotations,
@@ -144,18 +181,72 @@ def _index(est: Mapping[str, Any], positions: list[tuple[Path, Statement]]) -> d
     return info
 
 
-def _validate(combined: str, schema: cedarpy.Schema, info: Mapping[str, PolicyInfo]) -> None:
+def _refuse_idle_approvals(est: Mapping[str, Any], info: Mapping[str, PolicyInfo]) -> None:
+    """Refuse approval annotations that could never let a call through.
+
+    ``@approval`` without a group makes its forbid a plain deny (nobody is asked), and on a
+    permit it holds nothing back; ``@self_approval`` without ``@approval`` is never consulted.
+    Each would read as a way to get a call approved that does not exist.
+    """
+    for policy_id, policy in info.items():
+        annotations = est.get(policy_id, {}).get("annotations", {})
+        place = f"{policy.file}:{policy.line}:{policy.column}: policy `{policy.display_id}`"
+        if "approval" in annotations and not annotations["approval"]:
+            raise PolicyError(
+                f'{place}: `@approval` names no group; write `@approval("GROUP")` with the group '
+                "(under `[approvals.groups]`) whose approval lifts this forbid"
+            )
+        if "approval" in annotations and est[policy_id].get("effect") != "forbid":
+            raise PolicyError(
+                f'{place}: `@approval("{policy.approval_group}")` on a permit holds nothing back; put it on '
+                "the forbid that stops the call (`unless { context.approval.granted }`), or remove it"
+            )
+        if policy.self_approval and not policy.approval_group:
+            raise PolicyError(
+                f'{place}: `@self_approval` lifts only a forbid with `@approval("GROUP")`; add one or remove it'
+            )
+
+
+_ACTION_NAME = re.compile(r'Action::"((?:[^"\\]|\\.)*)"')
+_ACTIONS_SLOT = "\x00actions\x00"
+
+
+def _validate(
+    combined: str, schema: cedarpy.Schema, info: Mapping[str, PolicyInfo], schema_json: Mapping[str, Any]
+) -> None:
+    """Fail with every validation problem, one line per policy and problem, naming its actions once.
+
+    Cedar reports a policy's problem once per action it applies to: a typo in a policy on
+    every tool would otherwise read as dozens of copies of one sentence.
+    """
     result = cedarpy.validate_policies(combined, schema)
     if result.validation_passed:
         return
-    problems = []
+    grouped: dict[tuple[str, str], list[str]] = {}
     for error in result.errors:
-        where = info.get(error.policy_id)
-        place = f"{where.file}:{where.line}:{where.column}" if where else error.policy_id
-        problems.append(f"{place}: {_with_readable_ids(error.error, info)}")
+        actions = _ACTION_NAME.findall(error.error)
+        shape = _ACTION_NAME.sub(_ACTIONS_SLOT, error.error) if len(actions) == 1 else error.error
+        grouped.setdefault((error.policy_id, shape), []).extend(actions if len(actions) == 1 else [])
+    every_action = {
+        name for name, action in schema_json.get("", {}).get("actions", {}).items() if "appliesTo" in action
+    }
+    problems = []
+    for (policy_id, shape), actions in grouped.items():
+        where = info.get(policy_id)
+        place = f"{where.file}:{where.line}:{where.column}" if where else policy_id
+        message = shape.replace(_ACTIONS_SLOT, _actions_named(sorted(set(actions)), every_action))
+        problems.append(f"{place}: {_with_readable_ids(message, info)}")
     raise PolicyError(
         "policy does not validate against the schema generated from the manifests: " + "; ".join(problems)
     )
+
+
+def _actions_named(actions: list[str], every_action: Collection[str]) -> str:
+    if len(actions) == 1:
+        return f'Action::"{actions[0]}"'
+    if set(actions) >= set(every_action):
+        return f"every action ({len(actions)} tools)"
+    return f"{len(actions)} actions ({', '.join(f'`{a}`' for a in actions)})"
 
 
 def _refuse_duplicate_ids(info: Mapping[str, PolicyInfo]) -> None:

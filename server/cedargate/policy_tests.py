@@ -32,6 +32,7 @@ from cedargate.decision import Decision, Effect
 from cedargate.errors import CedargateError, PolicyError, describe_validation_error
 from cedargate.handlers import HandlerRegistry
 from cedargate.policy_request import PolicyRequest, decide_request
+from cedargate.policy_set import TESTS_FOLDER
 from cedargate.snapshot import Snapshot, build_snapshot
 from cedargate.text_file import read_text_file
 
@@ -107,7 +108,7 @@ def case_files(cases_dir: Path) -> list[Path]:
 
 def run_policy_tests(config: Config, registry: HandlerRegistry, cases_dir: Path | None = None) -> PolicyTestReport:
     """Run every case under ``cases_dir`` (default ``policies/tests``) against the policies on disk."""
-    files = case_files(cases_dir or config.policies_dir / "tests")
+    files = case_files(cases_dir or config.policies_dir / TESTS_FOLDER)
     results = [result for path in files for result in _run_file(path, config, registry)]
     return PolicyTestReport(ok=all(r.passed for r in results), files=len(files), cases=results)
 
@@ -146,10 +147,15 @@ def _run_file(path: Path, config: Config, registry: HandlerRegistry) -> list[Cas
     for number, raw in enumerate(case_file.case, start=1):
         fields = {**case_file.defaults, **raw}
         case_name = str(fields.get("name", f"case {number}"))
+        if "expect" not in fields:
+            raise PolicyError(
+                f"{path}: case `{case_name}`: field `expect` is missing; say what the case must get: "
+                '`expect = "allow"`, `"deny"` or `"approval_required"`'
+            )
         try:
             case = PolicyCase(
                 name=case_name,
-                expect=fields.pop("expect", None),
+                expect=fields.pop("expect"),
                 policies=fields.pop("policies", None),
                 request={k: v for k, v in fields.items() if k != "name"},
             )
@@ -163,7 +169,7 @@ def _run_file(path: Path, config: Config, registry: HandlerRegistry) -> list[Cas
 def _run_case(path: Path, case: PolicyCase, request: PolicyRequest, snapshot: Snapshot, config: Config) -> CaseResult:
     expected = _describe(case.expect, case.policies)
     try:
-        verdict = decide_request(request, snapshot, config)
+        decided = decide_request(request, snapshot, config)
     except CedargateError as exc:
         return CaseResult(
             file=str(path),
@@ -174,9 +180,12 @@ def _run_case(path: Path, case: PolicyCase, request: PolicyRequest, snapshot: Sn
             actual="not decided",
             problem=str(exc),
         )
+    verdict = decided.verdict
     decision = verdict.shadow.decision if verdict.shadow is not None else verdict.decision
     actual = _describe(decision.effect, tuple(p.id for p in decision.policies), decision)
     problem = _mismatch(case, decision)
+    if problem is not None and decided.approval_problem is not None:
+        problem += f" ({decided.approval_problem})"
     return CaseResult(
         file=str(path),
         name=case.name,

@@ -6,6 +6,7 @@ the environment it lives in. A call naming something not configured stops here.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ from cedargate.aws_model import known_regions
 from cedargate.aws_schema import REGION_ARGUMENT
 from cedargate.cedar_types import AWS_ACCOUNT, REPOSITORY, EntityRef
 from cedargate.config import AwsAccountConfig, Config, RepositoryConfig
-from cedargate.errors import ResourceError, ToolInputError, quoted
+from cedargate.errors import ManifestError, ResourceError, ToolInputError, quoted
 from cedargate.manifest import ToolManifest
 
 
@@ -62,17 +63,18 @@ def resolve_call(manifest: ToolManifest, args: dict[str, Any], config: Config) -
 def _arguments_as_run(
     manifest: ToolManifest, args: dict[str, Any], resource: Resource, config: Config
 ) -> dict[str, Any]:
-    """The arguments with the account and region an AWS call runs in, whether the agent named them or not.
+    """The arguments as the tool will run them, whether the agent named them or not.
 
-    An omitted account is the configured default and an omitted region the configured one;
-    filled in before authorization, ``context.args`` shows policies where the call will run,
-    so leaving an argument out cannot step around a policy that reads it, and the handler and
-    an approval see the same values. Other tools' arguments are returned as they came.
+    An omitted argument with a JSON Schema ``default`` takes it; an AWS call's omitted account
+    is the configured default and its omitted region the configured one. Filled in before
+    authorization, ``context.args`` shows policies what the call will do, so leaving an
+    argument out cannot step around a policy that reads it, and the handler and an approval
+    see the same values. The audit trail keeps the arguments as the agent sent them.
     """
     if resource.ref.type != AWS_ACCOUNT:
-        return args
+        return with_defaults(manifest, args)
     declared = manifest.input_schema.get("properties", {})
-    filled = dict(args)
+    filled = dict(with_defaults(manifest, args))
     if manifest.resource.argument in declared:
         filled.setdefault(manifest.resource.argument, resource.ref.id)
     if REGION_ARGUMENT in declared:
@@ -83,3 +85,45 @@ def _arguments_as_run(
                 f"(the configured one is `{config.aws.region}`; a region newer than this botocore needs an upgrade)"
             )
     return filled
+
+
+def with_defaults(manifest: ToolManifest, args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` with each omitted argument that has a schema ``default`` set to it (a copy, when any is)."""
+    defaults = argument_defaults(manifest)
+    missing = [name for name in defaults if name not in args]
+    if not missing:
+        return args
+    # A copy of each default: a handler changing a list it was given never changes the manifest.
+    return {**args, **{name: copy.deepcopy(defaults[name]) for name in missing}}
+
+
+_defaults: dict[str, Mapping[str, Any]] = {}
+
+
+def argument_defaults(manifest: ToolManifest) -> Mapping[str, Any]:
+    """The ``default`` of each top-level argument that declares one (memoized per manifest content).
+
+    Fails with ``ManifestError`` when a default does not fit its own argument's schema: it
+    would reach the handler and the policies as if an agent had sent it. The schema is built
+    from every manifest at load, so such a manifest stops start-up and a reload.
+    """
+    found = _defaults.get(manifest.content_hash)
+    if found is None:
+        found = _defaults[manifest.content_hash] = _checked_defaults(manifest)
+    return found
+
+
+def _checked_defaults(manifest: ToolManifest) -> dict[str, Any]:
+    defaults: dict[str, Any] = {}
+    for name, prop in manifest.input_schema.get("properties", {}).items():
+        if not isinstance(prop, dict) or "default" not in prop:
+            continue
+        # The tool's own validator, narrowed to this argument: its formats and references apply.
+        error = next(manifest.input_validator.evolve(schema=prop).iter_errors(prop["default"]), None)
+        if error is not None:
+            raise ManifestError(
+                f"{manifest.source}: tool `{manifest.name}`: field `input_schema.properties.{name}.default`: "
+                f"{error.message}; give a default the argument accepts, or none"
+            )
+        defaults[name] = prop["default"]
+    return defaults

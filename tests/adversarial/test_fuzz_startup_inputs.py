@@ -33,7 +33,7 @@ from cedargate.decision import Effect
 from cedargate.errors import AuditWriteError, CedargateError, ConfigError, ManifestError, PolicyError
 from cedargate.policy_set import load_policy_set
 from cedargate.request_context import build_context
-from cedargate.resolve import resolve_resource
+from cedargate.resolve import resolve_call
 from cedargate.session import SessionState
 
 MANIFESTS = [tomllib.loads(p.read_text()) for p in sorted((ROOT / "tools").rglob("*.toml"))]
@@ -148,7 +148,7 @@ def test_generated_policy_files_load_or_name_the_position_and_never_allow_on_err
         args = {k: v for k, v in args.items() if v is not None}
         for name in manifest.input_schema.get("required", []):
             args.setdefault(name, "agent/x")
-        resource = resolve_resource(manifest, args, config)
+        resource, args = resolve_call(manifest, args, config)
         who = principal()
         context = build_context(who, manifest, resource, args, SessionState(), 1)
         decision = Authorizer(policies, config).authorize(who, tool, resource, context)

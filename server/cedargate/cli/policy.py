@@ -51,9 +51,23 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a tool argument (repeatable; JSON values allowed)",
+        help='a tool argument (repeatable); the value is read as JSON when it is JSON (7, true, ["a"]), '
+        "else as text; quote it to keep it text (path='\"123\"')",
     )
-    explain.add_argument("--approved-by", metavar="GROUP", help="decide as if an approval from GROUP were granted")
+    explain.add_argument(
+        "--approved-by",
+        metavar="GROUP",
+        action="append",
+        help="decide as if an approval from GROUP were granted (repeatable); as when served, it lifts the call "
+        "only if the decision waits for an approval and GROUP includes every group the policies name",
+    )
+    explain.add_argument(
+        "--remaining-cents",
+        type=_cents,
+        metavar="CENTS",
+        help="context.budget.remaining_cents (default: what a call sees before anything is spent, "
+        "the smallest spend cap of the team and agent, or uncapped)",
+    )
     explain.add_argument("--json", action="store_true", help="print JSON")
     explain.set_defaults(run=run_explain)
 
@@ -120,7 +134,8 @@ def run_explain(args: argparse.Namespace) -> int:
         mode=args.mode or (principal.mode if principal else "interactive"),
         task=args.task or (principal.task if principal else "adhoc"),
         args=dict(_key_value(item) for item in args.arg),
-        approval=ApprovalFacts(approver="cli", groups=(args.approved_by,)) if args.approved_by else None,
+        approval=ApprovalFacts(approver="cli", groups=tuple(args.approved_by)) if args.approved_by else None,
+        remaining_cents=args.remaining_cents,
     )
     try:
         explanation = explain_request(request, config, handler_registry(None, config))
@@ -130,16 +145,28 @@ def run_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cents(text: str) -> int:
+    from cedargate.budget import UNCAPPED_CENTS
+
+    try:
+        cents = int(text)
+    except ValueError:
+        cents = -1
+    if not 0 <= cents <= UNCAPPED_CENTS:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a whole number of cents from 0 to {UNCAPPED_CENTS}")
+    return cents
+
+
 def _key_value(item: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with the value as JSON when it parses (``max_count=7`` is a number), else as text."""
     from cedargate.errors import ToolInputError
 
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise ToolInputError(f"--arg `{item}`: write it as KEY=VALUE")
-    # Values stay strings unless they are plainly JSON lists, objects or booleans.
-    if value[:1] in ("[", "{") or value in ("true", "false"):
-        try:
-            return key, json.loads(value)
-        except ValueError as exc:
+    try:
+        return key, json.loads(value)
+    except ValueError as exc:
+        if value[:1] in ("[", "{"):  # meant as a list or object: text would hide the typo
             raise ToolInputError(f"--arg `{item}`: the value is not valid JSON ({exc})") from exc
-    return key, value
+        return key, value
