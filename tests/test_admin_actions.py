@@ -47,3 +47,6 @@ def test_holds_as_json_is_only_json(tree: Path, capsys: pytest.CaptureFixture[st
     assert main([*config, "holds", "--json"]) == 0
     (hold,) = json.loads(capsys.readouterr().out)
     assert (hold["kind"], hold["subject"], hold["by_user"]) == ("environment", "prod", "erin")
+    assert main([*config, "actions", "--json"]) == 0
+    (action,) = json.loads(capsys.readouterr().out)
+    assert hold["at"] == action["at"]  # one record, one way of writing its time for scripts

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable, Sequence
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel
@@ -44,7 +45,7 @@ class Hold(BaseModel):
     kind: HoldKind
     subject: str
     by_user: str
-    at: str
+    at: datetime
     reason: str
 
 
@@ -105,12 +106,11 @@ class Holds:
                     f"{kind.value} `{subject}` is already {_HELD[kind]} (by `{held['by_user']}` at "
                     f"{held['at'].isoformat(timespec='seconds')}: {held['reason']}); nothing changed"
                 )
+            now = self._clock()  # one action, one time: the hold and its record say the same
             connection.execute(
-                insert(revocations).values(
-                    kind=kind.value, subject=subject, by_user=user, at=self._clock(), reason=reason
-                )
+                insert(revocations).values(kind=kind.value, subject=subject, by_user=user, at=now, reason=reason)
             )
-            self._record(connection, user, _PUT[kind], subject, reason)
+            self._record(connection, now, user, _PUT[kind], subject, reason)
 
     def lift(self, kind: HoldKind, subject: str, user: str, reason: str) -> None:
         store = self._require()
@@ -118,7 +118,7 @@ class Holds:
             removed = connection.execute(delete(revocations).where(_key(kind, subject))).rowcount
             if removed != 1:
                 raise CedargateError(f"{kind.value} `{subject}` has no hold to lift; `cedargate holds` lists them")
-            self._record(connection, user, _LIFT[kind], subject, reason)
+            self._record(connection, self._clock(), user, _LIFT[kind], subject, reason)
 
     def list(self) -> list[Hold]:
         store = self._require()
@@ -129,15 +129,15 @@ class Holds:
                 kind=HoldKind(r["kind"]),
                 subject=r["subject"],
                 by_user=r["by_user"],
-                at=r["at"].isoformat(),
+                at=r["at"],
                 reason=r["reason"],
             )
             for r in rows
         ]
 
-    def _record(self, connection: Connection, user: str, action: str, subject: str, reason: str) -> None:
+    def _record(self, connection: Connection, at: datetime, user: str, action: str, subject: str, reason: str) -> None:
         connection.execute(
-            insert(admin_actions).values(at=self._clock(), actor=user, action=action, subject=subject, reason=reason)
+            insert(admin_actions).values(at=at, actor=user, action=action, subject=subject, reason=reason)
         )
 
     def _require(self) -> Store:

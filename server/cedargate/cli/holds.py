@@ -102,5 +102,5 @@ def run_list(args: argparse.Namespace) -> int:
     if not found:
         print("no holds")
     for h in found:
-        print(f"{h.kind.value} {h.subject}: by {h.by_user} at {h.at} ({h.reason})")
+        print(f"{h.kind.value} {h.subject}: by {h.by_user} at {h.at.isoformat()} ({h.reason})")
     return 0
