@@ -71,6 +71,17 @@ async def test_a_time_without_a_zone_is_refused(trail: Path, capsys: pytest.Capt
     assert "has no time zone" in capsys.readouterr().err
 
 
+async def test_a_date_with_z_is_the_start_of_that_day_in_utc(trail: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    day = _json_lines(trail.read_text())[0]["time"][:10]
+    main(["audit", "query", "--log", str(trail), "--since", f"{day}Z", "--json"])
+    everything = _json_lines(capsys.readouterr().out)
+    main(["audit", "query", "--log", str(trail), "--until", f"{day}Z", "--json"])
+    assert everything == _json_lines(trail.read_text()) and _json_lines(capsys.readouterr().out) == []
+    with pytest.raises(SystemExit):
+        main(["audit", "query", "--log", str(trail), "--since", day])
+    assert "has no time zone: add `Z` or an offset (`2026-01-31Z`" in capsys.readouterr().err
+
+
 async def test_tail_prints_the_last_events_one_per_line(trail: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "tail", "--log", str(trail), "-n", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()

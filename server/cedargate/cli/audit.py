@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -207,12 +207,17 @@ def _filter_arguments(parser: argparse.ArgumentParser, *, with_json: bool = True
 
 
 def _when(text: str) -> datetime:
+    """An ISO time with its zone; a date with ``Z`` (``2026-01-31Z``) is that day's start in UTC."""
     try:
+        if len(text) == 11 and text.endswith("Z"):  # a date alone carries no offset for Python to read
+            return datetime.combine(date.fromisoformat(text[:-1]), datetime.min.time(), tzinfo=UTC)
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"`{text}` is not an ISO date or time") from exc
     if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"`{text}` has no time zone: add `Z` or an offset such as `+02:00`")
+        raise argparse.ArgumentTypeError(
+            f"`{text}` has no time zone: add `Z` or an offset (`2026-01-31Z`, `2026-01-31T09:00+02:00`)"
+        )
     return value
 
 
