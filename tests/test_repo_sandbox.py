@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
-from tests.conftest import audit_events
+from tests.conftest import ROOT, audit_events
 from tests.repo_support import Session, client_for, configure_web
 
 from cedargate import sandbox
@@ -105,6 +106,32 @@ async def test_the_sandbox_writes_only_inside_the_worktree(tested: Runtime, tree
     assert not Path("/etc/cedargate-escape").exists()
     tail = str(result["output_tail"])
     assert "git-dir-read-only" in tail and "dot-git-read-only" in tail and "system-read-only" in tail
+
+
+async def test_a_run_sees_the_hosts_toolchain_but_none_of_the_servers_files_or_environment(
+    tested: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkout, the server's home and its sockets are outside /tmp, where the private /tmp hides nothing."""
+    monkeypatch.setenv("CEDARGATE_TEST_FORGE_TOKEN", "ghp_sandboxprobe0123456789")
+    script = "\n".join(
+        [
+            f"test -e {ROOT / 'README.md'} && echo checkout-visible || echo checkout-hidden",
+            f"ls -A {Path.home()} 2>/dev/null | head -1 | grep -q . && echo home-visible || echo home-hidden",
+            "ls -A /run 2>/dev/null | head -1 | grep -q . && echo run-visible || echo run-hidden",
+            "test -s /etc/shadow && echo shadow-visible || echo shadow-hidden",
+            # bwrap is pid 1 inside: its environment is what the server gave it; base64 passes redaction.
+            "cat /proc/1/environ 2>/dev/null | tr '\\0' '\\n' | base64 | tr -d '\\n'; echo",
+            "python3 -c 'print(\"toolchain-runs\")'",
+            "",
+        ]
+    )
+    result = await _run(tested, script)
+    tail = str(result["output_tail"])
+    lines = tail.splitlines()
+    for hidden in ("checkout-hidden", "home-hidden", "run-hidden", "shadow-hidden", "toolchain-runs"):
+        assert hidden in lines, tail
+    pid1_environment = base64.b64decode(lines[4]).decode()
+    assert "ghp_sandboxprobe" not in pid1_environment and "CEDARGATE" not in pid1_environment
 
 
 async def test_a_run_past_its_time_limit_is_killed_and_reported(tested: Runtime) -> None:

@@ -1,9 +1,11 @@
 """Running a repository's test command under bubblewrap, and only there.
 
-The sandbox: no network (a private network namespace with only its own loopback), the whole
-system read-only, a private ``/tmp``, only the worktree writable, the worktree's ``.git`` and
-the repository's git directory read-only, the environment cleared, every capability dropped,
-and wall-time, memory and file-size limits. If ``bwrap`` is missing or cannot build a
+The sandbox: no network (a private network namespace with only its own loopback), of the host
+only the system folders read-only (``system_mounts``: not the server's home, config, audit log,
+store, other worktrees or sockets), a private ``/tmp``, only the worktree writable, the
+worktree's ``.git`` and the repository's git directory read-only, no environment of the
+server's (bwrap's own included), every capability dropped, and wall-time, memory and file-size
+limits. If ``bwrap`` is missing or cannot build a
 sandbox on this machine, the run is refused: there is no unsandboxed fallback.
 
 The memory limit is on data (``RLIMIT_DATA``: the heap and every private writable mapping),
@@ -47,6 +49,10 @@ PROGRESS_EVERY_S: Final = 5.0
 SANDBOX_TMP: Final = "/tmp"  # noqa: S108 - a private tmpfs inside the sandbox, not the host /tmp
 SANDBOX_SHM: Final = "/dev/shm"  # noqa: S108 - likewise private to the sandbox
 SANDBOX_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SYSTEM_FOLDERS: Final = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+"""What a run sees of the host, read-only: the toolchains and their configuration."""
+HIDDEN_SYSTEM_FILES: Final = ("/etc/shadow", "/etc/gshadow")
+"""Files under ``/etc`` a run sees empty: password hashes (a server run as root could read them)."""
 MAX_FILE_BLOCKS: Final = 2 * 1024 * 1024
 """Largest file (the captured output included) a run may write, in the shell's 512-byte blocks: 1 GiB."""
 # Inside the sandbox: set the data (memory) and file-size limits (soft and hard), then run the command.
@@ -91,7 +97,7 @@ def bwrap_arguments(bwrap: str, worktree: Path, git_dirs: tuple[Path, ...], in_m
     memory that ``RLIMIT_DATA`` does not count. ``None``: the tmpfs default (this bwrap cannot size one).
     """
     args = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL", "--clearenv"]
-    args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    args += [*system_mounts(), "--dev", "/dev", "--proc", "/proc"]
     for in_memory in (SANDBOX_TMP, SANDBOX_SHM):
         size = [] if in_memory_mb is None else ["--size", str(in_memory_mb * 1024 * 1024)]
         args += [*size, "--tmpfs", in_memory]
@@ -105,6 +111,27 @@ def bwrap_arguments(bwrap: str, worktree: Path, git_dirs: tuple[Path, ...], in_m
     for name, value in env.items():
         args += ["--setenv", name, value]
     return [*args, "--chdir", str(worktree)]
+
+
+def system_mounts() -> list[str]:
+    """The host's toolchain read-only, and nothing else of the host.
+
+    Not the whole filesystem: a run reads what its test command's toolchain needs, never the
+    server's home (cloud and forge credentials), its config, audit log and store, other tasks'
+    worktrees or the sockets under ``/run`` (a database the server uses among them). A folder
+    that is a link (``/bin`` on a merged-``/usr`` system) is the same link inside.
+    """
+    mounts: list[str] = []
+    for folder in SYSTEM_FOLDERS:
+        path = Path(folder)
+        if path.is_symlink():
+            mounts += ["--symlink", os.readlink(path), folder]
+        elif path.is_dir():
+            mounts += ["--ro-bind", folder, folder]
+    for secret in HIDDEN_SYSTEM_FILES:
+        if Path(secret).exists():
+            mounts += ["--ro-bind", os.devnull, secret]
+    return mounts
 
 
 def probe(bwrap: str) -> None:
@@ -168,8 +195,14 @@ def run_sandboxed(
     argv += ["cedargate-sandbox", str(limits.memory_mb * 1024), str(MAX_FILE_BLOCKS), command]
     with tempfile.TemporaryFile(prefix="cedargate-test-output-") as output:
         started = time.perf_counter()
+        # bwrap itself (pid 1 inside, its environment readable there) gets none of the server's environment.
         process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={"PATH": SANDBOX_PATH},
         )
         exit_code = _wait(process, started, limits.wall_seconds, still_running)
         timed_out = exit_code is None
