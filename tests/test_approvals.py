@@ -392,3 +392,29 @@ async def test_an_approval_nobody_can_decide_says_the_server_must_be_restarted_a
         runtime.close()
     assert is_error and "nobody can decide it" in text
     assert "ask an admin to add one and restart the server" in text
+
+
+async def test_an_approval_shows_its_tools_sensitive_fields_redacted_and_still_binds_the_real_arguments(
+    tree: Path, store_config: StoreConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tree / "tools/repo/delete_branch.toml"
+    manifest.write_text(
+        manifest.read_text().replace("idempotent = false\n", 'idempotent = false\nsensitive_fields = ["branch"]\n')
+    )
+    runtime = build_runtime(load_config(governed_config(tree, store_config), environ={}))
+    try:
+        repo = runtime.config.repository("acme/web")
+        assert repo is not None
+        git_text(repo.path, ["branch", "agent/hunter2-sensitive"])
+        await _delete(runtime, "agent/hunter2-sensitive")
+        approval_id = _pending_id(runtime)
+        assert _cli(runtime, "approvals", "list", "--json") == 0
+        listed = capsys.readouterr().out
+        assert "hunter2-sensitive" not in listed
+        assert json.loads(listed)[0]["arguments"]["branch"] == "[REDACTED]"
+        assert _cli(runtime, "approvals", "approve", approval_id, "--as", "bob") == 0
+        is_error, text = await _delete(runtime, "agent/hunter2-sensitive")
+        assert not is_error, text
+        assert not _branch_exists(runtime, "agent/hunter2-sensitive")
+    finally:
+        runtime.close()

@@ -9,6 +9,7 @@ cap is refused before it is read in full.
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -18,13 +19,17 @@ import jmespath
 
 from cedargate.errors import HandlerError
 from cedargate.manifest import AwsHandlerSpec
-from cedargate.redact import REDACTED
+from cedargate.redact import REDACTED, redact_text
 
 _ALL: Final = "[]"
 
 
 def read_bodies(response: dict[str, Any], limit: int, operation: str) -> dict[str, Any]:
-    """Replace streamed bodies with text (or base64), refusing any body over ``limit`` bytes."""
+    """Replace streamed bodies with text (or base64), refusing any body over ``limit`` bytes.
+
+    ``{key}Encoding`` says how a body that is not UTF-8 is given: ``base64``, or the encoding
+    it was read as when it held a secret and is given as redacted text.
+    """
     for key, value in list(response.items()):
         if not hasattr(value, "read"):
             continue
@@ -42,9 +47,31 @@ def read_bodies(response: dict[str, Any], limit: int, operation: str) -> dict[st
         try:
             response[key] = data.decode("utf-8")
         except UnicodeDecodeError:
-            response[key] = base64.b64encode(data).decode("ascii")
-            response[f"{key}Encoding"] = "base64"
+            response[key], response[f"{key}Encoding"] = _binary_body(data)
     return response
+
+
+_BOMS: Final = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _binary_body(data: bytes) -> tuple[str, str]:
+    """A body that is not UTF-8: base64, unless read as text (its BOM's encoding, else Latin-1) it holds a secret.
+
+    base64 hides secret shapes from redaction; a body holding one is returned as that text,
+    redacted, with the encoding it was read as, rather than as the raw bytes.
+    """
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "latin-1")
+    text = data.decode(encoding, errors="replace")
+    redacted = redact_text(text)
+    if redacted != text:
+        return redacted, encoding
+    return base64.b64encode(data).decode("ascii"), "base64"
 
 
 def redact_paths(value: Any, paths: tuple[str, ...]) -> Any:

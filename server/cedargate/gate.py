@@ -118,7 +118,8 @@ class Gate:
             team=p.team,
             on_behalf_of=p.on_behalf_of,
             task=p.task,
-            arguments=arguments_for_audit(dict(ticket.args)),
+            # Shown to approvers without the manifest's sensitive fields; the digest binds the real arguments.
+            arguments=arguments_for_audit(dict(ticket.args), ticket.manifest.sensitive_fields),
             args_digest=digest,
             resource=f"{ticket.resource.ref.type}::{ticket.resource.ref.id}",
             environment=ticket.resource.environment,

@@ -195,9 +195,11 @@ class Pipeline:
         snapshot = self._snapshots.current
         manifest = snapshot.catalog.get(request.tool)
         if manifest is None:
+            # An unknown name is whatever the agent sent (a pasted token, say): redacted before it is cut.
+            name = redact_text(request.tool)
+            event.fields["tool"] = clipped(name, MAX_AUDIT_STRING)
             raise _Refused(
-                Outcome.UNKNOWN_TOOL,
-                f"unknown tool {quoted(request.tool)}: list the tools to see what this server publishes",
+                Outcome.UNKNOWN_TOOL, f"unknown tool {quoted(name)}: list the tools to see what this server publishes"
             )
         event.fields.update(
             manifest_hash=manifest.content_hash, action=manifest.name, duty=manifest.duty, risk=manifest.risk.value
@@ -400,7 +402,8 @@ class _EventDraft:
                 "principal": _audit_principal(p),
                 "session_id": request.session.id,
                 "task": p.task,
-                # Whole, as sent, unless an agent sent an unknown name longer than any argument kept whole.
+                # Whole, as sent, unless an agent sent an unknown name longer than any argument kept whole
+                # (an unknown name is redacted once it is known to be unknown, in `_governed`).
                 "tool": clipped(request.tool, MAX_AUDIT_STRING),
                 "traceparent": _valid_traceparent(request.traceparent),
             },

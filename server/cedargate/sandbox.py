@@ -36,7 +36,7 @@ from typing import IO, Final
 from pydantic import BaseModel, ConfigDict
 
 from cedargate.errors import HandlerError
-from cedargate.redact import redact_text
+from cedargate.redact import WINDOW_MARGIN, redacted_tail
 
 logger = logging.getLogger(__name__)
 
@@ -237,8 +237,10 @@ def _summarise(
     while chunk := output.read(1 << 16):
         digest.update(chunk)
         size += len(chunk)
-    output.seek(max(0, size - TAIL_BYTES))
-    tail = output.read().decode("utf-8", errors="replace")
+    # Redacted before it is cut: a tail starting inside a private key would show its body.
+    window = TAIL_BYTES + WINDOW_MARGIN
+    output.seek(max(0, size - window))
+    tail = redacted_tail(output.read(), TAIL_BYTES, whole=size <= window)
     return SandboxRun(
         command=command,
         exit_code=exit_code,
@@ -246,5 +248,5 @@ def _summarise(
         duration_ms=duration_ms,
         output_bytes=size,
         output_sha256=digest.hexdigest(),
-        output_tail=redact_text(tail),
+        output_tail=tail,
     )

@@ -25,13 +25,14 @@ from cedargate.audit.event import AuditEvent, AuditPrincipal, Outcome
 from cedargate.audit.event_id import new_event_id
 from cedargate.audit.log import AuditSink
 from cedargate.audit.record import EventRecord
+from cedargate.catalog import ToolCatalog
 from cedargate.errors import AuditWriteError, clipped, quoted
 from cedargate.http_identity import principal_for
 from cedargate.identity import Principal
 from cedargate.pipeline import CallRequest, CallResult
 from cedargate.progress import client_progress
 from cedargate.protocol_era import is_handshake_era
-from cedargate.redact import MAX_AUDIT_STRING, arguments_for_audit
+from cedargate.redact import MAX_AUDIT_STRING, arguments_for_audit, redact_text
 from cedargate.runtime import Runtime
 from cedargate.session import SessionState
 from cedargate.tool_list_events import ToolListNotifier
@@ -146,9 +147,22 @@ def to_call_tool_result(result: CallResult) -> types.CallToolResult:
 
 
 def refuse_audited(
-    audit: AuditSink, principal: Principal, params: types.CallToolRequestParams, session_id: str, reason: str
+    audit: AuditSink,
+    principal: Principal,
+    params: types.CallToolRequestParams,
+    session_id: str,
+    reason: str,
+    catalog: ToolCatalog | None = None,
 ) -> types.CallToolResult:
-    """A call refused before the pipeline, written to the audit trail as denied; nothing runs."""
+    """A call refused before the pipeline, written to the audit trail as denied; nothing runs.
+
+    The arguments are audited as the pipeline audits them: the ``catalog``'s manifest names
+    the fields kept out of the trail. Without a catalog, or for a tool it does not hold,
+    every argument's value is kept out (fail closed: the tool's sensitive fields are unknown).
+    """
+    manifest = catalog.get(params.name) if catalog is not None else None
+    arguments = params.arguments or {}
+    sensitive = manifest.sensitive_fields if manifest is not None else tuple(arguments)
     event = AuditEvent(
         event_id=new_event_id(),
         time=datetime.now(UTC).isoformat(timespec="microseconds"),
@@ -157,10 +171,10 @@ def refuse_audited(
         ),
         session_id=session_id,
         task=principal.task,
-        tool=clipped(params.name, MAX_AUDIT_STRING),
-        arguments=arguments_for_audit(params.arguments or {}, ()),
+        tool=clipped(params.name if manifest is not None else redact_text(params.name), MAX_AUDIT_STRING),
+        arguments=arguments_for_audit(arguments, sensitive),
         outcome=Outcome.DENIED,
-        error=reason,
+        error=redact_text(reason),
         duration_ms=0.0,
     )
     try:
@@ -199,7 +213,9 @@ def build_server(runtime: Runtime) -> Server[Any]:
         try:
             session = sessions.for_context(ctx, principal)
         except SessionOwnerError as exc:
-            return refuse_audited(runtime.audit, principal, params, _session_header(ctx) or "unknown", str(exc))
+            return refuse_audited(
+                runtime.audit, principal, params, _session_header(ctx) or "unknown", str(exc), runtime.catalog
+            )
         request = CallRequest(
             tool=params.name,
             arguments=params.arguments,

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 from jsonschema.exceptions import ValidationError, best_match, relevance
 
 from cedargate.errors import QUOTED_CHARACTERS, ToolInputError, quoted
 from cedargate.manifest import ToolManifest
+from cedargate.redact import redact_value
 
 MAX_LISTED_PROBLEMS: Final = 5
 """Problems named in one error; an agent fixes its call in one round trip, not one per field."""
@@ -43,7 +44,8 @@ def _refuse_schema_errors(manifest: ToolManifest, args: dict[str, Any]) -> None:
     errors = sorted(manifest.input_validator.iter_errors(args), key=relevance, reverse=True)
     if errors:
         # Each top-level error is described by its most specific cause (inside anyOf and the like).
-        problems = list(dict.fromkeys(describe_schema_error(best_match([error])) for error in errors))
+        sensitive = manifest.sensitive_fields
+        problems = list(dict.fromkeys(describe_schema_error(best_match([error]), sensitive) for error in errors))
         listed = "; ".join(problems[:MAX_LISTED_PROBLEMS])
         more = len(problems) - MAX_LISTED_PROBLEMS
         suffix = f"; and {more} more" if more > 0 else ""
@@ -101,8 +103,12 @@ def _integers_as_int(value: Any, schema: Any) -> Any:
     return value
 
 
-def describe_schema_error(error: ValidationError) -> str:
-    """One clause naming the field and the problem, e.g. ``field `path`: `3` is not of type 'string'``."""
+def describe_schema_error(error: ValidationError, sensitive: Collection[str] = ()) -> str:
+    """One clause naming the field and the problem, e.g. ``field `path`: `3` is not of type 'string'``.
+
+    The value of a ``sensitive`` field (the manifest's ``sensitive_fields``) is never shown:
+    the message goes back to the agent and into the audit trail.
+    """
     path = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
@@ -114,15 +120,21 @@ def describe_schema_error(error: ValidationError) -> str:
         extras = sorted(set(given) - set(declared))
         field = ", ".join(quoted(f"{path + '.' if path else ''}{e}") for e in extras)
         return f"field {field} is not accepted by this tool"
-    return f"field {quoted(path or '(arguments)')}: {_as_sent(error)}"
+    return f"field {quoted(path or '(arguments)')}: {_as_sent(error, sensitive)}"
 
 
-def _as_sent(error: ValidationError) -> str:
+def _as_sent(error: ValidationError, sensitive: Collection[str]) -> str:
     """jsonschema's message with the value shown as the agent sent it (JSON, cut when long), not as Python."""
     message = error.message
     python = repr(error.instance)
+    hidden = any(str(part) in sensitive for part in error.absolute_path)
     if message.startswith(python):
-        return _shown(error.instance) + message[len(python) :]
+        shown = (
+            _HIDDEN if hidden else _shown(redact_value(error.instance, "", sensitive) if sensitive else error.instance)
+        )
+        return shown + message[len(python) :]
+    if hidden or (sensitive and not isinstance(error.instance, str | int | float | bool | None)):
+        return f"the value does not fit the schema (`{error.validator}`); {_HIDDEN} is not shown"
     return message if len(message) <= _MESSAGE_CHARACTERS else message[:_MESSAGE_CHARACTERS] + "…"
 
 
@@ -136,3 +148,4 @@ def _shown(value: object) -> str:
 
 _MESSAGE_CHARACTERS: Final = 400
 """A message that embeds the value elsewhere (rare) is cut to this length."""
+_HIDDEN: Final = "the value of a sensitive field"

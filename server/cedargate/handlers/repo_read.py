@@ -18,6 +18,7 @@ from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import Handler, HandlerCall
 from cedargate.handlers.repo_common import commit_of, head_commit, refuse_links, repo_of
 from cedargate.provenance import AUDIT_EVENT_FORMAT
+from cedargate.redact import REDACTED, redacted_head, redacted_lines
 from cedargate.repo_paths import confined_path, safe_revision
 from cedargate.workspaces import Workspace, WorkspaceStore
 
@@ -85,14 +86,34 @@ def search(call: HandlerCall) -> dict[str, Any]:
         parts = line.split("\0")
         if len(parts) < 3:
             continue
-        matches.append({"path": parts[0].split(":", 1)[1], "line": int(parts[1]), "text": parts[2][:MAX_LINE_CHARS]})
+        matches.append({"path": parts[0].split(":", 1)[1], "line": int(parts[1]), "text": parts[2]})
+    shown = _redacted_matches(path, commit, matches[:limit])
     return {
         "repository": repo.name,
         "ref": ref,
         "commit": commit,
-        "matches": matches[:limit],
+        "matches": shown,
         "truncated": len(matches) > limit,
     }
+
+
+def _redacted_matches(repo_path: Path, commit: str, matches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each match's text as reading its whole file shows it (redacted first, then cut to ``MAX_LINE_CHARS``).
+
+    A matching line of a private key's body has no secret shape of its own: only the whole
+    file shows it is one. Only the files with a match shown are read, each once.
+    """
+    wanted: dict[str, list[int]] = {}
+    for match in matches:
+        wanted.setdefault(match["path"], []).append(match["line"])
+    lines: dict[str, dict[int, str]] = {}
+    with OBJECT_READERS.reader(repo_path) as objects:
+        for name, numbers in wanted.items():
+            blob = objects.info(f"{commit}:{name}")
+            text = objects.contents(blob.oid).decode("utf-8", errors="replace") if blob is not None else ""
+            lines[name] = redacted_lines(text, numbers)
+    # A line the file does not have (it cannot be read back) is withheld rather than shown unredacted.
+    return [{**match, "text": lines[match["path"]].get(match["line"], REDACTED)[:MAX_LINE_CHARS]} for match in matches]
 
 
 def log(call: HandlerCall) -> dict[str, Any]:
@@ -311,7 +332,8 @@ def _parse_numstat(output: bytes) -> list[dict[str, Any]]:
 
 
 def _capped(data: bytes) -> tuple[str, bool]:
-    return data[:MAX_PATCH_BYTES].decode("utf-8", errors="replace"), len(data) > MAX_PATCH_BYTES
+    """The patch cut to ``MAX_PATCH_BYTES``, redacted before the cut (a cut could split a secret's shape)."""
+    return redacted_head(data, MAX_PATCH_BYTES)
 
 
 READ_OPERATIONS: Final[Mapping[str, Handler]] = {
