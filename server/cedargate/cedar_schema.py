@@ -15,7 +15,6 @@ from typing import Any
 from cedargate.aws_schema import REGION_ARGUMENT
 from cedargate.cedar_types import AGENT, AWS_ACCOUNT, ENVIRONMENT, REPOSITORY, TEAM, USER
 from cedargate.manifest import ToolManifest
-from cedargate.resolve import argument_defaults
 from cedargate.risk import Risk
 
 _SCALARS: Mapping[str, str] = {"string": "String", "integer": "Long", "boolean": "Boolean"}
@@ -41,7 +40,7 @@ def args_record(manifest: ToolManifest) -> dict[str, Any]:
     AWS call's account or region: ``resolve`` fills those in before the decision. A policy may
     read such an argument without ``has`` (and one that still tests ``has`` validates).
     """
-    required = {*manifest.input_schema.get("required", []), *argument_defaults(manifest)}
+    required = {*manifest.input_schema.get("required", []), *manifest.argument_defaults}
     if manifest.resource.kind == "aws_account":
         required |= {manifest.resource.argument, REGION_ARGUMENT}
     attributes: dict[str, Any] = {}

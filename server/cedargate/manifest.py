@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from cedargate.aws_schema import ParameterRule, derive_input_schema
-from cedargate.errors import describe_validation_error
+from cedargate.errors import ManifestError, describe_validation_error
 from cedargate.quick_accept import ASSERTED_FORMATS, QuickAccept, compile_quick_accept
 from cedargate.risk import Risk
 
@@ -199,6 +199,28 @@ class ToolManifest(_Strict):
     def input_validator(self) -> Draft202012Validator:
         """The compiled validator for the arguments, built once per manifest (``date-time`` asserted)."""
         return Draft202012Validator(self.input_schema, format_checker=ASSERTED_FORMATS)
+
+    @cached_property
+    def argument_defaults(self) -> dict[str, Any]:
+        """The ``default`` of each top-level argument that declares one, worked out once per manifest.
+
+        Fails with ``ManifestError`` when a default does not fit its own argument's schema: it
+        would reach the handler and the policies as if an agent had sent it. The Cedar schema is
+        built from every manifest at load, so such a manifest stops start-up and a reload.
+        """
+        defaults: dict[str, Any] = {}
+        for name, prop in self.input_schema.get("properties", {}).items():
+            if not isinstance(prop, dict) or "default" not in prop:
+                continue
+            # The tool's own validator, narrowed to this argument: its formats and references apply.
+            error = next(self.input_validator.evolve(schema=prop).iter_errors(prop["default"]), None)
+            if error is not None:
+                raise ManifestError(
+                    f"{self.source}: tool `{self.name}`: field `input_schema.properties.{name}.default`: "
+                    f"{error.message}; give a default the argument accepts, or none"
+                )
+            defaults[name] = prop["default"]
+        return defaults
 
     @cached_property
     def quick_accept(self) -> QuickAccept | None:

@@ -15,7 +15,7 @@ from cedargate.aws_model import known_regions
 from cedargate.aws_schema import REGION_ARGUMENT
 from cedargate.cedar_types import AWS_ACCOUNT, REPOSITORY, EntityRef
 from cedargate.config import AwsAccountConfig, Config, RepositoryConfig
-from cedargate.errors import ManifestError, ResourceError, ToolInputError, quoted
+from cedargate.errors import ResourceError, ToolInputError, quoted
 from cedargate.manifest import ToolManifest
 
 
@@ -89,41 +89,9 @@ def _arguments_as_run(
 
 def with_defaults(manifest: ToolManifest, args: dict[str, Any]) -> dict[str, Any]:
     """``args`` with each omitted argument that has a schema ``default`` set to it (a copy, when any is)."""
-    defaults = argument_defaults(manifest)
+    defaults = manifest.argument_defaults
     missing = [name for name in defaults if name not in args]
     if not missing:
         return args
     # A copy of each default: a handler changing a list it was given never changes the manifest.
     return {**args, **{name: copy.deepcopy(defaults[name]) for name in missing}}
-
-
-_defaults: dict[str, Mapping[str, Any]] = {}
-
-
-def argument_defaults(manifest: ToolManifest) -> Mapping[str, Any]:
-    """The ``default`` of each top-level argument that declares one (memoized per manifest content).
-
-    Fails with ``ManifestError`` when a default does not fit its own argument's schema: it
-    would reach the handler and the policies as if an agent had sent it. The schema is built
-    from every manifest at load, so such a manifest stops start-up and a reload.
-    """
-    found = _defaults.get(manifest.content_hash)
-    if found is None:
-        found = _defaults[manifest.content_hash] = _checked_defaults(manifest)
-    return found
-
-
-def _checked_defaults(manifest: ToolManifest) -> dict[str, Any]:
-    defaults: dict[str, Any] = {}
-    for name, prop in manifest.input_schema.get("properties", {}).items():
-        if not isinstance(prop, dict) or "default" not in prop:
-            continue
-        # The tool's own validator, narrowed to this argument: its formats and references apply.
-        error = next(manifest.input_validator.evolve(schema=prop).iter_errors(prop["default"]), None)
-        if error is not None:
-            raise ManifestError(
-                f"{manifest.source}: tool `{manifest.name}`: field `input_schema.properties.{name}.default`: "
-                f"{error.message}; give a default the argument accepts, or none"
-            )
-        defaults[name] = prop["default"]
-    return defaults
