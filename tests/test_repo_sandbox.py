@@ -108,6 +108,26 @@ async def test_the_sandbox_writes_only_inside_the_worktree(tested: Runtime, tree
     assert "git-dir-read-only" in tail and "dot-git-read-only" in tail and "system-read-only" in tail
 
 
+async def test_what_a_run_writes_is_never_committed_and_the_commit_names_it(tested: Runtime) -> None:
+    """A run cannot carry a file past a policy on writes: the commit takes only what a diff staged."""
+    script = (
+        "mkdir -p .github/workflows && echo 'on: push' > .github/workflows/deploy.yml\n"
+        "echo extra >> README.md\n"
+        "git add --all 2>/dev/null || echo index-read-only\n"
+    )
+    note = "--- /dev/null\n+++ b/docs/NOTE.md\n@@ -0,0 +1 @@\n+note\n"
+    async with client_for(tested) as client:
+        s = Session(client)
+        await s.ok("repo_create_branch", BRANCH)
+        await s.ok("repo_write_file", {**BRANCH, "path": "ci.sh", "content": script})
+        run = await s.ok("repo_run_tests", {"repository": "acme/web"})
+        await s.ok("repo_apply_diff", {**BRANCH, "patch": note})
+        committed = await s.ok("repo_commit", {**BRANCH, "message": "Add a note"})
+    assert "index-read-only" in str(run["output_tail"])
+    assert committed["files"] == ["docs/NOTE.md"]
+    assert committed["not_committed"] == [".github/workflows/deploy.yml", "README.md"]
+
+
 async def test_a_run_sees_the_hosts_toolchain_but_none_of_the_servers_files_or_environment(
     tested: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -344,23 +344,41 @@ async def test_a_rename_reports_its_source_and_its_new_name(runtime: Runtime) ->
     assert applied["files"] == ["GUIDE.md", "README.md"]
 
 
-async def test_commit_refuses_links_and_embedded_repositories_and_commits_nothing(runtime: Runtime) -> None:
-    """As a sandboxed test run can leave them: `ln -s /etc/passwd lnk`, `git init sub` with a commit."""
+async def test_a_commit_carries_only_what_diffs_staged_and_names_what_else_the_worktree_holds(
+    runtime: Runtime,
+) -> None:
+    """As a sandboxed test run can leave them: a workflow file, an edit, a deletion, a link, an embedded repository."""
     async with client_for(runtime) as client:
         s = Session(client)
         created = await s.ok("repo_create_branch", BRANCH)
         await s.ok("repo_apply_diff", {**BRANCH, "patch": PATCH})
         workspace = runtime.config.workspaces_dir / "acme/web" / created["workspace"]
+        (workspace / ".github/workflows").mkdir(parents=True)
+        (workspace / ".github/workflows/deploy.yml").write_text("on: push\n")
+        (workspace / "src/app.py").write_text("TIMEOUT_SECONDS = 999\n")  # after the diff was staged
+        (workspace / "README.md").unlink()
         os.symlink("/etc/passwd", workspace / "lnk")
         run_git(workspace, ["init", "-q", "sub"])
         run_git(
             workspace / "sub", ["-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "--allow-empty", "-m", "x"]
         )
-        message = await s.refused("repo_commit", {**BRANCH, "message": "m"})
+        committed = await s.ok("repo_commit", {**BRANCH, "message": "Raise the timeout"})
+        nothing = await s.refused("repo_commit", {**BRANCH, "message": "again"})
+    web = _web_path(runtime)
+    assert committed["files"] == ["src/app.py"]
+    assert git_text(web, ["show", "agent/fix:src/app.py"]) == "TIMEOUT_SECONDS = 30"
+    assert git_text(web, ["ls-tree", "--name-only", "agent/fix", "README.md"]) == "README.md"
+    left_out = [".github/workflows/deploy.yml", "README.md", "lnk", "src/app.py", "sub/"]
+    assert committed["not_committed"] == left_out and committed["not_committed_count"] == 5
+    assert "nothing to commit" in nothing and "`.github/workflows/deploy.yml`" in nothing
+    assert "never committed; to keep one, apply it as a diff" in nothing
+
+
+async def test_status_lists_a_staged_rename_once_under_its_new_name(runtime: Runtime) -> None:
+    patch = "diff --git a/README.md b/GUIDE.md\nsimilarity index 100%\nrename from README.md\nrename to GUIDE.md\n"
+    async with client_for(runtime) as client:
+        s = Session(client)
+        await s.ok("repo_create_branch", BRANCH)
+        await s.ok("repo_apply_diff", {**BRANCH, "patch": patch})
         status = await s.ok("repo_status", WEB)
-    assert "`lnk` (symbolic link)" in message and "`sub` (embedded repository (gitlink))" in message
-    assert "holds links tools never commit" in message
-    assert git_text(_web_path(runtime), ["rev-parse", "agent/fix"]) == created["base_commit"]
-    staged = git_text(workspace, ["diff", "--cached", "--name-only"])
-    assert staged == "src/app.py"
-    assert {"status": "M ", "path": "src/app.py"} in status["workspace"]["changes"]
+    assert status["workspace"]["changes"] == [{"status": "R ", "path": "GUIDE.md"}]

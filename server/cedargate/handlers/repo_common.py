@@ -225,6 +225,26 @@ def index_changes(where: Path, base: str, index: Path) -> list[tuple[str, str]]:
     ]
 
 
+def worktree_status(where: Path) -> list[tuple[str, str]]:
+    """``(XY, path)`` of every change ``git status`` shows in the worktree at ``where``, untracked files included.
+
+    A rename or copy is one entry under its new name (``-z`` gives its source as a field of its own).
+    """
+    fields = run_git(where, ["status", "--porcelain=v1", "-z", "--untracked-files=all"]).stdout.split(b"\0")
+    entries: list[tuple[str, str]] = []
+    i = 0
+    while i < len(fields):
+        entry = fields[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        status = entry[:2].decode()
+        entries.append((status, entry[3:].decode(errors="replace")))
+        if status[0] in "RC":
+            i += 1  # the source path
+    return entries
+
+
 def links_named(changes: list[tuple[str, str]]) -> str:
     """The links and gitlinks among ``changes``, named for a message (empty when there are none)."""
     return ", ".join(f"`{path}` ({LINK_KINDS[mode]})" for mode, path in changes if mode in LINK_KINDS)

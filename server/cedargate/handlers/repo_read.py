@@ -16,7 +16,7 @@ from cedargate.errors import HandlerError, ToolInputError
 from cedargate.git import git_text, run_git
 from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import Handler, HandlerCall
-from cedargate.handlers.repo_common import commit_of, head_commit, refuse_links, repo_of
+from cedargate.handlers.repo_common import commit_of, head_commit, refuse_links, repo_of, worktree_status
 from cedargate.provenance import AUDIT_EVENT_FORMAT
 from cedargate.redact import REDACTED, redacted_head, redacted_lines
 from cedargate.repo_paths import confined_path, safe_revision
@@ -292,8 +292,7 @@ def _workspace_status(workspace: Workspace) -> dict[str, Any]:
     where = workspace.path
     head = head_commit(workspace)
     ahead = int(git_text(where, ["rev-list", "--count", f"{workspace.base_commit}..{head}"]))
-    porcelain = run_git(where, ["status", "--porcelain=v1", "-z", "--untracked-files=all"]).stdout.decode()
-    changes = [{"status": e[:2], "path": e[3:]} for e in porcelain.split("\0") if len(e) > 3]
+    changes = [{"status": status, "path": path} for status, path in worktree_status(where)]
     last = workspace.last_test
     return {
         "id": workspace.id,

@@ -8,7 +8,6 @@ to the worktree before ``git apply`` sees it, and commits carry provenance trail
 from __future__ import annotations
 
 import codecs
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -29,6 +28,7 @@ from cedargate.handlers.repo_common import (
     task_branch,
     task_workspace,
     trial_index,
+    worktree_status,
 )
 from cedargate.repo_paths import safe_revision, worktree_file
 from cedargate.workspaces import Workspace, WorkspaceStore
@@ -88,23 +88,30 @@ def apply_diff(call: HandlerCall) -> dict[str, Any]:
 
 
 def commit(call: HandlerCall) -> dict[str, Any]:
-    """Commit every change in the workspace with provenance trailers; links and gitlinks are refused."""
+    """Commit what ``repo_apply_diff`` staged in the workspace, with provenance trailers.
+
+    Only the index is committed: each diff is staged there after the policy decided on it, and
+    a sandboxed test run cannot touch it (the git folder is read-only in the sandbox). What a
+    run left in the worktree (generated files, edits, links) stays out and is named in the
+    result, so a run that writes a file cannot carry it past a policy on writes.
+    """
     repo, _ = repo_of(call)
     message = commit_message(call, str(call.args["message"]))
     workspace = task_workspace(call, task_branch(repo, str(call.args["branch"])))
     where = workspace.path
-    # Staged on a private index first: a refused commit leaves the real index as it was.
-    with trial_index(where) as trial:
-        run_git(where, ["add", "--all"], env={"GIT_INDEX_FILE": str(trial)})
-        links = links_named(index_changes(where, "HEAD", trial))
-        if links:
-            raise HandlerError(
-                f"workspace `{workspace.id}` holds links tools never commit: {links}; "
-                "delete them (a test run may have made them) and commit again"
-            )
-        os.replace(trial, index_file(where))
-    if run_git(where, ["diff", "--cached", "--quiet"], check=False).returncode == 0:
-        raise HandlerError(f"nothing to commit in workspace `{workspace.id}`: apply a diff or write a file first")
+    staged = index_changes(where, "HEAD", index_file(where))
+    links = links_named(staged)
+    if links:
+        raise HandlerError(
+            f"workspace `{workspace.id}` has links staged that tools never commit: {links}; "
+            f"remove the workspace with `cedargate workspaces rm {workspace.id}` and apply the diff again"
+        )
+    left_out = sorted(path for status, path in worktree_status(where) if status[1] != " ")
+    if not staged:
+        raise HandlerError(
+            f"nothing to commit in workspace `{workspace.id}`: apply a diff with `repo_apply_diff` first"
+            + (f"; {_left_out_note(left_out)}" if left_out else "")
+        )
     parent = head_commit(workspace)
     run_git(where, ["commit", "--quiet", "-F", "-"], input=message.encode(), env=COMMITTER_ENV)
     sha = head_commit(workspace)
@@ -116,7 +123,22 @@ def commit(call: HandlerCall) -> dict[str, Any]:
         "commit": sha,
         "parent": parent,
         "files": files,
+        "not_committed": left_out[:MAX_NAMED_LEFT_OUT],
+        "not_committed_count": len(left_out),
     }
+
+
+MAX_NAMED_LEFT_OUT: Final = 50
+"""Worktree changes a commit result names (a run may leave thousands); the count says how many."""
+
+
+def _left_out_note(paths: list[str]) -> str:
+    named = ", ".join(f"`{path}`" for path in paths[:10])
+    more = f" and {len(paths) - 10} more" if len(paths) > 10 else ""
+    return (
+        f"the worktree changes {named}{more} were made outside `repo_apply_diff` (by a test run) and are "
+        "never committed; to keep one, apply it as a diff"
+    )
 
 
 def _tried(workspace: Workspace, patch: bytes) -> set[str]:
