@@ -20,6 +20,16 @@ from cedargate.errors import HandlerError
 
 _SERVER_PATH = re.compile(r"'/[^']*'|\"/[^\"]*\"|(?<![\w.:/~-])/[^\s'\"]+")
 """An absolute path in git's message (a worktree, the repository): the agent is not told where they live."""
+_MESSAGE_CHARACTERS = 600
+"""The most of git's own words a failure passes on: a forge can send pages of ``remote:`` lines."""
+_CAUSE_PREFIXES = ("error:", "fatal:", "remote:")
+_REF_RACE = re.compile(
+    r"cannot lock ref '(?P<ref>[^']+)': (?:reference already exists|.*but expected|unable to resolve reference"
+    r"|Unable to create '[^']*\.lock': File exists)"
+)
+"""What ``update-ref`` says when its compare-and-swap lost: the ref was created, moved, deleted or locked meanwhile."""
+_PUSH_REJECTED = re.compile(r"^!\t[^\t]*:(?P<ref>[^\t]+)\t(?P<summary>.+)$")
+"""A ``git push --porcelain`` line for a ref the remote refused (git writes these to standard output)."""
 _SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "protocol.file.allow=user")
 
 
@@ -45,10 +55,62 @@ def run_git(
     command = ["git", *_SAFE_CONFIG, "-C", str(repo), *args]
     result = subprocess.run(command, input=input, capture_output=True, env=git_env(env), timeout=60, check=False)
     if check and result.returncode != 0:
-        message = result.stderr.decode(errors="replace").strip().splitlines()
-        said = _SERVER_PATH.sub("<server path>", message[-1]) if message else "no message"
+        stderr = result.stderr.decode(errors="replace")
+        race = _REF_RACE.search(stderr) if args[0] == "update-ref" else None
+        if race is not None:
+            raise RefMovedError(repo.name, race["ref"])
+        said = git_failure(stderr, result.stdout.decode(errors="replace") if args[0] == "push" else "")
         raise HandlerError(f"git {args[0]} failed in `{repo.name}`: {said}")
     return result
+
+
+class RefMovedError(HandlerError):
+    """An ``update-ref`` compare-and-swap lost: another call moved the ref between our read and our write.
+
+    ``run_git`` raises it instead of git's lock message, which reads like a fault; a caller may
+    catch it to retry, or to re-raise naming its own field (``ref`` and ``branch`` say which).
+    """
+
+    def __init__(self, repo_name: str, ref: str) -> None:
+        self.ref = ref
+        self.branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
+        what = f"branch `{self.branch}`" if self.branch is not None else f"ref `{ref}`"
+        super().__init__(
+            f"git update-ref failed in `{repo_name}`: {what} moved concurrently (another call changed it "
+            "after this one read it, so this call left it unchanged); retry the call"
+        )
+
+
+def git_failure(stderr: str, porcelain: str = "") -> str:
+    """Why git failed, in its own words: its ``error:``/``fatal:``/``remote:`` lines, not its closing ``hint:``.
+
+    Git ends many failures with advice (``hint:``) or the tail of a sentence begun lines
+    earlier; the cause is on the lines it marks. Refs a push's remote refused (``porcelain``,
+    ``git push --porcelain``'s output) come first. Server paths are hidden, then the text is cut.
+    """
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    causes = [_push_rejection(m["ref"], m["summary"]) for m in map(_PUSH_REJECTED.match, porcelain.splitlines()) if m]
+    marked = [
+        line.removeprefix("error:").removeprefix("fatal:").strip()
+        for line in lines
+        if line.startswith(_CAUSE_PREFIXES) and line.removeprefix("remote:").strip()
+    ]
+    unhinted = [line for line in lines if not line.startswith("hint:")]
+    causes += marked or unhinted[-3:] or lines[-3:]
+    said = "; ".join(dict.fromkeys(_SERVER_PATH.sub("<server path>", line) for line in causes)) or "no message"
+    return said if len(said) <= _MESSAGE_CHARACTERS else said[: _MESSAGE_CHARACTERS - 1] + "…"
+
+
+def _push_rejection(ref: str, summary: str) -> str:
+    """A refused ref, with what to do when the remote's branch has moved past ours."""
+    name = ref.removeprefix("refs/heads/")
+    said = f"the remote refused `{name}`: {summary}"
+    if "fetch first" in summary or "non-fast-forward" in summary:
+        said += (
+            " (the remote branch has commits this one does not, and cedargate pushes only fast-forwards: "
+            "push the work on a new branch, or have the remote branch reconciled)"
+        )
+    return said
 
 
 def git_text(
