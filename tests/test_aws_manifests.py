@@ -219,6 +219,28 @@ def test_tools_new_writes_a_manifest_that_loads_and_an_admin_can_narrow(
     assert main(["--config", str(config_path), "tools", "new", "aws", "ec2", "RebootInstances", "--risk", "write"]) == 2
 
 
+@pytest.mark.parametrize(
+    ("operation", "risk", "overwrites"),
+    [
+        ("PutParameter", "write", True),
+        ("ModifyInstanceAttribute", "write", True),
+        ("UpdateFunctionConfiguration", "write", True),
+        ("RebootInstances", "write", False),
+        ("PutParameter", "destructive", False),
+    ],
+)
+def test_tools_new_marks_a_write_that_replaces_what_was_there_as_destructive_to_clients(
+    tree: Path, operation: str, risk: str, overwrites: bool
+) -> None:
+    service = {"PutParameter": "ssm", "UpdateFunctionConfiguration": "lambda"}.get(operation, "ec2")
+    written = tree / "drafts" / f"{operation}.toml"
+    command = ["tools", "new", "aws", service, operation, "--risk", risk, "--output", str(written)]
+    assert main(["--config", str(tree / "cedargate.toml"), *command]) == 0
+    manifest = ToolManifest.model_validate(tomllib.loads(written.read_text()))
+    assert manifest.overwrites is overwrites
+    assert manifest.annotations.destructive_hint is (overwrites or risk == "destructive")
+
+
 def test_tools_new_names_an_unknown_operation(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
         ["--config", str(tree / "cedargate.toml"), "tools", "new", "aws", "ec2", "StopEverything", "--risk", "write"]

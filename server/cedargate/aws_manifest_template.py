@@ -13,7 +13,13 @@ from typing import Any
 
 from botocore import xform_name
 
-from cedargate.aws_model import input_members, operation_model, refuse_mutation_as_read, required_members
+from cedargate.aws_model import (
+    input_members,
+    operation_model,
+    overwrites_existing,
+    refuse_mutation_as_read,
+    required_members,
+)
 from cedargate.aws_shapes import doc_text, shape_to_schema
 from cedargate.manifest import ToolManifest
 from cedargate.risk import Risk
@@ -44,6 +50,7 @@ def render_manifest(service: str, operation: str, risk: Risk, duty: str, owner: 
         f'risk = "{risk.value}"',
         f'owner = "{_toml(owner)}"',
         f'duty = "{_toml(duty)}"',
+        *_overwrites(operation, risk),
         "",
         "[handler]",
         'kind = "aws"',
@@ -64,6 +71,16 @@ def render_manifest(service: str, operation: str, risk: Risk, duty: str, owner: 
     text = "\n".join(lines)
     _must_load(text)
     return text
+
+
+def _overwrites(operation: str, risk: Risk) -> list[str]:
+    """``overwrites = true`` for a ``write`` whose name says it replaces something (higher risks are destructive)."""
+    if risk is not Risk.WRITE or not overwrites_existing(operation):
+        return []
+    return [
+        "# Replaces what was there: clients are told the tool is destructive (destructiveHint).",
+        "overwrites = true",
+    ]
 
 
 def _result_suggestion(op: Any) -> list[str]:

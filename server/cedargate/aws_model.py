@@ -117,6 +117,17 @@ def is_read_operation(operation: str) -> bool:
     return _READ_NAME.match(operation) is not None
 
 
+OVERWRITE_VERBS: Final = ("Put", "Update", "Replace", "Set", "Modify", "Overwrite")
+"""The first words of operation names that replace what was there (an object, a parameter, an
+attribute), which MCP clients should hear as destructive even when the risk is ``write``."""
+_OVERWRITE_NAME: Final = re.compile(rf"^({'|'.join(OVERWRITE_VERBS)})(?=[A-Z]|$)")
+
+
+def overwrites_existing(operation: str) -> bool:
+    """Whether ``operation``'s name starts with an overwriting verb (``OVERWRITE_VERBS``, a whole word)."""
+    return _OVERWRITE_NAME.match(operation) is not None
+
+
 def refuse_mutation_as_read(service: str, operation: str, risk: Risk) -> None:
     """``ValueError`` naming ``risk`` when an operation that may change things is published as a read.
 
