@@ -282,3 +282,69 @@ async def test_a_422_names_what_the_forge_found_wrong(
     forge.status, forge.reply = 422, json.dumps({"message": "Validation Failed", "errors": errors}).encode()
     message, _, _, _ = await _refused_pull_request(tree, forge)
     assert "(HTTP 422): Validation Failed: A pull request already exists for x:y." in message
+
+
+@pytest.mark.parametrize("subject", ["Fix\u2028thing", "Fix\x1fthing", "Fix\x1e\x1fthing"])
+async def test_a_commit_subject_holding_a_separator_is_described_not_a_crash_after_the_push(
+    tree: Path, forge: ForgeStandIn, monkeypatch: pytest.MonkeyPatch, subject: str
+) -> None:
+    """Reading the commits for the body split subjects at line breaks and `\\x1f`, after the branch was pushed."""
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    runtime, remote = _github_runtime(tree, forge)
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            written = await s.ok("repo_write_file", {**BRANCH, "path": "a.txt", "content": "a", "message": subject})
+            opened = await s.ok("repo_open_pull_request", {**BRANCH, "title": "Add a"})
+    finally:
+        runtime.close()
+    assert f"{written['commit'][:12]} {subject}" in forge.requests[0]["json"]["body"]
+    assert opened["commit"] == written["commit"] == git_text(remote, ["rev-parse", "refs/heads/agent/timeout"])
+
+
+@pytest.mark.parametrize("workspace", [False, True])
+async def test_a_base_that_is_not_a_branch_is_refused_before_anything_is_pushed(
+    tree: Path, forge: ForgeStandIn, monkeypatch: pytest.MonkeyPatch, workspace: bool
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    runtime, remote = _github_runtime(tree, forge)
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            if workspace:
+                await s.ok("repo_create_branch", BRANCH)
+            await s.ok("repo_write_file", {**BRANCH, "path": "a.txt", "content": "a"})
+            message = await s.refused("repo_open_pull_request", {**BRANCH, "title": "Add a", "base": "no-such-branch"})
+    finally:
+        runtime.close()
+    assert "field `base`: `no-such-branch` is not a commit in `acme/web`" in message
+    assert "was pushed" not in message
+    assert git_text(remote, ["for-each-ref"]) == "" and forge.requests == []
+    assert "pushed" not in (audit_events(runtime.config.audit.path)[-1]["execution"] or {})
+
+
+async def test_another_tasks_branch_cannot_be_pushed_or_proposed(
+    tree: Path, forge: ForgeStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Task B publishing task A's workspace branch would put A's work out under B's name."""
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    runtime, remote = _github_runtime(tree, forge)
+    other = build_runtime(
+        load_config(tree / "cedargate.toml", environ={"CEDARGATE_AGENT": "agent-b", "CEDARGATE_TASK": "task-b"})
+    )
+    try:
+        async with client_for(runtime) as owner_client, client_for(other) as other_client:
+            owner, intruder = Session(owner_client), Session(other_client)
+            created = await owner.ok("repo_create_branch", BRANCH)
+            await owner.ok("repo_write_file", {**BRANCH, "path": "a.txt", "content": "a"})
+            pushed = await intruder.refused("repo_push", BRANCH)
+            proposed = await intruder.refused("repo_open_pull_request", {**BRANCH, "title": "Not mine"})
+            assert git_text(remote, ["for-each-ref"]) == "" and forge.requests == []
+            opened = await owner.ok("repo_open_pull_request", {**BRANCH, "title": "Mine"})
+    finally:
+        other.close()
+        runtime.close()
+    for message in (pushed, proposed):
+        assert f"field `branch`: `agent/timeout` is checked out in workspace `{created['workspace']}`" in message
+        assert "of task `demo-timeout`" in message and "not this task's" in message
+    assert opened["pull_request"]["number"] == 1

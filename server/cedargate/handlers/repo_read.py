@@ -7,13 +7,15 @@ Outputs are capped; a capped field says so (``truncated``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import secrets
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError, ToolInputError
-from cedargate.git import git_text, run_git
+from cedargate.git import ObjectReader, git_text, run_git
 from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import Handler, HandlerCall
 from cedargate.handlers.repo_common import commit_of, head_commit, refuse_links, repo_of, worktree_status
@@ -25,7 +27,12 @@ from cedargate.workspaces import Workspace, WorkspaceStore
 MAX_PATCH_BYTES: Final = 256 * 1024
 MAX_TREE_ENTRIES: Final = 2000
 MAX_LINE_CHARS: Final = 500
-_FIELD: Final = "\x1f"
+MAX_FILES: Final = 2000
+"""Changed files a commit or diff names (a vendoring commit can touch tens of thousands)."""
+MAX_FILES_JSON_CHARS: Final = 256 * 1024
+"""And at most this much of the result's JSON for them, so long names cannot crowd out the rest."""
+MAX_MESSAGE_CHARS: Final = 32 * 1024
+_TREE_MODE: Final = b"40000"
 
 
 def describe_repository(repo: RepositoryConfig) -> dict[str, Any]:
@@ -46,7 +53,10 @@ def list_tree(call: HandlerCall) -> dict[str, Any]:
     """Entries of a folder at a revision (recursively if asked), capped; a link is refused, not listed as empty."""
     repo, path = repo_of(call)
     ref, commit = _ref_and_commit(call, repo, path)
-    spec = [folder + "/" for folder in _linkless_scope(call, path, commit)]
+    scope = _linkless_scope(call, path, commit)
+    if scope:
+        _refuse_non_folder(repo, path, ref, commit, scope[0])
+    spec = [folder + "/" for folder in scope]
     args = ["ls-tree", "-z", "-l", *(["-r"] if call.args.get("recursive") else []), commit, "--", *spec]
     entries = []
     for record in run_git(path, args).stdout.decode(errors="replace").split("\0"):
@@ -72,21 +82,23 @@ def search(call: HandlerCall) -> dict[str, Any]:
     repo, path = repo_of(call)
     ref, commit = _ref_and_commit(call, repo, path)
     limit = int(call.args.get("max_results", 100))
+    pattern = str(call.args["pattern"])
+    if "\n" in pattern or "\0" in pattern:
+        # git grep reads each line of a pattern as a pattern of its own: `a\nb` would match `a` or `b`.
+        raise ToolInputError(
+            "field `pattern`: contains a line break or NUL; git grep matches one line at a time, "
+            "so search for each line separately"
+        )
     flags = ["-F"] if call.args.get("fixed_string") else ["-E"]
     flags += ["-i"] if call.args.get("ignore_case") else []
     scope = _linkless_scope(call, path, commit)
     # `-e` keeps the pattern a pattern even when it starts with `-`.
-    args = ["grep", "-z", "-n", "-I", "--no-color", *flags, "-e", str(call.args["pattern"]), commit, "--", *scope]
+    args = ["grep", "-z", "-n", "-I", "--no-color", *flags, "-e", pattern, commit, "--", *scope]
     result = run_git(path, args, check=False)
     if result.returncode not in (0, 1):
         message = result.stderr.decode(errors="replace").strip()
         raise ToolInputError(f"field `pattern`: git grep refused it: {message}")
-    matches = []
-    for line in result.stdout.decode(errors="replace").splitlines():
-        parts = line.split("\0")
-        if len(parts) < 3:
-            continue
-        matches.append({"path": parts[0].split(":", 1)[1], "line": int(parts[1]), "text": parts[2]})
+    matches = _grep_matches(result.stdout)
     shown = _redacted_matches(path, commit, matches[:limit])
     return {
         "repository": repo.name,
@@ -97,23 +109,106 @@ def search(call: HandlerCall) -> dict[str, Any]:
     }
 
 
-def _redacted_matches(repo_path: Path, commit: str, matches: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each match's text as reading its whole file shows it (redacted first, then cut to ``MAX_LINE_CHARS``).
+def _grep_matches(output: bytes) -> list[tuple[bytes, int]]:
+    """``(file name, line number)`` of each match in ``git grep -z -n REV`` output.
+
+    Each match is ``REV:NAME\0LINE\0TEXT\n``. A name may hold any byte but NUL (line
+    breaks, U+2028 included), so the output is not split into lines. The text never holds
+    ``\n`` (it is one line), so the first ``\n`` after the line number ends the match and
+    the next name follows it; a NUL in the text (past where git looks for binary files)
+    only adds a field before that.
+    """
+    fields = output.split(b"\0")
+    matches = []
+    name, i = fields[0], 1
+    while i + 1 < len(fields):
+        number = fields[i]
+        i += 1
+        while b"\n" not in fields[i] and i + 1 < len(fields):
+            i += 1
+        if number.isdigit():
+            matches.append((name.split(b":", 1)[-1], int(number)))
+        name = fields[i].partition(b"\n")[2]
+        i += 1
+    return matches
+
+
+def _redacted_matches(repo_path: Path, commit: str, matches: list[tuple[bytes, int]]) -> list[dict[str, Any]]:
+    """Each match with its text as reading its whole file shows it (redacted first, then cut to ``MAX_LINE_CHARS``).
 
     A matching line of a private key's body has no secret shape of its own: only the whole
-    file shows it is one. Only the files with a match shown are read, each once.
+    file shows it is one. Only the files with a match shown are read, each once, found by
+    their exact bytes (a name that is not UTF-8 still finds its file).
     """
-    wanted: dict[str, list[int]] = {}
-    for match in matches:
-        wanted.setdefault(match["path"], []).append(match["line"])
-    lines: dict[str, dict[int, str]] = {}
+    wanted: dict[bytes, list[int]] = {}
+    for name, number in matches:
+        wanted.setdefault(name, []).append(number)
+    lines: dict[bytes, dict[int, str]] = {}
     with OBJECT_READERS.reader(repo_path) as objects:
         for name, numbers in wanted.items():
-            blob = objects.info(f"{commit}:{name}")
-            text = objects.contents(blob.oid).decode("utf-8", errors="replace") if blob is not None else ""
+            found = _object_at(objects, commit, name)
+            text = objects.contents(found[1]).decode("utf-8", errors="replace") if found is not None else ""
             lines[name] = redacted_lines(text, numbers)
     # A line the file does not have (it cannot be read back) is withheld rather than shown unredacted.
-    return [{**match, "text": lines[match["path"]].get(match["line"], REDACTED)[:MAX_LINE_CHARS]} for match in matches]
+    return [
+        {
+            "path": name.decode(errors="replace"),
+            "line": number,
+            "text": lines[name].get(number, REDACTED)[:MAX_LINE_CHARS],
+        }
+        for name, number in matches
+    ]
+
+
+def _object_at(objects: ObjectReader, commit: str, name: bytes) -> tuple[bytes, str] | None:
+    """The mode and object id at path ``name`` in ``commit``, or ``None`` when nothing is there.
+
+    A name that is UTF-8 with no line break is asked of git directly; any other (git's object
+    reader takes one UTF-8 name a line) is found by walking the trees from the root.
+    """
+    try:
+        text = name.decode()
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and not any(c in text for c in "\n\r\0"):
+        found = objects.info(f"{commit}:{text}")
+        if found is None:
+            return None
+        return (_TREE_MODE if found.type == "tree" else b"100644"), found.oid
+    tree = objects.info(f"{commit}^{{tree}}")
+    if tree is None:
+        return None
+    entry: tuple[bytes, str] | None = (_TREE_MODE, tree.oid)
+    for part in name.split(b"/"):
+        if entry is None or entry[0] != _TREE_MODE:
+            return None
+        entry = _tree_entry(objects.contents(entry[1]), part, len(commit) // 2)
+    return entry
+
+
+def _tree_entry(tree: bytes, name: bytes, oid_bytes: int) -> tuple[bytes, str] | None:
+    """The mode and object id of ``name`` in a raw tree object (``MODE NAME\0`` then the binary id)."""
+    at = 0
+    while at < len(tree):
+        space = tree.index(b" ", at)
+        end = tree.index(b"\0", space)
+        if tree[space + 1 : end] == name:
+            return tree[at:space], tree[end + 1 : end + 1 + oid_bytes].hex()
+        at = end + 1 + oid_bytes
+    return None
+
+
+def _refuse_non_folder(repo: RepositoryConfig, repo_path: Path, ref: str, commit: str, folder: str) -> None:
+    """Refuse a ``path`` that is a file or missing: git would list nothing, which reads as an empty folder."""
+    with OBJECT_READERS.reader(repo_path) as objects:
+        found = _object_at(objects, commit, folder.encode(errors="surrogatepass"))
+    if found is None:
+        raise HandlerError(
+            f"field `path`: `{folder}` does not exist at `{ref}` in `{repo.name}`; "
+            "list its parent folder to see what does"
+        )
+    if found[0] != _TREE_MODE:
+        raise HandlerError(f"field `path`: `{folder}` is a file, not a folder; read it with `repo_read_file`")
 
 
 def log(call: HandlerCall) -> dict[str, Any]:
@@ -122,19 +217,15 @@ def log(call: HandlerCall) -> dict[str, Any]:
     ref = revision_to_read(call)
     count = int(call.args.get("max_count", 20))
     scope = _path_scope(call)
-    fmt = _FIELD.join(["%H", "%P", "%an", "%aI", "%s", AUDIT_EVENT_FORMAT])
+    records = LogRecords(["%H", "%P", "%an", "%aI", "%s", AUDIT_EVENT_FORMAT])
     # One git process: log peels the ref itself; only a failure pays for finding out why.
-    args = ["log", "-z", f"--format={fmt}", f"--max-count={count}", "--end-of-options", f"{ref}^{{commit}}"]
+    args = ["log", records.format, f"--max-count={count}", "--end-of-options", f"{ref}^{{commit}}"]
     result = run_git(path, [*args, "--", *scope], check=False)
     if result.returncode != 0:
         commit_of(repo, path, ref, "ref")  # names the field when the ref is not a commit
         run_git(path, [*args, "--", *scope])  # otherwise git's own error
-    out = result.stdout
     commits = []
-    for record in out.decode(errors="replace").split("\0"):
-        if not record.strip():
-            continue
-        sha, parents, author, date, subject, events = record.strip("\n").split(_FIELD)
+    for sha, parents, author, date, subject, events in records.parse(result.stdout):
         commits.append(
             {
                 "commit": sha,
@@ -153,10 +244,11 @@ def show_commit(call: HandlerCall) -> dict[str, Any]:
     repo, path = repo_of(call)
     ref = safe_revision(str(call.args["commit"]), "commit")
     commit = commit_of(repo, path, ref, "commit")
-    fmt = _FIELD.join(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%cI", "%B"])
-    sha, parents, author, email, date, committer, cdate, message = git_text(
-        path, ["show", "-s", f"--format={fmt}", commit]
-    ).split(_FIELD)
+    records = LogRecords(["%H", "%P", "%an", "%ae", "%aI", "%cn", "%cI", "%B"])
+    [[sha, parents, author, email, date, committer, cdate, message]] = records.parse(
+        run_git(path, ["show", "-s", records.format, commit]).stdout
+    )
+    message = message.rstrip()
     files = _numstat(path, ["diff-tree", "-r", "--root", "--no-commit-id", "--numstat", "-z", commit])
     patch, truncated = _capped(run_git(path, ["show", "--format=", "--patch", "--no-color", commit]).stdout)
     return {
@@ -165,8 +257,9 @@ def show_commit(call: HandlerCall) -> dict[str, Any]:
         "parents": parents.split(),
         "author": {"name": author, "email": email, "date": date},
         "committer": {"name": committer, "date": cdate},
-        "message": message,
-        "files": files,
+        "message": message[:MAX_MESSAGE_CHARS],
+        "message_truncated": len(message) > MAX_MESSAGE_CHARS,
+        **_capped_files(files),
         "patch": patch,
         "truncated": truncated,
     }
@@ -206,7 +299,7 @@ def diff(call: HandlerCall) -> dict[str, Any]:
         "base": base,
         "head": head,
         "workspace": workspace.id if workspace is not None and head == "workspace" else None,
-        "files": files,
+        **_capped_files(files),
         "patch": patch,
         "truncated": truncated,
     }
@@ -318,7 +411,7 @@ def _parse_numstat(output: bytes) -> list[dict[str, Any]]:
         if not fields[i].strip():
             i += 1
             continue
-        added, deleted, name = fields[i].strip("\n").split("\t", 2)
+        added, deleted, name = fields[i].split("\t", 2)  # a name may start or end with a line break
         if name == "":
             name, i = f"{fields[i + 1]} => {fields[i + 2]}", i + 3
         else:
@@ -328,6 +421,46 @@ def _parse_numstat(output: bytes) -> list[dict[str, Any]]:
             {"path": name, "added": None if binary else int(added), "deleted": None if binary else int(deleted)}
         )
     return files
+
+
+def _capped_files(files: list[dict[str, Any]]) -> dict[str, Any]:
+    """``files`` cut to ``MAX_FILES`` entries and ``MAX_FILES_JSON_CHARS`` of JSON, with how many there are.
+
+    Without a cap a commit touching 30,000 files is over the result cap, and so cannot be
+    read at all; the patch is capped the same way.
+    """
+    shown, size = [], 0
+    for entry in files[:MAX_FILES]:
+        size += len(json.dumps(entry)) + 2  # and the `, ` before the next
+        if size > MAX_FILES_JSON_CHARS:
+            break
+        shown.append(entry)
+    return {"files": shown, "files_count": len(files), "files_truncated": len(shown) < len(files)}
+
+
+class LogRecords:
+    """A ``--format`` for ``git log``/``git show`` whose records and fields can be told apart, and its parser.
+
+    Names, subjects, messages and trailers are free text an agent can write (``\x1f``, line
+    breaks, U+2028): no fixed separator can be trusted not to occur in one. Records and
+    fields are marked with a random token made for this call instead, which no commit holds.
+    """
+
+    def __init__(self, fields: Sequence[str]) -> None:
+        token = secrets.token_hex(12)
+        self._record, self._field = f"\x1e{token}\x1e", f"\x1f{token}\x1f"
+        self._count = len(fields)
+        self.format = f"--format={self._record}{self._field.join(fields)}"
+
+    def parse(self, output: bytes) -> list[list[str]]:
+        """The fields of each record, in order (``tformat`` ends each with a line feed, dropped here)."""
+        records = []
+        for chunk in output.decode(errors="replace").split(self._record)[1:]:
+            fields = chunk.removesuffix("\n").split(self._field)
+            if len(fields) != self._count:  # pragma: no cover - only a commit holding this call's token
+                raise HandlerError("git log output could not be read: a record is damaged")
+            records.append(fields)
+        return records
 
 
 def _capped(data: bytes) -> tuple[str, bool]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from cedargate.config import RepositoryConfig
-from cedargate.errors import HandlerError
+from cedargate.errors import HandlerError, ToolInputError
 from cedargate.forge import PullRequest, forge_auth_env, forge_token, open_github_pull_request
 from cedargate.git import git_text, run_git
 from cedargate.handlers import Handler, HandlerCall
@@ -25,52 +25,88 @@ from cedargate.handlers.repo_common import (
     task_branch,
     task_workspace,
 )
+from cedargate.handlers.repo_read import LogRecords
 from cedargate.provenance import AUDIT_EVENT_FORMAT, audit_event_of
 from cedargate.pull_request_body import Provenance, WriteRecord, agent_body
 from cedargate.repo_paths import safe_ref
 from cedargate.sandbox import SandboxLimits, in_memory_files_mb, run_sandboxed
-from cedargate.workspaces import TestRun, WorkspaceStore
-
-_FIELD: Final = "\x1f"
+from cedargate.workspaces import TestRun, Workspace, WorkspaceStore
 
 
 def push(call: HandlerCall) -> dict[str, Any]:
     """Push the task branch to the repository's configured remote (fast-forward only)."""
     repo, path = repo_of(call)
     branch = task_branch(repo, str(call.args["branch"]))
-    commit = _push(repo, path, branch)
+    _own_branch_workspace(call, repo, path, branch)
+    commit = _push(repo, path, branch, _tip(repo, path, branch))
     call.execution.update({"pushed": {"branch": branch, "commit": commit}})
     return {"repository": repo.name, "branch": branch, "commit": commit, "remote": "configured remote"}
 
 
-def _push(repo: RepositoryConfig, path: Path, branch: str) -> str:
+def _own_branch_workspace(call: HandlerCall, repo: RepositoryConfig, path: Path, branch: str) -> Workspace | None:
+    """The workspace checked out on ``branch``, refused when it is another task's.
+
+    A task changes only its own workspace (``repo_apply_diff`` and ``repo_commit`` refuse
+    another's branch); pushing or proposing that branch would publish the other task's work
+    under this task's name.
+    """
+    store = WorkspaceStore(repo, path)
+    workspace = store.on_branch(branch)
+    if workspace is not None and workspace.id != store.id_for(call.principal):
+        raise ToolInputError(
+            f"field `branch`: `{branch}` is checked out in workspace `{workspace.id}` of task `{workspace.task}` "
+            f"(agent `{workspace.agent}`), not this task's; push or propose only this task's own branch"
+        )
+    return workspace
+
+
+def _tip(repo: RepositoryConfig, path: Path, branch: str) -> str:
+    tip = branch_tip(path, branch)
+    if tip is None:
+        raise HandlerError(f"field `branch`: `{branch}` does not exist in `{repo.name}`")
+    return tip
+
+
+def _remote(repo: RepositoryConfig) -> str:
     remote = repo.remote
     if remote is None:
         raise HandlerError(f"repository `{repo.name}` has no `remote` configured; an admin must set one to push")
     if remote.startswith("-"):
         raise HandlerError(f"repository `{repo.name}`: configured `remote` starts with `-`; fix the config")
-    tip = branch_tip(path, branch)
-    if tip is None:
-        raise HandlerError(f"field `branch`: `{branch}` does not exist in `{repo.name}`")
+    return remote
+
+
+def _push(repo: RepositoryConfig, path: Path, branch: str, tip: str) -> str:
+    """Push exactly ``tip`` to ``branch`` on the remote: what was checked and described, even if the branch moved."""
+    remote = _remote(repo)
     credentials = forge_auth_env(repo.forge, repo.name, remote)
     # No force: the remote accepts the branch only as a fast-forward of what it holds.
-    refspec = f"refs/heads/{branch}:refs/heads/{branch}"
+    refspec = f"{tip}:refs/heads/{branch}"
     run_git(path, ["push", "--quiet", "--porcelain", remote, refspec], env=credentials)
     return tip
 
 
 def open_pull_request(call: HandlerCall) -> dict[str, Any]:
-    """Push the branch, then open a pull request whose body carries the provenance summary."""
+    """Push the branch, then open a pull request whose body carries the provenance summary.
+
+    Everything that can fail for a reason known beforehand (the branch, its workspace, the
+    base, the token, the provenance) is settled before the push, so such a failure leaves
+    the remote as it was; the commit pushed is the one the body describes.
+    """
     repo, path = repo_of(call)
     branch = task_branch(repo, str(call.args["branch"]))
+    workspace = _own_branch_workspace(call, repo, path, branch)
     base = safe_ref(str(call.args.get("base") or _default_branch(path)), "base")
     body = agent_body(str(call.args.get("body") or ""))
     # The token is checked before anything is pushed, so a missing token changes nothing.
     token = forge_token(repo.forge, repo.name) if repo.forge.kind == "github" else None
-    head = _push(repo, path, branch)
+    _remote(repo)
+    tip = _tip(repo, path, branch)
+    base_tip = commit_of(repo, path, base, "base")
+    provenance = _provenance(call, path, workspace, branch, base, base_tip, tip)
+    head = _push(repo, path, branch, tip)
     # Recorded before the forge is asked, so a failed request's event still says what reached the remote.
     call.execution.update({"pushed": {"branch": branch, "commit": head}})
-    provenance = _provenance(call, repo, path, branch, base, head)
     full_body = (body + "\n\n" if body else "") + provenance.markdown()
     result: dict[str, Any] = {
         "repository": repo.name,
@@ -111,18 +147,31 @@ def _default_branch(path: Path) -> str:
     return head or "main"
 
 
-def _provenance(call: HandlerCall, repo: RepositoryConfig, path: Path, branch: str, base: str, head: str) -> Provenance:
-    workspace = WorkspaceStore(repo, path).on_branch(branch)
+def _provenance(
+    call: HandlerCall,
+    path: Path,
+    workspace: Workspace | None,
+    branch: str,
+    base: str,
+    base_tip: str,
+    head: str,
+) -> Provenance:
+    """The body's provenance summary of the commits from the task's base (or the merge base) to ``head``."""
     if workspace is not None:
         base_commit = workspace.base_commit
     else:
-        base_commit = git_text(path, ["merge-base", commit_of(repo, path, base, "base"), head])
-    fmt = _FIELD.join(["%H", "%s", AUDIT_EVENT_FORMAT])
-    out = git_text(path, ["log", "--reverse", f"--format={fmt}", f"{base_commit}..{head}", "--"])
-    writes = []
-    for line in out.splitlines():
-        sha, subject, event = line.split(_FIELD)
-        writes.append(WriteRecord(commit=sha, subject=subject, audit_event=audit_event_of(event)))
+        found = run_git(path, ["merge-base", base_tip, head], check=False).stdout.decode().strip()
+        if not found:
+            raise HandlerError(
+                f"field `base`: `{base}` shares no history with `{branch}`; name the branch it was made from"
+            )
+        base_commit = found
+    records = LogRecords(["%H", "%s", AUDIT_EVENT_FORMAT])
+    out = run_git(path, ["log", "--reverse", records.format, f"{base_commit}..{head}", "--"]).stdout
+    writes = [
+        WriteRecord(commit=sha, subject=subject, audit_event=audit_event_of(event))
+        for sha, subject, event in records.parse(out)
+    ]
     return Provenance(
         principal=call.principal,
         branch=branch,

@@ -115,7 +115,9 @@ def commit(call: HandlerCall) -> dict[str, Any]:
     parent = head_commit(workspace)
     run_git(where, ["commit", "--quiet", "-F", "-"], input=message.encode(), env=COMMITTER_ENV)
     sha = head_commit(workspace)
-    files = git_text(where, ["diff-tree", "-r", "--name-only", "--no-commit-id", sha]).splitlines()
+    # `-z`: names as they are, not C-quoted (`"caf\303\251.md"`) nor split at a line break.
+    listed = run_git(where, ["diff-tree", "-r", "-z", "--name-only", "--no-commit-id", sha]).stdout
+    files = [name.decode(errors="replace") for name in listed.split(b"\0") if name]
     return {
         "repository": repo.name,
         "branch": workspace.branch,
