@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from cedargate.config import Config, RepositoryConfig
 from cedargate.errors import CedargateError, HandlerError
+from cedargate.file_lock import exclusively
 from cedargate.git import run_git
 from cedargate.identity import Principal
 from cedargate.sandbox import SandboxRun
@@ -114,9 +115,23 @@ class WorkspaceStore:
     def on_branch(self, branch: str) -> Workspace | None:
         return next((w for w in self if w.branch == branch), None)
 
+    @contextmanager
+    def branch_held(self, branch: str) -> Iterator[None]:
+        """An exclusive lock on one branch of this repository, across processes (two servers may share it).
+
+        Taken by every step that checks which workspace (if any) has the branch and then moves
+        or checks it out: a write without a workspace cannot move the branch between a new
+        workspace's check and its checkout, which would leave that worktree behind its branch.
+        """
+        folder = self.root / ".branch-locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(branch.encode()).hexdigest()[:32]
+        with open(folder / f"{digest}.lock", "ab") as handle, exclusively(handle):
+            yield
+
     def create(self, principal: Principal, branch: str, base_commit: str, *, new_branch: bool) -> Workspace:
         """Add a worktree for the principal's task on ``branch`` (created at ``base_commit`` if new)."""
-        with _lock:
+        with _lock, self.branch_held(branch):
             ws_id = workspace_id(self.repo.name, principal.agent, principal.task)
             if self.get(ws_id) is not None:
                 raise HandlerError(f"workspace `{ws_id}` already exists; remove it with `cedargate workspaces rm`")
@@ -151,30 +166,54 @@ class WorkspaceStore:
         Yields the workspace as recorded now; one removed before the hold began is an error, so
         the step never recreates the record of a workspace that no longer exists.
         """
-        with self._held(ws_id, wait=True):
-            workspace = self.get(ws_id)
-            if workspace is None:
-                raise HandlerError(f"workspace `{ws_id}` was removed; create it again with `repo_create_branch`")
-            yield workspace
+        with self._held(ws_id, busy=None):
+            yield self._still_there(ws_id)
 
     @contextmanager
-    def _held(self, ws_id: str, *, wait: bool) -> Iterator[None]:
-        """An exclusive lock on the workspace, across processes (the CLI is one); the OS drops it with its holder."""
+    def changing(self, ws_id: str) -> Iterator[Workspace]:
+        """Hold a workspace for a short change (a file write), refusing rather than waiting while a step holds it.
+
+        A test run holds it for minutes, and its command could swap what a write is about to
+        touch; the write is refused with that said, so the agent retries after the run.
+        """
+        busy = HandlerError(
+            f"field `branch`: workspace `{ws_id}` is in use (a test run is in progress); "
+            "write after `repo_run_tests` returns"
+        )
+        with self._held(ws_id, busy=busy):
+            yield self._still_there(ws_id)
+
+    def _still_there(self, ws_id: str) -> Workspace:
+        """The workspace as recorded now; one removed before the hold began is an error, never recreated."""
+        workspace = self.get(ws_id)
+        if workspace is None:
+            raise HandlerError(f"workspace `{ws_id}` was removed; create it again with `repo_create_branch`")
+        return workspace
+
+    @contextmanager
+    def _held(self, ws_id: str, *, busy: CedargateError | None) -> Iterator[None]:
+        """An exclusive lock on the workspace, across processes (the CLI is one); the OS drops it with its holder.
+
+        With ``busy``, the lock is not waited for: ``busy`` is raised while another holds it.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / f"{ws_id}.lock", "ab") as handle:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_EX if busy is None else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise CedargateError(
-                    f"workspace `{ws_id}` is in use (a test run is in progress); remove it after the run finishes"
-                ) from None
+                if busy is None:  # only a lock not waited for answers this
+                    raise
+                raise busy from None
             yield
 
     def remove(self, ws_id: str) -> Workspace:
         """Remove the worktree and its record, unless a step holds it; the branch and its commits stay."""
         with _lock:
             self._known(ws_id)  # before its lock file is made: an unknown id leaves nothing behind
-            with self._held(ws_id, wait=False):
+            busy = CedargateError(
+                f"workspace `{ws_id}` is in use (a test run or a write is in progress); remove it after it finishes"
+            )
+            with self._held(ws_id, busy=busy):
                 return self._remove(self._known(ws_id))
 
     def _known(self, ws_id: str) -> Workspace:
@@ -192,6 +231,26 @@ class WorkspaceStore:
         # A step waiting on the old lock finds no record once it gets it, and stops.
         (self.root / f"{workspace.id}.lock").unlink(missing_ok=True)
         return workspace
+
+
+def checked_out(repo_path: Path, branch: str) -> list[tuple[Path, bool]]:
+    """Every worktree of the repository with ``branch`` checked out, and whether it is the main checkout.
+
+    git refuses to move or delete a branch a worktree has checked out; tools that change
+    branches with plumbing ask this first, so a person's checkout never changes under them.
+    """
+    fields = run_git(repo_path, ["worktree", "list", "--porcelain", "-z"]).stdout.decode(errors="replace").split("\0")
+    found: list[tuple[Path, bool]] = []
+    current: Path | None = None
+    main = True  # git lists the main worktree first
+    for line in fields:
+        if line.startswith("worktree "):
+            current = Path(line.removeprefix("worktree "))
+        elif line == f"branch refs/heads/{branch}" and current is not None:
+            found.append((current, main))
+        elif not line and current is not None:  # an empty field ends a worktree's block
+            current, main = None, False
+    return found
 
 
 def all_workspaces(config: Config) -> Iterable[tuple[WorkspaceStore, Workspace]]:

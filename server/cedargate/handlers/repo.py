@@ -22,6 +22,7 @@ from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import Handler, HandlerCall, HandlerFamily
 from cedargate.handlers.repo_common import (
     COMMITTER_ENV,
+    LINK_KINDS,
     branch_tip,
     commit_message,
     commit_of,
@@ -35,10 +36,13 @@ from cedargate.handlers.repo_read import READ_OPERATIONS, describe_repository, r
 from cedargate.handlers.repo_review import REVIEW_OPERATIONS
 from cedargate.handlers.repo_work import WORK_OPERATIONS
 from cedargate.manifest import ToolManifest
-from cedargate.repo_paths import confined_path, safe_revision, worktree_file
-from cedargate.workspaces import Workspace, WorkspaceStore
+from cedargate.repo_paths import confined_path, file_written, refuse_long_names, safe_revision
+from cedargate.workspaces import Workspace, WorkspaceStore, checked_out
 
 MAX_READ_BYTES: Final = 256 * 1024
+_TREE: Final = "040000"
+_FILE: Final = "100644"
+_EXECUTABLE: Final = "100755"
 
 
 def read_file(call: HandlerCall) -> dict[str, Any]:
@@ -78,47 +82,104 @@ def write_file(call: HandlerCall) -> dict[str, Any]:
 
     When the branch is checked out in a task workspace the file is written and committed
     there (so the worktree never falls behind its branch); otherwise the commit is made with
-    git's plumbing and a private index, and no working tree is touched.
+    git's plumbing and a private index, and no working tree is touched. Both ways commit the
+    same files (an ignored path too) and refuse the same paths, before anything changes.
     """
     repo, repo_path = repo_of(call)
     path = confined_path(str(call.args["path"]))
+    refuse_long_names(path)
     branch = task_branch(repo, str(call.args["branch"]))
     content = str(call.args["content"]).encode()
     message = commit_message(call, str(call.args.get("message") or f"Update {path}"))
     store = WorkspaceStore(repo, repo_path)
-    workspace = store.on_branch(branch)
-    if workspace is not None:
+    # Which way to write is decided and done under the branch's lock, so no workspace appears meanwhile.
+    with store.branch_held(branch):
+        workspace = store.on_branch(branch)
+        if workspace is None:
+            return _write_on_branch(call, repo, repo_path, branch, path, content, message)
         if workspace.id != store.id_for(call.principal):
             # Its worktree holds that task's uncommitted work, which a write here would commit or lose.
             raise HandlerError(
                 f"field `branch`: `{branch}` is checked out in another task's workspace; "
                 "write on your own task's branch, or ask that task to commit and remove its workspace"
             )
-        return _write_in_workspace(repo.name, workspace, path, content, message)
+        with store.changing(workspace.id) as workspace:
+            return _write_in_workspace(repo.name, workspace, path, content, message)
+
+
+def _write_on_branch(
+    call: HandlerCall, repo: RepositoryConfig, repo_path: Path, branch: str, path: str, content: bytes, message: str
+) -> dict[str, Any]:
+    """Commit the file with plumbing and move the branch by compare-and-swap (the caller holds its lock)."""
+    _refuse_checked_out(repo.name, repo_path, branch)
     base = branch_tip(repo_path, branch)
     parent = base or commit_of(repo, repo_path, safe_revision(str(call.args.get("base", "HEAD")), "base"), "base")
     # Writing over a link would turn it into a file; writing through one would change what it points at.
     with OBJECT_READERS.reader(repo_path) as objects:
         refuse_links(objects, parent, path)
-    commit = _commit_with_file(repo_path, parent, path, content, message)
+    mode = _mode_to_write(repo_path, parent, path, branch)
+    commit = _commit_with_file(repo_path, parent, path, mode, content, message)
     # Compare-and-swap: the branch moves only if nobody moved it since we read it.
     run_git(repo_path, ["update-ref", f"refs/heads/{branch}", commit, base or "0" * 40])
     return {"repository": repo.name, "branch": branch, "path": path, "commit": commit, "parent": parent}
 
 
+def _refuse_checked_out(name: str, repo_path: Path, branch: str) -> None:
+    """Refuse a branch a worktree outside the task workspaces has checked out (a person's checkout, say)."""
+    where = checked_out(repo_path, branch)
+    if where:
+        place = "the main checkout" if where[0][1] else "a worktree outside the task workspaces"
+        raise HandlerError(
+            f"field `branch`: `{branch}` is checked out in {place} of `{name}`; tools do not move or delete a "
+            "branch under someone's checkout: switch that checkout to another branch, or use another task branch"
+        )
+
+
+def _mode_to_write(repo_path: Path, parent: str, path: str, branch: str) -> str:
+    """The mode to commit ``path`` with (an executable stays executable), refusing a folder or a file on the way.
+
+    ``ls-tree -t`` with every prefix of the path names the entries on the way in one process
+    (pathspecs are literal, see ``git_env``).
+    """
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
+    listed = run_git(repo_path, ["ls-tree", "-t", "-z", "--full-tree", parent, "--", *prefixes]).stdout
+    modes: dict[str, str] = {}
+    for entry in filter(None, listed.decode(errors="surrogateescape").split("\0")):
+        info, _, name = entry.partition("\t")
+        modes[name] = info.split(" ", 1)[0]
+    for prefix in prefixes[:-1]:
+        if modes.get(prefix, _TREE) != _TREE:
+            raise HandlerError(
+                f"field `path`: `{prefix}` is a file on `{branch}`, not a folder, so nothing can be written inside it; "
+                "choose another path"
+            )
+    mode = modes.get(path, _FILE)
+    if mode == _TREE:
+        raise HandlerError(f"field `path`: `{path}` is a folder on `{branch}`; name a file inside it")
+    if mode in LINK_KINDS:
+        raise HandlerError(f"field `path`: `{path}` is {LINK_KINDS[mode]} on `{branch}`; tools do not replace one")
+    return _EXECUTABLE if mode == _EXECUTABLE else _FILE
+
+
 def _write_in_workspace(name: str, workspace: Workspace, path: str, content: bytes, message: str) -> dict[str, Any]:
-    target = worktree_file(workspace.path, path)
+    """Write and commit the file in the task's worktree (the caller holds it); a failure leaves it as it was."""
     parent = head_commit(workspace)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(content)
-    run_git(workspace.path, ["add", "--", path])
-    # A pathspec limits the commit to this file, whatever else is staged in the workspace.
-    run_git(
-        workspace.path,
-        ["commit", "--quiet", "--allow-empty", "-F", "-", "--", path],
-        input=message.encode(),
-        env=COMMITTER_ENV,
-    )
+    with file_written(workspace.path, path, content):
+        staged = run_git(workspace.path, ["ls-files", "--stage", "-z", "--", path]).stdout
+        try:
+            # `--force`: an ignored path is committed, as it is on a branch without a workspace.
+            run_git(workspace.path, ["add", "--force", "--", path])
+            # A pathspec limits the commit to this file, whatever else is staged in the workspace.
+            run_git(
+                workspace.path,
+                ["commit", "--quiet", "--allow-empty", "-F", "-", "--", path],
+                input=message.encode(),
+                env=COMMITTER_ENV,
+            )
+        except BaseException:
+            _restore_index_entry(workspace.path, path, staged)
+            raise
     commit = head_commit(workspace)
     return {
         "repository": name,
@@ -130,29 +191,40 @@ def _write_in_workspace(name: str, workspace: Workspace, path: str, content: byt
     }
 
 
+def _restore_index_entry(where: Path, path: str, staged: bytes) -> None:
+    """Put ``path``'s index entry back as ``ls-files --stage -z`` showed it (absent when it showed nothing)."""
+    if staged:
+        run_git(where, ["update-index", "-z", "--index-info"], input=staged, check=False)
+    else:
+        run_git(where, ["update-index", "--force-remove", "--", path], check=False)
+
+
 def delete_branch(call: HandlerCall) -> dict[str, Any]:
     """Delete a task branch; its commits stay reachable through the reflog until git prunes them."""
     repo, repo_path = repo_of(call)
     branch = task_branch(repo, str(call.args["branch"]))
-    tip = branch_tip(repo_path, branch)
-    if tip is None:
-        raise HandlerError(f"field `branch`: `{branch}` does not exist in `{repo.name}`")
-    workspace = WorkspaceStore(repo, repo_path).on_branch(branch)
-    if workspace is not None:
-        raise HandlerError(
-            f"field `branch`: `{branch}` is checked out in workspace `{workspace.id}`; "
-            f"remove it first with `cedargate workspaces rm {workspace.id}`"
-        )
-    run_git(repo_path, ["update-ref", "-d", f"refs/heads/{branch}", tip])
+    store = WorkspaceStore(repo, repo_path)
+    with store.branch_held(branch):
+        tip = branch_tip(repo_path, branch)
+        if tip is None:
+            raise HandlerError(f"field `branch`: `{branch}` does not exist in `{repo.name}`")
+        workspace = store.on_branch(branch)
+        if workspace is not None:
+            raise HandlerError(
+                f"field `branch`: `{branch}` is checked out in workspace `{workspace.id}`; "
+                f"remove it first with `cedargate workspaces rm {workspace.id}`"
+            )
+        _refuse_checked_out(repo.name, repo_path, branch)
+        run_git(repo_path, ["update-ref", "-d", f"refs/heads/{branch}", tip])
     return {"repository": repo.name, "branch": branch, "deleted_tip": tip}
 
 
-def _commit_with_file(repo: Path, parent: str, path: str, content: bytes, message: str) -> str:
+def _commit_with_file(repo: Path, parent: str, path: str, mode: str, content: bytes, message: str) -> str:
     blob = run_git(repo, ["hash-object", "-w", "--stdin"], input=content).stdout.decode().strip()
     with tempfile.TemporaryDirectory(prefix="cedargate-index-") as tmp:
         env = {"GIT_INDEX_FILE": os.path.join(tmp, "index"), **COMMITTER_ENV}
         run_git(repo, ["read-tree", parent], env=env)
-        run_git(repo, ["update-index", "--add", "--cacheinfo", f"100644,{blob},{path}"], env=env)
+        run_git(repo, ["update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}"], env=env)
         tree = git_text(repo, ["write-tree"], env=env)
         return git_text(repo, ["commit-tree", tree, "-p", parent, "-F", "-"], env=env, input=message.encode())
 
