@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
 import pytest
@@ -116,6 +117,31 @@ async def test_repo_status_on_a_detached_head_names_no_branch_and_lists_only_tas
         status = await Session(client).ok("repo_status", WEB)
     assert status["head"] == {"branch": None, "commit": git_text(path, ["rev-parse", "HEAD"])}
     assert status["task_branches"] == ["agent/t"]
+
+
+async def test_a_file_that_is_not_utf8_is_given_as_base64_so_writing_it_back_keeps_its_bytes(
+    runtime: Runtime,
+) -> None:
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None and repo.path is not None
+    latin1 = "caf\u00e9 cr\u00e8me\n".encode("latin-1")
+    (repo.path / "menu.txt").write_bytes(latin1)
+    (repo.path / "keys.txt").write_bytes(b"caf\xe9\nAWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n")
+    run_git(repo.path, ["add", "menu.txt", "keys.txt"])
+    run_git(repo.path, ["commit", "-q", "-m", "Add a Latin-1 menu"], env=COMMITTER)
+    async with client_for(runtime) as client:
+        s = Session(client)
+        text = await s.ok("repo_read_file", {**WEB, "path": "README.md"})
+        menu = await s.ok("repo_read_file", {**WEB, "path": "menu.txt"})
+        keys = await s.ok("repo_read_file", {**WEB, "path": "keys.txt"})
+    assert text["encoding"] == "utf-8" and text["content"].startswith("#")
+    assert menu["encoding"] == "base64" and base64.b64decode(menu["content"]) == latin1
+    # Secret shapes hidden by base64 would pass redaction: such bytes come back as redacted text.
+    assert (
+        keys["encoding"] == "latin-1"
+        and keys["content"].startswith("caf\u00e9\n")
+        and "wJalrXUtnFEMI" not in keys["content"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,6 @@ cap is refused before it is read in full.
 
 from __future__ import annotations
 
-import base64
-import codecs
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -17,9 +15,10 @@ from typing import Any, Final
 
 import jmespath
 
+from cedargate.agent_bytes import text_for_agent
 from cedargate.errors import HandlerError
 from cedargate.manifest import AwsHandlerSpec
-from cedargate.redact import REDACTED, redact_text
+from cedargate.redact import REDACTED
 
 _ALL: Final = "[]"
 
@@ -44,34 +43,10 @@ def read_bodies(response: dict[str, Any], limit: int, operation: str) -> dict[st
         value.close()
         if len(data) > limit:
             raise HandlerError(f"AWS `{operation}`: the body is over this tool's {limit}-byte cap")
-        try:
-            response[key] = data.decode("utf-8")
-        except UnicodeDecodeError:
-            response[key], response[f"{key}Encoding"] = _binary_body(data)
+        response[key], encoding = text_for_agent(data)
+        if encoding != "utf-8":
+            response[f"{key}Encoding"] = encoding
     return response
-
-
-_BOMS: Final = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-
-
-def _binary_body(data: bytes) -> tuple[str, str]:
-    """A body that is not UTF-8: base64, unless read as text (its BOM's encoding, else Latin-1) it holds a secret.
-
-    base64 hides secret shapes from redaction; a body holding one is returned as that text,
-    redacted, with the encoding it was read as, rather than as the raw bytes.
-    """
-    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "latin-1")
-    text = data.decode(encoding, errors="replace")
-    redacted = redact_text(text)
-    if redacted != text:
-        return redacted, encoding
-    return base64.b64encode(data).decode("ascii"), "base64"
 
 
 def redact_paths(value: Any, paths: tuple[str, ...]) -> Any:

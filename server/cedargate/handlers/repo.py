@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from cedargate.agent_bytes import text_for_agent
 from cedargate.config import RepositoryConfig
 from cedargate.errors import HandlerError, ToolInputError
 from cedargate.git import git_text, run_git
@@ -67,13 +68,15 @@ def read_file(call: HandlerCall) -> dict[str, Any]:
         if size > MAX_READ_BYTES:
             raise HandlerError(f"field `path`: `{path}` is {size} bytes, over the {MAX_READ_BYTES}-byte read cap")
         data = objects.contents(blob.oid)
+    content, encoding = text_for_agent(data)
     return {
         "repository": repo.name,
         "ref": ref,
         "commit": commit,
         "path": path,
         "size": size,
-        "content": data.decode("utf-8", errors="replace"),
+        "content": content,
+        "encoding": encoding,
     }
 
 
