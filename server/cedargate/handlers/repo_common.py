@@ -105,7 +105,7 @@ def refuse_links(objects: ObjectReader, commit: str, path: str, field: str = "pa
     oid = tree.oid
     parts = path.split("/")
     for depth, name in enumerate(parts, 1):
-        entry = _tree_entry(objects.contents(oid), name.encode(), len(commit) // 2)
+        entry = tree_entry(objects.contents(oid), name.encode(), len(commit) // 2)
         if entry is None:
             return
         mode, oid = entry
@@ -118,7 +118,7 @@ def refuse_links(objects: ObjectReader, commit: str, path: str, field: str = "pa
             return
 
 
-def _tree_entry(tree: bytes, name: bytes, oid_bytes: int) -> tuple[bytes, str] | None:
+def tree_entry(tree: bytes, name: bytes, oid_bytes: int) -> tuple[bytes, str] | None:
     """The mode and object id of ``name`` in a raw tree object, or ``None`` when it has no such entry."""
     at = 0
     # Entries are `MODE NAME\0` then the raw object id; ids are binary, so walk entry by entry.

@@ -18,7 +18,14 @@ from cedargate.errors import HandlerError, ToolInputError
 from cedargate.git import ObjectReader, git_text, run_git
 from cedargate.git_readers import OBJECT_READERS
 from cedargate.handlers import Handler, HandlerCall
-from cedargate.handlers.repo_common import commit_of, head_commit, refuse_links, repo_of, worktree_status
+from cedargate.handlers.repo_common import (
+    commit_of,
+    head_commit,
+    refuse_links,
+    repo_of,
+    tree_entry,
+    worktree_status,
+)
 from cedargate.provenance import AUDIT_EVENT_FORMAT
 from cedargate.redact import REDACTED, redacted_head, redacted_lines
 from cedargate.repo_paths import confined_path, safe_revision
@@ -182,20 +189,8 @@ def _object_at(objects: ObjectReader, commit: str, name: bytes) -> tuple[bytes, 
     for part in name.split(b"/"):
         if entry is None or entry[0] != _TREE_MODE:
             return None
-        entry = _tree_entry(objects.contents(entry[1]), part, len(commit) // 2)
+        entry = tree_entry(objects.contents(entry[1]), part, len(commit) // 2)
     return entry
-
-
-def _tree_entry(tree: bytes, name: bytes, oid_bytes: int) -> tuple[bytes, str] | None:
-    """The mode and object id of ``name`` in a raw tree object (``MODE NAME\0`` then the binary id)."""
-    at = 0
-    while at < len(tree):
-        space = tree.index(b" ", at)
-        end = tree.index(b"\0", space)
-        if tree[space + 1 : end] == name:
-            return tree[at:space], tree[end + 1 : end + 1 + oid_bytes].hex()
-        at = end + 1 + oid_bytes
-    return None
 
 
 def _refuse_non_folder(repo: RepositoryConfig, repo_path: Path, ref: str, commit: str, folder: str) -> None:
