@@ -2,10 +2,14 @@
 
 The catalog is exactly the manifests: a tool exists if and only if a manifest declares it.
 Any broken manifest, or one name declared twice, stops start-up.
+
+``files_under`` is the one walk of the watched folders (manifests, policies, the reload
+digest), so what is loaded, validated and watched is always the same set of files.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -16,7 +20,7 @@ from typing import Any
 import mcp_types as types
 from pydantic import ValidationError
 
-from cedargate.errors import ManifestError, describe_validation_error
+from cedargate.errors import CedargateError, ManifestError, describe_validation_error
 from cedargate.manifest import ToolManifest
 from cedargate.text_file import read_text_file
 
@@ -44,12 +48,55 @@ class ToolCatalog:
         return [m.to_mcp_tool() for m in self]
 
 
+def files_under(root: Path, suffix: str, error: type[CedargateError]) -> list[Path]:
+    """Every ``*suffix`` file under ``root``, in path order, following symlinked folders.
+
+    Paths stay under ``root`` as written (``policies/shared/x.cedar``, never the link's
+    target), so each poll follows a link as it is now. Hidden files and folders (``.x``,
+    an editor's ``.#x.cedar`` lock or ``.x.swp``) are skipped: they are never what someone
+    meant to publish. A symlinked folder that leads back to one of its own parents would be
+    walked forever: ``error`` is raised naming it.
+    """
+    found: list[Path] = []
+
+    def unreadable(exc: OSError) -> None:  # a folder skipped unread would drop its files silently
+        raise error(f"{exc.filename}: cannot be read: {exc.strerror or exc}") from exc
+
+    for top, folders, names in os.walk(root, onerror=unreadable, followlinks=True):
+        here = Path(top)
+        parents = _real_parents(here, root)
+        keep = []
+        for folder in sorted(folders):
+            if folder.startswith("."):
+                continue
+            path = here / folder
+            if os.path.realpath(path) in parents:
+                raise error(
+                    f"{path}: leads back to `{os.path.realpath(path)}`, a folder that contains it, through a "
+                    "symlinked folder, so the walk would never end; remove the symlink on that path or point "
+                    "it at a folder outside this tree"
+                )
+            keep.append(folder)
+        folders[:] = keep
+        found += [here / name for name in names if name.endswith(suffix) and not name.startswith(".")]
+    return sorted(found)
+
+
+def _real_parents(folder: Path, root: Path) -> set[str]:
+    """The real paths of ``folder`` and each of its parents up to ``root``."""
+    parents = {os.path.realpath(folder)}
+    while folder != root and folder.parent != folder:
+        folder = folder.parent
+        parents.add(os.path.realpath(folder))
+    return parents
+
+
 def load_catalog(tools_dir: Path, check: ManifestCheck | None = None) -> ToolCatalog:
-    """Load ``tools_dir/**/*.toml``; each file holds one tool, or a pack under ``[[tool]]``."""
+    """Load ``tools_dir/**/*.toml`` (see ``files_under``); each file holds one tool, or a pack under ``[[tool]]``."""
     if not tools_dir.is_dir():
         raise ManifestError(f"tools folder `{tools_dir}` does not exist: set `tools_dir` in the config")
     tools: dict[str, ToolManifest] = {}
-    for path in sorted(tools_dir.rglob("*.toml")):
+    for path in files_under(tools_dir, ".toml", ManifestError):
         for manifest in _load_file(path, check):
             if manifest.name in tools:
                 first = tools[manifest.name].source

@@ -2,8 +2,8 @@
 
 Policies are validated against this schema at load, so a typo in a policy is an error at
 start-up rather than a silent deny. Argument types come from each manifest's JSON Schema;
-arguments whose JSON type has no Cedar counterpart (numbers, objects) are left out of
-``context.args`` and are therefore invisible to policies.
+arguments whose JSON type has no Cedar counterpart (numbers, objects, the boolean schema
+``true``) are left out of ``context.args`` and are therefore invisible to policies.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from cedargate.aws_schema import REGION_ARGUMENT
 from cedargate.cedar_types import AGENT, AWS_ACCOUNT, ENVIRONMENT, REPOSITORY, TEAM, USER
+from cedargate.errors import ManifestError
 from cedargate.manifest import ToolManifest
 from cedargate.risk import Risk
 
@@ -21,13 +22,24 @@ _SCALARS: Mapping[str, str] = {"string": "String", "integer": "Long", "boolean":
 _RESOURCE_TYPES: Mapping[str, str] = {"repository": REPOSITORY, "aws_account": AWS_ACCOUNT}
 
 
-def cedar_type_for(json_schema: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The Cedar type of a JSON Schema property, or ``None`` if policies cannot see it."""
+def cedar_type_for(json_schema: Mapping[str, Any] | bool, field: str = "input_schema") -> dict[str, Any] | None:
+    """The Cedar type of a JSON Schema property, or ``None`` if policies cannot see it.
+
+    A schema may be a boolean (valid JSON Schema): ``true`` accepts anything, so has no
+    Cedar type; ``false`` accepts nothing, so the argument could never be passed: raises
+    ``ValueError`` naming ``field`` rather than publish a tool nobody can call as written.
+    """
+    if json_schema is False:
+        raise ValueError(
+            f"field `{field}` is `false`, a schema no value satisfies; remove the argument, or give it a type"
+        )
+    if not isinstance(json_schema, Mapping):  # `true`: any value, no one Cedar type
+        return None
     json_type = json_schema.get("type")
     if isinstance(json_type, str) and json_type in _SCALARS:
         return {"type": _SCALARS[json_type]}
     if json_type == "array":
-        element = cedar_type_for(json_schema.get("items", {}))
+        element = cedar_type_for(json_schema.get("items", True), f"{field}.items")
         if element is not None and element["type"] in ("String", "Long"):
             return {"type": "Set", "element": element}
     return None
@@ -45,7 +57,10 @@ def args_record(manifest: ToolManifest) -> dict[str, Any]:
         required |= {manifest.resource.argument, REGION_ARGUMENT}
     attributes: dict[str, Any] = {}
     for name, prop in manifest.input_schema.get("properties", {}).items():
-        cedar_type = cedar_type_for(prop)
+        try:
+            cedar_type = cedar_type_for(prop, f"input_schema.properties.{name}")
+        except ValueError as exc:
+            raise ManifestError(f"{manifest.source}: tool `{manifest.name}`: {exc}") from exc
         if cedar_type is not None:
             attributes[name] = {**cedar_type, "required": name in required}
     return {"type": "Record", "attributes": attributes}

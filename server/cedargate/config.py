@@ -2,11 +2,13 @@
 
 Loaded from a TOML file (``cedargate.toml``); relative paths are resolved against the file's
 folder so a config can be moved with its tree. Environment variables override the principal
-so one config serves several agents launched by different clients.
+so one config serves several agents launched by different clients. The config is read once,
+at start-up: hot reload watches the file only to say that an edit needs a restart.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
@@ -394,6 +396,10 @@ class Config(_Strict):
     budgets: BudgetsConfig = BudgetsConfig()
     auth: AuthConfig | None = None
     base_dir: Path = Field(default=Path("."), exclude=True)
+    source: Path | None = Field(default=None, exclude=True)
+    """The config file this was read from (``None`` when built in code); hot reload watches it."""
+    source_sha256: str | None = Field(default=None, exclude=True)
+    """sha256 of the file's bytes as read: hot reload compares the file on disk against it."""
 
     @model_validator(mode="after")
     def _each_name_once(self) -> Config:
@@ -497,6 +503,7 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Read, override and validate the config; fails with the file and the field at fault."""
     config_path = find_config_path(path)
+    digest = config_file_sha256(config_path)
     try:
         raw = tomllib.loads(read_text_file(config_path, ConfigError))
     except tomllib.TOMLDecodeError as exc:
@@ -509,7 +516,17 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
         raise ConfigError(
             f"config file `{config_path}`: {describe_validation_error(exc)}{_principal_note(exc, env)}"
         ) from exc
-    return _resolve_paths(config, config_path.parent)
+    return _resolve_paths(config, config_path.parent).model_copy(
+        update={"source": config_path, "source_sha256": digest}
+    )
+
+
+def config_file_sha256(path: Path) -> str | None:
+    """sha256 of the file's bytes, ``None`` when it cannot be read (reading it again says why)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _principal_note(exc: ValidationError, environ: Mapping[str, str]) -> str:
@@ -537,12 +554,16 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     def absolute(p: Path) -> Path:
         return p if p.is_absolute() else (base / p).resolve()
 
+    def watched(p: Path) -> Path:
+        """Absolute, symlinks kept: each reload poll follows a link (``policies -> v2``) as it is then."""
+        return p if p.is_absolute() else base / p
+
     return config.model_copy(
         update={
             "base_dir": base,
-            "tools_dir": absolute(config.tools_dir),
-            "tools_lock": config.tools_lock and absolute(config.tools_lock),
-            "policies_dir": absolute(config.policies_dir),
+            "tools_dir": watched(config.tools_dir),
+            "tools_lock": config.tools_lock and watched(config.tools_lock),
+            "policies_dir": watched(config.policies_dir),
             "audit": config.audit.model_copy(
                 update={
                     "path": absolute(config.audit.path),

@@ -2,13 +2,16 @@
 
 Every file under the policies folder, subfolders included (as ``tools/**/*.toml`` are read),
 is parsed and validated against the schema generated from the manifests; any error stops
-start-up naming ``file:line:column`` of the policy at fault. ``tests/`` holds the policy test
+start-up naming ``file:line:column`` of the policy at fault. Symlinked subfolders are
+followed and hidden files skipped (``catalog.files_under``); a policy nested deeper than
+``MAX_NESTING`` is refused before Cedar's parser sees it. ``tests/`` holds the policy test
 cases and never a policy. The parsed handles are kept for the life of the set, so a decision
 never re-parses text.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Collection, Mapping
@@ -18,6 +21,7 @@ from typing import Any, Final
 
 import cedarpy
 
+from cedargate.catalog import files_under
 from cedargate.errors import PolicyError
 from cedargate.policy_text import Statement, split_statements
 from cedargate.text_file import read_text_file
@@ -56,6 +60,8 @@ class PolicySet:
     files: tuple[Path, ...]
     static_policies: Mapping[str, Any] = field(default_factory=dict)
     """Each policy in Cedar's JSON form, by Cedar's id (``policy3``): what ``policy_slice`` reads scopes from."""
+    sha256: Mapping[Path, str] = field(default_factory=dict)
+    """Each file's sha256, of the text loaded: what a reload audit event records."""
 
     def readable(self, message: str) -> str:
         """Replace Cedar's positional ids (``policy3``) in a message with ``@id`` and place."""
@@ -87,12 +93,13 @@ TESTS_FOLDER: Final = "tests"
 def policy_files(policies_dir: Path) -> list[Path]:
     """Every ``*.cedar`` file under ``policies_dir``, subfolders included, in path order.
 
-    A policy file in ``tests/`` is refused rather than loaded or skipped: it sits among the
-    test cases, so whether it is enforced would surprise whoever put it there.
+    Symlinked subfolders are followed and hidden files skipped, as the reload digest does. A
+    policy file in ``tests/`` is refused rather than loaded or skipped: it sits among the test
+    cases, so whether it is enforced would surprise whoever put it there.
     """
     if not policies_dir.is_dir():
         raise PolicyError(f"policies folder `{policies_dir}` does not exist: set `policies_dir` in the config")
-    files = sorted(policies_dir.rglob("*.cedar"))
+    files = files_under(policies_dir, ".cedar", PolicyError)
     tests = policies_dir / TESTS_FOLDER
     for path in files:
         if path.is_relative_to(tests):
@@ -129,11 +136,13 @@ def load_policy_set(
         info=info,
         files=tuple(src.path for src in sources),
         static_policies=static_policies,
+        sha256={src.path: hashlib.sha256(src.text.encode()).hexdigest() for src in sources},
     )
 
 
 def _read_and_parse(path: Path) -> _SourceFile:
     text = read_text_file(path, PolicyError)
+    _refuse_deep_nesting(path, text)
     statements = split_statements(text)
     try:
         parsed = cedarpy.PolicySet.from_str(text)
@@ -149,6 +158,44 @@ def _read_and_parse(path: Path) -> _SourceFile:
         # Statements the splitter saw but Cedar did not (or the reverse) mean a split we cannot trust.
         raise PolicyError(f"{path}: found {len(statements)} statements but Cedar parsed {len(parsed)} policies")
     return _SourceFile(path, text, statements)
+
+
+MAX_NESTING: Final = 200
+"""The deepest nesting of brackets and ``if`` a policy may have; far beyond any real policy.
+
+Cedar's parser recurses once per level: about a thousand levels overflow its native stack,
+which kills the process (a segfault no ``except`` catches) instead of failing the load.
+"""
+
+_NESTING_PIECE = re.compile(r'"(?:[^"\\]|\\.)*"?|//[^\n]*|[()\[\]{};\n]|\bif\b')
+
+
+def _refuse_deep_nesting(path: Path, text: str) -> None:
+    """Refuse text nested deeper than ``MAX_NESTING`` before Cedar parses it, naming where.
+
+    Brackets count one level each, and every ``if`` of a statement one more (an ``if`` in
+    the ``else`` of another nests without brackets); strings and comments are skipped.
+    """
+    depth = ifs = 0
+    line = 1
+    for match in _NESTING_PIECE.finditer(text):
+        piece = match.group(0)
+        if piece.startswith('"') or piece == "\n":
+            line += piece.count("\n")
+        elif piece in ("(", "[", "{"):
+            depth += 1
+        elif piece in (")", "]", "}"):
+            depth = max(depth - 1, 0)
+        elif piece == "if":
+            ifs += 1
+        elif piece == ";" and depth == 0:
+            ifs = 0
+        if depth + ifs > MAX_NESTING:
+            raise PolicyError(
+                f"{path}:{line}: policy nests deeper than {MAX_NESTING} levels of brackets and `if`; "
+                "Cedar cannot parse it safely: flatten the expression (split it into several policies "
+                "or conditions joined by `&&`)"
+            )
 
 
 def _refuse_templates(path: Path, statements: list[Statement]) -> None:
