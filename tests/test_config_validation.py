@@ -131,3 +131,20 @@ def test_an_auth_table_that_would_fail_on_the_first_request_is_refused_at_load_n
     with pytest.raises(ConfigError) as refused:
         load_config(path, environ={})
     assert message in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("table", "setting", "field"),
+    [
+        ("[approvals]", "ttl_minutes = 999999999999999", "approvals.ttl_minutes"),
+        ("[budgets.teams.platform]", "day_cents = 99999999999999999999", "budgets.teams.platform.day_cents"),
+    ],
+)
+def test_a_setting_too_large_for_the_clock_or_the_store_is_refused_at_load_naming_the_field(
+    tree: Path, table: str, setting: str, field: str
+) -> None:
+    """Both loaded and passed doctor, then crashed the first call that needed an approval or a budget."""
+    path = _appended(tree, f"{table}\n{setting}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, environ={})
+    assert f"field `{field}`" in str(refused.value) and "less than or equal to" in str(refused.value)

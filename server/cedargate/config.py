@@ -65,6 +65,12 @@ class ForgeConfig(_Strict):
     token_env: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
 
 
+_A_YEAR_S: Final = 366 * 24 * 3600
+"""The longest interval a setting takes: more overflows the clock arithmetic it feeds (a crash on first use)."""
+_MOST_CENTS: Final = 2**62
+"""The largest cap the store's integer columns hold with room for sums."""
+
+
 class RepositoryConfig(_Strict):
     """A git repository agents may reach, and the governance facts policies see about it.
 
@@ -78,7 +84,7 @@ class RepositoryConfig(_Strict):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$")]
     path: Path | None = None
     clone_url: str | None = None
-    refresh_seconds: Annotated[int, Field(ge=0)] = 300
+    refresh_seconds: Annotated[int, Field(ge=0, le=_A_YEAR_S)] = 300
     environment: Identifier
     owner_team: Identifier
     protected_branches: tuple[str, ...] = ("main",)
@@ -201,7 +207,7 @@ class PolicyConfig(_Strict):
 
     shadow_files: tuple[str, ...] = ()
     shadow_environments: tuple[Identifier, ...] = ()
-    reload_interval_seconds: Annotated[float, Field(ge=0)] = 2.0
+    reload_interval_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
     """How often ``tools/`` and ``policies/`` are checked for changes while serving; 0 turns reload off."""
 
 
@@ -255,16 +261,16 @@ def store_url_problem(url: str) -> str | None:
 class ApprovalsConfig(_Strict):
     """How long an approval request stays open, and which users belong to each approver group."""
 
-    ttl_minutes: Annotated[int, Field(gt=0)] = 60
+    ttl_minutes: Annotated[int, Field(gt=0, le=_A_YEAR_S // 60)] = 60
     groups: dict[Identifier, tuple[Identifier, ...]] = {}
 
 
 class CapsConfig(_Strict):
     """Caps of one team or agent; ``None`` means no cap of that kind."""
 
-    day_cents: Annotated[int, Field(ge=0)] | None = None
-    month_cents: Annotated[int, Field(ge=0)] | None = None
-    calls_per_minute: Annotated[int, Field(ge=0)] | None = None
+    day_cents: Annotated[int, Field(ge=0, le=_MOST_CENTS)] | None = None
+    month_cents: Annotated[int, Field(ge=0, le=_MOST_CENTS)] | None = None
+    calls_per_minute: Annotated[int, Field(ge=0, le=_MOST_CENTS)] | None = None
 
 
 class BudgetsConfig(_Strict):
