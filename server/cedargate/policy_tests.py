@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cedargate.catalog import files_under
 from cedargate.config import AwsAccountConfig, Config, Identifier, RepositoryConfig
 from cedargate.decision import Decision, Effect
 from cedargate.errors import CedargateError, PolicyError, describe_validation_error
@@ -100,7 +101,7 @@ def case_files(cases_dir: Path) -> list[Path]:
         raise PolicyError(f"`{cases_dir}` is neither a folder of case files nor a case file (*.toml)")
     if not cases_dir.is_dir():
         raise PolicyError(f"policy tests folder `{cases_dir}` does not exist: put cases in `policies/tests/*.toml`")
-    files = sorted(cases_dir.rglob("*.toml"))
+    files = files_under(cases_dir, ".toml", PolicyError)
     if not files:
         raise PolicyError(f"policy tests folder `{cases_dir}` holds no case files (*.toml)")
     return files

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from cedargate.catalog import files_under
 from cedargate.cli._common import writable_file, write_file
 from cedargate.errors import ConfigError, ManifestError, describe_validation_error
 from cedargate.risk import Risk
@@ -119,7 +120,7 @@ def published_names(tools_dir: Path) -> dict[str, Path]:
     start-up with its own error anyway.
     """
     names: dict[str, Path] = {}
-    for path in sorted(tools_dir.rglob("*.toml")):
+    for path in files_under(tools_dir, ".toml", ManifestError):
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
