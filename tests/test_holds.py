@@ -144,9 +144,9 @@ async def test_an_empty_actor_is_refused_by_the_parser(dev: Runtime, capsys: pyt
 
 
 async def test_a_second_revocation_keeps_the_first_record(dev: Runtime, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _cli(dev, "revoke", "agent", "codex", "--as", "olga", "--reason", "leaked a token") == 0
-    assert _cli(dev, "revoke", "agent", "codex", "--as", "piet") == 2
-    assert "agent `codex` is already revoked (by `olga` at " in capsys.readouterr().err
+    assert _cli(dev, "revoke", "agent", "codex-demo", "--as", "olga", "--reason", "leaked a token") == 0
+    assert _cli(dev, "revoke", "agent", "codex-demo", "--as", "piet") == 2
+    assert "agent `codex-demo` is already revoked (by `olga` at " in capsys.readouterr().err
     assert _cli(dev, "holds", "--json") == 0
     [held] = json.loads(capsys.readouterr().out)
     assert (held["by_user"], held["reason"]) == ("olga", "leaked a token")

@@ -101,7 +101,7 @@ def test_a_relative_sqlite_url_reaches_the_servers_database_from_any_folder(
     config = project / "cedargate.toml"
     config.write_text('[store]\nurl = "sqlite:///state/gov.db"\n')
     monkeypatch.chdir(elsewhere)
-    assert main(["--config", str(config), "revoke", "agent", "codex-ci", "--as", "bob", "--json"]) == 0
+    assert main(["--config", str(config), "revoke", "agent", "codex-ci", "--as", "bob", "--json", "--force"]) == 0
     assert list(elsewhere.iterdir()) == []
     monkeypatch.chdir(project)
     capsys.readouterr()

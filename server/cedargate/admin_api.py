@@ -2,8 +2,12 @@
 
     GET  /admin/approvals[?status=pending|approved|denied|consumed|expired|all]
     GET  /admin/approvals/{id}
-    POST /admin/approvals/{id}/approve   body: {"note": "..."} (optional)
-    POST /admin/approvals/{id}/deny
+    POST /admin/approvals/{id}/approve   body: {"note": "..."} or none
+    POST /admin/approvals/{id}/deny      body: as approve
+
+A decision answers 400 for a body that is not a JSON object or a ``note`` that is not a
+string, 404 for an unknown approval or action, 403 when the approver may not decide it (their
+own request, or not in every approver group) and 409 when its state forbids it (not pending).
     GET  /admin/audit/sinks              each secondary sink: delivered, pending, failures, lost, last error
 
 Only mounted when bearer auth is configured. Every request needs a verified token that
@@ -109,10 +113,13 @@ def admin_routes(queue: ApprovalQueue, gate: AdminGate) -> list[Route]:
 
     async def decide(request: Request, user: str) -> JSONResponse:
         approval_id = request.path_params["id"]
-        note = _note(await request.body())
         verb = request.path_params["verb"]
         if verb not in ("approve", "deny"):
             return JSONResponse({"error": f"unknown action `{verb}`: use approve or deny"}, status_code=404)
+        try:
+            note = _note(await request.body())
+        except BodyError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         try:
             await anyio.to_thread.run_sync(queue.get, approval_id)
         except ApprovalError as exc:
@@ -121,7 +128,8 @@ def admin_routes(queue: ApprovalQueue, gate: AdminGate) -> list[Route]:
         try:
             approval = await anyio.to_thread.run_sync(decide)
         except ApprovalError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=403)
+            status = await anyio.to_thread.run_sync(_refusal_status, queue, approval_id, user)
+            return JSONResponse({"error": str(exc)}, status_code=status)
         return JSONResponse(approval.model_dump(mode="json"))
 
     return [
@@ -131,10 +139,55 @@ def admin_routes(queue: ApprovalQueue, gate: AdminGate) -> list[Route]:
     ]
 
 
+class BodyError(ValueError):
+    """A decision's body that cannot be read as the API documents it; nothing is decided."""
+
+
 def _note(body: bytes) -> str:
-    try:
-        data: Any = json.loads(body) if body else {}
-    except ValueError:
+    """The approver's note from a decision's body (empty, or a JSON object whose ``note`` is optional).
+
+    A body that is not what the API takes is refused rather than read as "no note": a client
+    that sent something else meant something else, and a decision is not taken on a guess.
+    """
+    if not body.strip():
         return ""
-    note = data.get("note") if isinstance(data, dict) else None
-    return note if isinstance(note, str) else ""
+    try:
+        data: Any = json.loads(body)
+    except ValueError:  # UnicodeDecodeError included
+        raise BodyError(
+            'body is not JSON: send a JSON object such as {"note": "..."}, or no body; nothing was decided'
+        ) from None
+    if not isinstance(data, dict):
+        raise BodyError(
+            f'body is {_json_kind(data)}, not a JSON object: send {{"note": "..."}}, or no body; nothing was decided'
+        )
+    note = data.get("note")
+    if note is None:
+        return ""
+    if not isinstance(note, str):
+        raise BodyError(f"`note` must be a string, not {_json_kind(note)}; nothing was decided")
+    return note
+
+
+def _json_kind(value: Any) -> str:
+    """``value``'s JSON type, as an error names it."""
+    if isinstance(value, bool):  # before int: a bool is an int in Python, not a number in JSON
+        return "a boolean"
+    names = {int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}
+    return names.get(type(value), "null")
+
+
+def _refusal_status(queue: ApprovalQueue, approval_id: str, user: str) -> int:
+    """403 when ``user`` may not decide the approval at all; 409 when its state forbids it (no longer pending).
+
+    Judged again from the approval and the config, not from the error's wording: who may
+    decide is the queue's public rule (the requester and their human never, members of every
+    approver group only), and any other refusal is a conflict with the approval's state.
+    """
+    try:
+        approval = queue.get(approval_id)
+    except ApprovalError:
+        return 409  # it existed a moment ago: gone meanwhile is a conflict, not a permission
+    if user in (approval.agent, approval.on_behalf_of) or queue.groups_missing(user, approval.approver_groups):
+        return 403
+    return 409

@@ -4,7 +4,9 @@ A revoked agent is refused on its next call, whatever the tool; a frozen environ
 only read-risk tools. Both live in the store and are checked on every call, so they take
 effect on every replica without a restart: on PostgreSQL by a read per call, on SQLite by
 re-reading the table whenever the store's change token says any process committed since the
-last read. Each change is recorded in ``admin_actions`` with who made it and why.
+last read. Each change is recorded in ``admin_actions`` with who made it and why. Revoking
+an agent also expires its pending and granted-but-unused approvals, so nothing asked before
+the revocation can be granted during it or used after ``reinstate``.
 """
 
 from __future__ import annotations
@@ -15,15 +17,15 @@ from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Connection, RowMapping, and_, bindparam, delete, insert, select
+from sqlalchemy import ColumnElement, Connection, RowMapping, and_, bindparam, delete, insert, select, update
 
-from cedargate.approvals import Clock, utc_now
+from cedargate.approvals import ApprovalStatus, Clock, utc_now
 from cedargate.errors import CedargateError
 from cedargate.identity import Principal
 from cedargate.risk import Risk
 from cedargate.store import Store
 from cedargate.store.guard import store_guarded
-from cedargate.store.tables import admin_actions, revocations
+from cedargate.store.tables import admin_actions, approvals, revocations
 
 
 class HoldKind(StrEnum):
@@ -96,8 +98,12 @@ class Holds:
         held = seen[1]
         return [row for key in _keys(agent, environment) if (row := held.get(key)) is not None]
 
-    def put(self, kind: HoldKind, subject: str, user: str, reason: str) -> None:
-        """Hold ``subject``; one already held keeps its record (who, when, why) and is refused."""
+    def put(self, kind: HoldKind, subject: str, user: str, reason: str) -> int:
+        """Hold ``subject``; one already held keeps its record (who, when, why) and is refused.
+
+        Revoking an agent also retires its open approvals (see ``_retire_approvals``) in the same
+        transaction; returns how many it retired (always 0 for an environment).
+        """
         store = self._require()
         with store.engine.begin() as connection:
             held = connection.execute(select(revocations).where(_key(kind, subject))).mappings().first()
@@ -111,6 +117,7 @@ class Holds:
                 insert(revocations).values(kind=kind.value, subject=subject, by_user=user, at=now, reason=reason)
             )
             self._record(connection, now, user, _PUT[kind], subject, reason)
+            return _retire_approvals(connection, subject, now) if kind is HoldKind.AGENT else 0
 
     def lift(self, kind: HoldKind, subject: str, user: str, reason: str) -> None:
         store = self._require()
@@ -157,3 +164,21 @@ def _keys(agent: str, environment: str) -> tuple[tuple[str, str], ...]:
 
 def _key(kind: HoldKind, subject: str) -> ColumnElement[bool]:
     return and_(revocations.c.kind == kind.value, revocations.c.subject == subject)
+
+
+def _retire_approvals(connection: Connection, agent: str, now: datetime) -> int:
+    """Expire ``agent``'s pending and granted-but-unused approvals now; how many there were.
+
+    A revocation must leave nothing of the agent's that an approver could still grant or a
+    later call could use: after ``reinstate``, every risky call asks afresh. The status itself
+    moves to ``expired``, not only ``expires_at``: every decision and use requires ``pending``
+    or ``approved`` in the same statement, so a replica whose clock lags this one's cannot
+    still take them for live. ``expires_at`` becomes now, when they stopped being usable.
+    """
+    live = (ApprovalStatus.PENDING.value, ApprovalStatus.APPROVED.value)
+    retired = connection.execute(
+        update(approvals)
+        .where(and_(approvals.c.agent == agent, approvals.c.status.in_(live), approvals.c.expires_at > now))
+        .values(status=ApprovalStatus.EXPIRED.value, expires_at=now)
+    ).rowcount
+    return int(retired)
