@@ -48,7 +48,7 @@ def test_db_upgrade_reports_the_backend_and_revision(
     assert main(["--config", str(config), "db", "upgrade", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["backend"] == ("postgresql" if store_config.url else "sqlite")
-    assert report["revision"] == "0004"
+    assert report["revision"] == "0005"
 
 
 def test_an_unreachable_database_stops_start_up_with_the_store_named(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ class AdminAction(BaseModel):
     at: datetime
     actor: str
     action: str
-    """``approval_approved``/``_denied``, ``revoke_agent``/``reinstate_agent``, ``freeze``/``unfreeze_environment``."""
+    """``approval_approved``/``_denied``/``_refused`` (an attempt the user may not make), ``revoke_agent``/
+    ``reinstate_agent``, ``freeze``/``unfreeze_environment``."""
     subject: str
     reason: str
 

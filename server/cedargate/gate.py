@@ -1,12 +1,14 @@
 """Step 5, gate: approval-required decisions wait for a human, out of band.
 
-When Cedar says a call needs an approval, the gate looks for a grant bound to this agent,
-tool and arguments' digest (or the approval id the call names). A grant counts only if its
-approver may decide under the policies in force now (every group they name, or self-approval
-they still allow): policies reload while approvals wait. With one, Cedar decides again
+When Cedar says a call needs an approval, the gate looks for grants bound to this agent,
+tool and arguments' digest (or the approval id the call names). A grant counts only if it was
+asked for under the tool's manifest as it is now, and its approver may decide under the
+policies in force now (every group they name, or self-approval they still allow): manifests
+and policies reload while approvals wait. The first grant that counts lets Cedar decide again
 with ``context.approval`` filled in and, if that allows, the grant is consumed (once,
 atomically) and the call runs. Without one, a pending approval is opened and the call stops:
-nothing ran, and the agent learns the id and who may approve.
+nothing ran, and the agent learns the id and who may approve, or why no request was opened
+(an approver denied this same call recently, or the agent has too many waiting).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cedargate.approvals import Approval, ApprovalQueue, ApprovalRequest, arguments_digest
+from cedargate.approvals import Approval, ApprovalQueue, ApprovalRequest, RequestRefused, arguments_digest
 from cedargate.audit.event import ApprovalLink
 from cedargate.decision import Decision, Effect
 from cedargate.identity import Principal
@@ -73,12 +75,14 @@ class Gate:
             return GateResult(decision, waiting=decision.explain())
         p = ticket.principal
         digest = arguments_digest(ticket.args)
-        grant, problem = self._queue.find_grant(
+        grants, problem = self._queue.find_grants(
             p.agent, p.on_behalf_of, ticket.manifest.name, digest, ticket.approval_id
         )
-        if grant is not None:
-            problem = _stale_grant(self._queue, grant, decision, p)
-        if grant is not None and problem is None:
+        for grant in grants:  # newest first; the first the gate accepts is used, a refused one hides none
+            unusable = _changed_tool(grant, ticket.manifest) or _stale_grant(self._queue, grant, decision, p)
+            if unusable is not None:
+                problem = problem or unusable
+                continue
             approved = reauthorize(self._queue.context_for(grant))
             link = ApprovalLink(
                 id=grant.id, status="granted", approver=grant.decided_by, request_event_id=grant.request_event_id
@@ -86,10 +90,20 @@ class Gate:
             if approved.allowed:
                 if self._queue.consume(grant.id, ticket.event_id):
                     return GateResult(approved, link)
-                problem = f"approval `{grant.id}` was used by another call or expired"
+                problem = problem or f"approval `{grant.id}` was used by another call, withdrawn or expired"
             elif not needs_approval(approved):
                 return GateResult(approved, link)
-        pending = self._queue.open(self._request(ticket, decision, digest))
+        try:
+            pending = self._queue.open(self._request(ticket, decision, digest))
+        except RequestRefused as exc:
+            denied = exc.denied
+            refused: ApprovalLink | None = None
+            if denied is not None:
+                refused = ApprovalLink(
+                    id=denied.id, status="denied", approver=denied.decided_by, request_event_id=denied.request_event_id
+                )
+            prefix = f"{problem}; " if problem else ""
+            return GateResult(decision, refused, waiting=f"{prefix}call {decision.explain()}; nothing ran: {exc}")
         # The human at the keyboard may approve by elicitation where policy allows; else the config's approvers.
         decidable = self_approvable(decision, p) or self._queue.can_be_decided(pending)
         return GateResult(
@@ -128,6 +142,7 @@ class Gate:
             approver_groups=list(decision.approver_groups),
             request_event_id=ticket.event_id,
             self_approvable=self_approvable(decision, p),
+            manifest_hash=ticket.manifest.content_hash,
         )
 
     @staticmethod
@@ -148,6 +163,20 @@ class Gate:
             f"`cedargate approvals approve {pending.id} --as USER`; then retry with the same arguments "
             f"(before {pending.expires_at.isoformat(timespec='seconds')})"
         )
+
+
+def _changed_tool(grant: Approval, manifest: ToolManifest) -> str | None:
+    """Why a grant asked for under another version of the tool's manifest does not lift this call, or ``None``.
+
+    The approver judged the tool as it was then; a reload may have changed what it does.
+    """
+    if grant.manifest_hash == manifest.content_hash:
+        return None
+    then = f"manifest {grant.manifest_hash[:12]}" if grant.manifest_hash else "a manifest it did not record"
+    return (
+        f"approval `{grant.id}` was granted for tool `{manifest.name}` under {then}, and the tool changed since "
+        f"(manifest {manifest.content_hash[:12]} now), so it does not apply; a new request must be approved"
+    )
 
 
 def _stale_grant(queue: ApprovalQueue, grant: Approval, decision: Decision, principal: Principal) -> str | None:

@@ -28,11 +28,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     show.add_argument("id", help="approval id (apr_...)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(run=run_show)
-    for verb, approve in (("approve", True), ("deny", False)):
+    verbs = (
+        ("approve", True, "approve a pending approval", "Approve a pending approval"),
+        (
+            "deny",
+            False,
+            "deny a pending approval, or withdraw an approved one not yet used",
+            "Deny a pending approval, or withdraw an approved one the agent has not used yet,",
+        ),
+    )
+    for verb, approve, summary, what in verbs:
         decide = approvals.add_parser(
             verb,
-            help=f"{verb} a pending approval",
-            description=f"{verb.capitalize()} a pending approval as USER, who must belong to the approver group.",
+            help=summary,
+            description=f"{what} as USER, who must belong to the approver group; a refused attempt is recorded "
+            "(see `cedargate actions`).",
         )
         decide.add_argument("id", help="approval id (apr_...)")
         decide.add_argument(

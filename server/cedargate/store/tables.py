@@ -72,6 +72,7 @@ approvals = Table(
     Column("consumed_event_id", String(64)),
     Column("consumed_at", UtcDateTime()),
     Column("self_approvable", Boolean, nullable=False, server_default=false()),
+    Column("manifest_hash", String(64)),
 )
 
 budget_counters = Table(
