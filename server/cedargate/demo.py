@@ -19,6 +19,8 @@ from typing import Any, Final
 
 import anyio
 from mcp import Client, StdioServerParameters
+from mcp.shared.exceptions import MCPError
+from mcp.types import CONNECTION_CLOSED
 
 from cedargate.audit.verify import verify_log
 from cedargate.aws_sandbox import PROD_ACCOUNT, STAGING_ACCOUNT
@@ -194,19 +196,48 @@ async def run_session(config: Path, progress: bool = True) -> tuple[int, list[De
         command=sys.executable, args=["-m", "cedargate", "--config", str(config), "serve"], env=env
     )
     rows: list[DemoRow] = []
-    async with Client(params, mode="legacy") as client:
-        tools = (await client.list_tools()).tools
-        for number, step in enumerate(STEPS, start=1):
-            if progress:
-                print(f"  [{number}/{len(STEPS)}] {step.title} ...", file=sys.stderr)
-            result = await client.call_tool(step.tool, step.arguments)
-            text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
-            rows.append(
-                DemoRow(
-                    number, step.title, step.tool, "", _detail(result.is_error, text, result.structured_content), ""
-                )
-            )
+    tools: list[Any] | None = None
+    try:
+        async with Client(params, mode="legacy") as client:
+            tools = (await client.list_tools()).tools
+            await _play(client, rows, progress)
+    except Exception as exc:
+        if not _server_lost(exc):
+            raise
+        what = "did not start" if tools is None else f"stopped after {len(rows)} of {len(STEPS)} calls"
+        raise ConfigError(
+            f"`cedargate serve` {what}: its error is printed above (run "
+            f"`cedargate --config {shlex.quote(str(config))} serve` to see it again)"
+        ) from None
     return len(tools), rows
+
+
+_PIPE_GONE: Final = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream)
+
+
+def _server_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` (or every error of a task group's) is the client losing the server, not a bug here.
+
+    The client reports a server process that exits (or never comes up) as a closed connection,
+    often wrapped in nested task groups; the server's own error went to standard error already.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_server_lost(inner) for inner in exc.exceptions)
+    if isinstance(exc, MCPError):
+        return exc.code == CONNECTION_CLOSED
+    return isinstance(exc, _PIPE_GONE)
+
+
+async def _play(client: Client, rows: list[DemoRow], progress: bool) -> None:
+    """Make ``STEPS``' calls, appending what each returned to ``rows``."""
+    for number, step in enumerate(STEPS, start=1):
+        if progress:
+            print(f"  [{number}/{len(STEPS)}] {step.title} ...", file=sys.stderr)
+        result = await client.call_tool(step.tool, step.arguments)
+        text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
+        rows.append(
+            DemoRow(number, step.title, step.tool, "", _detail(result.is_error, text, result.structured_content), "")
+        )
 
 
 def _detail(is_error: bool, text: str, structured: dict[str, Any] | None) -> str:
@@ -250,10 +281,12 @@ def _fit(value: str, width: int) -> str:
 
 def run_demo(workdir: Path | None, as_json: bool = False) -> int:
     """Set up, run the session, print the table and the audit verdict; 0 when all went as scripted."""
+    if workdir is not None:  # absolute: the "see it yourself" commands must work wherever they are pasted
+        workdir = workdir.expanduser().resolve()
     if workdir is not None and workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
         # The demo writes a config, repositories and an audit log: never over someone's own.
         raise ConfigError(f"`{workdir}` is not an empty folder: give the demo a new or empty --workdir")
-    base = workdir or Path(tempfile.mkdtemp(prefix="cedargate-demo-"))
+    base = workdir or Path(tempfile.mkdtemp(prefix="cedargate-demo-")).resolve()
     base.mkdir(parents=True, exist_ok=True)
     print(f"cedargate demo: setting up two repositories and a config in {base}", file=sys.stderr)
     config = write_demo_tree(base, approvers=DEMO_APPROVERS)
@@ -265,7 +298,14 @@ def run_demo(workdir: Path | None, as_json: bool = False) -> int:
     if as_json:
         print(
             json.dumps(
-                {"tools": tool_count, "calls": [asdict(r) for r in rows], "audit": report.model_dump()}, indent=2
+                {
+                    "tools": tool_count,
+                    "calls": [asdict(r) for r in rows],
+                    "audit": report.model_dump(),
+                    "audit_log": str(audit_path),
+                    "config": str(config),
+                },
+                indent=2,
             )
         )
     else:

@@ -12,6 +12,7 @@ what to do when it fails.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -22,7 +23,9 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from cedargate.audit.checkpoint import require_consistent
+from cedargate.audit.log import JsonlAuditLog
 from cedargate.audit.probe import unwritable_reason
+from cedargate.audit.segments import _TAIL_WINDOW as TAIL_READ_AT_START
 from cedargate.aws_session import choose_backend
 from cedargate.config import PRINCIPAL_ENV_OVERRIDES, Config, RepositoryConfig
 from cedargate.errors import CedargateError, ConfigError
@@ -184,8 +187,18 @@ def _audit_log(config: Config) -> Iterator[Finding]:
             reason = exc.strerror or str(exc)
         if reason is not None:
             yield Finding(check="audit log", status=Status.FAIL, detail=f"`{path}` cannot be written: {reason}")
-        elif (contradiction := _checkpoint_contradiction(config)) is not None:
+            return
+        try:
+            torn = _torn_at_start(path)
+        except (CedargateError, OSError) as exc:
+            detail = str(exc) if isinstance(exc, CedargateError) else f"`{path}` cannot be read: {exc.strerror or exc}"
+            yield Finding(check="audit log", status=Status.FAIL, detail=detail)
+            return
+        if (contradiction := _checkpoint_contradiction(config)) is not None:
             yield Finding(check="audit log", status=Status.FAIL, detail=contradiction)
+        elif torn:
+            detail = f"`{path}` takes new events; its last line is a torn write, which `serve` closes on start-up"
+            yield Finding(check="audit log", status=Status.OK, detail=detail)
         else:
             yield Finding(check="audit log", status=Status.OK, detail=f"`{path}` takes new events")
         return
@@ -195,6 +208,28 @@ def _audit_log(config: Config) -> Iterator[Finding]:
         yield Finding(check="audit log", status=Status.FAIL, detail=detail)
         return
     yield Finding(check="audit log", status=Status.OK, detail=f"`{path}` is created on start-up")
+
+
+def _torn_at_start(path: Path) -> bool:
+    """Open the log as ``serve`` does at start-up (the same code), raising what it would refuse the log with.
+
+    That check reads only the file's tail but appends to it when the tail is torn, and doctor
+    changes nothing: it runs on a sparse copy holding the same tail at the same offsets (the
+    messages name ``path``). Returns whether the tail was torn (``serve`` closes it on start-up).
+    """
+    with tempfile.TemporaryDirectory(prefix="cedargate-doctor-") as scratch, open(path, "rb") as log:
+        size = os.fstat(log.fileno()).st_size
+        start = max(0, size - TAIL_READ_AT_START)
+        copy = Path(scratch) / path.name
+        with open(copy, "wb") as out:
+            out.truncate(start)  # a hole: no disk used for what the check does not read
+            out.seek(start)
+            out.write(os.pread(log.fileno(), size - start, start))
+        try:
+            JsonlAuditLog(copy).close()
+        except CedargateError as exc:
+            raise CedargateError(str(exc).replace(str(copy), str(path))) from exc
+        return copy.stat().st_size != size
 
 
 def _checkpoint_contradiction(config: Config) -> str | None:
@@ -267,6 +302,12 @@ def _repositories(config: Config, env: Mapping[str, str]) -> Iterator[Finding]:
 def _repository(repo: RepositoryConfig) -> Finding:
     check, path = f"repository {repo.name}", repo.path  # a loaded config names a clone's path too
     if path is not None and path.is_dir() and git_answer(path, ["rev-parse", "--git-dir"]):
+        if git_answer(path, ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]) is None:
+            detail = (
+                f"`{path}` ({repo.environment}) has no commits yet: repository tools refuse until the first "
+                "commit; commit something there"
+            )
+            return Finding(check=check, status=Status.WARN, detail=detail)
         return Finding(check=check, status=Status.OK, detail=f"`{path}` ({repo.environment})")
     if repo.clone_url is not None and (path is None or not path.exists()):
         detail = f"cloned from `{repo.clone_url}` on first use ({repo.environment})"

@@ -10,7 +10,6 @@ gets a project that starts, or keeps what it had.
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import re
 import shutil
@@ -19,17 +18,19 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from cedargate.aws_sandbox import PROD_ACCOUNT, STAGING_ACCOUNT
-from cedargate.config import DEFAULT_CONFIG_NAME, load_config
+from cedargate.catalog import load_catalog
+from cedargate.config import DEFAULT_CONFIG_NAME, Identifier, load_config
 from cedargate.demo import project_root
 from cedargate.errors import CedargateError, ConfigError
 from cedargate.git import git_answer
 from cedargate.runtime import handler_registry
 from cedargate.snapshot import Snapshot, build_snapshot
+from cedargate.tool_lock import lock_changes, read_lock_or_empty
 
 COPIED_FOLDERS: Final = ("tools", "policies")
 """Copied from the checkout unless the folder already has its own."""
@@ -81,6 +82,8 @@ class InitResult(BaseModel):
     repository: LocalRepository | None
     client_entry: ClientEntry
     """How an MCP client starts this server (its ``command`` and ``args``)."""
+    unreviewed: tuple[str, ...] = ()
+    """Manifests a kept ``tools/tools.lock`` does not hold as they are: the config leaves the lock commented out."""
 
 
 def init_project(folder: Path, user: str | None = None) -> InitResult:
@@ -91,7 +94,8 @@ def init_project(folder: Path, user: str | None = None) -> InitResult:
         raise ConfigError(f"`{config_path}` exists; nothing was written (edit it, or run `cedargate init` elsewhere)")
     source = project_root()
     repository = local_repository(folder)
-    with _rolled_back_on_failure(folder) as created:
+    user = user or _current_user()
+    with _rolled_back_on_failure(folder) as created, _writing_into(folder):
         copied, kept = [], []
         for name in COPIED_FOLDERS:
             if (folder / name).exists():
@@ -107,10 +111,14 @@ def init_project(folder: Path, user: str | None = None) -> InitResult:
             # The audit log, the store and agent worktrees never show up as changes to commit.
             (state / ".gitignore").write_text("*\n", encoding="utf-8")
         # Kept manifests nobody has locked yet are not locked here: that is their review.
-        text = starting_config(repository, user or _current_user(), locked=(folder / TOOLS_LOCK).is_file())
+        lock: LockState = "locked" if (folder / TOOLS_LOCK).is_file() else "none"
         staged = folder / f".{DEFAULT_CONFIG_NAME}.tmp"
-        staged.write_text(text, encoding="utf-8")
         created.append(staged)
+        staged.write_text(starting_config(repository, user, lock=lock), encoding="utf-8")
+        unreviewed = _unreviewed(staged) if lock == "locked" else ()
+        if unreviewed:
+            # Refusing would leave no way out: `tools lock` needs the config this writes.
+            staged.write_text(starting_config(repository, user, lock="stale"), encoding="utf-8")
         snapshot = _validated(staged, config_path)
         try:
             os.link(staged, config_path)  # unlike a rename, never replaces a config written meanwhile
@@ -125,6 +133,7 @@ def init_project(folder: Path, user: str | None = None) -> InitResult:
         policies=len(snapshot.policies.info),
         repository=repository,
         client_entry=ClientEntry.serving(config_path),
+        unreviewed=unreviewed,
     )
 
 
@@ -146,15 +155,15 @@ def repository_name(folder_name: str) -> str:
     return name or "repository"
 
 
-def starting_config(repository: LocalRepository | None, user: str, *, locked: bool = True) -> str:
+def starting_config(repository: LocalRepository | None, user: str, *, lock: LockState = "locked") -> str:
     """The config ``init`` writes: the sandbox AWS estate, the shipped duties, and the local repository.
 
-    ``locked`` says the tools folder has a lock to serve by; without one the line is left
-    commented, with what to do.
+    ``lock`` says whether the tools folder has a lock to serve by; without one, or with one
+    its manifests no longer match, the line is left commented, with what to do.
     """
     return _TEMPLATE.format(
-        tools_lock=_LOCKED if locked else _NOT_LOCKED,
-        user=json.dumps(user),
+        tools_lock=_LOCK_LINES[lock],
+        user=toml_string(user),
         prod=PROD_ACCOUNT,
         staging=STAGING_ACCOUNT,
         repositories=_repository_table(repository),
@@ -164,18 +173,55 @@ def starting_config(repository: LocalRepository | None, user: str, *, locked: bo
 def _repository_table(repository: LocalRepository | None) -> str:
     if repository is None:
         return _NO_REPOSITORY
-    protected = f"[{json.dumps(repository.branch)}]" if repository.branch else "[]"
+    protected = f"[{toml_string(repository.branch)}]" if repository.branch else "[]"
     return (
         "# The git repository this folder is in, so the repository tools have something to work on.\n"
         "[[repositories]]\n"
-        f"name = {json.dumps(repository.name)}\n"
-        f"path = {json.dumps(repository.path)}\n"
+        f"name = {toml_string(repository.name)}\n"
+        f"path = {toml_string(repository.path)}\n"
         'environment = "dev"\n'
         'owner_team = "platform"\n'
         f"protected_branches = {protected}\n"
         '# remote = "/path/to/bare.git"        # where repo_push sends task branches\n'
         '# test_command = "python3 -m pytest -q"   # run by repo_run_tests under bubblewrap\n'
     )
+
+
+def toml_string(value: str) -> str:
+    """``value`` as a TOML basic string.
+
+    Not ``json.dumps``: its ``\\uD83D\\uDE00`` surrogate pairs for characters beyond the BMP
+    (a branch named ``feat-😀``) are not valid TOML, and it leaves DEL unescaped. Text is
+    written as it is; quotes, backslashes and control characters are escaped.
+    """
+    out = []
+    for char in value:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04X}")
+        elif 0xD800 <= code <= 0xDFFF:  # a byte that is not UTF-8, kept by os.fsdecode
+            raise ConfigError(f"`{value!r}` is not valid UTF-8, so TOML cannot hold it: rename it")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def _unreviewed(staged: Path) -> tuple[str, ...]:
+    """The manifests the configured lock does not hold as they are, described; none when it holds them all.
+
+    A config or manifest that does not load is left for ``_validated`` to report.
+    """
+    try:
+        config = load_config(staged)
+        catalog = load_catalog(config.tools_dir, check=handler_registry(None, config).check)
+    except CedargateError:
+        return ()
+    if config.tools_lock is None:
+        return ()
+    changes = lock_changes(catalog, read_lock_or_empty(config.tools_lock))
+    return tuple(c.describe() for c in changes if c.change != "removed")
 
 
 def _validated(staged: Path, config_path: Path) -> Snapshot:
@@ -203,6 +249,15 @@ def _copy_folder(source: Path, destination: Path) -> None:
 
 
 @contextmanager
+def _writing_into(folder: Path) -> Iterator[None]:
+    """Turns the system refusing a write (a read-only folder, a full disk) into an error naming ``folder``."""
+    try:
+        yield
+    except OSError as exc:
+        raise ConfigError(f"cannot write into `{folder}`: {exc.strerror or exc}; nothing was written") from exc
+
+
+@contextmanager
 def _rolled_back_on_failure(folder: Path) -> Iterator[list[Path]]:
     """Yields a list for the paths the block creates; removes them (and any folder made for them) if it fails."""
     first_made = next((p for p in reversed((folder, *folder.parents)) if not p.exists()), None)
@@ -225,10 +280,18 @@ def _rolled_back_on_failure(folder: Path) -> Iterator[list[Path]]:
 
 
 def _current_user() -> str:
+    """The login name, checked as ids are: otherwise the config's check blames a field the user never wrote."""
     try:
-        return getpass.getuser()
+        name = getpass.getuser()
     except (KeyError, OSError):  # no login name (a container with an unnamed uid)
         return "developer"
+    try:
+        return TypeAdapter(Identifier).validate_python(name)
+    except ValidationError:
+        raise ConfigError(
+            f"your login name `{name}` is not an id (letters, digits and `._@/:-`, starting with a letter or "
+            "digit): pass --user NAME"
+        ) from None
 
 
 _NO_REPOSITORY: Final = """\
@@ -241,14 +304,25 @@ _NO_REPOSITORY: Final = """\
 # protected_branches = ["main"]
 """
 
-_LOCKED: Final = (
-    f'tools_lock = "{TOOLS_LOCK}"   # served only as reviewed: after editing a manifest, run `cedargate tools lock`'
-)
-_NOT_LOCKED: Final = (
-    "# The tools folder has no lock yet. Once its manifests are reviewed, uncomment the next line\n"
-    "# and run `cedargate tools lock`: from then on only the manifests as locked are served.\n"
-    f'# tools_lock = "{TOOLS_LOCK}"'
-)
+LockState = Literal["locked", "none", "stale"]
+"""The kept tools folder's lock: holds its manifests, is missing, or no longer matches them."""
+
+_LOCK_LINES: Final[dict[LockState, str]] = {
+    "locked": (
+        f'tools_lock = "{TOOLS_LOCK}"   # served only as reviewed: after editing a manifest, run `cedargate tools lock`'
+    ),
+    "none": (
+        "# The tools folder has no lock yet. Once its manifests are reviewed, uncomment the next line\n"
+        "# and run `cedargate tools lock`: from then on only the manifests as locked are served.\n"
+        f'# tools_lock = "{TOOLS_LOCK}"'
+    ),
+    "stale": (
+        f"# {TOOLS_LOCK} no longer holds the manifests as they are, so for now they are served unlocked.\n"
+        "# Uncomment the next line, review what `cedargate tools lock --check` lists, then run\n"
+        "# `cedargate tools lock`: from then on only the manifests as locked are served.\n"
+        f'# tools_lock = "{TOOLS_LOCK}"'
+    ),
+}
 
 _TEMPLATE: Final = """\
 # cedargate's configuration, written by `cedargate init`. Paths are relative to this file.

@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import threading
 from pathlib import Path
 
 from cedargate.config import Config, load_config
 from cedargate.errors import CedargateError
 
 CONFIG_HELP = "config file (default: $CEDARGATE_CONFIG or ./cedargate.toml)"
+LARGEST_COUNT = 2**63 - 1
+"""The largest count a flag takes: SQLite's integers and Python's sizes stop there."""
+LONGEST_SECONDS = min(threading.TIMEOUT_MAX, 365 * 24 * 3600.0)
+"""The longest interval a flag takes: a year, well inside what ``time.sleep`` can wait."""
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -44,7 +49,7 @@ def identifier(value: str) -> str:
 
 def positive_int(text: str) -> int:
     """An argparse type for counts that must be at least 1."""
-    value = _whole(text)
+    value = _count(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"`{text}`: give a whole number of at least 1")
     return value
@@ -52,7 +57,7 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     """An argparse type for counts where 0 means "none" (``tail -n 0 --follow``: only new events)."""
-    value = _whole(text)
+    value = _count(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"`{text}`: give a whole number of 0 or more")
     return value
@@ -63,6 +68,8 @@ def positive_seconds(text: str) -> float:
     value = _real(text)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"`{text}`: give a number of seconds greater than 0")
+    if value > LONGEST_SECONDS:
+        raise argparse.ArgumentTypeError(f"`{text}` is too long: give at most {LONGEST_SECONDS:.0f} seconds (a year)")
     return value
 
 
@@ -71,6 +78,14 @@ def port_number(text: str) -> int:
     value = _whole(text)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"`{text}` is not a port: give a number from 1 to 65535 (0 for any free port)")
+    return value
+
+
+def _count(text: str) -> int:
+    """A whole number no larger than ``LARGEST_COUNT``: beyond it the readers and the store overflow."""
+    value = _whole(text)
+    if value > LARGEST_COUNT:
+        raise argparse.ArgumentTypeError(f"`{text}` is too large: give a whole number up to {LARGEST_COUNT}")
     return value
 
 

@@ -229,8 +229,25 @@ def _where(args: argparse.Namespace) -> Any:
 
 
 def _log_path(args: argparse.Namespace) -> Path:
+    """The log named by --log, else the configured one; a folder is named as one, not as a missing log."""
     path: Path = args.log or config_from(args).audit.path
+    if path.is_dir():
+        flag = "--log" if args.log is not None else "`[audit] path` in the config"
+        raise CedargateError(
+            f"audit log `{path}` is a folder: name the log file with {flag} (e.g. `{path / 'audit.jsonl'}`)"
+        )
     return path
+
+
+def _not_written_yet(args: argparse.Namespace, path: Path) -> bool:
+    """Whether the configured log does not exist yet, said on standard error: a fresh project has no events.
+
+    Only for the configured path: a --log that names no file is a mistake ``read_events`` names.
+    """
+    if args.log is not None or path.exists():
+        return False
+    print(f"no events yet: `cedargate serve` creates the log `{path}` when it starts", file=sys.stderr, flush=True)
+    return True
 
 
 def _print(events: list[dict[str, Any]], as_json: bool) -> None:
@@ -263,8 +280,14 @@ def run_tail(args: argparse.Namespace) -> int:
     from cedargate.audit.query import query, read_events
 
     path, where = _log_path(args), _where(args)
-    _print(query(read_events(path), where, limit=args.lines), args.json)
-    followed = _Followed.at(path, path.stat().st_size)
+    if path.exists() or not (args.follow or args.log is None):  # a --log naming nothing: read_events says so
+        _print(query(read_events(path), where, limit=args.lines), args.json)
+        followed = _Followed.at(path, path.stat().st_size)
+    else:
+        _not_written_yet(args, path)
+        if not args.follow:
+            return 0
+        followed = _Followed.at(_appeared(path), 0)  # every event in it is new
     while args.follow:
         time.sleep(1.0)
         if not path.exists():  # moved aside and not created again yet: wait for the new file
@@ -277,6 +300,14 @@ def run_tail(args: argparse.Namespace) -> int:
             followed = _Followed.at(path, 0)
         followed = _Followed.at(path, _print_appended(path, followed.offset, where, args.json))
     return 0
+
+
+def _appeared(path: Path) -> Path:
+    """``path`` once it exists (a server creates it when it starts), checked every second as following does."""
+    print(f"waiting for `{path}` to appear (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    while not path.exists():
+        time.sleep(1.0)
+    return path
 
 
 @dataclass(frozen=True)
@@ -324,8 +355,9 @@ def run_query(args: argparse.Namespace) -> int:
 
     if args.source == "database":
         matches = _query_database(args)
+    elif _not_written_yet(args, path := _log_path(args)):
+        matches = []
     else:
-        path = _log_path(args)
         with terminal_progress(f"reading {path}") as progress:
             matches = query(read_events(path, progress), _where(args), limit=args.limit)
     _print(matches, args.json)
@@ -341,8 +373,11 @@ def run_export(args: argparse.Namespace) -> int:
     if args.output is not None:
         writable_file(args.output, "--output")  # before reading what may be a large log
     path = _log_path(args)
-    with terminal_progress(f"reading {path}") as progress:
-        records = [to_ocsf(e) for e in query(read_events(path, progress), _where(args))]
+    if _not_written_yet(args, path):
+        records = []
+    else:
+        with terminal_progress(f"reading {path}") as progress:
+            records = [to_ocsf(e) for e in query(read_events(path, progress), _where(args))]
     lines = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
     write_output(lines, args.output, f"wrote {len(records)} OCSF events to {args.output}")
     return 0
@@ -356,7 +391,10 @@ def run_verify(args: argparse.Namespace) -> int:
     path = args.log or config_from(args).audit.path
     checkpoints, public_key = _checkpoint_paths(args)
     if not path.is_file():
-        missing = f"audit log `{path}` does not exist: pass --log PATH or check `[audit] path` in the config"
+        if path.is_dir():
+            missing = f"audit log `{path}` is a folder: pass --log with the log file (e.g. `{path / 'audit.jsonl'}`)"
+        else:
+            missing = f"audit log `{path}` does not exist: pass --log PATH or check `[audit] path` in the config"
         if not args.json:
             raise CedargateError(missing)
         report = VerifyReport(path=str(path), ok=False, events=0, problem=missing)

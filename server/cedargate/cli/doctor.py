@@ -6,6 +6,7 @@ import argparse
 import json
 
 from cedargate.cli._common import config_from
+from cedargate.errors import CedargateError
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,9 +26,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    from cedargate.doctor import Status, run_checks, worst
+    from cedargate.doctor import Finding, Status, run_checks, worst
 
-    findings = run_checks(config_from(args))
+    try:
+        config = config_from(args)
+    except CedargateError as exc:
+        if args.json:  # a script reads standard output: the config is one more failed check there
+            failed = Finding(check="config", status=Status.FAIL, detail=str(exc))
+            print(json.dumps({"status": Status.FAIL.value, "findings": [failed.model_dump(mode="json")]}, indent=2))
+        raise
+    findings = run_checks(config)
     verdict = worst(findings)
     if args.json:
         print(

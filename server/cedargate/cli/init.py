@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
+
+from cedargate.cli._common import identifier
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,13 +23,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ),
     )
     init.add_argument("folder", nargs="?", type=Path, default=Path("."), help="where to write (default: here)")
-    init.add_argument("--user", help="the human the agent acts for (default: your login name)")
+    init.add_argument(
+        "--user", type=identifier, metavar="NAME", help="the human the agent acts for (default: your login name)"
+    )
     init.add_argument("--json", action="store_true", help="print what was written as JSON")
     init.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cedargate.project_init import init_project
+    from cedargate.project_init import TOOLS_LOCK, init_project
 
     result = init_project(args.folder, args.user)
     if args.json:
@@ -37,6 +42,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"copied the shipped {name}/ into {result.config.parent / name}")
     for name in result.kept:
         print(f"kept {result.config.parent / name} as it is")
+    if result.unreviewed:
+        shown = "; ".join(result.unreviewed[:3]) + ("; ..." if len(result.unreviewed) > 3 else "")
+        print(
+            f"warning: {result.config.parent / TOOLS_LOCK} no longer holds {len(result.unreviewed)} manifest(s) "
+            f"as they are ({shown}): the config leaves `tools_lock` commented out, so they are served unlocked; "
+            f"once they are reviewed, uncomment `tools_lock` in {result.config} and run `cedargate tools lock`",
+            file=sys.stderr,
+        )
     published = f"repository `{result.repository.name}`" if result.repository else "no repository (see the config)"
     print(f"It serves {result.tools} tools under {result.policies} policies, and {published}")
     entry = result.client_entry

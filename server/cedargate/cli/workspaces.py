@@ -1,19 +1,26 @@
 """``cedargate workspaces``: the task worktrees agents work in (list, show, remove).
 
 These are an operator's commands on the local checkouts; they do not go through the agent
-pipeline. Removing a workspace removes its worktree only: the task branch and its commits stay.
+pipeline. Removing a workspace removes its worktree only: the task branch and its commits stay,
+so a worktree with uncommitted changes is removed only with ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+import subprocess
+from pathlib import Path
+from typing import Any, Final
 
 from cedargate.cli._common import config_from, group
 from cedargate.config import Config
 from cedargate.errors import CedargateError
+from cedargate.git import git_failure, run_git
 from cedargate.workspaces import Workspace, WorkspaceStore, all_workspaces
+
+LISTED_FILES: Final = 10
+"""How many changed files the refusal to remove a workspace names."""
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,9 +41,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     remove = workspaces.add_parser(
         "rm",
         help="remove a workspace (its branch stays)",
-        description="Remove a workspace's worktree and record; the task branch and its commits stay.",
+        description="Remove a workspace's worktree and record; the task branch and its commits stay. A "
+        "worktree with uncommitted changes (edited or new files) is refused unless --force is given.",
     )
     remove.add_argument("id", help="workspace id (see `cedargate workspaces list`)")
+    remove.add_argument("--force", action="store_true", help="remove it even with uncommitted changes (they are lost)")
     remove.add_argument("--json", action="store_true", help="print JSON")
     remove.set_defaults(run=run_remove)
 
@@ -74,12 +83,46 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     store, workspace = _find(config_from(args), args.id)
+    if not args.force:
+        _refuse_uncommitted(workspace)
     store.remove(workspace.id)
     if args.json:
         print(json.dumps({"removed": workspace.id, "branch_kept": workspace.branch}, indent=2))
     else:
         print(f"removed workspace {workspace.id}; branch {workspace.branch} is kept")
     return 0
+
+
+def _refuse_uncommitted(workspace: Workspace) -> None:
+    """Refuse to remove a worktree holding work its branch does not: only the branch survives removal."""
+    if not workspace.path.is_dir():
+        return  # gone already: nothing to lose
+    changed = _uncommitted(workspace.path)
+    if not changed:
+        return
+    named = ", ".join(f"`{name}`" for name in changed[:LISTED_FILES])
+    if len(changed) > LISTED_FILES:
+        named += f" and {len(changed) - LISTED_FILES} more"
+    raise CedargateError(
+        f"workspace `{workspace.id}` has uncommitted changes in `{workspace.path}`: {named}; "
+        "commit or copy them first, or pass --force to remove them with the worktree"
+    )
+
+
+def _uncommitted(path: Path) -> list[str]:
+    """The files ``git status`` shows as changed or new in the worktree at ``path``."""
+    try:
+        result = run_git(path, ["status", "--porcelain", "--untracked-files=all"], check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        said = str(exc)
+    else:
+        if result.returncode == 0:
+            return [line[3:] for line in result.stdout.decode(errors="replace").splitlines() if line.strip()]
+        said = git_failure(result.stderr.decode(errors="replace"))
+    raise CedargateError(
+        f"cannot tell whether workspace `{path}` has uncommitted changes (git status failed: {said}); "
+        "pass --force to remove it anyway"
+    )
 
 
 def _test_label(row: dict[str, Any]) -> str:
