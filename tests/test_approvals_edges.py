@@ -231,7 +231,7 @@ async def test_a_grant_without_a_recorded_manifest_never_lifts_a_call(governed: 
         connection.execute(update(approvals).where(approvals.c.id == approval_id).values(manifest_hash=None))
     is_error, text = await _delete(governed)
     assert is_error and _branch_exists(governed)
-    assert "under a manifest it did not record" in text
+    assert "was granted before cedargate recorded which version of a tool an approver saw" in text
 
 
 def test_the_manifest_hash_migration_keeps_earlier_approvals(store_config: StoreConfig) -> None:

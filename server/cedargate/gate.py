@@ -172,10 +172,15 @@ def _changed_tool(grant: Approval, manifest: ToolManifest) -> str | None:
     """
     if grant.manifest_hash == manifest.content_hash:
         return None
-    then = f"manifest {grant.manifest_hash[:12]}" if grant.manifest_hash else "a manifest it did not record"
+    if not grant.manifest_hash:
+        return (
+            f"approval `{grant.id}` for tool `{manifest.name}` was granted before cedargate recorded which "
+            "version of a tool an approver saw, so it does not apply; a new request must be approved"
+        )
     return (
-        f"approval `{grant.id}` was granted for tool `{manifest.name}` under {then}, and the tool changed since "
-        f"(manifest {manifest.content_hash[:12]} now), so it does not apply; a new request must be approved"
+        f"approval `{grant.id}` was granted for tool `{manifest.name}` under manifest {grant.manifest_hash[:12]}, "
+        f"and the tool changed since (manifest {manifest.content_hash[:12]} now), so it does not apply; "
+        "a new request must be approved"
     )
 
 
