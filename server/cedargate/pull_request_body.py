@@ -26,16 +26,26 @@ _CONTAINER: Final = re.compile(r"^\s*(?:(?:>|[-*+]|\d{1,9}[.)])(?:\s+|$))*")
 _ATX_HEADING: Final = re.compile(r"^#{1,6}(?:\s|$)")
 _SETEXT_UNDERLINE: Final = re.compile(r"^ {0,3}(?:=+|-+)\s*$")
 _HTML_HEADING: Final = re.compile(r"<(h[1-6]|summary)\b[^>]*>(.*?)(?:</\1\s*>|$)", re.IGNORECASE | re.DOTALL)
-_HEADING_WORDS: Final = ("provenance", "auditevent", "contextsource", "sandboxedtest")
-"""Words of cedargate's heading and subheadings (compacted): a heading naming one passes for its section."""
+_SECTION_NAMES: Final = re.compile(r"\b(?:provenances?|audit events?|context sources?|sandboxed tests?)\b")
+"""The names in cedargate's heading and subheadings ("Provenance (recorded by cedargate)", "Writes (audit
+events)", "Context sources (audit events of ...)", "Last sandboxed test run"), matched as whole words in a
+normalised heading: one naming them passes for the section; "Audit: eventual" or "Context: source maps" does not."""
 _CLAIM: Final = "recordedbycedargate"
-"""The section's own claim, refused on any line."""
+"""The section's own claim (compacted), refused on any line, code included."""
 _CONFUSABLES: Final = str.maketrans(
     # Cyrillic, Greek and other letters that render like Latin ones: a reviewer reads them as those.
     "АВЕЅІЈКМНОРСТХУҮԚԜаеһіјоросуѕхԁԛԝӏΑΒΕΖΗΙΚΜΝΟΡΤΥΧαιικνορυχıɑɡօոսⅰ",
     "ABESIJKMHOPCTXYYQWaehijopocysxdqwlABEZHIKMNOPTYXaiikvopuxiagonui",
 )
+_INVISIBLE: Final = frozenset("\u2006\u2008\u2009\u200a\u202f\u205f\u115f\u1160\u3164\uffa0\u2800")
+"""Spaces too thin to see and blank fillers: they split a word without a reader noticing, so they are dropped."""
+_INLINE_MARKUP: Final = re.compile(r"[*_~`]")
+"""Emphasis and code-span markers: they render away, so ``Pro**venance**`` reads as one word."""
+_CLAUSE_BREAK: Final = re.compile(r"[.,:;!?/\\|]")
+"""Punctuation that ends a phrase: ``Context: source maps`` does not say "context sources"."""
 _FENCE: Final = re.compile(r"^\s*(?:(?:>|[-*+]|\d{1,9}[.)])\s*)*(`{3,}|~{3,})(.*)$")
+_LIST_ITEM: Final = re.compile(r"^\s*(?:>\s*)*(?:[-*+]|\d{1,9}[.)])(?:\s|$)")
+_RAW_START: Final = re.compile(r"(<!--)|(<\?)|(<!\[CDATA\[)|(<![A-Za-z])|<(pre|script|style|textarea)\b", re.IGNORECASE)
 _CODE_SPAN: Final = re.compile(r"(`+)(?!`).*?(?<!`)\1(?!`)", re.DOTALL)
 _RAW_BLOCK: Final = re.compile(
     r"(?P<comment><!--)|(?P<cdata><!\[CDATA\[)|^ {0,3}(?:(?P<pi><\?)|(?P<decl><![A-Za-z]))", re.M
@@ -59,6 +69,14 @@ _WRAPPING_TAGS: Final = frozenset({
 # fmt: on
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Which lines of the body are code (fenced or indented), and the fence left open at its end, if any."""
+
+    code: frozenset[int]
+    open_fence: str | None
+
+
 def agent_body(text: str) -> str:
     """The agent's part of the body, refused if it would pass for cedargate's section or hide it.
 
@@ -67,26 +85,99 @@ def agent_body(text: str) -> str:
     claims where a reviewer looks for recorded facts, and a block the agent leaves open (a
     comment, ``<details>``, a code fence) would swallow the real section appended below it.
     Lines are compared as they render: invisible characters dropped, entities decoded,
-    lookalike letters read as the Latin ones.
+    lookalike letters read as the Latin ones. Code blocks render as text, so headings and
+    tags in them are the agent's to write.
     """
     body = text.strip()
-    _refuse_lookalikes(body)
-    _refuse_open_blocks(body)
+    lines = body.splitlines()
+    layout = _layout(lines)
+    _refuse_lookalikes(lines, layout)
+    _refuse_open_blocks(lines, layout)
     return body
 
 
-def _folded(text: str) -> str:
-    """``text`` as a reader sees it, compacted to lowercase Latin letters and digits for comparison."""
+def _layout(lines: Sequence[str]) -> _Layout:
+    """Find the fenced and indented code blocks, as CommonMark does, erring towards prose when unsure.
+
+    A line counts as indented code only after a blank line (or more code), outside any list (where
+    indentation continues the item) and outside a raw HTML block that runs past blank lines.
+    """
+    code: set[int] = set()
+    fence: tuple[str, int] | None = None
+    in_list = False
+    raw_end: str | None = None
+    after_gap = True
+    for number, line in enumerate(lines):
+        blank = not line.strip()
+        if fence is not None:
+            code.add(number)
+            found = _FENCE.match(line)
+            if found is not None and found[1][0] == fence[0] and len(found[1]) >= fence[1] and not found[2].strip():
+                fence = None
+            after_gap = False
+            continue
+        expanded = line.expandtabs(4)
+        indent = len(expanded) - len(expanded.lstrip())
+        if not blank and indent >= 4 and after_gap and not in_list and raw_end is None:
+            code.add(number)
+            continue
+        found = _FENCE.match(line)
+        if found is not None and not (found[1][0] == "`" and "`" in found[2]):
+            fence = (found[1][0], len(found[1]))
+            code.add(number)
+            after_gap = False
+            continue
+        if _LIST_ITEM.match(line):
+            in_list = True
+        elif not blank and indent == 0 and after_gap:
+            in_list = False
+        raw_end = _raw_end(line, raw_end)
+        after_gap = blank
+    return _Layout(frozenset(code), None if fence is None else fence[0] * fence[1])
+
+
+def _raw_end(line: str, waiting: str | None) -> str | None:
+    """The end marker a raw HTML block open after ``line`` still waits for (``None`` if none is open)."""
+    position = 0
+    while True:
+        if waiting is not None:
+            closed = line.lower().find(waiting, position)
+            if closed < 0:
+                return waiting
+            position, waiting = closed + len(waiting), None
+        found = _RAW_START.search(line, position)
+        if found is None:
+            return None
+        comment, pi, cdata, decl, tag = found.groups()
+        waiting = "-->" if comment else "?>" if pi else "]]>" if cdata else ">" if decl else f"</{tag.lower()}>"
+        position = found.end()
+
+
+def _normalised(text: str) -> str:
+    """``text`` as a reader sees it: lowercase Latin words, one space apart, `` | `` where punctuation ends a phrase."""
     text = html.unescape(_TAG.sub("", _without_comments(text)))
+    text = "".join(c for c in text if c not in _INVISIBLE)
     text = unicodedata.normalize("NFKC", text)
     text = "".join(c for c in text if unicodedata.category(c) != "Cf").translate(_CONFUSABLES)
     text = "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
-    return re.sub(r"[^0-9a-z]", "", text.casefold().translate(_CONFUSABLES))
+    text = _INLINE_MARKUP.sub("", text.casefold().translate(_CONFUSABLES))
+    text = _CLAUSE_BREAK.sub(" | ", text)
+    return " ".join(re.sub(r"[^0-9a-z|]+", " ", text).split())
+
+
+def _names_the_section(text: str) -> bool:
+    return _SECTION_NAMES.search(_normalised(text)) is not None
+
+
+def _claims_the_section(text: str) -> bool:
+    return _CLAIM in re.sub(r"[^0-9a-z]", "", _normalised(text))
 
 
 def _shown(found: str) -> str:
     """What was found, quoted on one line, with the characters that disguised it spelled out and named."""
-    tricks = [c for c in dict.fromkeys(found) if unicodedata.category(c) == "Cf" or ord(c) in _CONFUSABLES]
+    tricks = [
+        c for c in dict.fromkeys(found) if unicodedata.category(c) == "Cf" or ord(c) in _CONFUSABLES or c in _INVISIBLE
+    ]
     shown = quoted(" ".join("".join(f"\\u{ord(c):04x}" if c in tricks else c for c in found).split()))
     if not tricks:
         return shown
@@ -94,21 +185,31 @@ def _shown(found: str) -> str:
     return f"{shown} (holding {named})"
 
 
-def _refuse_lookalikes(body: str) -> None:
-    lines = body.splitlines()
+def _refuse_lookalikes(lines: Sequence[str], layout: _Layout) -> None:
+    """Refuse a heading naming cedargate's section or a subheading of it, and any line claiming its words."""
     # Invisible characters cannot make a heading either: `#` behind a zero-width space still reads as one.
     visible = [
         "".join(c for c in unicodedata.normalize("NFKC", line) if unicodedata.category(c) != "Cf") for line in lines
     ]
     for number, line in enumerate(lines):
-        bare = _CONTAINER.sub("", visible[number], count=1)
-        underlined = number + 1 < len(lines) and bare.strip() != "" and _SETEXT_UNDERLINE.match(visible[number + 1])
-        heading = bool(_ATX_HEADING.match(bare) or underlined or _HTML_HEADING.search(bare))
-        folded = _folded(line)
-        if _CLAIM in folded or (heading and any(word in folded for word in _HEADING_WORDS)):
+        if _claims_the_section(line):
             _refuse(line)
-    for match in _HTML_HEADING.finditer(_without_comments(body)):
-        if any(word in _folded(match[2]) for word in _HEADING_WORDS):
+        if number in layout.code:
+            continue
+        bare = _CONTAINER.sub("", visible[number], count=1)
+        underlined = (
+            number + 1 < len(lines)
+            and number + 1 not in layout.code
+            and bare.strip() != ""
+            and _SETEXT_UNDERLINE.match(visible[number + 1])
+        )
+        heading = bool(_ATX_HEADING.match(bare) or underlined or _HTML_HEADING.search(bare))
+        if heading and _names_the_section(line):
+            _refuse(line)
+    # A tag in code is text, but code inside a heading element opened in prose still renders in that heading.
+    text = "\n".join(line.replace("<", " ") if number in layout.code else line for number, line in enumerate(lines))
+    for match in _HTML_HEADING.finditer(_without_comments(text)):
+        if _names_the_section(match[2]):
             _refuse(match[0])
 
 
@@ -120,22 +221,12 @@ def _refuse(found: str) -> NoReturn:
     )
 
 
-def _refuse_open_blocks(body: str) -> None:
+def _refuse_open_blocks(lines: Sequence[str], layout: _Layout) -> None:
     """Refuse a block left open at the end of the body: the provenance section would render inside it."""
-    prose: list[str] = []
-    fence: tuple[str, int] | None = None
-    for line in body.splitlines():
-        found = _FENCE.match(line)
-        if fence is None and found is not None:
-            fence = (found[1][0], len(found[1]))
-        elif fence is not None:
-            if found is not None and found[1][0] == fence[0] and len(found[1]) >= fence[1] and not found[2].strip():
-                fence = None
-        else:
-            prose.append(line)
-    if fence is not None:
-        marker = fence[0] * fence[1]
+    if layout.open_fence is not None:
+        marker = layout.open_fence
         _refuse_open(f"a fenced code block (opened by a line of {marker}) never closed", f"close it with {marker}")
+    prose = [line for number, line in enumerate(lines) if number not in layout.code]
     # Code spans end with their paragraph; what they hold is text, not HTML.
     text = "\n\n".join(_CODE_SPAN.sub("", paragraph) for paragraph in re.split(r"\n\s*\n", "\n".join(prose)))
     text = _without_raw_blocks(text)
