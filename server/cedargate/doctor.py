@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cedargate.audit.checkpoint import require_consistent
 from cedargate.audit.log import JsonlAuditLog
 from cedargate.audit.probe import unwritable_reason
-from cedargate.audit.segments import _TAIL_WINDOW as TAIL_READ_AT_START
+from cedargate.audit.segments import TAIL_WINDOW as TAIL_READ_AT_START
 from cedargate.aws_session import choose_backend
 from cedargate.config import PRINCIPAL_ENV_OVERRIDES, Config, RepositoryConfig
 from cedargate.errors import CedargateError, ConfigError

@@ -28,7 +28,8 @@ from cedargate.errors import AuditWriteError
 SEGMENT_RECORD: Final = "segment"
 """Value of the ``record`` key that marks a segment record (events have no ``record`` key)."""
 
-_TAIL_WINDOW: Final = 8 << 20
+TAIL_WINDOW: Final = 8 << 20
+"""Bytes of a log's end read at start-up for its last complete event (doctor checks the same window)."""
 _LAST_LINE_WINDOW: Final = 64 << 10
 """Bytes read back first to find the last line (a record is well under this)."""
 
@@ -90,7 +91,7 @@ def last_record_hash(fd: int, size: int) -> str | None:
         if newline >= 0 or start == 0:
             record = parse_complete(data[newline + 1 : -1])
             return str(record["hash"]) if record is not None else None
-        if window >= _TAIL_WINDOW:
+        if window >= TAIL_WINDOW:
             return None
         window *= 8
 
@@ -105,7 +106,7 @@ def recover_tail(path: Path) -> str:
         return GENESIS_HASH
     with open(path, "rb") as handle:
         size = handle.seek(0, os.SEEK_END)
-        start = max(0, size - _TAIL_WINDOW)
+        start = max(0, size - TAIL_WINDOW)
         handle.seek(start)
         tail = handle.read()
     lines = _lines_with_offsets(tail, start)
@@ -126,8 +127,7 @@ def recover_tail(path: Path) -> str:
         torn.append(TornLine(offset, line))
     if start > 0:
         raise AuditWriteError(
-            f"audit log `{path}`: no complete event in its last {_TAIL_WINDOW} bytes; "
-            "move the file aside before serving"
+            f"audit log `{path}`: no complete event in its last {TAIL_WINDOW} bytes; move the file aside before serving"
         )
     # Nothing complete at all: the file held only torn bytes; the segment links to genesis.
     return _start_segment(path, GENESIS_HASH, torn[::-1], ends_with_newline=tail.endswith(b"\n"))
