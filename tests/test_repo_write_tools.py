@@ -371,7 +371,8 @@ async def test_a_commit_carries_only_what_diffs_staged_and_names_what_else_the_w
     left_out = [".github/workflows/deploy.yml", "README.md", "lnk", "src/app.py", "sub/"]
     assert committed["not_committed"] == left_out and committed["not_committed_count"] == 5
     assert "nothing to commit" in nothing and "`.github/workflows/deploy.yml`" in nothing
-    assert "never committed; to keep one, apply it as a diff" in nothing
+    assert "never committed; to keep one, apply a diff of its full content with `repo_apply_diff`" in nothing
+    assert "or write it with `repo_write_file`" in nothing
 
 
 async def test_status_lists_a_staged_rename_once_under_its_new_name(runtime: Runtime) -> None:

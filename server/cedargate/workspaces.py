@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
@@ -30,6 +30,8 @@ from cedargate.sandbox import SandboxRun
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _lock = threading.RLock()
+BRANCH_LOCK_SLOTS: Final = 64
+"""Branch lock files per repository: a fixed number, so they do not pile up one per branch ever written."""
 
 
 class TestRun(SandboxRun):
@@ -37,7 +39,13 @@ class TestRun(SandboxRun):
 
     commit: str | None = None
     clean: bool | None = None
-    """Whether the worktree had no uncommitted changes, so ``commit`` is exactly what was tested."""
+    """Whether nothing staged or tracked differed from ``commit``, so ``commit`` is exactly what was tested.
+
+    Untracked files (what earlier runs left: ``__pycache__``, build output) are not counted here:
+    no tool commits them, so they are not work; ``untracked_leftovers`` says how many there were.
+    """
+    untracked_leftovers: int | None = None
+    """Untracked files in the worktree when the run started (``None`` on records made before this was kept)."""
     event_id: str | None = None
     time: str | None = None
 
@@ -87,6 +95,7 @@ class WorkspaceStore:
         self.repo = repo
         self.repo_path = repo_path
         self.root = repo.workspaces_dir
+        self._git_dir: Path | None = None
 
     def _meta(self, ws_id: str) -> Path:
         return self.root / f"{ws_id}.json"
@@ -122,12 +131,32 @@ class WorkspaceStore:
         Taken by every step that checks which workspace (if any) has the branch and then moves
         or checks it out: a write without a workspace cannot move the branch between a new
         workspace's check and its checkout, which would leave that worktree behind its branch.
+        The lock lives in the repository's git folder, which any write needs anyway (not under
+        ``workspaces_dir``, which a plain write does not touch), in one of ``BRANCH_LOCK_SLOTS``
+        files chosen by the branch name: their number stays bounded however many branches come
+        and go, and two branches sharing a slot only wait for each other briefly. Never nested.
         """
-        folder = self.root / ".branch-locks"
-        folder.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256(branch.encode()).hexdigest()[:32]
-        with open(folder / f"{digest}.lock", "ab") as handle, exclusively(handle):
+        folder = self._branch_lock_folder()
+        digest = hashlib.sha256(branch.encode(errors="surrogateescape")).digest()
+        slot = folder / f"slot-{int.from_bytes(digest[:4], 'big') % BRANCH_LOCK_SLOTS:02d}.lock"
+        try:
+            folder.mkdir(exist_ok=True)
+            handle = open(slot, "ab")  # noqa: SIM115 - closed below, after the lock is released
+        except OSError as exc:
+            raise HandlerError(
+                f"cannot open the branch lock `{slot}` ({exc.strerror or exc}): the server's user must be able to "
+                f"create files in `{folder.parent}` (the git folder of `{self.repo.name}`, which writes change "
+                "anyway); fix its owner or permissions"
+            ) from exc
+        with handle, exclusively(handle):
             yield
+
+    def _branch_lock_folder(self) -> Path:
+        """``cedargate-branch-locks`` in the repository's common git folder (shared by all its worktrees)."""
+        if self._git_dir is None:
+            found = run_git(self.repo_path, ["rev-parse", "--path-format=absolute", "--git-common-dir"])
+            self._git_dir = Path(found.stdout.decode(errors="surrogateescape").strip())
+        return self._git_dir / "cedargate-branch-locks"
 
     def create(self, principal: Principal, branch: str, base_commit: str, *, new_branch: bool) -> Workspace:
         """Add a worktree for the principal's task on ``branch`` (created at ``base_commit`` if new)."""

@@ -2,7 +2,8 @@
 
 These are an operator's commands on the local checkouts; they do not go through the agent
 pipeline. Removing a workspace removes its worktree only: the task branch and its commits stay,
-so a worktree with uncommitted changes is removed only with ``--force``.
+so a worktree with staged changes or changed tracked files (work the agent decided on) is
+removed only with ``--force``; untracked files (what test runs leave) go with the worktree.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "rm",
         help="remove a workspace (its branch stays)",
         description="Remove a workspace's worktree and record; the task branch and its commits stay. A "
-        "worktree with uncommitted changes (edited or new files) is refused unless --force is given.",
+        "worktree with staged changes or changed tracked files is refused unless --force is given; untracked "
+        "files (what test runs leave, which no tool commits) are removed with it.",
     )
     remove.add_argument("id", help="workspace id (see `cedargate workspaces list`)")
     remove.add_argument("--force", action="store_true", help="remove it even with uncommitted changes (they are lost)")
@@ -83,46 +85,79 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     store, workspace = _find(config_from(args), args.id)
+    untracked: list[str] = []
     if not args.force:
-        _refuse_uncommitted(workspace)
+        untracked = _refuse_uncommitted(workspace)
     store.remove(workspace.id)
     if args.json:
-        print(json.dumps({"removed": workspace.id, "branch_kept": workspace.branch}, indent=2))
+        row: dict[str, Any] = {"removed": workspace.id, "branch_kept": workspace.branch}
+        if untracked:  # counted only when there were some, so the usual answer keeps its shape
+            row["untracked_removed"] = len(untracked)
+        print(json.dumps(row, indent=2))
     else:
-        print(f"removed workspace {workspace.id}; branch {workspace.branch} is kept")
+        gone = f" and its {len(untracked)} untracked files ({_named(untracked)})" if untracked else ""
+        print(f"removed workspace {workspace.id}{gone}; branch {workspace.branch} is kept")
     return 0
 
 
-def _refuse_uncommitted(workspace: Workspace) -> None:
-    """Refuse to remove a worktree holding work its branch does not: only the branch survives removal."""
+def _refuse_uncommitted(workspace: Workspace) -> list[str]:
+    """Refuse to remove a worktree holding work its branch does not; return its untracked files.
+
+    Only staged changes and changed tracked files are work: ``repo_apply_diff`` stages what
+    policy decided, and no tool commits an untracked file (those are what test runs leave,
+    ``__pycache__`` and the like), so they are removed with the worktree, and named.
+    """
     if not workspace.path.is_dir():
-        return  # gone already: nothing to lose
-    changed = _uncommitted(workspace.path)
-    if not changed:
-        return
-    named = ", ".join(f"`{name}`" for name in changed[:LISTED_FILES])
-    if len(changed) > LISTED_FILES:
-        named += f" and {len(changed) - LISTED_FILES} more"
+        return []  # gone already: nothing to lose
+    decided, untracked = _uncommitted(workspace.path)
+    if not decided:
+        return untracked
+    also = f"; its untracked files ({_named(untracked)}) are not work and go with it either way" if untracked else ""
     raise CedargateError(
-        f"workspace `{workspace.id}` has uncommitted changes in `{workspace.path}`: {named}; "
-        "commit or copy them first, or pass --force to remove them with the worktree"
+        f"workspace `{workspace.id}` has uncommitted changes in `{workspace.path}`: {_named(decided)}; "
+        f"commit or copy them first, or pass --force to remove them with the worktree{also}"
     )
 
 
-def _uncommitted(path: Path) -> list[str]:
-    """The files ``git status`` shows as changed or new in the worktree at ``path``."""
+def _named(paths: list[str]) -> str:
+    named = ", ".join(f"`{name}`" for name in paths[:LISTED_FILES])
+    if len(paths) > LISTED_FILES:
+        named += f" and {len(paths) - LISTED_FILES} more"
+    return named
+
+
+def _uncommitted(path: Path) -> tuple[list[str], list[str]]:
+    """The staged or changed tracked files, and the untracked files, of the worktree at ``path``."""
     try:
-        result = run_git(path, ["status", "--porcelain", "--untracked-files=all"], check=False)
+        result = run_git(path, ["status", "--porcelain=v1", "-z", "--untracked-files=all"], check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         said = str(exc)
     else:
         if result.returncode == 0:
-            return [line[3:] for line in result.stdout.decode(errors="replace").splitlines() if line.strip()]
+            return _split_status(result.stdout)
         said = git_failure(result.stderr.decode(errors="replace"))
     raise CedargateError(
         f"cannot tell whether workspace `{path}` has uncommitted changes (git status failed: {said}); "
         "pass --force to remove it anyway"
     )
+
+
+def _split_status(out: bytes) -> tuple[list[str], list[str]]:
+    """``git status -z`` entries as (tracked or staged, untracked) names; a rename's source is skipped."""
+    decided: list[str] = []
+    untracked: list[str] = []
+    fields = iter(out.split(b"\0"))
+    for entry in fields:
+        if len(entry) < 4:
+            continue
+        name = entry[3:].decode(errors="replace")
+        if entry.startswith(b"??"):
+            untracked.append(name)
+        else:
+            decided.append(name)
+            if entry[:1] in (b"R", b"C"):
+                next(fields, None)
+    return decided, untracked
 
 
 def _test_label(row: dict[str, Any]) -> str:

@@ -24,6 +24,7 @@ from cedargate.handlers.repo_common import (
     repo_of,
     task_branch,
     task_workspace,
+    worktree_status,
 )
 from cedargate.handlers.repo_read import LogRecords
 from cedargate.provenance import AUDIT_EVENT_FORMAT, audit_event_of
@@ -197,7 +198,7 @@ def run_tests(call: HandlerCall) -> dict[str, Any]:
     # Held for the whole run, so `cedargate workspaces rm` cannot remove the worktree under it.
     with store.in_use(workspace.id) as workspace:
         commit = head_commit(workspace)
-        clean = run_git(workspace.path, ["status", "--porcelain"]).stdout.strip() == b""
+        clean, untracked = _worktree_state(workspace.path)
         limits = SandboxLimits(wall_seconds=repo.test_timeout_seconds, memory_mb=repo.test_memory_mb)
 
         def still_running(elapsed: float) -> None:
@@ -212,11 +213,12 @@ def run_tests(call: HandlerCall) -> dict[str, Any]:
             "in_memory_files_mb": in_memory_files_mb(limits),
         }
         facts = run.model_dump()
-        call.execution["test_run"] = {**facts, "commit": commit, "clean": clean}
+        call.execution["test_run"] = {**facts, "commit": commit, "clean": clean, "untracked_leftovers": untracked}
         record = TestRun(
             **facts,
             commit=commit,
             clean=clean,
+            untracked_leftovers=untracked,
             event_id=call.event_id,
             time=datetime.now(UTC).isoformat(timespec="seconds"),
         )
@@ -228,9 +230,22 @@ def run_tests(call: HandlerCall) -> dict[str, Any]:
         "branch": workspace.branch,
         "commit": commit,
         "clean": clean,
+        "untracked_leftovers": untracked,
         "passed": passed,
         **facts,
     }
+
+
+def _worktree_state(where: Path) -> tuple[bool, int]:
+    """Whether nothing staged or tracked differs from the head, and how many untracked files there are.
+
+    Only what could be committed makes a run unclean: ``repo_commit`` takes what diffs staged,
+    and a tracked file a run rewrote changes what the next run tests. Untracked files (an
+    earlier run's ``__pycache__``) are never committed, so they are counted, not held against it.
+    """
+    statuses = [status for status, _ in worktree_status(where)]
+    untracked = statuses.count("??")
+    return len(statuses) == untracked, untracked
 
 
 REVIEW_OPERATIONS: Final[Mapping[str, Handler]] = {

@@ -8,11 +8,13 @@ to the worktree before ``git apply`` sees it, and commits carry provenance trail
 from __future__ import annotations
 
 import codecs
+import os
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from cedargate.errors import HandlerError, ToolInputError
+from cedargate.errors import CedargateError, HandlerError, ToolInputError
 from cedargate.git import git_text, run_git
 from cedargate.handlers import Handler, HandlerCall
 from cedargate.handlers.repo_common import (
@@ -60,31 +62,82 @@ def create_branch(call: HandlerCall) -> dict[str, Any]:
 
 
 def apply_diff(call: HandlerCall) -> dict[str, Any]:
-    """Apply a unified diff to the workspace and stage it; nothing is committed yet."""
-    repo, _ = repo_of(call)
+    """Apply a unified diff to the workspace's index and write the patched files out; nothing is committed yet.
+
+    The patch is applied to the index (what ``repo_commit`` commits), never to what a test run
+    left in the worktree; the patched paths are then written from the index, so a file a run
+    generated or rewrote there gives way to the decided content instead of blocking the diff.
+    Other worktree files stay as they are. Held like a write: refused while a test run is going.
+    """
+    repo, path = repo_of(call)
     workspace = task_workspace(call, task_branch(repo, str(call.args["branch"])))
     patch = str(call.args["patch"])
     if not patch.endswith("\n"):
         patch += "\n"
     data = patch.encode()
-    paths = _patch_paths(workspace.path, data) | _renamed_or_copied_from(patch)
-    if not paths:
-        raise ToolInputError("field `patch`: no file changes found; give a unified diff (`--- a/...`, `+++ b/...`)")
-    for name in paths:
-        worktree_file(workspace.path, name, "patch")
-    changed = _tried(workspace, data)
-    for name in changed - paths:
-        worktree_file(workspace.path, name, "patch")
-    check = run_git(workspace.path, ["apply", "--check", "--index", "--recount", "-"], input=data, check=False)
-    if check.returncode != 0:
-        raise _does_not_apply(workspace.branch, check.stderr)
-    run_git(workspace.path, ["apply", "--index", "--recount", "-"], input=data)
+    with WorkspaceStore(repo, path).changing(workspace.id) as workspace:
+        paths = _patch_paths(workspace.path, data) | _renamed_or_copied_from(patch)
+        if not paths:
+            raise ToolInputError("field `patch`: no file changes found; give a unified diff (`--- a/...`, `+++ b/...`)")
+        for name in paths:
+            worktree_file(workspace.path, name, "patch")
+        changed = _tried(workspace, data)
+        for name in changed - paths:
+            worktree_file(workspace.path, name, "patch")
+        touched = sorted(paths | changed)
+        _apply_to_index_and_worktree(workspace, data, touched)
     return {
         "repository": repo.name,
         "branch": workspace.branch,
         "workspace": workspace.id,
-        "files": sorted(paths | changed),
+        "files": touched,
     }
+
+
+def _apply_to_index_and_worktree(workspace: Workspace, patch: bytes, touched: list[str]) -> None:
+    """Apply ``patch`` to the index, then make the worktree's ``touched`` paths what the index holds.
+
+    A failure while writing the worktree puts the index back as it was, so the diff is either
+    staged and written or not staged at all (a file already written stays as an uncommitted
+    leftover, which applying the diff again replaces).
+    """
+    where = workspace.path
+    with trial_index(where) as saved:
+        result = run_git(where, ["apply", "--cached", "--recount", "-"], input=patch, check=False)
+        if result.returncode != 0:
+            raise _does_not_apply(workspace.branch, result.stderr)
+        try:
+            _write_from_index(where, touched)
+        except BaseException as exc:
+            index = index_file(where)
+            if saved.exists():
+                os.replace(saved, index)
+            else:
+                index.unlink(missing_ok=True)
+            if not isinstance(exc, (OSError, CedargateError, subprocess.TimeoutExpired)):
+                raise
+            raise HandlerError(
+                f"field `patch`: staged, but writing the patched files into workspace `{workspace.id}` failed "
+                f"({exc}), so the diff was unstaged again; fix the cause and apply it again"
+            ) from exc
+
+
+def _write_from_index(where: Path, touched: list[str]) -> None:
+    """Write each touched path from the index (``checkout-index``, which replaces a link rather than follow it)
+    and remove the ones the patch took out of the index, with folders it left empty."""
+    listed = run_git(where, ["ls-files", "--cached", "-z", "--", *touched]).stdout.split(b"\0")
+    kept = {name.decode(errors="surrogateescape") for name in listed if name} & set(touched)
+    if kept:
+        names = b"".join(name.encode(errors="surrogateescape") + b"\0" for name in sorted(kept))
+        run_git(where, ["checkout-index", "--force", "--quiet", "-z", "--stdin"], input=names)
+    for name in sorted(set(touched) - kept):
+        target = worktree_file(where, name, "patch")
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        folder = target.parent
+        while folder != where and folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
 
 
 def commit(call: HandlerCall) -> dict[str, Any]:
@@ -139,7 +192,9 @@ def _left_out_note(paths: list[str]) -> str:
     more = f" and {len(paths) - 10} more" if len(paths) > 10 else ""
     return (
         f"the worktree changes {named}{more} were made outside `repo_apply_diff` (by a test run) and are "
-        "never committed; to keep one, apply it as a diff"
+        "never committed; to keep one, apply a diff of its full content with `repo_apply_diff` (a new file as "
+        "`--- /dev/null`, a changed one against the branch: the diff replaces what the run left) or write it "
+        "with `repo_write_file`"
     )
 
 
@@ -169,7 +224,10 @@ def _tried(workspace: Workspace, patch: bytes) -> set[str]:
 
 def _does_not_apply(branch: str, stderr: bytes) -> HandlerError:
     reason = stderr.decode(errors="replace").strip().replace("\n", "; ")
-    return HandlerError(f"field `patch`: does not apply to `{branch}`: {reason}")
+    return HandlerError(
+        f"field `patch`: does not apply to `{branch}`: {reason}; a diff applies to the branch as committed plus "
+        "the diffs staged since, never to what a test run left in the worktree"
+    )
 
 
 def _renamed_or_copied_from(patch: str) -> set[str]:
