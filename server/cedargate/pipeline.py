@@ -214,7 +214,9 @@ class Pipeline:
         if not manifest.risk.read_only:
             # Provenance: a change, allowed or not, records what the session had read before it
             # (a denied one shows where an injected instruction came from). A read copies nothing.
-            event.fields["context_sources"] = request.session.sources_of_change(event.event_id)
+            # The session moves on only once the event is written (`_finish`).
+            event.fields["context_sources"], base = request.session.sources_of_change()
+            event.on_written = functools.partial(request.session.changed, base=base)
             sources = tuple(request.session.context_sources)
         store = _StoreVisits(self._offload, self._holds, request.principal, resource.environment, manifest.risk)
         remaining = UNCAPPED_CENTS
@@ -289,7 +291,7 @@ class Pipeline:
         payload = dict(redact_value(result, "", manifest.sensitive_fields))
         event.fields["result_sha256"] = hashlib.sha256(enforce_result_cap(manifest.name, payload)).hexdigest()
         if manifest.risk.read_only:
-            request.session.record_read(event.event_id)
+            event.on_written = request.session.record_read
         return payload
 
     def _finish(
@@ -310,6 +312,8 @@ class Pipeline:
         except AuditWriteError as exc:
             # The result is withheld: an agent never gets the output of a call the trail does not show.
             return CallResult(Outcome.FAILED, None, f"{exc}; the result was withheld", None)
+        if event.on_written is not None:
+            event.on_written(written.event_id)
         if error is not None:
             error = f"{error} (audit event {written.event_id})"
         return CallResult(outcome, payload, error, written)
@@ -384,6 +388,8 @@ class _EventDraft:
     sensitive_fields: Collection[str] = ()
     """The manifest's extra fields to redact, once the tool is known."""
     handler_started: bool = False
+    on_written: Callable[[str], None] | None = None
+    """What the session learns once the event is written (a read it made, its latest change); never, if it is not."""
 
     def finished(self, **fields: Any) -> EventRecord:
         """The event's record, built without the model (see ``cedargate.audit.record``)."""

@@ -3,7 +3,8 @@
 A write-risk event lists (``context_sources``) its session's successful reads since the
 session's previous write-risk call, and that call's event, whose sources hold the reads
 before it; a commit made by cedargate names its write event in a ``Cedargate-Audit-Event:``
-trailer. Starting from either, this follows the sources back and returns them as a tree.
+trailer. Starting from either, this follows the sources back and returns the chain of
+changes flat, each with its own reads.
 
 Only cedargate's own trailer block counts: it is appended after the agent's text, so it is
 the message's last paragraph, the one git parses as trailers (``%(trailers)``). A
@@ -12,6 +13,7 @@ the message's last paragraph, the one git parses as trailers (``%(trailers)``). 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -28,10 +30,18 @@ AUDIT_EVENT_FORMAT: Final = f"%(trailers:key={AUDIT_TRAILER},valueonly,separator
 
 
 class ProvenanceNode(BaseModel):
-    """One call and the calls it drew on; ``event`` is ``None`` when the source is missing from the log."""
+    """One call and the calls it drew on; ``event`` is ``None`` when the source is missing from the log.
+
+    Flat, however long the session: the change asked about lists its own reads and then every
+    earlier change behind it (nearest first), each of those with its own reads. Nesting the
+    chain instead would go as deep as the session is long (past Python's and the JSON
+    serializer's depth limits).
+    """
 
     event_id: str
     event: dict[str, Any] | None
+    depth: int = 0
+    """How many changes back from the one asked about: 0 for it and its reads, 1 for the change before it..."""
     sources: list[ProvenanceNode] = []
 
 
@@ -55,34 +65,50 @@ def audit_event_of(trailer_values: str) -> str | None:
 
 
 def trace(event_id: str, events: Iterable[dict[str, Any]]) -> ProvenanceNode:
-    """The tree of calls behind ``event_id``; each event appears once even if several changes drew on it."""
+    """The change ``event_id`` with its reads, then each earlier change behind it with its reads.
+
+    Walked breadth first without recursion: a session of any length. Each event appears once
+    even if several changes drew on it (and a forged loop ends the walk).
+    """
     by_id: Mapping[str, dict[str, Any]] = {str(e.get("event_id")): e for e in events}
     if event_id not in by_id:
         raise CedargateError(f"event `{event_id}` is not in the audit log: check --log, or the log was rotated")
-    return _node(event_id, by_id, set())
+    top = ProvenanceNode(event_id=event_id, event=by_id[event_id])
+    earlier: list[ProvenanceNode] = []
+    seen = {event_id}
+    pending = deque([top])
+    while pending:
+        change = pending.popleft()
+        listed = (change.event or {}).get("context_sources")
+        for source in map(str, listed if isinstance(listed, list) else ()):  # a hand-edited log is read, not trusted
+            if source in seen:
+                continue
+            seen.add(source)
+            event = by_id.get(source)
+            if event is not None and event.get("context_sources") is not None:  # a change: it has sources of its own
+                node = ProvenanceNode(event_id=source, event=event, depth=change.depth + 1)
+                earlier.append(node)
+                pending.append(node)
+            else:
+                change.sources.append(ProvenanceNode(event_id=source, event=event, depth=change.depth))
+    top.sources.extend(earlier)
+    return top
 
 
-def _node(event_id: str, by_id: Mapping[str, dict[str, Any]], seen: set[str]) -> ProvenanceNode:
-    event = by_id.get(event_id)
-    seen.add(event_id)
-    sources = [
-        _node(source, by_id, seen)
-        for source in (event or {}).get("context_sources") or []
-        if source not in seen  # a log is a DAG by construction; this only guards against a forged loop
-    ]
-    return ProvenanceNode(event_id=event_id, event=event, sources=sources)
-
-
-def render(node: ProvenanceNode, depth: int = 0) -> list[str]:
-    """Indented lines, the change first and what it drew on below it."""
-    pad = "  " * depth + ("<- " if depth else "")
-    if node.event is None:
-        lines = [f"{pad}event {node.event_id}: missing from the audit log"]
-    else:
-        lines = [pad + _describe(node.event)]
-    for source in node.sources:
-        lines.extend(render(source, depth + 1))
+def render(top: ProvenanceNode) -> list[str]:
+    """The change first, its reads below it, then each earlier change (``N back``) with its reads."""
+    lines = [_line(top)]
+    for node in top.sources:
+        if node.depth == top.depth:
+            lines.append("  <- " + _line(node))
+            continue
+        lines.append(f"  <- {node.depth} back: " + _line(node))
+        lines.extend("    <- " + _line(read) for read in node.sources)
     return lines
+
+
+def _line(node: ProvenanceNode) -> str:
+    return f"event {node.event_id}: missing from the audit log" if node.event is None else _describe(node.event)
 
 
 def _describe(event: Mapping[str, Any]) -> str:

@@ -14,12 +14,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "provenance",
         help="show the calls that led to a commit or an audit event",
         description="Print the chain of calls behind a change: the write event (found from a commit's "
-        "Cedargate-Audit-Event trailer, or given by id) and the reads its session made before it.",
+        "Cedargate-Audit-Event trailer, or given by id), the reads its session made since its previous change, "
+        "then each earlier change of the session (N back) with its own reads: flat, however long the session.",
     )
     provenance.add_argument("target", metavar="COMMIT|EVENT_ID", help="a commit (with --repo) or an audit event id")
     provenance.add_argument("--repo", help="the configured repository name (or a path) the commit is in")
     provenance.add_argument("--log", type=Path, help="audit log file (default: the configured one)")
-    provenance.add_argument("--json", action="store_true", help="print the tree as JSON")
+    provenance.add_argument(
+        "--json",
+        action="store_true",
+        help="print the chain as JSON: the change, its `sources` its reads then the earlier changes",
+    )
     provenance.set_defaults(run=run)
 
 
@@ -39,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
     log = args.log or (config.audit.path if config else None)
     if log is None:  # pragma: no cover - config_from raises first
         raise CedargateError("no audit log: pass --log PATH")
-    tree = trace(event_id, read_events(log))
-    print(tree.model_dump_json(indent=2) if args.json else "\n".join(render(tree)))
+    chain = trace(event_id, read_events(log))
+    print(chain.model_dump_json(indent=2) if args.json else "\n".join(render(chain)))
     return 0
