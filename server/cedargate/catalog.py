@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import mcp_types as types
 from pydantic import ValidationError
@@ -48,13 +48,30 @@ class ToolCatalog:
         return [m.to_mcp_tool() for m in self]
 
 
+EDITOR_LEFTOVER_PREFIXES: Final = (".#",)
+"""Emacs's lock file (``.#dev.cedar``, a dangling symlink while a buffer has unsaved edits)."""
+EDITOR_LEFTOVER_SUFFIXES: Final = ("~", ".swp", ".swo", ".swx")
+"""Backups (``dev.cedar~``) and vim's swap files (``.dev.cedar.swp``)."""
+
+
+def is_editor_leftover(name: str) -> bool:
+    """Whether ``name`` is an editor's lock, backup or swap file: the only files a walk skips.
+
+    Kept to these well-known names: any other file skipped would be a policy silently not
+    enforced. Of them, only a lock file can end in ``.cedar`` or ``.toml``; the rest are listed
+    so that the rule reads whole.
+    """
+    return name.startswith(EDITOR_LEFTOVER_PREFIXES) or name.endswith(EDITOR_LEFTOVER_SUFFIXES)
+
+
 def files_under(root: Path, suffix: str, error: type[CedargateError]) -> list[Path]:
     """Every ``*suffix`` file under ``root``, in path order, following symlinked folders.
 
     Paths stay under ``root`` as written (``policies/shared/x.cedar``, never the link's
-    target), so each poll follows a link as it is now. Hidden files and folders (``.x``,
-    an editor's ``.#x.cedar`` lock or ``.x.swp``) are skipped: they are never what someone
-    meant to publish. A symlinked folder that leads back to one of its own parents would be
+    target), so each poll follows a link as it is now. Editor leftovers (``is_editor_leftover``)
+    are skipped. Any other hidden file, or one in a hidden folder, raises ``error`` naming it:
+    loading it would surprise whoever hid it, and skipping it would drop a policy (or a tool)
+    without a word. A symlinked folder that leads back to one of its own parents would be
     walked forever: ``error`` is raised naming it.
     """
     found: list[Path] = []
@@ -65,10 +82,7 @@ def files_under(root: Path, suffix: str, error: type[CedargateError]) -> list[Pa
     for top, folders, names in os.walk(root, onerror=unreadable, followlinks=True):
         here = Path(top)
         parents = _real_parents(here, root)
-        keep = []
-        for folder in sorted(folders):
-            if folder.startswith("."):
-                continue
+        for folder in folders:
             path = here / folder
             if os.path.realpath(path) in parents:
                 raise error(
@@ -76,10 +90,27 @@ def files_under(root: Path, suffix: str, error: type[CedargateError]) -> list[Pa
                     "symlinked folder, so the walk would never end; remove the symlink on that path or point "
                     "it at a folder outside this tree"
                 )
-            keep.append(folder)
-        folders[:] = keep
-        found += [here / name for name in names if name.endswith(suffix) and not name.startswith(".")]
+        folders.sort()
+        hidden_folder = next((part for part in here.relative_to(root).parts if part.startswith(".")), None)
+        for name in sorted(names):
+            if not name.endswith(suffix) or is_editor_leftover(name):
+                continue
+            if hidden_folder is not None or name.startswith("."):
+                _refuse_hidden(here / name, root, hidden_folder, error)
+            found.append(here / name)
     return sorted(found)
+
+
+def _refuse_hidden(path: Path, root: Path, hidden_folder: str | None, error: type[CedargateError]) -> None:
+    """Refuse a hidden file (or one in a hidden folder), saying how to load it or keep it out."""
+    if hidden_folder is None:
+        where, fix = "is hidden (its name starts with `.`)", "rename it without the leading `.`"
+    else:
+        where, fix = f"is in the hidden folder `{hidden_folder}`", "rename that folder without the leading `.`"
+    raise error(
+        f"{path}: {where}; a hidden file under `{root}` is neither loaded nor skipped, so that nothing "
+        f"meant to be enforced is dropped without a word: {fix} to load it, or move it out of `{root}`"
+    )
 
 
 def _real_parents(folder: Path, root: Path) -> set[str]:

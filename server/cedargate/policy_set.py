@@ -3,10 +3,11 @@
 Every file under the policies folder, subfolders included (as ``tools/**/*.toml`` are read),
 is parsed and validated against the schema generated from the manifests; any error stops
 start-up naming ``file:line:column`` of the policy at fault. Symlinked subfolders are
-followed and hidden files skipped (``catalog.files_under``); a policy nested deeper than
-``MAX_NESTING`` is refused before Cedar's parser sees it. ``tests/`` holds the policy test
-cases and never a policy. The parsed handles are kept for the life of the set, so a decision
-never re-parses text.
+followed, editor leftovers skipped and other hidden files refused (``catalog.files_under``);
+a policy nested deeper than ``MAX_NESTING`` or holding more than ``MAX_OPERATORS`` is refused
+before Cedar's parser sees it, and one deeper than ``MAX_POLICY_DEPTH`` once parsed.
+``tests/`` holds the policy test cases and never a policy. The parsed handles are kept for the
+life of the set, so a decision never re-parses text.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ TESTS_FOLDER: Final = "tests"
 def policy_files(policies_dir: Path) -> list[Path]:
     """Every ``*.cedar`` file under ``policies_dir``, subfolders included, in path order.
 
-    Symlinked subfolders are followed and hidden files skipped, as the reload digest does. A
+    Symlinked subfolders are followed and hidden files refused, as the reload digest does. A
     policy file in ``tests/`` is refused rather than loaded or skipped: it sits among the test
     cases, so whether it is enforced would surprise whoever put it there.
     """
@@ -124,10 +125,14 @@ def load_policy_set(
         raise PolicyError(f"policies in `{policies_dir}`: could not line up statements with parsed policies")
     schema_text = json.dumps(schema)
     cedar_schema = cedarpy.Schema.from_json_str(schema_text)
-    static_policies = json.loads(cedarpy.policies_to_json_str(combined))["staticPolicies"]
-    info = _index(static_policies, positions)
-    _refuse_idle_approvals(static_policies, info)
-    _validate(combined, cedar_schema, info, schema)
+    try:
+        static_policies = json.loads(cedarpy.policies_to_json_str(combined))["staticPolicies"]
+        info = _index(static_policies, positions)
+        _refuse_too_deep(static_policies, info)
+        _refuse_idle_approvals(static_policies, info)
+        _validate(combined, cedar_schema, info, schema)
+    except RecursionError:
+        raise _too_deep_to_read(policies_dir, sources) from None
     _refuse_duplicate_ids(info)
     return PolicySet(
         policies=parsed,
@@ -161,47 +166,147 @@ def _read_and_parse(path: Path) -> _SourceFile:
 
 
 MAX_NESTING: Final = 200
-"""The deepest nesting of brackets and ``if`` a policy may have; far beyond any real policy.
+"""The deepest nesting of brackets and open ``if``s a policy may have; far beyond any real policy.
 
 Cedar's parser recurses once per level: about a thousand levels overflow its native stack,
 which kills the process (a segfault no ``except`` catches) instead of failing the load.
 """
 
-_NESTING_PIECE = re.compile(r'"(?:[^"\\]|\\.)*"?|//[^\n]*|[()\[\]{};\n]|\bif\b')
+MAX_OPERATORS: Final = 250
+"""The most ``||``, ``&&``, ``+``, ``-``, ``*`` and ``.`` (attribute or method) one policy may hold.
+
+Cedar's parser and validator recurse once per operator of a chain (``a || b || ...``): 20000
+segfault them (8000 still pass), and from about 480 Python's JSON reader of the parsed policy
+overflows its recursion limit. Counted per policy, whatever the grouping, so a policy within
+it and ``MAX_NESTING`` is safe to hand to Cedar; ``MAX_POLICY_DEPTH`` then holds it to what
+Cedar can decide with.
+"""
+
+MAX_POLICY_DEPTH: Final = 125
+"""The deepest a policy's JSON form (``staticPolicies.policyN``) may nest, in objects and arrays.
+
+Every decision reads its policies back from JSON (``policy_slice.sliced_policy_set``), and
+Cedar's JSON reader stops at 128 levels (two of them the policy set around the policy):
+a deeper policy would load and then deny every call it applies to with an engine error.
+Each operator, ``if``, ``!`` and set adds about two levels: about 58 terms joined by ``||``.
+"""
+
+_SHAPE_PIECE = re.compile(r'"(?:[^"\\]|\\.)*"?|//[^\n]*|[()\[\]{};,\n]|\b(?:if|then|else)\b|\|\||&&|[-+*.]')
 
 
 def _refuse_deep_nesting(path: Path, text: str) -> None:
-    """Refuse text nested deeper than ``MAX_NESTING`` before Cedar parses it, naming where.
+    """Refuse a policy Cedar's parser cannot take safely, before it sees it, naming where.
 
-    Brackets count one level each, and every ``if`` of a statement one more (an ``if`` in
-    the ``else`` of another nests without brackets); strings and comments are skipped.
+    Each bracket counts one level of nesting, and each ``if`` one more while it is open: an
+    ``if`` in the ``else`` of another nests without brackets, but one closed by its bracket
+    or a ``,`` (``(if a then b else c) && (if ...)``) does not nest the next. Operators are
+    counted per policy (``MAX_OPERATORS``). Strings and comments are skipped.
     """
-    depth = ifs = 0
+    depth = operators = ifs_open = 0
+    open_ifs: list[list[str]] = [[]]  # per bracket level, the state of each open `if`: if, then or else
     line = 1
-    for match in _NESTING_PIECE.finditer(text):
+    start: int | None = None  # the line the policy starts on: where an operator count is reported
+    for match in _SHAPE_PIECE.finditer(text):
         piece = match.group(0)
-        if piece.startswith('"') or piece == "\n":
+        ifs = open_ifs[-1]
+        if piece == "\n" or piece.startswith("//"):
+            line += piece.count("\n")
+            continue
+        start = line if start is None else start
+        if piece.startswith('"'):
             line += piece.count("\n")
         elif piece in ("(", "[", "{"):
             depth += 1
+            open_ifs.append([])
         elif piece in (")", "]", "}"):
             depth = max(depth - 1, 0)
+            if len(open_ifs) > 1:
+                ifs_open -= len(open_ifs.pop())
+        elif piece == ",":
+            ifs_open -= len(ifs)
+            ifs.clear()
+        elif piece == ";":
+            if depth == 0:
+                operators = ifs_open = 0
+                open_ifs, start = [[]], None
         elif piece == "if":
-            ifs += 1
-        elif piece == ";" and depth == 0:
-            ifs = 0
-        if depth + ifs > MAX_NESTING:
+            ifs.append(piece)
+            ifs_open += 1
+        elif piece in ("then", "else"):
+            while ifs and ifs[-1] == "else":  # an `if` whose `else` expression this word ends
+                ifs.pop()
+                ifs_open -= 1
+            if ifs:
+                ifs[-1] = piece
+        else:
+            operators += 1
+        if depth + ifs_open > MAX_NESTING:
             raise PolicyError(
                 f"{path}:{line}: policy nests deeper than {MAX_NESTING} levels of brackets and `if`; "
                 "Cedar cannot parse it safely: flatten the expression (split it into several policies "
                 "or conditions joined by `&&`)"
             )
+        if operators > MAX_OPERATORS:
+            raise PolicyError(
+                f"{path}:{start}: policy has more than {MAX_OPERATORS} operators (`||`, `&&`, `+`, `-`, `*`, "
+                f"`.`; operator {MAX_OPERATORS + 1} is on line {line}); Cedar cannot parse or check so long a "
+                'chain safely: list alternatives as a set (`resource in [Repository::"a", Repository::"b"]`, '
+                '`["a", "b"].contains(context.x)`) '
+                "or split the policy into several"
+            )
+
+
+def _refuse_too_deep(est: Mapping[str, Any], info: Mapping[str, PolicyInfo]) -> None:
+    """Refuse a policy nested deeper in JSON than ``MAX_POLICY_DEPTH``: it could never decide a call."""
+    for policy_id, policy in info.items():
+        depth = _json_depth(est.get(policy_id, {}))
+        if depth > MAX_POLICY_DEPTH:
+            raise PolicyError(
+                f"{policy.file}:{policy.line}:{policy.column}: policy `{policy.display_id}` nests {depth} levels "
+                f"deep in Cedar's JSON form, and Cedar reads back at most {MAX_POLICY_DEPTH} when deciding (each "
+                "`||`, `&&`, `if`, `!`, `.` and set adds one or two), so every call it applies to would be denied "
+                'with an engine error: list alternatives as a set (`resource in [Repository::"a", '
+                'Repository::"b"]`) or split the policy into several'
+            )
+
+
+def _json_depth(value: Any) -> int:
+    """How deep ``value`` nests in objects and arrays; iterative, as the point is values too deep to recurse."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        node, level = pending.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            pending.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _too_deep_to_read(policies_dir: Path, sources: list[_SourceFile]) -> PolicyError:
+    """A ``PolicyError`` naming the file that overflowed Python's recursion limit, not a traceback."""
+    culprit = sources[0].path if len(sources) == 1 else None
+    for src in sources:
+        try:
+            json.loads(cedarpy.policies_to_json_str(src.text))
+        except RecursionError:
+            culprit = src.path
+            break
+    where = f"{culprit}: a policy" if culprit else f"policies in `{policies_dir}`: a policy"
+    return PolicyError(
+        f"{where} is nested too deeply to read (Python's recursion limit was reached): flatten it, listing "
+        'alternatives as a set (`resource in [Repository::"a", Repository::"b"]`) or splitting it into '
+        "several policies"
+    )
 
 
 def _refuse_templates(path: Path, statements: list[Statement]) -> None:
     """Name the first policy template (``?principal``, ``?resource``): Cedar parses it, but not as a policy."""
     for statement in statements:
-        if json.loads(cedarpy.policies_to_json_str(statement.text)).get("templates"):
+        try:
+            est = json.loads(cedarpy.policies_to_json_str(statement.text))
+        except RecursionError:
+            raise _too_deep_to_read(path.parent, [_SourceFile(path, statement.text, [])]) from None
+        if est.get("templates"):
             raise PolicyError(
                 f"{path}:{statement.line}:{statement.column}: policy templates (`?principal`, `?resource`) "
                 "are not supported; write a static policy that names the principal or resource, "

@@ -63,8 +63,8 @@ class ReloadResult(BaseModel):
 def tree_digest(config: Config) -> str:
     """sha256 over the names and contents of every manifest and policy file, and of the tools lock.
 
-    The files are those the load reads (``files_under``: symlinked folders followed, hidden
-    files skipped), so an editor's lock file neither triggers nor blocks a reload.
+    The files are those the load reads (``files_under``: symlinked folders followed, editor
+    leftovers skipped), so an editor's lock file neither triggers nor blocks a reload.
     """
     digest = hashlib.sha256()
     for root, suffix in ((config.tools_dir, ".toml"), (config.policies_dir, ".cedar")):
