@@ -19,6 +19,9 @@ from cedargate.errors import CedargateError
 from cedargate.store import Store
 from cedargate.store.tables import audit_events
 
+_BATCH = 2000
+"""Rows fetched per round trip."""
+
 
 def table_unreadable(exc: SQLAlchemyError) -> CedargateError:
     """The error for a table that cannot be read: which, why, and what to do."""
@@ -51,9 +54,14 @@ def _conditions(where: AuditFilter) -> list[ColumnElement[bool]]:
 
 
 def _cut(where: AuditFilter) -> bool:
-    """Whether a filter value is longer than its column, so SQL alone cannot tell matches apart."""
+    """Whether a filter value may match other stored values, so SQL alone cannot tell matches apart.
+
+    A column holds a value cut to its length and with NUL stored as U+FFFD: a longer value, or
+    one holding U+FFFD (a stored NUL or a real U+FFFD look the same), matches several events'
+    columns, and the whole event decides.
+    """
     values = (where.agent, where.user, where.team, where.tool, where.environment, where.task, where.session)
-    return any(v is not None and column_value(v) != v for v in values)
+    return any(v is not None and (column_value(v) != v or "\ufffd" in v) for v in values)
 
 
 def query_table(store: Store, where: AuditFilter, limit: int | None = None) -> list[dict[str, Any]]:
@@ -66,7 +74,9 @@ def query_table(store: Store, where: AuditFilter, limit: int | None = None) -> l
         statement = statement.order_by(audit_events.c.id)
     try:
         with store.engine.connect() as connection:
-            stored = list(connection.execute(statement).scalars())
+            # In batches: on PostgreSQL each batch is a statement of its own, so reading a large
+            # table is not cut off by the store's per-statement timeout.
+            stored = list(connection.execution_options(yield_per=_BATCH).execute(statement).scalars())
     except SQLAlchemyError as exc:
         raise table_unreadable(exc) from exc
     if limit is not None and exact_in_sql:

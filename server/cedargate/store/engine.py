@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+import psycopg
 from alembic.util.exc import CommandError
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from cedargate.config import StoreConfig, sqlite_database
@@ -54,13 +55,88 @@ def sqlite_file(config: StoreConfig) -> Path | None:
     return sqlite_database(config.url) if config.url else Path(config.path)
 
 
-def create_store_engine(url: str) -> Engine:
-    """An engine with the settings the store relies on (waits for locks rather than failing)."""
+CONNECT_TIMEOUT_S: Final = 5
+"""Seconds to open a PostgreSQL connection (a postmaster that accepts TCP but never answers)."""
+STATEMENT_TIMEOUT_MS: Final = 5000
+"""The server cancels a statement running longer (a governance read or write takes milliseconds)."""
+LOCK_TIMEOUT_MS: Final = 4000
+"""The server gives up a lock wait sooner, so a contended lock says so rather than "statement timeout"."""
+ANSWER_TIMEOUT_S: Final = 8.0
+"""Seconds the client waits for any answer on an open connection: a hung server (stopped, or a
+network that drops packets) cannot cancel its own statements, so the client closes the
+connection instead (the pool then opens a fresh one)."""
+POOL_TIMEOUT_S: Final = 5
+"""Seconds a call waits for a pooled connection before the store fails."""
+
+
+class _AnswerBoundedConnection(psycopg.Connection[Any]):
+    """A psycopg connection whose every wait on the server ends within ``ANSWER_TIMEOUT_S``.
+
+    libpq has no client-side query timeout; ``statement_timeout`` only works while the server
+    runs, and TCP keepalives and ``tcp_user_timeout`` are answered by a live kernel whose
+    database processes are stuck. Without this a call would wait forever, unaudited.
+    """
+
+    answer_timeout: float = ANSWER_TIMEOUT_S
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        try:
+            return super().wait(gen, interval=interval, timeout=timeout or self.answer_timeout)
+        except psycopg.errors._WaitTimeout as exc:
+            # The protocol stopped mid-exchange: the connection's state is unknown, so it is closed
+            # (SQLAlchemy sees a closed connection and drops it from the pool).
+            self.pgconn.finish()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {self.answer_timeout:g} s; the connection was closed"
+            ) from exc
+
+
+def postgres_connect_args(url: str, *, bounded_statements: bool = True) -> dict[str, Any]:
+    """libpq settings that bound every wait on the database; a setting in the URL's query wins.
+
+    ``bounded_statements=False`` leaves statements unbounded (schema migrations, whose index
+    builds may run long); connecting and a dead peer stay bounded.
+    """
+    query = make_url(url).query
+    args: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(ANSWER_TIMEOUT_S * 1000),  # ms of unacknowledged data before TCP gives up
+    }
+    if bounded_statements:
+        timeouts = f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS}"
+        own = query.get("options")
+        args["options"] = f"{timeouts} {own}" if isinstance(own, str) else timeouts  # the URL's later `-c` wins
+    return {key: value for key, value in args.items() if key == "options" or key not in query}
+
+
+def create_store_engine(url: str, *, bounded_statements: bool = True) -> Engine:
+    """An engine with the settings the store relies on.
+
+    SQLite waits for locks rather than failing. PostgreSQL fails within seconds when the
+    database is unreachable or stops answering, so a call is refused and audited instead of
+    hanging; ``bounded_statements=False`` is for migrations only.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_timeout=POOL_TIMEOUT_S,
+        connect_args=postgres_connect_args(url, bounded_statements=bounded_statements),
+    )
+    if make_url(url).drivername == "postgresql+psycopg" and bounded_statements:
+        event.listen(engine, "do_connect", _bounded_connection)
+    return engine
+
+
+def _bounded_connection(_dialect: Any, _record: Any, cargs: tuple[Any, ...], cparams: dict[str, Any]) -> Any:
+    return _AnswerBoundedConnection.connect(*cargs, **cparams)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -89,7 +165,7 @@ def open_store(config: StoreConfig, *, migrate: bool = True) -> Store:
     engine = create_store_engine(url)
     try:
         if migrate:
-            upgrade(engine)
+            _migrate(url)
     except (SQLAlchemyError, CommandError) as exc:
         engine.dispose()
         if isinstance(exc, CommandError):  # a revision this cedargate has no migration for: a newer one made it
@@ -101,3 +177,12 @@ def open_store(config: StoreConfig, *, migrate: bool = True) -> Store:
             problem = f"cannot be opened or migrated: {database_error(exc)}; check `[store]` in the config"
         raise StoreError(f"store `{store_name(engine)}` {problem}") from exc
     return Store(engine)
+
+
+def _migrate(url: str) -> None:
+    """Upgrade on an engine of its own whose statements are not cut short: an index build may take a while."""
+    engine = create_store_engine(url, bounded_statements=False)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
