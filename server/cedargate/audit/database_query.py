@@ -8,7 +8,7 @@ whole. The table is a secondary copy: ``audit verify`` checks the JSONL primary,
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,7 +19,7 @@ from cedargate.errors import CedargateError
 from cedargate.store import Store
 from cedargate.store.tables import audit_events
 
-_BATCH = 2000
+ROW_BATCH: Final = 2000
 """Rows fetched per round trip."""
 
 
@@ -76,7 +76,7 @@ def query_table(store: Store, where: AuditFilter, limit: int | None = None) -> l
         with store.engine.connect() as connection:
             # In batches: on PostgreSQL each batch is a statement of its own, so reading a large
             # table is not cut off by the store's per-statement timeout.
-            stored = list(connection.execution_options(yield_per=_BATCH).execute(statement).scalars())
+            stored = list(connection.execution_options(yield_per=ROW_BATCH).execute(statement).scalars())
     except SQLAlchemyError as exc:
         raise table_unreadable(exc) from exc
     if limit is not None and exact_in_sql:

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from cedargate.audit.database import record_row
-from cedargate.audit.database_query import table_unreadable
+from cedargate.audit.database_query import ROW_BATCH, table_unreadable
 from cedargate.audit.event import event_hash
 from cedargate.store import Store
 from cedargate.store.tables import audit_events
@@ -45,8 +45,13 @@ def verify_table(store: Store, primary: Mapping[str, str]) -> TableReport:
     statement = select(audit_events).order_by(audit_events.c.id)
     rows = 0
     try:
-        with store.engine.connect() as connection:
-            for row in connection.execute(statement):
+        # In batches, as `audit query` reads it: each batch is a statement within the store's timeout
+        # (the result is closed on the way out, so an early return leaves no server cursor open).
+        with (
+            store.engine.connect() as connection,
+            connection.execution_options(yield_per=ROW_BATCH).execute(statement) as result,
+        ):
+            for row in result:
                 stored = dict(row._mapping)
                 problem = _problem(stored, primary)
                 if problem is not None:
