@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp import Client, StdioServerParameters
 
 from cedargate import progress
 from cedargate.audit.event import AuditEvent
@@ -22,6 +25,17 @@ from cedargate.runtime import Runtime, build_runtime, handler_registry
 ROOT = Path(__file__).resolve().parent.parent
 
 pytest_plugins = ["tests.store_fixtures", "tests.oauth_fixtures"]
+
+
+def fast_reloading_server(tree: Path) -> Client:
+    """A client of a real ``cedargate serve`` over stdio on ``tree``, looking for changes every 50 ms."""
+    config = tree / "cedargate.toml"
+    config.write_text(config.read_text() + "\n[policy]\nreload_interval_seconds = 0.05\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CEDARGATE_")}
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "cedargate", "--config", str(config), "serve"], env=env
+    )
+    return Client(params, mode="legacy")
 
 
 def shipped_config() -> Config:

@@ -10,7 +10,7 @@ import anyio
 import mcp_types as types
 import pytest
 from mcp import Client
-from tests.conftest import audit_events, settled_reload
+from tests.conftest import audit_events, fast_reloading_server, settled_reload
 
 import cedargate.reload as reload_module
 from cedargate.audit.verify import verify_log
@@ -116,18 +116,7 @@ async def test_an_unchanged_tree_is_not_reloaded(runtime: Runtime) -> None:
 
 
 async def test_a_serving_process_picks_up_a_new_policy_and_keeps_it_after_a_bad_one(tree: Path) -> None:
-    import os
-    import sys
-
-    from mcp import StdioServerParameters
-
-    config = tree / "cedargate.toml"
-    config.write_text(config.read_text() + "\n[policy]\nreload_interval_seconds = 0.05\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CEDARGATE_")}
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "cedargate", "--config", str(config), "serve"], env=env
-    )
-    async with Client(params, mode="legacy") as client:
+    async with fast_reloading_server(tree) as client:
         assert (await client.call_tool("repo_read_file", READ_ME)).is_error is False
         (tree / "policies/pause.cedar").write_text(NO_READS)
         with anyio.fail_after(20):  # each try is a real round trip; the watcher polls every 50 ms

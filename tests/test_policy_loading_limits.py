@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client
-from tests.conftest import ROOT, audit_events, settled_reload, shipped_check
+from tests.conftest import ROOT, audit_events, fast_reloading_server, settled_reload, shipped_check
 
 from cedargate.catalog import load_catalog
 from cedargate.cedar_schema import build_schema
@@ -199,15 +199,7 @@ def test_policy_validate_refuses_a_long_chain_without_a_traceback(tree: Path) ->
 
 
 async def test_a_serving_process_survives_a_long_chain_on_reload(tree: Path) -> None:
-    from mcp import StdioServerParameters
-
-    config = tree / "cedargate.toml"
-    config.write_text(config.read_text() + "\n[policy]\nreload_interval_seconds = 0.05\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CEDARGATE_")}
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "cedargate", "--config", str(config), "serve"], env=env
-    )
-    async with Client(params, mode="legacy") as client:
+    async with fast_reloading_server(tree) as client:
         assert (await client.call_tool("repo_read_file", READ_ME)).is_error is False
         (tree / "policies/allow-listed.cedar").write_text(_chain(20000))
         with anyio.fail_after(60):

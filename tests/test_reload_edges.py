@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
-from tests.conftest import audit_events, settled_reload
+from tests.conftest import audit_events, fast_reloading_server, settled_reload
 
 import cedargate.reload as reload_module
 from cedargate.admin import validate_policies
@@ -101,15 +101,7 @@ async def test_an_unexpected_error_while_loading_is_refused_audited_and_the_old_
 
 
 async def test_a_serving_process_survives_a_manifest_with_a_false_schema(tree: Path) -> None:
-    from mcp import StdioServerParameters
-
-    config = tree / "cedargate.toml"
-    config.write_text(config.read_text() + "\n[policy]\nreload_interval_seconds = 0.05\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CEDARGATE_")}
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "cedargate", "--config", str(config), "serve"], env=env
-    )
-    async with Client(params, mode="legacy") as client:
+    async with fast_reloading_server(tree) as client:
         assert (await client.call_tool("repo_read_file", READ_ME)).is_error is False
         _tagged_manifest(tree / "tools", "[input_schema.properties]\ntags = false\n")
         with anyio.fail_after(20):
