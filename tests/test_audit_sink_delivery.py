@@ -6,9 +6,11 @@ the service does: the whole request is refused.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +27,7 @@ from cedargate.audit.event import AuditEvent
 from cedargate.audit.fanout import FanoutAudit, SinkStatus
 from cedargate.audit.log import JsonlAuditLog
 from cedargate.audit.record import EventRecord
+from cedargate.errors import AuditWriteError
 
 REQUEST_LIMIT = 1_048_576
 EVENT_LIMIT = 262_144
@@ -250,3 +253,96 @@ def test_a_hung_sink_is_abandoned_at_stop_with_its_events_reported_lost(
     assert status.lost == 3 and status.pending == 0
     [line] = _sink_lines(caplog)
     assert "did not finish within 0.3 seconds" in line and "3 events" in line and "first e0, last e2" in line
+
+
+class _HeldPrimary(JsonlAuditLog):
+    """A primary log whose ``append``, once the line is written, waits for ``release`` while ``hold`` is set."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.hold = False
+        self.written = threading.Event()
+        self.release = threading.Event()
+
+    def append(self, record: EventRecord) -> Any:
+        written = super().append(record)
+        if self.hold:
+            self.written.set()
+            self.release.wait(timeout=30)
+        return written
+
+
+def test_an_event_given_to_a_sink_after_its_last_try_at_stop_is_counted_and_logged_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    gate = _Gate()
+    gate.open.set()
+    primary = _HeldPrimary(tmp_path / "audit.jsonl")
+    audit = FanoutAudit(primary, [gate], backoff=0)
+    audit.append(EventRecord.of(sample_event(0)))
+    primary.hold = True
+    call = threading.Thread(target=audit.append, args=(EventRecord.of(sample_event(1)),))
+    call.start()
+    assert primary.written.wait(timeout=5)  # e1 is in the primary, not yet given to the sink
+    audit.close()
+    primary.release.set()
+    call.join(timeout=5)
+    flush = threading.Thread(target=audit.flush, daemon=True)
+    flush.start()
+    flush.join(timeout=5)
+    [status] = audit.status()
+    assert gate.received == ["e0"]
+    assert status.delivered == 1 and status.lost == 1 and status.pending == 0
+    [line] = _sink_lines(caplog)
+    assert "e1" in line and "lost from this sink" in line and "1 such events" in line
+    assert not flush.is_alive(), "flush waits for an event no worker will ever try"
+
+
+def test_appends_racing_close_are_each_delivered_or_counted_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+
+    class Slow:
+        name = "gate"
+
+        def __init__(self) -> None:
+            self.received: list[str] = []
+
+        def emit(self, events: Sequence[AuditEvent]) -> None:
+            time.sleep(0.002)
+            self.received.extend(e.event_id for e in events)
+
+        def close(self) -> None:
+            pass
+
+    for trial in range(10):
+        sink = Slow()
+        audit = FanoutAudit(JsonlAuditLog(tmp_path / f"audit-{trial}.jsonl"), [sink], backoff=0)
+        stop = threading.Event()
+
+        def write(writer: int, audit: FanoutAudit = audit, stop: threading.Event = stop) -> None:
+            for n in itertools.count():
+                if stop.is_set():
+                    return
+                try:
+                    audit.append(EventRecord.of(sample_event(writer * 1_000_000 + n)))
+                except AuditWriteError:  # closed: the call is refused, nothing was written
+                    return
+
+        writers = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+        for w in writers:
+            w.start()
+        time.sleep(0.03)
+        audit.close()
+        stop.set()
+        for w in writers:
+            w.join(timeout=10)
+        [status] = audit.status()
+        primary = [
+            json.loads(line)["event_id"] for line in (tmp_path / f"audit-{trial}.jsonl").read_text().splitlines()
+        ]
+        missing = set(primary) - set(sink.received)
+        assert status.pending == 0 and status.lost == len(missing), (trial, status, len(missing))
+        assert status.delivered + status.lost == len(primary), (trial, status, len(primary))

@@ -14,16 +14,18 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 from tests.conftest import audit_events
 from tests.governed_tree import store_toml
-from tests.store_fixtures import PostgresServer, local_postgres
+from tests.store_fixtures import PostgresCluster, PostgresServer, local_postgres
 
 from cedargate.config import StoreConfig, load_config
 from cedargate.runtime import Runtime, build_runtime
@@ -120,3 +122,64 @@ def test_a_migration_engine_is_not_cut_short_by_the_statement_timeout(cluster: P
             assert connection.execute(text("SHOW statement_timeout")).scalar() == "0"
     finally:
         engine.dispose()
+
+
+def _raw(connection: Any) -> Any:
+    """The psycopg connection under a SQLAlchemy one."""
+    return connection.connection.dbapi_connection
+
+
+def test_the_answer_limit_follows_the_statement_timeout_in_force(postgres: PostgresCluster) -> None:
+    """The client waits the statement timeout and a margin of at least 3 s; no limit only when the operator set 0."""
+    database = postgres.create_database()
+    for options, statement_s in (
+        ("", 5.0),
+        ("?options=-c%20statement_timeout%3D60000", 60.0),
+        ("?options=-c%20statement_timeout%3D2min", 120.0),
+    ):
+        engine = store_engine.create_store_engine(database + options)
+        try:
+            with engine.connect() as connection:
+                limit = _raw(connection).answer_timeout
+                assert statement_s + 3 <= limit <= statement_s + 10, (options, limit)
+                assert connection.execute(text("SELECT 1")).scalar() == 1  # reading it left no transaction behind
+        finally:
+            engine.dispose()
+    engine = store_engine.create_store_engine(database + "?options=-c%20statement_timeout%3D0")
+    try:
+        with engine.connect() as connection:
+            assert _raw(connection).answer_timeout is None
+    finally:
+        engine.dispose()
+
+
+def test_a_statement_timeout_raised_in_the_url_lets_a_longer_statement_finish(postgres: PostgresCluster) -> None:
+    engine = store_engine.create_store_engine(postgres.create_database() + "?options=-c%20statement_timeout%3D30000")
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT pg_sleep(9.5), 1")).one()[1] == 1  # past the old fixed 8 s
+    finally:
+        engine.dispose()
+
+
+def test_a_statement_the_client_gave_up_on_is_cancelled_on_the_server(postgres: PostgresCluster) -> None:
+    database = postgres.create_database()
+    marker = f"gave-up-{uuid.uuid4().hex}"
+    engine = store_engine.create_store_engine(database)
+    watcher = create_engine(database, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            _raw(connection).answer_timeout = 0.5  # the client gives up long before the server's 5 s
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match=r"did not answer within 0\.5 s"):
+                connection.execute(text(f"SELECT pg_sleep(30) /* {marker} */"))
+            assert time.monotonic() - started < 4
+        running = text("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE :marker")
+        deadline = time.monotonic() + 2.5  # well inside the 5 s statement_timeout that would end it anyway
+        with watcher.connect() as watch:
+            while (left := watch.execute(running, {"marker": f"%{marker}%"}).scalar()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert left == 0, "the statement kept running on the server after the client closed its connection"
+    finally:
+        engine.dispose()
+        watcher.dispose()

@@ -7,7 +7,9 @@ blocks a call; a failed delivery is retried with backoff, then kept and retried 
 event (or after ``idle_retry`` seconds when none comes), and reported in the log and in
 ``status()``. When the server stops, each sink gets a last try (at most ``STOP_TIMEOUT``
 seconds); what it still holds is counted as lost and logged with its first and last event ids,
-so it can be replayed from the primary. An event is never dropped silently: the primary has
+so it can be replayed from the primary. The primary stops taking events first, and one that got
+past it just before but reaches a sink after that last try is counted and logged as lost at
+once. An event is never dropped silently: the primary has
 it, and a secondary either delivers it or says it has not.
 """
 
@@ -83,16 +85,32 @@ class _Worker:
         self._backlog: deque[AuditEvent] = deque()  # read back, not yet delivered
         self._untried = 0  # given and not yet through a delivery attempt: ``flush`` waits for 0
         self._stopping = False
+        self._finished = False  # the final pass at shutdown is done: nothing given after it is delivered
+        self._late = 0  # events given after the final pass, counted lost
         self._abandoned = threading.Event()  # set by a stop that gave up on a hung sink
         self._thread = threading.Thread(target=self._run, name=f"audit-sink-{sink.name}", daemon=True)
         self._thread.start()
 
     def put(self, written: WrittenEvent) -> None:
         with self._lock:
-            self._inbox.append(written)
-            self._untried += 1
-            self.status.pending += 1
-            self._lock.notify_all()
+            late = self._finished or self._abandoned.is_set()
+            if late:  # no pass will come for it: counted lost now rather than queued for nobody
+                self.status.lost += 1
+                self._late += 1
+                count = self._late
+            else:
+                self._inbox.append(written)
+                self._untried += 1
+                self.status.pending += 1
+                self._lock.notify_all()
+        if late:
+            logger.error(
+                "audit sink %s: event %s came after the sink's last delivery at shutdown and is lost from this "
+                "sink (%d such events so far); the primary audit log has it, replay it from there",
+                self.sink.name,
+                written.event_id,
+                count,
+            )
 
     def snapshot(self) -> SinkStatus:
         with self._lock:
@@ -134,6 +152,7 @@ class _Worker:
                 self._untried -= taken
                 self._lock.notify_all()
                 final = stopping and not self._inbox  # the process is exiting: nothing is kept any more
+                self._finished = final  # from here ``put`` counts an event lost itself
                 held = len(self._backlog)
                 lost = [e.event_id for e in self._backlog] if final else []
                 if lost:
@@ -293,6 +312,12 @@ class FanoutAudit:
         return [worker.snapshot() for worker in self._workers]
 
     def close(self) -> None:
+        """Stop taking events, then give each secondary its last try.
+
+        The primary closes first, so no event gets past it once the workers start their final
+        pass; one that got past it just before is delivered by that pass, or counted and logged
+        as lost by the worker it comes to too late.
+        """
+        self.primary.close()
         for worker in self._workers:
             worker.stop()
-        self.primary.close()

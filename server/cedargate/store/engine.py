@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Final
 
 import psycopg
 from alembic.util.exc import CommandError
+from psycopg import capabilities
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -61,34 +64,62 @@ STATEMENT_TIMEOUT_MS: Final = 5000
 """The server cancels a statement running longer (a governance read or write takes milliseconds)."""
 LOCK_TIMEOUT_MS: Final = 4000
 """The server gives up a lock wait sooner, so a contended lock says so rather than "statement timeout"."""
-ANSWER_TIMEOUT_S: Final = 8.0
-"""Seconds the client waits for any answer on an open connection: a hung server (stopped, or a
-network that drops packets) cannot cancel its own statements, so the client closes the
-connection instead (the pool then opens a fresh one)."""
+ANSWER_MARGIN_S: Final = 3.0
+"""Seconds the client waits for an answer beyond the connection's ``statement_timeout``: by then
+the server has cancelled the statement and said so, unless it is hung (stopped, or a network
+that drops packets), and a hung server cannot cancel its own statements, so the client cancels
+the statement and closes the connection instead (the pool then opens a fresh one)."""
+ANSWER_TIMEOUT_S: Final = STATEMENT_TIMEOUT_MS / 1000 + ANSWER_MARGIN_S
+"""The answer limit under the default ``statement_timeout`` (a URL's own setting moves it)."""
+CANCEL_TIMEOUT_S: Final = 2.0
+"""Seconds to send a cancel request for the statement of a connection that gave up waiting."""
 POOL_TIMEOUT_S: Final = 5
 """Seconds a call waits for a pooled connection before the store fails."""
 
 
 class _AnswerBoundedConnection(psycopg.Connection[Any]):
-    """A psycopg connection whose every wait on the server ends within ``ANSWER_TIMEOUT_S``.
+    """A psycopg connection whose every wait on the server ends within ``answer_timeout``.
 
     libpq has no client-side query timeout; ``statement_timeout`` only works while the server
     runs, and TCP keepalives and ``tcp_user_timeout`` are answered by a live kernel whose
     database processes are stuck. Without this a call would wait forever, unaudited.
+    ``answer_timeout`` follows the connection's own ``statement_timeout``, read once after
+    connecting (``follow_statement_timeout``), plus ``ANSWER_MARGIN_S``; ``None`` (no limit)
+    only when that timeout is 0, as the operator then asked for statements without a limit.
     """
 
-    answer_timeout: float = ANSWER_TIMEOUT_S
+    answer_timeout: float | None = ANSWER_TIMEOUT_S
+
+    def follow_statement_timeout(self) -> None:
+        """Set ``answer_timeout`` from the ``statement_timeout`` in force on this connection."""
+        row = self.execute("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'").fetchone()
+        self.rollback()  # a fresh connection goes to the pool idle, outside a transaction
+        milliseconds = int(row[0]) if row is not None else STATEMENT_TIMEOUT_MS  # pg_settings: always ms
+        self.answer_timeout = milliseconds / 1000 + ANSWER_MARGIN_S if milliseconds > 0 else None
 
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        limit = timeout or self.answer_timeout
         try:
-            return super().wait(gen, interval=interval, timeout=timeout or self.answer_timeout)
+            return super().wait(gen, interval=interval, timeout=limit)
         except psycopg.errors._WaitTimeout as exc:
             # The protocol stopped mid-exchange: the connection's state is unknown, so it is closed
-            # (SQLAlchemy sees a closed connection and drops it from the pool).
+            # (SQLAlchemy sees a closed connection and drops it from the pool). A statement still
+            # running would go on after the close (a backend notices a gone client only when it
+            # writes), so it is cancelled first.
+            self._cancel_statement()
             self.pgconn.finish()
             raise psycopg.OperationalError(
-                f"the database did not answer within {self.answer_timeout:g} s; the connection was closed"
+                f"the database did not answer within {limit:g} s; its statement was cancelled and the connection closed"
             ) from exc
+
+    def _cancel_statement(self) -> None:
+        """Ask the server to cancel this connection's statement, waiting at most ``CANCEL_TIMEOUT_S``."""
+        with contextlib.suppress(Exception):  # best effort: a server that cannot take the cancel is hung anyway
+            if capabilities.has_cancel_safe():
+                self.cancel_safe(timeout=CANCEL_TIMEOUT_S)
+            else:  # libpq < 17 blocks on a hung postmaster: the request goes from a thread of its own
+                cancel = self.pgconn.get_cancel()
+                threading.Thread(target=cancel.cancel, name="store-cancel", daemon=True).start()
 
 
 def postgres_connect_args(url: str, *, bounded_statements: bool = True) -> dict[str, Any]:
@@ -136,7 +167,13 @@ def create_store_engine(url: str, *, bounded_statements: bool = True) -> Engine:
 
 
 def _bounded_connection(_dialect: Any, _record: Any, cargs: tuple[Any, ...], cparams: dict[str, Any]) -> Any:
-    return _AnswerBoundedConnection.connect(*cargs, **cparams)
+    connection = _AnswerBoundedConnection.connect(*cargs, **cparams)
+    try:
+        connection.follow_statement_timeout()
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
