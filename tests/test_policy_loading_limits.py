@@ -8,6 +8,7 @@ counted as nested. Each test of a crash loads in a child process, so a segfault 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,12 +19,15 @@ import pytest
 from mcp import Client
 from tests.conftest import ROOT, audit_events, fast_reloading_server, settled_reload, shipped_check
 
-from cedargate.catalog import load_catalog
+from cedargate.catalog import is_editor_leftover, load_catalog
 from cedargate.cedar_schema import build_schema
+from cedargate.config import load_config
 from cedargate.errors import ManifestError, PolicyError
 from cedargate.policy_set import PolicySet, load_policy_set, policy_files
 from cedargate.policy_slice import sliced_policy_set
-from cedargate.runtime import Runtime
+from cedargate.policy_tests import case_files
+from cedargate.reload import tree_digest
+from cedargate.runtime import Runtime, build_runtime
 from cedargate.server import build_server
 
 pytestmark = pytest.mark.anyio
@@ -118,6 +122,126 @@ async def test_a_hidden_policy_added_while_serving_is_refused_and_the_last_good_
     result = await settled_reload(runtime)
     assert result is not None and result.applied, result.error
     assert await _read_refused(runtime) is True
+
+
+# 1b. A Kubernetes ConfigMap volume, and links between hidden and visible names
+
+
+def _configmap(folder: Path, files: dict[str, str], stamp: str) -> None:
+    """Publish ``files`` in ``folder`` as kubelet does: ``..<stamp>/`` holds them, ``..data`` links to it
+    (swapped atomically on an update) and each key is a top-level link ``name -> ..data/name``."""
+    folder.mkdir(exist_ok=True)
+    data = folder / f"..{stamp}"
+    data.mkdir()
+    for name, text in files.items():
+        (data / name).write_text(text)
+    old = os.readlink(folder / "..data") if (folder / "..data").is_symlink() else None
+    os.symlink(data.name, folder / "..data_tmp")
+    os.replace(folder / "..data_tmp", folder / "..data")
+    for name in files:
+        if not (folder / name).is_symlink():
+            os.symlink(f"..data/{name}", folder / name)
+    for link in folder.iterdir():
+        if link.is_symlink() and link.name != "..data" and link.name not in files:
+            link.unlink()
+    if old is not None:
+        shutil.rmtree(folder / old)
+
+
+def _mounted_policies(tree: Path) -> dict[str, str]:
+    """Turn ``tree/policies`` into a ConfigMap volume of its policies; the files it publishes."""
+    policies = tree / "policies"
+    files = {path.name: path.read_text() for path in sorted(policies.glob("*.cedar"))}
+    shutil.rmtree(policies)
+    _configmap(policies, files, "2026_11_27_03_50_00.123456789")
+    return files
+
+
+def test_policies_mounted_from_a_configmap_load_under_their_visible_names(tree: Path) -> None:
+    files = _mounted_policies(tree)
+    policies = tree / "policies"
+    assert policy_files(policies) == [policies / name for name in sorted(files)]
+    assert len(load_policy_set(policies, _schema()).info) > 0
+    done = subprocess.run(
+        [sys.executable, "-m", "cedargate", "--config", str(tree / "cedargate.toml"), "policy", "validate"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CEDARGATE_")},
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"in {len(files)} files" in done.stdout
+
+
+def test_manifests_and_policy_test_cases_mounted_from_a_configmap_load(tmp_path: Path) -> None:
+    manifests = {
+        p.relative_to(ROOT / "tools").as_posix().replace("/", "_"): p.read_text()
+        for p in sorted((ROOT / "tools").rglob("*.toml"))
+    }
+    _configmap(tmp_path / "tools", manifests, "2026_11_27_03_50_00.1")
+    assert len(load_catalog(tmp_path / "tools", check=shipped_check())) == len(
+        load_catalog(ROOT / "tools", check=shipped_check())
+    )
+    cases = {p.name: p.read_text() for p in sorted((ROOT / "policies/tests").glob("*.toml"))}
+    _configmap(tmp_path / "cases", cases, "2026_11_27_03_50_00.1")
+    assert case_files(tmp_path / "cases") == [tmp_path / "cases" / name for name in sorted(cases)]
+
+
+def test_a_configmap_key_with_no_visible_link_is_still_refused(tree: Path) -> None:
+    _mounted_policies(tree)
+    (tree / "policies/dev.cedar").unlink()  # published in `..data/` only: nothing visible says it is meant
+    with pytest.raises(PolicyError, match="hidden folder") as refused:
+        policy_files(tree / "policies")
+    assert "policies/..2026_11_27_03_50_00.123456789/dev.cedar:" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("real", "link", "target"),
+    [
+        (".real/x.cedar", "team/x.cedar", "../.real/x.cedar"),  # the visible name links into a hidden folder
+        ("team/x.cedar", ".alias.cedar", "team/x.cedar"),  # a hidden link to a visible file
+        ("team/x.cedar", ".hidden/x.cedar", "../team/x.cedar"),
+    ],
+)
+def test_a_hidden_name_of_a_visible_file_is_skipped_not_loaded_twice(
+    tmp_path: Path, real: str, link: str, target: str
+) -> None:
+    folder = tmp_path / "policies"
+    for name in (real, link):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    (folder / real).write_text(FREEZE)
+    os.symlink(target, folder / link)
+    assert policy_files(folder) == [folder / "team/x.cedar"]
+    assert len(load_policy_set(folder, _schema()).info) == 1
+
+
+async def test_a_configmap_update_is_reloaded_and_the_digest_names_visible_files_only(tree: Path) -> None:
+    files = _mounted_policies(tree)
+    runtime = build_runtime(load_config(tree / "cedargate.toml", environ={}))
+    try:
+        assert tree_digest(runtime.config) == tree_digest(runtime.config)
+        assert await runtime.reloader.poll() is None
+        _configmap(runtime.config.policies_dir, {**files, "freeze.cedar": FREEZE}, "2026_11_27_04_00_00.1")
+        result = await settled_reload(runtime)
+        assert result is not None and result.applied, result.error
+        assert await _read_refused(runtime) is True
+        _configmap(runtime.config.policies_dir, files, "2026_11_27_04_10_00.1")  # the key is taken out again
+        result = await settled_reload(runtime)
+        assert result is not None and result.applied, result.error
+        assert await _read_refused(runtime) is False
+    finally:
+        runtime.close()
+
+
+def test_macos_appledouble_files_are_skipped_as_leftovers(tree: Path) -> None:
+    appledouble = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02"
+    (tree / "policies/._dev.cedar").write_bytes(appledouble)
+    (tree / "policies/team").mkdir()
+    (tree / "policies/team/._x.cedar").write_bytes(appledouble)
+    (tree / "tools/repo/._read_file.toml").write_bytes(appledouble)
+    assert is_editor_leftover("._dev.cedar") and not is_editor_leftover("..data")
+    assert all("._" not in path.name for path in policy_files(tree / "policies"))
+    assert load_catalog(tree / "tools", check=shipped_check()).get("repo_read_file") is not None
 
 
 # 2. Long operator chains

@@ -2,7 +2,8 @@
 
 A run may generate or rewrite files in the worktree; no tool commits them. These tests make
 real bubblewrap runs through the MCP client and check that a diff still applies over them
-(the decided content replaces the leftover), that untracked leftovers neither make the next
+(the decided content replaces the leftover file) but never deletes a folder, or a file in the
+way of one, that no policy decided on, that untracked leftovers neither make the next
 run unclean nor block `cedargate workspaces rm`, and that branch locks live in the git folder
 in a bounded number of files.
 """
@@ -108,6 +109,79 @@ async def test_a_link_a_run_left_at_a_patched_path_is_refused_and_nothing_is_sta
     assert "nothing to commit" in nothing
     assert outside.read_text() == "untouched\n"
     assert (_worktree(tested, ws) / "generated.txt").is_symlink()
+
+
+def _staged(worktree: Path) -> str:
+    return subprocess.run(
+        ["git", "-C", str(worktree), "diff", "--cached", "--name-status"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+async def test_a_folder_a_run_left_at_a_patched_file_is_refused_not_deleted(tested: Runtime) -> None:
+    """`checkout-index --force` would delete `generated.txt/inner`, which no policy decided on."""
+    async with client_for(tested) as client:
+        s = Session(client)
+        ws, _ = await _ran(s, "mkdir -p generated.txt && echo from-run > generated.txt/inner\n")
+        refusal = await s.refused("repo_apply_diff", {**BRANCH, "patch": NEW_FILE})
+        worktree = _worktree(tested, ws)
+        assert (worktree / "generated.txt/inner").read_text() == "from-run\n"
+        assert _staged(worktree) == ""
+        nothing = await s.refused("repo_commit", {**BRANCH, "message": "x"})
+        assert "nothing to commit" in nothing
+        (worktree / "generated.txt/inner").unlink()  # what the test command would do, told so
+        (worktree / "generated.txt").rmdir()
+        await s.ok("repo_apply_diff", {**BRANCH, "patch": NEW_FILE})
+    assert "field `patch`" in refusal and "`generated.txt`" in refusal and "is a folder" in refusal
+    assert "`generated.txt/inner`" in refusal and "nothing was staged" in refusal
+    assert f"cedargate workspaces rm {ws}" in refusal and "failed unexpectedly" not in refusal
+    assert (worktree / "generated.txt").read_text() == "kept\n"
+
+
+async def test_a_file_a_run_left_where_a_patch_needs_a_folder_is_refused_and_nothing_is_half_applied(
+    tested: Runtime,
+) -> None:
+    """The first file of the diff is neither staged nor written when the second is blocked."""
+    patch = (
+        "diff --git a/src/app.py b/src/app.py\n"
+        + RAISE
+        + "diff --git a/build/out.txt b/build/out.txt\nnew file mode 100644\n"
+        "--- /dev/null\n+++ b/build/out.txt\n@@ -0,0 +1 @@\n+kept\n"
+    )
+    async with client_for(tested) as client:
+        s = Session(client)
+        ws, _ = await _ran(s, "echo from-run > build\n")
+        refusal = await s.refused("repo_apply_diff", {**BRANCH, "patch": patch})
+        worktree = _worktree(tested, ws)
+        assert _staged(worktree) == ""
+    assert "field `patch`" in refusal and "`build` in workspace" in refusal and "is a file" in refusal
+    assert "`build/out.txt`" in refusal and "nothing was staged" in refusal
+    assert (worktree / "build").read_text() == "from-run\n"
+    assert (worktree / "src/app.py").read_text() == "TIMEOUT_SECONDS = 5\n"
+
+
+async def test_a_diff_may_turn_a_file_into_a_folder_and_back(tested: Runtime) -> None:
+    """What stands in the way is a file the patch itself deletes: it gives way."""
+    to_folder = (
+        "diff --git a/docs/old.md b/docs/old.md\ndeleted file mode 100644\n--- a/docs/old.md\n+++ /dev/null\n"
+        "@@ -1 +0,0 @@\n-old\n"
+        "diff --git a/docs/old.md/new.md b/docs/old.md/new.md\nnew file mode 100644\n--- /dev/null\n"
+        "+++ b/docs/old.md/new.md\n@@ -0,0 +1 @@\n+new\n"
+    )
+    to_file = (
+        "diff --git a/docs/old.md/new.md b/docs/old.md/new.md\ndeleted file mode 100644\n--- a/docs/old.md/new.md\n"
+        "+++ /dev/null\n@@ -1 +0,0 @@\n-new\n"
+        "diff --git a/docs/old.md b/docs/old.md\nnew file mode 100644\n--- /dev/null\n+++ b/docs/old.md\n"
+        "@@ -0,0 +1 @@\n+back\n"
+    )
+    async with client_for(tested) as client:
+        s = Session(client)
+        created = await s.ok("repo_create_branch", BRANCH)
+        await s.ok("repo_write_file", {**BRANCH, "path": "docs/old.md", "content": "old\n"})
+        worktree = _worktree(tested, str(created["workspace"]))
+        await s.ok("repo_apply_diff", {**BRANCH, "patch": to_folder})
+        assert (worktree / "docs/old.md/new.md").read_text() == "new\n"
+        await s.ok("repo_apply_diff", {**BRANCH, "patch": to_file})
+    assert (worktree / "docs/old.md").read_text() == "back\n"
 
 
 async def test_a_diff_waits_for_no_test_run_it_is_refused_during_one(tested: Runtime) -> None:

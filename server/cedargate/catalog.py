@@ -48,18 +48,20 @@ class ToolCatalog:
         return [m.to_mcp_tool() for m in self]
 
 
-EDITOR_LEFTOVER_PREFIXES: Final = (".#",)
-"""Emacs's lock file (``.#dev.cedar``, a dangling symlink while a buffer has unsaved edits)."""
+EDITOR_LEFTOVER_PREFIXES: Final = (".#", "._")
+"""Emacs's lock file (``.#dev.cedar``, a dangling symlink while a buffer has unsaved edits), and
+macOS's AppleDouble metadata (``._dev.cedar``, the resource fork a tarball or copy made on a Mac
+carries beside each file): neither is a policy or a manifest."""
 EDITOR_LEFTOVER_SUFFIXES: Final = ("~", ".swp", ".swo", ".swx")
 """Backups (``dev.cedar~``) and vim's swap files (``.dev.cedar.swp``)."""
 
 
 def is_editor_leftover(name: str) -> bool:
-    """Whether ``name`` is an editor's lock, backup or swap file: the only files a walk skips.
+    """Whether ``name`` is an editor's lock, backup or swap file, or macOS metadata: the only files a walk skips.
 
     Kept to these well-known names: any other file skipped would be a policy silently not
-    enforced. Of them, only a lock file can end in ``.cedar`` or ``.toml``; the rest are listed
-    so that the rule reads whole.
+    enforced. Of them, only a lock file or an AppleDouble file can end in ``.cedar`` or
+    ``.toml``; the rest are listed so that the rule reads whole.
     """
     return name.startswith(EDITOR_LEFTOVER_PREFIXES) or name.endswith(EDITOR_LEFTOVER_SUFFIXES)
 
@@ -69,12 +71,16 @@ def files_under(root: Path, suffix: str, error: type[CedargateError]) -> list[Pa
 
     Paths stay under ``root`` as written (``policies/shared/x.cedar``, never the link's
     target), so each poll follows a link as it is now. Editor leftovers (``is_editor_leftover``)
-    are skipped. Any other hidden file, or one in a hidden folder, raises ``error`` naming it:
-    loading it would surprise whoever hid it, and skipping it would drop a policy (or a tool)
-    without a word. A symlinked folder that leads back to one of its own parents would be
-    walked forever: ``error`` is raised naming it.
+    are skipped. A hidden file, or one in a hidden folder, that is the same file (same
+    ``os.path.realpath``) as one found under a visible path is skipped too: it is published
+    through that name, as in a Kubernetes ConfigMap volume (``x.cedar -> ..data/x.cedar``,
+    ``..data -> ..2026_11_27_03_50_00.1/``). Any other hidden file raises ``error`` naming it
+    (the first in path order): loading it would surprise whoever hid it, and skipping it would
+    drop a policy (or a tool) without a word. A symlinked folder that leads back to one of its
+    own parents would be walked forever: ``error`` is raised naming it.
     """
     found: list[Path] = []
+    hidden: list[tuple[Path, str | None]] = []
 
     def unreadable(exc: OSError) -> None:  # a folder skipped unread would drop its files silently
         raise error(f"{exc.filename}: cannot be read: {exc.strerror or exc}") from exc
@@ -96,8 +102,14 @@ def files_under(root: Path, suffix: str, error: type[CedargateError]) -> list[Pa
             if not name.endswith(suffix) or is_editor_leftover(name):
                 continue
             if hidden_folder is not None or name.startswith("."):
-                _refuse_hidden(here / name, root, hidden_folder, error)
-            found.append(here / name)
+                hidden.append((here / name, hidden_folder))
+            else:
+                found.append(here / name)
+    if hidden:
+        published = {os.path.realpath(path) for path in found}
+        for path, hidden_folder in sorted(hidden):
+            if os.path.realpath(path) not in published:
+                _refuse_hidden(path, root, hidden_folder, error)
     return sorted(found)
 
 
@@ -108,8 +120,9 @@ def _refuse_hidden(path: Path, root: Path, hidden_folder: str | None, error: typ
     else:
         where, fix = f"is in the hidden folder `{hidden_folder}`", "rename that folder without the leading `.`"
     raise error(
-        f"{path}: {where}; a hidden file under `{root}` is neither loaded nor skipped, so that nothing "
-        f"meant to be enforced is dropped without a word: {fix} to load it, or move it out of `{root}`"
+        f"{path}: {where}, and no file under a visible path of `{root}` is the same file (a symlink to it); a "
+        f"hidden file is neither loaded nor skipped, so that nothing meant to be enforced is dropped without a "
+        f"word: {fix} (or link to it from a visible name) to load it, or move it out of `{root}`"
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import stat
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,7 +68,9 @@ def apply_diff(call: HandlerCall) -> dict[str, Any]:
     The patch is applied to the index (what ``repo_commit`` commits), never to what a test run
     left in the worktree; the patched paths are then written from the index, so a file a run
     generated or rewrote there gives way to the decided content instead of blocking the diff.
-    Other worktree files stay as they are. Held like a write: refused while a test run is going.
+    A folder a run left at a patched path, or a file where one needs a folder, is refused with the
+    index as it was: writing would delete it. Other worktree files stay as they are. Held like a
+    write: refused while a test run is going.
     """
     repo, path = repo_of(call)
     workspace = task_workspace(call, task_branch(repo, str(call.args["branch"])))
@@ -107,14 +110,14 @@ def _apply_to_index_and_worktree(workspace: Workspace, patch: bytes, touched: li
         if result.returncode != 0:
             raise _does_not_apply(workspace.branch, result.stderr)
         try:
-            _write_from_index(where, touched)
+            _write_from_index(workspace, touched)
         except BaseException as exc:
             index = index_file(where)
             if saved.exists():
                 os.replace(saved, index)
             else:
                 index.unlink(missing_ok=True)
-            if not isinstance(exc, (OSError, CedargateError, subprocess.TimeoutExpired)):
+            if isinstance(exc, _InTheWay) or not isinstance(exc, (OSError, CedargateError, subprocess.TimeoutExpired)):
                 raise
             raise HandlerError(
                 f"field `patch`: staged, but writing the patched files into workspace `{workspace.id}` failed "
@@ -122,15 +125,24 @@ def _apply_to_index_and_worktree(workspace: Workspace, patch: bytes, touched: li
             ) from exc
 
 
-def _write_from_index(where: Path, touched: list[str]) -> None:
+class _InTheWay(HandlerError):
+    """A patched path the worktree holds something else at, which writing it would delete: nothing was changed."""
+
+
+def _write_from_index(workspace: Workspace, touched: list[str]) -> None:
     """Write each touched path from the index (``checkout-index``, which replaces a link rather than follow it)
-    and remove the ones the patch took out of the index, with folders it left empty."""
+    and remove the ones the patch took out of the index, with folders it left empty.
+
+    Nothing is written or removed while a patched path is blocked by something the patch did not
+    decide on (``_refuse_in_the_way``): ``checkout-index --force`` would delete it.
+    """
+    where = workspace.path
     listed = run_git(where, ["ls-files", "--cached", "-z", "--", *touched]).stdout.split(b"\0")
     kept = {name.decode(errors="surrogateescape") for name in listed if name} & set(touched)
-    if kept:
-        names = b"".join(name.encode(errors="surrogateescape") + b"\0" for name in sorted(kept))
-        run_git(where, ["checkout-index", "--force", "--quiet", "-z", "--stdin"], input=names)
-    for name in sorted(set(touched) - kept):
+    removed = set(touched) - kept
+    for name in sorted(kept):
+        _refuse_in_the_way(workspace, name, removed)
+    for name in sorted(removed):
         target = worktree_file(where, name, "patch")
         if target.is_symlink() or target.is_file():
             target.unlink()
@@ -138,6 +150,78 @@ def _write_from_index(where: Path, touched: list[str]) -> None:
         while folder != where and folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
             folder.rmdir()
             folder = folder.parent
+    if kept:  # after the removals, so a file the patch deleted gives way to a folder it adds there, and back
+        names = b"".join(name.encode(errors="surrogateescape") + b"\0" for name in sorted(kept))
+        run_git(where, ["checkout-index", "--force", "--quiet", "-z", "--stdin"], input=names)
+
+
+def _refuse_in_the_way(workspace: Workspace, name: str, removed: set[str]) -> None:
+    """Refuse writing ``name`` where ``checkout-index --force`` would delete what a test run left.
+
+    A folder at ``name``, or a file (or FIFO, socket...) where ``name`` needs a folder, would be
+    deleted with everything in it; only what the patch itself removes (``removed``) may give
+    way. A regular file or link at ``name`` is replaced: that is how a generated file is kept.
+    """
+    where = workspace.path
+    parts = name.split("/")
+    for depth in range(1, len(parts)):
+        folder = "/".join(parts[:depth])
+        try:
+            mode = os.lstat(where / folder).st_mode
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(mode):
+            continue
+        if folder in removed:
+            return  # the patch deletes that file; the folders below it do not exist yet
+        raise _InTheWay(
+            f"field `patch`: `{folder}` in workspace `{workspace.id}` is a {_kind(mode)} that is not in the branch "
+            f"(a test run left it), where the patch writes `{name}` inside a folder `{folder}`; writing it would "
+            f"delete that {_kind(mode)}, so nothing was staged or changed: have the test command remove it or not "
+            f"make it, remove the workspace with `cedargate workspaces rm {workspace.id}`, or patch another path"
+        )
+    target = where / name
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(mode):
+        return
+    inside, blocking = _left_inside(where, target, removed)
+    if inside and not blocking:
+        return  # the patch removes all it holds (a folder turned into a file); the removals empty it first
+    if blocking:
+        more = f" and {len(blocking) - 3} more" if len(blocking) > 3 else ""
+        held = f"holding {', '.join(f'`{path}`' for path in blocking[:3])}{more}"
+    else:
+        held = "empty"
+    raise _InTheWay(
+        f"field `patch`: `{name}` in workspace `{workspace.id}` is a folder ({held}) that is not in the branch "
+        f"(a test run left it), where the patch writes the file `{name}`; writing it would delete that folder, so "
+        f"nothing was staged or changed: have the test command remove it or not make it, remove the workspace "
+        f"with `cedargate workspaces rm {workspace.id}`, or patch another path"
+    )
+
+
+def _left_inside(where: Path, folder: Path, removed: set[str]) -> tuple[int, list[str]]:
+    """How many entries (but folders) ``folder`` holds, and those the patch does not remove, sorted.
+
+    Links are listed, never followed.
+    """
+    inside = 0
+    left: list[str] = []
+    for top, folders, names in os.walk(folder):  # os.walk does not follow symlinked folders by default
+        here = Path(top)
+        for entry in names + [f for f in folders if (here / f).is_symlink()]:
+            inside += 1
+            path = (here / entry).relative_to(where).as_posix()
+            if path not in removed:
+                left.append(path)
+    return inside, sorted(left)
+
+
+def _kind(mode: int) -> str:
+    return "file" if stat.S_ISREG(mode) else "link" if stat.S_ISLNK(mode) else "special file (FIFO, socket or device)"
 
 
 def commit(call: HandlerCall) -> dict[str, Any]:
