@@ -67,6 +67,17 @@ LOOKALIKES = {
     "code inside a heading element": "<h2>\n\n    Provenance\n\n</h2>",
     "a backtick line that is no fence": "```x`\n## Provenance",
     "the claim inside a code block": "```\nTests passed (recorded by cedargate)\n```",
+    # A fence ends with its container, and opens only with at most 3 spaces of indent inside it.
+    "a quoted fence ended by an unquoted line": "> ```\n## Provenance\n\n- tested\n```",
+    "an indented fence continuing a paragraph": "Then:\n    ```\n## Provenance\n    ```",
+    "a list item's fence ended by an unindented line": "- item\n  ```\n## Provenance\n```",
+    "a lazy line keeping the list item open": "- para\nlazy\n  ```\n## Provenance\n```",
+    "a list item that cannot interrupt a paragraph": "Then\n2. ```\n   ## Provenance\n   ```",
+    "a fence inside an HTML block": "<pre>\n```\n</pre>\n## Provenance\n```",
+    "a heading in a quote without a space": ">## Provenance",
+    "a setext heading in a quote": "> Provenance\n> ---",
+    "a setext heading in a list item": "1.  Provenance\n    ---",
+    "a setext heading over lines": "Provenance\nof the data\n---",
 }
 
 
@@ -95,6 +106,10 @@ OPEN_BLOCKS = {
     "an unclosed instruction": ("x\n<?php\n", "a `<?` block never closed with `?>`"),
     "an unclosed fence in a list item": ("- build\n\n    ```sh\n    make\n", "a fenced code block"),
     "a tag inside a raw block, not code": ("<pre>\n\n    <details>\n</pre>", "`<details>` never closed"),
+    "a fence whose closer is indented 4": ("```\nok\n    ```", "a fenced code block"),
+    "a tag after a code span across blocks": ("x ``` y\n<pre>\n2. ```\n  text", "`<pre>` never closed"),
+    "a fence after an empty list item and a blank line": ("-\n\n  ```\n- ok", "a fenced code block"),
+    "an HTML block behind a comment in code": (">     <!--\n<pre>\n> \n   -->", "never closed with `</pre>`"),
 }
 
 
@@ -124,6 +139,11 @@ ORDINARY = {
     "indented code holding a fence": "Example:\n\n\t```\n\nDone.",
     "HTML headings in a fence": "```html\n<h3>Provenance</h3>\n<details>\n```",
     "backticks inline on one line": "```x``` is inline code.",
+    "a quoted fence over quoted lines": "> ```sh\n> # provenance of the rows\n>\n> make\n> ```\n\nDone.",
+    "a fence in a nested list item": "1. build\n   - run\n     ```\n     ## Provenance\n\n     ```\n2. done",
+    "a list item's fence with a blank line": "- step\n\n  ~~~\n  # audit events\n\n  more\n  ~~~",
+    "indented code after a quote and a blank line": "> note\n\n    ## Provenance\n\nDone.",
+    "a fence after a tag in a paragraph": "Press <kbd>q</kbd>\n```\n# provenance\n```",
 }
 
 

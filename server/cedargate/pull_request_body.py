@@ -21,10 +21,12 @@ HEADING = "## Provenance (recorded by cedargate)"
 MAX_LISTED_SOURCES = 100
 """Reads listed in the body; a longer session names how many more and where to find them all."""
 
-_CONTAINER: Final = re.compile(r"^\s*(?:(?:>|[-*+]|\d{1,9}[.)])(?:\s+|$))*")
+_CONTAINER: Final = re.compile(r"^\s*(?:>\s*|(?:[-*+]|\d{1,9}[.)])(?:\s+|$))*")
 """Blockquote and list markers: a heading inside a quote or a list item still renders as a heading."""
 _ATX_HEADING: Final = re.compile(r"^#{1,6}(?:\s|$)")
 _SETEXT_UNDERLINE: Final = re.compile(r"^ {0,3}(?:=+|-+)\s*$")
+_QUOTES_AND_INDENT: Final = re.compile(r"^[\s>]*")
+"""Stripped from an underline: it underlines a line in a quote, or in a list item's deep indent, as well."""
 _HTML_HEADING: Final = re.compile(r"<(h[1-6]|summary)\b[^>]*>(.*?)(?:</\1\s*>|$)", re.IGNORECASE | re.DOTALL)
 _SECTION_NAMES: Final = re.compile(r"\b(?:provenances?|audit events?|context sources?|sandboxed tests?)\b")
 """The names in cedargate's heading and subheadings ("Provenance (recorded by cedargate)", "Writes (audit
@@ -43,9 +45,23 @@ _INLINE_MARKUP: Final = re.compile(r"[*_~`]")
 """Emphasis and code-span markers: they render away, so ``Pro**venance**`` reads as one word."""
 _CLAUSE_BREAK: Final = re.compile(r"[.,:;!?/\\|]")
 """Punctuation that ends a phrase: ``Context: source maps`` does not say "context sources"."""
-_FENCE: Final = re.compile(r"^\s*(?:(?:>|[-*+]|\d{1,9}[.)])\s*)*(`{3,}|~{3,})(.*)$")
-_LIST_ITEM: Final = re.compile(r"^\s*(?:>\s*)*(?:[-*+]|\d{1,9}[.)])(?:\s|$)")
-_RAW_START: Final = re.compile(r"(<!--)|(<\?)|(<!\[CDATA\[)|(<![A-Za-z])|<(pre|script|style|textarea)\b", re.IGNORECASE)
+_QUOTE_MARKER: Final = re.compile(r" {0,3}> ?")
+_LIST_MARKER: Final = re.compile(r" {0,3}(?:[-*+]|(\d{1,9})[.)])(?= |$)")
+_FENCE_LINE: Final = re.compile(r" {0,3}(`{3,}|~{3,})(.*)$")
+_THEMATIC_BREAK: Final = re.compile(r" {0,3}(?:(?:\*\s*){3,}|(?:-\s*){3,}|(?:_\s*){3,})$")
+_BLOCK_TAGS: Final = (
+    "address|article|aside|base|basefont|blockquote|body|caption|center|col|colgroup|dd|details|dialog|dir|div|dl|"
+    "dt|fieldset|figcaption|figure|footer|form|frame|frameset|h[1-6]|head|header|hr|html|iframe|legend|li|link|main|"
+    "menu|menuitem|nav|noframes|ol|optgroup|option|p|param|search|section|summary|table|tbody|td|tfoot|th|thead|"
+    "title|tr|track|ul"
+)
+_HTML_BLOCK_START: Final = re.compile(
+    r" {0,3}(?:(?P<raw><(?P<tag>pre|script|style|textarea)(?:\s|>|$))|(?P<comment><!--)|(?P<pi><\?)"
+    r"|(?P<cdata><!\[CDATA\[)|(?P<decl><![A-Za-z])"
+    rf"|(?P<block></?(?:{_BLOCK_TAGS})(?:\s|/?>|$))|(?P<tag7></?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>\s*$))",
+    re.IGNORECASE,
+)
+"""The starts of CommonMark's HTML blocks: a fence or indented code cannot open inside one."""
 _CODE_SPAN: Final = re.compile(r"(`+)(?!`).*?(?<!`)\1(?!`)", re.DOTALL)
 _RAW_BLOCK: Final = re.compile(
     r"(?P<comment><!--)|(?P<cdata><!\[CDATA\[)|^ {0,3}(?:(?P<pi><\?)|(?P<decl><![A-Za-z]))", re.M
@@ -71,10 +87,13 @@ _WRAPPING_TAGS: Final = frozenset({
 
 @dataclass(frozen=True)
 class _Layout:
-    """Which lines of the body are code (fenced or indented), and the fence left open at its end, if any."""
+    """Which lines of the body are code (fenced or indented) or raw HTML, and the fence left open at its end."""
 
     code: frozenset[int]
+    html: frozenset[int]
     open_fence: str | None
+    open_html: str | None
+    """The end marker (``-->``, ``</pre>``, ...) an HTML block open at the end of the body still waits for."""
 
 
 def agent_body(text: str) -> str:
@@ -97,60 +116,130 @@ def agent_body(text: str) -> str:
 
 
 def _layout(lines: Sequence[str]) -> _Layout:
-    """Find the fenced and indented code blocks, as CommonMark does, erring towards prose when unsure.
+    """Find the fenced and indented code blocks as CommonMark does, erring towards prose when unsure.
 
-    A line counts as indented code only after a blank line (or more code), outside any list (where
-    indentation continues the item) and outside a raw HTML block that runs past blank lines.
+    Blockquotes and list items are followed line by line: a fence opens only with at most 3 spaces
+    of indent inside its container and ends with it (a line that no longer continues the quote, or
+    is indented less than the item's content). Indented code needs a blank line (or the start)
+    before it, and neither opens inside an HTML block. A line that might be either is prose.
     """
     code: set[int] = set()
-    fence: tuple[str, int] | None = None
-    in_list = False
-    raw_end: str | None = None
-    after_gap = True
-    for number, line in enumerate(lines):
-        blank = not line.strip()
+    html_lines: set[int] = set()
+    stack: list[int | None] = []  # None for a blockquote, the content's indent for a list item
+    filled: list[bool] = []  # whether each holds anything yet: an empty list item ends at a blank line
+    fence: tuple[str, int] | None = None  # belongs to the innermost container
+    html_end: str | None = None  # "" for an HTML block a blank line ends
+    paragraph = False
+    code_may_follow = True
+    for number, original in enumerate(lines):
+        line = original.expandtabs(4)
+        position, matched = 0, 0
+        for depth, width in enumerate(stack):
+            rest = line[position:]
+            if width is None:
+                quote = _QUOTE_MARKER.match(rest)
+                if quote is None:
+                    break
+                position += quote.end()
+            elif rest.strip():
+                if _indent(rest) < width:
+                    break
+                position += width
+            elif not filled[depth]:
+                break
+            matched += 1
+        rest = line[position:]
         if fence is not None:
-            code.add(number)
-            found = _FENCE.match(line)
-            if found is not None and found[1][0] == fence[0] and len(found[1]) >= fence[1] and not found[2].strip():
-                fence = None
-            after_gap = False
+            if matched == len(stack):
+                code.add(number)
+                closing = _FENCE_LINE.match(rest)
+                if closing and closing[1][0] == fence[0] and len(closing[1]) >= fence[1] and not closing[2].strip():
+                    fence = None
+                continue
+            fence = None
+        if html_end is not None:
+            if matched == len(stack) and (html_end or rest.strip()):
+                html_lines.add(number)
+                if html_end and html_end in rest.lower():
+                    html_end = None
+                continue
+            html_end = None
+        all_matched = matched == len(stack)
+        opened: list[int | None] = []
+        while (rest := line[position:]).strip() and _indent(rest) < 4:
+            if quote := _QUOTE_MARKER.match(rest):
+                opened.append(None)
+                position += quote.end()
+                continue
+            item = _LIST_MARKER.match(rest)
+            if item is None or _THEMATIC_BREAK.match(rest):
+                break
+            after = rest[item.end() :]
+            empty, ordinal = not after.strip(), item[1]
+            if paragraph and all_matched and not opened and (empty or (ordinal is not None and int(ordinal) != 1)):
+                break  # cannot interrupt a paragraph: paragraph text
+            spaces = _indent(after)
+            width = item.end() + (1 if empty or spaces >= 5 else spaces)
+            opened.append(width)
+            position += width
+        blank, indent = not rest.strip(), _indent(rest)
+        if paragraph and not all_matched and not opened and not blank and (indent >= 4 or not _starts_block(rest)):
+            code_may_follow = False  # a lazy continuation line: the containers stay open
             continue
-        expanded = line.expandtabs(4)
-        indent = len(expanded) - len(expanded.lstrip())
-        if not blank and indent >= 4 and after_gap and not in_list and raw_end is None:
-            code.add(number)
+        if not all_matched or opened:
+            stack = stack[:matched] + opened
+            filled = filled[:matched] + [True] * len(opened)
+            paragraph = False
+        if not blank:
+            filled = [True] * len(stack)
+        elif opened:
+            filled[-1] = False
+        if blank:
+            paragraph, code_may_follow = False, True
             continue
-        found = _FENCE.match(line)
-        if found is not None and not (found[1][0] == "`" and "`" in found[2]):
-            fence = (found[1][0], len(found[1]))
-            code.add(number)
-            after_gap = False
+        if indent >= 4:
+            if not paragraph and code_may_follow and not opened:
+                code.add(number)
+                continue
+            paragraph, code_may_follow = True, False
             continue
-        if _LIST_ITEM.match(line):
-            in_list = True
-        elif not blank and indent == 0 and after_gap:
-            in_list = False
-        raw_end = _raw_end(line, raw_end)
-        after_gap = blank
-    return _Layout(frozenset(code), None if fence is None else fence[0] * fence[1])
+        code_may_follow = False
+        opening = _FENCE_LINE.match(rest)
+        if opening and not (opening[1][0] == "`" and "`" in opening[2]):
+            fence = (opening[1][0], len(opening[1]))
+            code.add(number)
+            paragraph = False
+            continue
+        html = _HTML_BLOCK_START.match(rest)
+        if html and not (html["tag7"] and paragraph):
+            kind = html.lastgroup
+            end = {"raw": f"</{(html['tag'] or '').lower()}>", "comment": "-->", "pi": "?>", "cdata": "]]>"}
+            html_end = end.get(kind or "", ">" if kind == "decl" else "")
+            html_lines.add(number)
+            if html_end and html_end in rest[html.end() :].lower():
+                html_end = None
+            paragraph = False
+            continue
+        setext = paragraph and _SETEXT_UNDERLINE.match(rest)
+        paragraph = not (setext or _ATX_HEADING.match(rest.lstrip()) or _THEMATIC_BREAK.match(rest))
+    return _Layout(
+        frozenset(code), frozenset(html_lines), None if fence is None else fence[0] * fence[1], html_end or None
+    )
 
 
-def _raw_end(line: str, waiting: str | None) -> str | None:
-    """The end marker a raw HTML block open after ``line`` still waits for (``None`` if none is open)."""
-    position = 0
-    while True:
-        if waiting is not None:
-            closed = line.lower().find(waiting, position)
-            if closed < 0:
-                return waiting
-            position, waiting = closed + len(waiting), None
-        found = _RAW_START.search(line, position)
-        if found is None:
-            return None
-        comment, pi, cdata, decl, tag = found.groups()
-        waiting = "-->" if comment else "?>" if pi else "]]>" if cdata else ">" if decl else f"</{tag.lower()}>"
-        position = found.end()
+def _indent(text: str) -> int:
+    return len(text) - len(text.lstrip(" "))
+
+
+def _starts_block(rest: str) -> bool:
+    """Whether ``rest`` (indented less than 4) opens a block, so it cannot be a paragraph's lazy continuation."""
+    html = _HTML_BLOCK_START.match(rest)
+    return bool(
+        _FENCE_LINE.match(rest)
+        or _ATX_HEADING.match(rest.lstrip())
+        or _THEMATIC_BREAK.match(rest)
+        or (html and not html["tag7"])
+    )
 
 
 def _normalised(text: str) -> str:
@@ -191,19 +280,22 @@ def _refuse_lookalikes(lines: Sequence[str], layout: _Layout) -> None:
     visible = [
         "".join(c for c in unicodedata.normalize("NFKC", line) if unicodedata.category(c) != "Cf") for line in lines
     ]
+    bare = [_CONTAINER.sub("", line, count=1) for line in visible]
+    # A setext underline makes a heading of the whole paragraph above it, however many lines it has (a lone
+    # `>` or `2.` there may be paragraph text too: only an empty line surely ends it).
+    underlined: set[int] = set()
+    for number in range(1, len(lines)):
+        if number not in layout.code and _SETEXT_UNDERLINE.match(_QUOTES_AND_INDENT.sub("", visible[number])):
+            above = number - 1
+            while above >= 0 and above not in layout.code and visible[above].strip():
+                underlined.add(above)
+                above -= 1
     for number, line in enumerate(lines):
         if _claims_the_section(line):
             _refuse(line)
         if number in layout.code:
             continue
-        bare = _CONTAINER.sub("", visible[number], count=1)
-        underlined = (
-            number + 1 < len(lines)
-            and number + 1 not in layout.code
-            and bare.strip() != ""
-            and _SETEXT_UNDERLINE.match(visible[number + 1])
-        )
-        heading = bool(_ATX_HEADING.match(bare) or underlined or _HTML_HEADING.search(bare))
+        heading = bool(_ATX_HEADING.match(bare[number]) or number in underlined or _HTML_HEADING.search(bare[number]))
         if heading and _names_the_section(line):
             _refuse(line)
     # A tag in code is text, but code inside a heading element opened in prose still renders in that heading.
@@ -226,9 +318,18 @@ def _refuse_open_blocks(lines: Sequence[str], layout: _Layout) -> None:
     if layout.open_fence is not None:
         marker = layout.open_fence
         _refuse_open(f"a fenced code block (opened by a line of {marker}) never closed", f"close it with {marker}")
-    prose = [line for number, line in enumerate(lines) if number not in layout.code]
-    # Code spans end with their paragraph; what they hold is text, not HTML.
-    text = "\n\n".join(_CODE_SPAN.sub("", paragraph) for paragraph in re.split(r"\n\s*\n", "\n".join(prose)))
+    # Code spans end with their paragraph (a blank line, code or an HTML block); what they hold is text, not HTML.
+    chunks: list[str] = []
+    paragraph: list[str] = []
+    for number, line in enumerate([*lines, ""]):
+        if number in layout.code or number in layout.html or not line.strip():
+            chunks.append(_CODE_SPAN.sub("", "\n".join(paragraph)))
+            paragraph = []
+            if number in layout.html:
+                chunks.append(line)
+        else:
+            paragraph.append(line)
+    text = "\n\n".join(chunks)
     text = _without_raw_blocks(text)
     depth: dict[str, int] = {}
     for closing, name in _TAG.findall(text):
@@ -238,6 +339,9 @@ def _refuse_open_blocks(lines: Sequence[str], layout: _Layout) -> None:
     for name, count in depth.items():
         if count:
             _refuse_open(f"`<{name}>` never closed with `</{name}>`", f"add `</{name}>` or remove the tag")
+    if layout.open_html is not None:
+        end = layout.open_html
+        _refuse_open(f"an HTML block never closed with `{end}`", f"close it with `{end}` or remove it")
 
 
 def _without_comments(text: str) -> str:
