@@ -14,24 +14,20 @@ import pytest
 from mcp import Client, StdioServerParameters
 from sqlalchemy import select, update
 from tests.conftest import audit_events, settled_reload
-from tests.governed_tree import governed_config
+from tests.governed_tree import DELETE, cli_on, delete_branch, governed_config
 
 from cedargate.approvals import ApprovalQueue, ApprovalStatus
 from cedargate.audit.verify import verify_log
-from cedargate.cli import main
 from cedargate.config import StoreConfig, load_config
 from cedargate.errors import ApprovalError
 from cedargate.git import git_text
 from cedargate.identity import principal_from_config
 from cedargate.pipeline import CallRequest
 from cedargate.runtime import Runtime, build_runtime
-from cedargate.server import APPROVAL_META_KEY, build_server
 from cedargate.session import SessionState
 from cedargate.store.tables import admin_actions, approvals
 
 pytestmark = pytest.mark.anyio
-
-DELETE = "repo_delete_branch"
 
 
 @pytest.fixture
@@ -51,30 +47,16 @@ def _branch_exists(runtime: Runtime, branch: str) -> bool:
     return git_text(repo.path, ["branch", "--list", branch]) != ""
 
 
-def _cli(runtime: Runtime, *args: str) -> int:
-    return main(["--config", str(runtime.config.base_dir / "cedargate.toml"), *args])
-
-
 def _pending_id(runtime: Runtime) -> str:
     assert runtime.store is not None
     [pending] = ApprovalQueue(runtime.store, runtime.config.approvals).list(ApprovalStatus.PENDING)
     return pending.id
 
 
-async def _delete(runtime: Runtime, branch: str = "agent/old", *, approval: str | None = None) -> tuple[bool, str]:
-    async with Client(build_server(runtime)) as client:
-        result = await client.call_tool(
-            DELETE,
-            {"repository": "acme/web", "branch": branch},
-            meta={APPROVAL_META_KEY: approval} if approval else None,
-        )
-    return bool(result.is_error), result.content[0].text  # type: ignore[union-attr]
-
-
 async def test_an_approval_required_call_opens_a_pending_approval_names_who_may_approve_and_runs_nothing(
     governed: Runtime,
 ) -> None:
-    is_error, text = await _delete(governed)
+    is_error, text = await delete_branch(governed)
     assert is_error
     approval_id = _pending_id(governed)
     assert approval_id in text
@@ -100,8 +82,8 @@ async def test_an_approval_required_call_opens_a_pending_approval_names_who_may_
 
 
 async def test_retrying_the_same_call_reuses_the_open_approval(governed: Runtime) -> None:
-    await _delete(governed)
-    await _delete(governed)
+    await delete_branch(governed)
+    await delete_branch(governed)
     first, second = audit_events(governed.config.audit.path)
     assert first["approval"]["id"] == second["approval"]["id"]
 
@@ -109,11 +91,11 @@ async def test_retrying_the_same_call_reuses_the_open_approval(governed: Runtime
 async def test_an_approved_retry_runs_once_and_the_audit_trail_links_request_approval_and_execution(
     governed: Runtime, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await _delete(governed)
+    await delete_branch(governed)
     approval_id = _pending_id(governed)
-    assert _cli(governed, "approvals", "approve", approval_id, "--as", "bob", "--json") == 0
+    assert cli_on(governed, "approvals", "approve", approval_id, "--as", "bob", "--json") == 0
     assert json.loads(capsys.readouterr().out)["status"] == "approved"
-    is_error, text = await _delete(governed)
+    is_error, text = await delete_branch(governed)
     assert not is_error, text
     assert not _branch_exists(governed, "agent/old")
     request, execution = audit_events(governed.config.audit.path)
@@ -138,40 +120,40 @@ async def test_an_approved_retry_runs_once_and_the_audit_trail_links_request_app
 
 
 async def test_a_used_approval_is_not_reused(governed: Runtime) -> None:
-    await _delete(governed)
+    await delete_branch(governed)
     approval_id = _pending_id(governed)
-    _cli(governed, "approvals", "approve", approval_id, "--as", "bob")
-    assert not (await _delete(governed))[0]
+    cli_on(governed, "approvals", "approve", approval_id, "--as", "bob")
+    assert not (await delete_branch(governed))[0]
     repo = governed.config.repository("acme/web")
     assert repo is not None
     git_text(repo.path, ["branch", "agent/old"])
-    is_error, text = await _delete(governed, approval=approval_id)
+    is_error, text = await delete_branch(governed, approval=approval_id)
     assert is_error
     assert f"approval `{approval_id}` is consumed" in text
     assert _branch_exists(governed, "agent/old")
 
 
 async def test_an_approval_is_bound_to_the_arguments_it_was_granted_for(governed: Runtime) -> None:
-    await _delete(governed, "agent/old")
+    await delete_branch(governed, "agent/old")
     approval_id = _pending_id(governed)
-    _cli(governed, "approvals", "approve", approval_id, "--as", "bob")
-    is_error, text = await _delete(governed, "agent/other", approval=approval_id)
+    cli_on(governed, "approvals", "approve", approval_id, "--as", "bob")
+    is_error, text = await delete_branch(governed, "agent/other", approval=approval_id)
     assert is_error
     assert "granted for other arguments" in text
     assert _branch_exists(governed, "agent/other")
-    is_error, _ = await _delete(governed, "agent/other")
+    is_error, _ = await delete_branch(governed, "agent/other")
     assert is_error and _branch_exists(governed, "agent/other")
 
 
 async def test_an_expired_approval_is_refused(governed: Runtime) -> None:
-    await _delete(governed)
+    await delete_branch(governed)
     approval_id = _pending_id(governed)
-    _cli(governed, "approvals", "approve", approval_id, "--as", "bob")
+    cli_on(governed, "approvals", "approve", approval_id, "--as", "bob")
     assert governed.store is not None
     with governed.store.engine.begin() as connection:
         past = datetime.now(UTC) - timedelta(seconds=1)
         connection.execute(update(approvals).where(approvals.c.id == approval_id).values(expires_at=past))
-    is_error, text = await _delete(governed, approval=approval_id)
+    is_error, text = await delete_branch(governed, approval=approval_id)
     assert is_error
     assert f"approval `{approval_id}` is expired" in text
     assert _branch_exists(governed, "agent/old")
@@ -181,38 +163,38 @@ async def test_an_expired_approval_is_refused(governed: Runtime) -> None:
 async def test_the_requester_its_human_and_non_members_cannot_approve(
     governed: Runtime, user: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await _delete(governed)
+    await delete_branch(governed)
     approval_id = _pending_id(governed)
-    assert _cli(governed, "approvals", "approve", approval_id, "--as", user) == 2
+    assert cli_on(governed, "approvals", "approve", approval_id, "--as", user) == 2
     error = capsys.readouterr().err
     assert f"`{user}` may not decide approval `{approval_id}`" in error
     assert _pending_id(governed) == approval_id
 
 
 async def test_a_denied_approval_cannot_be_used(governed: Runtime) -> None:
-    await _delete(governed)
+    await delete_branch(governed)
     approval_id = _pending_id(governed)
-    assert _cli(governed, "approvals", "deny", approval_id, "--as", "erin", "--note", "not today") == 0
-    is_error, text = await _delete(governed, approval=approval_id)
+    assert cli_on(governed, "approvals", "deny", approval_id, "--as", "erin", "--note", "not today") == 0
+    is_error, text = await delete_branch(governed, approval=approval_id)
     assert is_error and f"approval `{approval_id}` is denied" in text
     assert _branch_exists(governed, "agent/old")
 
 
 async def test_approvals_list_and_show_print_json(governed: Runtime, capsys: pytest.CaptureFixture[str]) -> None:
-    await _delete(governed)
+    await delete_branch(governed)
     approval_id = _pending_id(governed)
     capsys.readouterr()
-    assert _cli(governed, "approvals", "list", "--json") == 0
+    assert cli_on(governed, "approvals", "list", "--json") == 0
     [listed] = json.loads(capsys.readouterr().out)
     assert listed["id"] == approval_id and listed["status"] == "pending"
-    assert _cli(governed, "approvals", "show", approval_id, "--json") == 0
+    assert cli_on(governed, "approvals", "show", approval_id, "--json") == 0
     assert json.loads(capsys.readouterr().out)["approver_groups"] == ["sre"]
 
 
 def test_only_one_of_two_racing_calls_consumes_a_grant(governed: Runtime) -> None:
     assert governed.store is not None
     queue = ApprovalQueue(governed.store, governed.config.approvals)
-    anyio.run(_delete, governed)
+    anyio.run(delete_branch, governed)
     approval_id = _pending_id(governed)
     queue.decide(approval_id, "bob", approve=True)
     results: list[bool] = []
@@ -240,10 +222,10 @@ async def test_a_second_server_process_sees_an_approval_granted_through_the_firs
         repo = first.config.repository("acme/web")
         assert repo is not None
         git_text(repo.path, ["branch", "agent/old"])
-        is_error, _ = await _delete(first)
+        is_error, _ = await delete_branch(first)
         assert is_error
         approval_id = _pending_id(first)
-        assert _cli(first, "approvals", "approve", approval_id, "--as", "bob") == 0
+        assert cli_on(first, "approvals", "approve", approval_id, "--as", "bob") == 0
     finally:
         first.close()
     second_config = tree / "replica2.toml"
@@ -270,10 +252,10 @@ async def test_an_approved_call_stopped_by_a_rate_cap_keeps_its_approval_for_the
     assert repo is not None
     git_text(repo.path, ["branch", "agent/old"])
     try:
-        await _delete(runtime)
+        await delete_branch(runtime)
         approval_id = _pending_id(runtime)
-        assert _cli(runtime, "approvals", "approve", approval_id, "--as", "bob") == 0
-        is_error, text = await _delete(runtime)
+        assert cli_on(runtime, "approvals", "approve", approval_id, "--as", "bob") == 0
+        is_error, text = await delete_branch(runtime)
         assert is_error
         assert "calls-per-minute cap is 0 calls" in text
         assert _branch_exists(runtime, "agent/old")
@@ -286,9 +268,9 @@ async def test_an_approved_call_stopped_by_a_rate_cap_keeps_its_approval_for_the
 
 
 async def test_a_call_cancelled_after_its_grant_was_taken_gives_the_grant_back(governed: Runtime) -> None:
-    await _delete(governed)
+    await delete_branch(governed)
     approval_id = _pending_id(governed)
-    _cli(governed, "approvals", "approve", approval_id, "--as", "bob")
+    cli_on(governed, "approvals", "approve", approval_id, "--as", "bob")
     request = CallRequest(
         DELETE,
         {"repository": "acme/web", "branch": "agent/old"},
@@ -311,7 +293,7 @@ async def test_a_call_cancelled_after_its_grant_was_taken_gives_the_grant_back(g
     assert cancelled["approval"]["status"] == "granted"
     assert governed.store is not None
     assert ApprovalQueue(governed.store, governed.config.approvals).get(approval_id).status is ApprovalStatus.APPROVED
-    is_error, text = await _delete(governed)  # the grant still serves the call it was given for
+    is_error, text = await delete_branch(governed)  # the grant still serves the call it was given for
     assert not is_error, text
     assert not _branch_exists(governed, "agent/old")
 
@@ -329,7 +311,7 @@ def _groups_runtime(tree: Path, store_config: StoreConfig, groups: str) -> Runti
 
 async def _pending_then_policy_asks_security(runtime: Runtime, tree: Path) -> str:
     """A delete waits for `sre`; then the policy is reloaded to ask `security`. Returns the waiting approval."""
-    await _delete(runtime)
+    await delete_branch(runtime)
     stale = _pending_id(runtime)
     policy = tree / "policies" / "staging.cedar"
     policy.write_text(policy.read_text().replace('@approval("sre")', '@approval("security")'))
@@ -346,7 +328,7 @@ async def test_a_grant_from_outside_the_groups_the_policies_in_force_name_does_n
         assert runtime.store is not None
         queue = ApprovalQueue(runtime.store, runtime.config.approvals)
         queue.decide(stale, "bob", approve=True)  # bob is in `sre`, the group stored on the old approval
-        is_error, text = await _delete(runtime)
+        is_error, text = await delete_branch(runtime)
         assert is_error
         assert f"approval `{stale}` was granted by `bob`, who is not in `security`" in text
         assert _branch_exists(runtime, "agent/old")
@@ -356,7 +338,7 @@ async def test_a_grant_from_outside_the_groups_the_policies_in_force_name_does_n
         with pytest.raises(ApprovalError, match="not a member of `security`"):
             queue.decide(fresh, "bob", approve=True)
         queue.decide(fresh, "erin", approve=True)
-        is_error, text = await _delete(runtime)
+        is_error, text = await delete_branch(runtime)
         assert not is_error, text
         assert not _branch_exists(runtime, "agent/old")
     finally:
@@ -370,7 +352,7 @@ async def test_a_pending_approval_opened_under_other_groups_is_retired_when_the_
     runtime = _groups_runtime(tree, store_config, 'sre = ["bob"]\nsecurity = ["erin"]\n')
     try:
         stale = await _pending_then_policy_asks_security(runtime, tree)
-        is_error, text = await _delete(runtime)
+        is_error, text = await delete_branch(runtime)
         assert is_error and "a member of `security`" in text
         assert runtime.store is not None
         queue = ApprovalQueue(runtime.store, runtime.config.approvals)
@@ -387,7 +369,7 @@ async def test_an_approval_nobody_can_decide_says_the_server_must_be_restarted_a
 ) -> None:
     runtime = _groups_runtime(tree, store_config, 'sre = ["alice"]\n')
     try:
-        is_error, text = await _delete(runtime)
+        is_error, text = await delete_branch(runtime)
     finally:
         runtime.close()
     assert is_error and "nobody can decide it" in text
@@ -406,14 +388,14 @@ async def test_an_approval_shows_its_tools_sensitive_fields_redacted_and_still_b
         repo = runtime.config.repository("acme/web")
         assert repo is not None
         git_text(repo.path, ["branch", "agent/hunter2-sensitive"])
-        await _delete(runtime, "agent/hunter2-sensitive")
+        await delete_branch(runtime, "agent/hunter2-sensitive")
         approval_id = _pending_id(runtime)
-        assert _cli(runtime, "approvals", "list", "--json") == 0
+        assert cli_on(runtime, "approvals", "list", "--json") == 0
         listed = capsys.readouterr().out
         assert "hunter2-sensitive" not in listed
         assert json.loads(listed)[0]["arguments"]["branch"] == "[REDACTED]"
-        assert _cli(runtime, "approvals", "approve", approval_id, "--as", "bob") == 0
-        is_error, text = await _delete(runtime, "agent/hunter2-sensitive")
+        assert cli_on(runtime, "approvals", "approve", approval_id, "--as", "bob") == 0
+        is_error, text = await delete_branch(runtime, "agent/hunter2-sensitive")
         assert not is_error, text
         assert not _branch_exists(runtime, "agent/hunter2-sensitive")
     finally:

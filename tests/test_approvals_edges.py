@@ -9,24 +9,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from mcp import Client
 from sqlalchemy import insert, select, update
 from tests.conftest import audit_events, settled_reload
-from tests.governed_tree import governed_config
+from tests.governed_tree import DELETE, cli_on, delete_branch, governed_config
 
 from cedargate.approvals import ApprovalQueue, ApprovalStatus
-from cedargate.cli import main
 from cedargate.config import StoreConfig, load_config
 from cedargate.git import git_text
 from cedargate.runtime import Runtime, build_runtime
-from cedargate.server import APPROVAL_META_KEY, build_server
 from cedargate.store import open_store
 from cedargate.store.migrate import current_revision, upgrade
 from cedargate.store.tables import approvals
 
 pytestmark = pytest.mark.anyio
 
-DELETE = "repo_delete_branch"
 MAX_PENDING_PER_AGENT = 10  # the default cap (``cedargate.approvals.MAX_PENDING_PER_AGENT``)
 
 
@@ -60,40 +56,26 @@ def _branch_exists(runtime: Runtime, branch: str = "agent/old") -> bool:
     return git_text(repo.path, ["branch", "--list", branch]) != ""
 
 
-def _cli(runtime: Runtime, *args: str) -> int:
-    return main(["--config", str(runtime.config.base_dir / "cedargate.toml"), *args])
-
-
 def _pending(runtime: Runtime) -> list[str]:
     return [a.id for a in _queue(runtime).list(ApprovalStatus.PENDING)]
 
 
-async def _delete(runtime: Runtime, branch: str = "agent/old", *, approval: str | None = None) -> tuple[bool, str]:
-    async with Client(build_server(runtime)) as client:
-        result = await client.call_tool(
-            DELETE,
-            {"repository": "acme/web", "branch": branch},
-            meta={APPROVAL_META_KEY: approval} if approval else None,
-        )
-    return bool(result.is_error), result.content[0].text  # type: ignore[union-attr]
-
-
 def _actions(runtime: Runtime, capsys: pytest.CaptureFixture[str]) -> list[tuple[str, str, str, str]]:
     capsys.readouterr()
-    assert _cli(runtime, "actions", "--json") == 0
+    assert cli_on(runtime, "actions", "--json") == 0
     return [(a["actor"], a["action"], a["subject"], a["reason"]) for a in json.loads(capsys.readouterr().out)]
 
 
 async def test_an_approver_withdraws_an_unused_grant_and_the_retry_is_told_who_denied_it(
     governed: Runtime, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await _delete(governed)
+    await delete_branch(governed)
     [approval_id] = _pending(governed)
-    assert _cli(governed, "approvals", "approve", approval_id, "--as", "bob") == 0
-    assert _cli(governed, "approvals", "deny", approval_id, "--as", "bob", "--note", "approved by mistake") == 0
+    assert cli_on(governed, "approvals", "approve", approval_id, "--as", "bob") == 0
+    assert cli_on(governed, "approvals", "deny", approval_id, "--as", "bob", "--note", "approved by mistake") == 0
     assert _queue(governed).get(approval_id).status is ApprovalStatus.DENIED
     assert _actions(governed, capsys)[0] == ("bob", "approval_denied", approval_id, "approved by mistake")
-    is_error, text = await _delete(governed)
+    is_error, text = await delete_branch(governed)
     assert is_error and _branch_exists(governed)
     assert f"approval `{approval_id}` for this exact call was denied by `bob`" in text
     assert "approved by mistake" in text and "change the request" in text
@@ -101,12 +83,12 @@ async def test_an_approver_withdraws_an_unused_grant_and_the_retry_is_told_who_d
 
 
 async def test_a_used_grant_cannot_be_withdrawn(governed: Runtime, capsys: pytest.CaptureFixture[str]) -> None:
-    await _delete(governed)
+    await delete_branch(governed)
     [approval_id] = _pending(governed)
-    assert _cli(governed, "approvals", "approve", approval_id, "--as", "bob") == 0
-    assert not (await _delete(governed))[0]
+    assert cli_on(governed, "approvals", "approve", approval_id, "--as", "bob") == 0
+    assert not (await delete_branch(governed))[0]
     capsys.readouterr()
-    assert _cli(governed, "approvals", "deny", approval_id, "--as", "bob") == 2
+    assert cli_on(governed, "approvals", "deny", approval_id, "--as", "bob") == 2
     assert f"approval `{approval_id}` is consumed, not pending or approved" in capsys.readouterr().err
     assert _queue(governed).get(approval_id).status is ApprovalStatus.CONSUMED
 
@@ -115,9 +97,9 @@ async def test_a_used_grant_cannot_be_withdrawn(governed: Runtime, capsys: pytes
 async def test_a_refused_attempt_to_decide_is_recorded_with_who_and_why(
     governed: Runtime, user: str, why: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await _delete(governed)
+    await delete_branch(governed)
     [approval_id] = _pending(governed)
-    assert _cli(governed, "approvals", "approve", approval_id, "--as", user) == 2
+    assert cli_on(governed, "approvals", "approve", approval_id, "--as", user) == 2
     [(actor, action, subject, reason)] = _actions(governed, capsys)
     assert (actor, action, subject) == (user, "approval_refused", approval_id)
     assert reason.startswith(f"tried to approve: `{user}` may not decide approval `{approval_id}`")
@@ -126,11 +108,11 @@ async def test_a_refused_attempt_to_decide_is_recorded_with_who_and_why(
 
 
 async def test_a_denied_call_retried_is_refused_naming_the_approver_and_opens_nothing(governed: Runtime) -> None:
-    await _delete(governed)
+    await delete_branch(governed)
     [approval_id] = _pending(governed)
-    assert _cli(governed, "approvals", "deny", approval_id, "--as", "erin", "--note", "not during the freeze") == 0
+    assert cli_on(governed, "approvals", "deny", approval_id, "--as", "erin", "--note", "not during the freeze") == 0
     for _ in range(2):
-        is_error, text = await _delete(governed)
+        is_error, text = await delete_branch(governed)
         assert is_error and _branch_exists(governed)
         assert "denied by `erin`" in text and "not during the freeze" in text
         assert "no new request was opened" in text
@@ -143,32 +125,32 @@ async def test_a_denied_call_retried_is_refused_naming_the_approver_and_opens_no
         "erin",
     )
     # Other arguments are another request; the same one may be asked again once the TTL has passed.
-    assert (await _delete(governed, "agent/other"))[0]
+    assert (await delete_branch(governed, "agent/other"))[0]
     assert len(_pending(governed)) == 1
     assert governed.store is not None
     with governed.store.engine.begin() as connection:
         long_ago = datetime.now(UTC) - timedelta(minutes=governed.config.approvals.ttl_minutes + 1)
         connection.execute(update(approvals).where(approvals.c.id == approval_id).values(decided_at=long_ago))
-    is_error, text = await _delete(governed)
+    is_error, text = await delete_branch(governed)
     assert is_error and "is pending" in text
     assert len(_pending(governed)) == 2
 
 
 async def test_one_agent_cannot_open_more_pending_approvals_than_the_cap(governed: Runtime) -> None:
     for n in range(MAX_PENDING_PER_AGENT):
-        await _delete(governed, f"agent/flood-{n}")
+        await delete_branch(governed, f"agent/flood-{n}")
     assert len(_pending(governed)) == MAX_PENDING_PER_AGENT
-    is_error, text = await _delete(governed, "agent/flood-extra")
+    is_error, text = await delete_branch(governed, "agent/flood-extra")
     assert is_error
     assert f"already has {MAX_PENDING_PER_AGENT} pending approvals" in text
     assert f"the most one agent may have open at once is {MAX_PENDING_PER_AGENT}" in text
     assert "cedargate approvals list" in text
     assert len(_pending(governed)) == MAX_PENDING_PER_AGENT
-    is_error, text = await _delete(governed, "agent/flood-0")  # a call already waiting still gets its request
+    is_error, text = await delete_branch(governed, "agent/flood-0")  # a call already waiting still gets its request
     assert is_error and "is pending" in text
     first = _queue(governed).list(ApprovalStatus.PENDING)[-1]
-    assert _cli(governed, "approvals", "deny", first.id, "--as", "bob") == 0
-    assert (await _delete(governed, "agent/flood-extra"))[0]
+    assert cli_on(governed, "approvals", "deny", first.id, "--as", "bob") == 0
+    assert (await delete_branch(governed, "agent/flood-extra"))[0]
     assert len(_pending(governed)) == MAX_PENDING_PER_AGENT
 
 
@@ -179,18 +161,18 @@ async def test_an_older_grant_the_policies_accept_is_used_when_a_newer_one_is_no
     policy = tree / "policies" / "staging.cedar"
     try:
         queue = _queue(runtime)
-        await _delete(runtime)
+        await delete_branch(runtime)
         [by_bob] = _pending(runtime)
         queue.decide(by_bob, "bob", approve=True)
         policy.write_text(policy.read_text().replace('@approval("sre")', '@approval("security")'))
         assert (await settled_reload(runtime)) is not None
-        is_error, _ = await _delete(runtime)  # bob's grant does not count for `security`: erin is asked
+        is_error, _ = await delete_branch(runtime)  # bob's grant does not count for `security`: erin is asked
         assert is_error
         [by_erin] = _pending(runtime)
         queue.decide(by_erin, "erin", approve=True)
         policy.write_text(policy.read_text().replace('@approval("security")', '@approval("sre")'))
         assert (await settled_reload(runtime)) is not None
-        is_error, text = await _delete(runtime)
+        is_error, text = await delete_branch(runtime)
         assert not is_error, text
         assert not _branch_exists(runtime)
         assert queue.get(by_bob).status is ApprovalStatus.CONSUMED
@@ -201,35 +183,35 @@ async def test_an_older_grant_the_policies_accept_is_used_when_a_newer_one_is_no
 
 
 async def test_a_grant_does_not_lift_the_call_once_the_tools_manifest_changed(governed: Runtime, tree: Path) -> None:
-    await _delete(governed)
+    await delete_branch(governed)
     [approval_id] = _pending(governed)
-    assert _cli(governed, "approvals", "approve", approval_id, "--as", "bob") == 0
+    assert cli_on(governed, "approvals", "approve", approval_id, "--as", "bob") == 0
     manifest = tree / "tools/repo/delete_branch.toml"
     manifest.write_text(manifest.read_text().replace('description = "', 'description = "CHANGED: ', 1))
     assert (await settled_reload(governed)) is not None
     for named in (approval_id, None):
-        is_error, text = await _delete(governed, approval=named)
+        is_error, text = await delete_branch(governed, approval=named)
         assert is_error and _branch_exists(governed)
         assert f"approval `{approval_id}` was granted for tool `{DELETE}`" in text
         assert "the tool changed since" in text
     assert _queue(governed).get(approval_id).status is ApprovalStatus.APPROVED
     [fresh] = _pending(governed)
     assert fresh != approval_id and fresh in text
-    assert _cli(governed, "approvals", "approve", fresh, "--as", "bob") == 0
-    is_error, text = await _delete(governed)
+    assert cli_on(governed, "approvals", "approve", fresh, "--as", "bob") == 0
+    is_error, text = await delete_branch(governed)
     assert not is_error, text
     assert audit_events(governed.config.audit.path)[-1]["approval"]["id"] == fresh
 
 
 async def test_a_grant_without_a_recorded_manifest_never_lifts_a_call(governed: Runtime) -> None:
     """Rows from before the migration that added ``manifest_hash`` fail closed."""
-    await _delete(governed)
+    await delete_branch(governed)
     [approval_id] = _pending(governed)
-    assert _cli(governed, "approvals", "approve", approval_id, "--as", "bob") == 0
+    assert cli_on(governed, "approvals", "approve", approval_id, "--as", "bob") == 0
     assert governed.store is not None
     with governed.store.engine.begin() as connection:
         connection.execute(update(approvals).where(approvals.c.id == approval_id).values(manifest_hash=None))
-    is_error, text = await _delete(governed)
+    is_error, text = await delete_branch(governed)
     assert is_error and _branch_exists(governed)
     assert "was granted before cedargate recorded which version of a tool an approver saw" in text
 
