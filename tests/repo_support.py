@@ -21,6 +21,13 @@ from cedargate.runtime import Runtime, build_runtime
 from cedargate.server import build_server
 
 WEB_ANCHOR = 'owner_team = "storefront"\n'
+COMMITTER: Mapping[str, str] = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@localhost",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@localhost",
+}
+"""The identity of commits tests make in a fixture repository themselves (not through a tool)."""
 
 
 def configure_web(tree: Path, settings: str) -> Runtime:

@@ -41,6 +41,13 @@ forbid (principal, action in Action::"risk:read", resource);
 """
 
 
+def _validate(tree: Path) -> subprocess.CompletedProcess[str]:
+    """``cedargate policy validate`` on ``tree`` in a process of its own, so a crash of Cedar fails the test only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CEDARGATE_")}
+    command = [sys.executable, "-m", "cedargate", "--config", str(tree / "cedargate.toml"), "policy", "validate"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+
+
 def _schema() -> dict[str, object]:
     return build_schema(load_catalog(ROOT / "tools", check=shipped_check()))
 
@@ -79,13 +86,7 @@ def test_a_hidden_policy_is_refused_naming_it_not_skipped(tree: Path, name: str)
 def test_policy_validate_refuses_a_policy_in_a_hidden_folder(tree: Path) -> None:
     (tree / "policies/.guardrails").mkdir()
     (tree / "policies/.guardrails/no-reads.cedar").write_text(FREEZE)
-    done = subprocess.run(
-        [sys.executable, "-m", "cedargate", "--config", str(tree / "cedargate.toml"), "policy", "validate"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.startswith("CEDARGATE_")},
-    )
+    done = _validate(tree)
     assert done.returncode != 0, done.stdout
     assert ".guardrails/no-reads.cedar: is in the hidden folder `.guardrails`" in done.stderr
     assert "Traceback" not in done.stderr
@@ -162,13 +163,7 @@ def test_policies_mounted_from_a_configmap_load_under_their_visible_names(tree: 
     policies = tree / "policies"
     assert policy_files(policies) == [policies / name for name in sorted(files)]
     assert len(load_policy_set(policies, _schema()).info) > 0
-    done = subprocess.run(
-        [sys.executable, "-m", "cedargate", "--config", str(tree / "cedargate.toml"), "policy", "validate"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.startswith("CEDARGATE_")},
-    )
+    done = _validate(tree)
     assert done.returncode == 0, done.stderr
     assert f"in {len(files)} files" in done.stdout
 
@@ -311,13 +306,7 @@ def test_a_recursion_error_while_loading_names_the_file(tmp_path: Path) -> None:
 
 def test_policy_validate_refuses_a_long_chain_without_a_traceback(tree: Path) -> None:
     (tree / "policies/allow-listed.cedar").write_text(_chain(600))
-    done = subprocess.run(
-        [sys.executable, "-m", "cedargate", "--config", str(tree / "cedargate.toml"), "policy", "validate"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.startswith("CEDARGATE_")},
-    )
+    done = _validate(tree)
     assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-800:]
     assert f"{tree / 'policies/allow-listed.cedar'}:1: policy has more than {MAX_OPERATORS} operators" in done.stderr
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.repo_support import Session, client_for
+from tests.repo_support import COMMITTER, Session, client_for
 
 from cedargate.git import run_git
 from cedargate.handlers import repo_read
@@ -16,12 +16,6 @@ from cedargate.runtime import Runtime
 pytestmark = pytest.mark.anyio
 
 WEB = {"repository": "acme/web"}
-COMMITTER = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@localhost",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@localhost",
-}
 
 
 def _web(runtime: Runtime) -> Path:

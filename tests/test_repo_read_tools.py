@@ -7,7 +7,7 @@ import os
 
 import pytest
 from tests.conftest import audit_events
-from tests.repo_support import Session, client_for
+from tests.repo_support import COMMITTER, Session, client_for
 
 from cedargate.errors import ToolInputError
 from cedargate.git import git_text, run_git
@@ -17,12 +17,6 @@ from cedargate.runtime import Runtime
 pytestmark = pytest.mark.anyio
 
 WEB = {"repository": "acme/web"}
-COMMITTER = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@localhost",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@localhost",
-}
 
 
 def _commit_symlink(runtime: Runtime, name: str, target: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Final
 from cedargate.cli._common import config_from, group
 from cedargate.config import Config
 from cedargate.errors import CedargateError
-from cedargate.git import git_failure, run_git
+from cedargate.handlers.repo_common import worktree_status
 from cedargate.workspaces import Workspace, WorkspaceStore, all_workspaces
 
 LISTED_FILES: Final = 10
@@ -129,34 +129,13 @@ def _named(paths: list[str]) -> str:
 def _uncommitted(path: Path) -> tuple[list[str], list[str]]:
     """The staged or changed tracked files, and the untracked files, of the worktree at ``path``."""
     try:
-        result = run_git(path, ["status", "--porcelain=v1", "-z", "--untracked-files=all"], check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        said = str(exc)
-    else:
-        if result.returncode == 0:
-            return _split_status(result.stdout)
-        said = git_failure(result.stderr.decode(errors="replace"))
-    raise CedargateError(
-        f"cannot tell whether workspace `{path}` has uncommitted changes (git status failed: {said}); "
-        "pass --force to remove it anyway"
-    )
-
-
-def _split_status(out: bytes) -> tuple[list[str], list[str]]:
-    """``git status -z`` entries as (tracked or staged, untracked) names; a rename's source is skipped."""
-    decided: list[str] = []
-    untracked: list[str] = []
-    fields = iter(out.split(b"\0"))
-    for entry in fields:
-        if len(entry) < 4:
-            continue
-        name = entry[3:].decode(errors="replace")
-        if entry.startswith(b"??"):
-            untracked.append(name)
-        else:
-            decided.append(name)
-            if entry[:1] in (b"R", b"C"):
-                next(fields, None)
+        entries = worktree_status(path)
+    except (CedargateError, OSError, subprocess.TimeoutExpired) as exc:
+        raise CedargateError(
+            f"cannot tell whether workspace `{path}` has uncommitted changes ({exc}); pass --force to remove it anyway"
+        ) from exc
+    decided = [name for status, name in entries if status != "??"]
+    untracked = [name for status, name in entries if status == "??"]
     return decided, untracked
 
 
