@@ -108,6 +108,13 @@ def _context(manifest: ToolManifest) -> dict[str, Any]:
                 },
             },
             "budget": {"type": "Record", "attributes": {"remaining_cents": {"type": "Long"}}},
+            "changes": {
+                "type": "Record",
+                "attributes": {
+                    "paths": {"type": "Set", "element": _string()},
+                    "classes": {"type": "Set", "element": _string()},
+                },
+            },
         },
     }
 

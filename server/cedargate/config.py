@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pydantic_core import PydanticCustomError
 
 from cedargate.errors import ConfigError, describe_validation_error, quoted
+from cedargate.path_classes import Patterns
 from cedargate.text_file import read_text_file
 
 CONFIG_ENV = "CEDARGATE_CONFIG"
@@ -28,6 +29,7 @@ DEFAULT_CONFIG_NAME = "cedargate.toml"
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@/:-]*$")]
 Mode = Literal["interactive", "autonomous"]
+PathClasses = dict[Identifier, Patterns]
 
 PRINCIPAL_ENV_OVERRIDES: Mapping[str, str] = {
     "CEDARGATE_AGENT": "agent",
@@ -95,6 +97,8 @@ class RepositoryConfig(_Strict):
     test_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 300
     test_memory_mb: Annotated[int, Field(ge=64, le=65536)] = 2048
     workspaces_dir: Path | None = None
+    path_classes: PathClasses = Field(default_factory=dict)
+    """Classes of this repository's own, added to the config's ``[path_classes]`` (see ``change_paths``)."""
 
     @model_validator(mode="after")
     def _has_a_source(self) -> RepositoryConfig:
@@ -396,6 +400,8 @@ class Config(_Strict):
     policy: PolicyConfig = PolicyConfig()
     aws: AwsConfig = AwsConfig()
     repositories: tuple[RepositoryConfig, ...] = ()
+    path_classes: PathClasses = Field(default_factory=dict)
+    """Named sets of gitignore patterns; policies see the classes a call's changed paths fall in."""
     workspaces_dir: Path = Path("var/workspaces")
     store: StoreConfig = StoreConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()

@@ -84,6 +84,16 @@ STEPS = (
         "aws_ec2_terminate_instances",
         {"account": STAGING_ACCOUNT, "InstanceIds": ["i-0a1b2c3d4e5f60718"]},
     ),
+    DemoStep(
+        "change a CI workflow in dev",
+        "repo_write_file",
+        {
+            "repository": DEV_REPO,
+            "branch": "agent/demo-timeout",
+            "path": ".github/workflows/ci.yml",
+            "content": "on: push\n",
+        },
+    ),
     DemoStep("read with a wrongly typed argument", "repo_read_file", {"repository": DEV_REPO, "path": 42}),
     DemoStep("read outside the repository", "repo_read_file", {"repository": DEV_REPO, "path": "../../etc/passwd"}),
 )
@@ -131,6 +141,9 @@ def write_demo_tree(workdir: Path, *, approvers: str = "") -> Path:
     config.write_text(
         f"""tools_dir = {json.dumps(str(root / "tools"))}
 policies_dir = {json.dumps(str(root / "policies"))}
+
+[path_classes]
+ci = [".github/workflows/"]
 
 [principal]
 agent = "codex-demo"
@@ -184,6 +197,7 @@ DEMO_APPROVERS: Final = """
 # Who may approve what policy holds for approval (never the agent, nor the human it acts for).
 [approvals.groups]
 sre = ["bob"]
+maintainers = ["bob"]
 """
 
 

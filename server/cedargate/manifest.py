@@ -117,6 +117,16 @@ class ResourceBinding(_Strict):
     when_omitted: Literal["refuse", "first_repository"] = "refuse"
 
 
+class PathsBinding(_Strict):
+    """Which argument holds the repository paths a call changes (``context.changes``, see ``change_paths``).
+
+    ``format = "path"``: the argument is one path; ``"diff"``: a unified diff, whose headers name them.
+    """
+
+    argument: str
+    format: Literal["path", "diff"]
+
+
 class ToolManifest(_Strict):
     """One published tool, exactly as loaded from its TOML file."""
 
@@ -132,6 +142,7 @@ class ToolManifest(_Strict):
     destructive (its ``destructiveHint`` means "may do more than add"), though its risk is ``write``."""
     handler: HandlerSpec
     resource: ResourceBinding
+    paths: PathsBinding | None = None
     input_schema: dict[str, Any]
     sensitive_fields: tuple[str, ...] = ()
     """Argument and result keys whose values never reach the audit log or the agent (replaced whole)."""
@@ -187,6 +198,20 @@ class ToolManifest(_Strict):
             raise ValueError(
                 f"resource.argument `{self.resource.argument}` is not a property of input_schema; "
                 "declare it under [input_schema.properties]"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _paths_argument_is_a_repository_string(self) -> ToolManifest:
+        if self.paths is None:
+            return self
+        if self.resource.kind != "repository":
+            raise ValueError("field `paths`: only a repository tool changes repository paths; remove `[paths]`")
+        prop = self.input_schema.get("properties", {}).get(self.paths.argument)
+        if not isinstance(prop, dict) or prop.get("type") != "string":
+            raise ValueError(
+                f"field `paths.argument`: `{self.paths.argument}` is not a string property of input_schema; "
+                "name the argument that holds the path or the diff"
             )
         return self
 
@@ -246,7 +271,7 @@ class ToolManifest(_Strict):
         )
 
 
-_FIELDS_ADDED_SINCE_LOCKS: Final = ("overwrites",)
+_FIELDS_ADDED_SINCE_LOCKS: Final = ("overwrites", "paths")
 """Manifest fields newer than the first tools locks: hashed only when set, so an upgrade that adds
 a field leaves every lock (and every hash in the audit trail) of an unchanged manifest as it was."""
 

@@ -30,6 +30,7 @@ from cedargate.audit.log import AuditSink
 from cedargate.audit.record import EventRecord
 from cedargate.budget import UNCAPPED_CENTS, Budget
 from cedargate.cedar_types import REPOSITORY
+from cedargate.change_paths import call_changes
 from cedargate.config import Config
 from cedargate.decision import Decision
 from cedargate.errors import (
@@ -222,7 +223,10 @@ class Pipeline:
         remaining = UNCAPPED_CENTS
         if self._budget.spend_capped(request.principal):
             remaining = await store.visit(self._budget.remaining_cents, request.principal)
-        context = build_context(request.principal, manifest, resource, args, request.session, call_number, remaining)
+        changes = call_changes(manifest, args, resource, self._config)
+        context = build_context(
+            request.principal, manifest, resource, args, request.session, call_number, remaining, changes
+        )
         authorizer = snapshot.authorizer
         verdict = authorizer.decide(request.principal, manifest.name, resource, context)
         decision = verdict.decision
@@ -259,6 +263,7 @@ class Pipeline:
             request.session.id,
             context_sources=sources,
             progress=request.progress,
+            changed_paths=changes.paths,
         )
         handler = self._handlers.handler_for(manifest)
 

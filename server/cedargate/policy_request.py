@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from cedargate.budget import UNCAPPED_CENTS
+from cedargate.change_paths import call_changes
 from cedargate.config import Config
 from cedargate.decision import Decision, Effect
 from cedargate.errors import ToolInputError, quoted
@@ -95,6 +96,7 @@ def decide_request(request: PolicyRequest, snapshot: Snapshot, config: Config) -
         SessionState(id="policy-request"),
         request.call_count,
         unspent_headroom(config, request.principal) if remaining is None else remaining,
+        call_changes(manifest, args, resource, config),
     )
     verdict = snapshot.authorizer.decide(request.principal, manifest.name, resource, context)
     if request.approval is None:

@@ -1,9 +1,10 @@
 """``policies/tests/*.toml``: policy test cases, a request and the decision it must get.
 
 A case file may declare the repositories and accounts its cases name (``[[repositories]]``,
-``[[aws_accounts]]``), so the cases hold whatever the serving config says; without them the
-config's own are used. Cases check the decision of the whole policy set, shadow files
-included: a test describes what the policies say, not how far they are rolled out.
+``[[aws_accounts]]``) and the path classes (``[path_classes]``), so the cases hold whatever the
+serving config says; without them the config's own are used. Cases check the decision of the
+whole policy set, shadow files included: a test describes what the policies say, not how far
+they are rolled out.
 
     [defaults]                     # any request field, for every case in the file
     agent = "codex"
@@ -28,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cedargate.catalog import files_under
-from cedargate.config import AwsAccountConfig, Config, Identifier, RepositoryConfig
+from cedargate.config import AwsAccountConfig, Config, Identifier, PathClasses, RepositoryConfig
 from cedargate.decision import Decision, Effect
 from cedargate.errors import CedargateError, PolicyError, describe_validation_error
 from cedargate.handlers import HandlerRegistry
@@ -47,6 +48,7 @@ class RepositoryFixture(_Strict):
     environment: Identifier
     owner_team: Identifier = "tests"
     protected_branches: tuple[str, ...] = ("main",)
+    path_classes: PathClasses = Field(default_factory=dict)
 
 
 class AccountFixture(_Strict):
@@ -67,6 +69,7 @@ class PolicyCase(_Strict):
 class CaseFile(_Strict):
     repositories: tuple[RepositoryFixture, ...] = ()
     aws_accounts: tuple[AccountFixture, ...] = ()
+    path_classes: PathClasses | None = None
     defaults: dict[str, Any] = Field(default_factory=dict)
     case: tuple[dict[str, Any], ...] = ()
 
@@ -134,6 +137,8 @@ def _config_for(case_file: CaseFile, config: Config) -> Config:
         update["repositories"] = tuple(
             RepositoryConfig(path=Path("."), **r.model_dump()) for r in case_file.repositories
         )
+    if case_file.path_classes is not None:
+        update["path_classes"] = case_file.path_classes
     if case_file.aws_accounts:
         accounts = tuple(AwsAccountConfig(**a.model_dump()) for a in case_file.aws_accounts)
         update["aws"] = config.aws.model_copy(update={"accounts": accounts, "default_account": accounts[0].id})

@@ -334,6 +334,11 @@ tools_dir = "tools"
 policies_dir = "policies"
 workspaces_dir = ".cedargate/workspaces"   # agents' task worktrees; .cedargate/ is ignored by git
 
+# Path classes: gitignore patterns for files policies treat alike; a policy sees the classes a
+# change touches as `context.changes.classes` (a repository may add its own `path_classes`).
+[path_classes]
+ci = [".github/workflows/", ".gitlab-ci.yml", "Jenkinsfile", ".circleci/"]
+
 # Who calls over stdio: the agent, its team, the human it acts for, and the task.
 [principal]
 agent = "local-agent"

@@ -32,6 +32,8 @@ class HandlerCall:
     """Event ids of the session's successful reads before this call (provenance for pull requests)."""
     progress: ProgressReport = no_progress
     """Tells the client how long work is going (a test run); a no-op unless it asked."""
+    changed_paths: frozenset[str] = frozenset()
+    """The paths the policy decision saw the call change (``context.changes.paths``); a handler changes no other."""
 
 
 Handler = Callable[[HandlerCall], dict[str, Any]]

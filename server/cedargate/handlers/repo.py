@@ -36,7 +36,7 @@ from cedargate.handlers.repo_common import (
 from cedargate.handlers.repo_read import READ_OPERATIONS, describe_repository, revision_to_read
 from cedargate.handlers.repo_review import REVIEW_OPERATIONS
 from cedargate.handlers.repo_work import WORK_OPERATIONS
-from cedargate.manifest import ToolManifest
+from cedargate.manifest import PathsBinding, ToolManifest
 from cedargate.repo_paths import confined_path, file_written, refuse_long_names, safe_revision
 from cedargate.workspaces import Workspace, WorkspaceStore, checked_out
 
@@ -262,6 +262,7 @@ class RepoHandlers(HandlerFamily):
             raise ValueError(f"field `handler.operation`: unknown repository operation `{operation}` (known: {known})")
         if manifest.resource.kind != "repository":
             raise ValueError('field `resource.kind`: repository operations need `resource.kind = "repository"`')
+        _check_changed_paths(operation, manifest.paths)
 
     def handler_for(self, manifest: ToolManifest) -> Handler:
         operation = getattr(manifest.handler, "operation", "")
@@ -272,3 +273,29 @@ class RepoHandlers(HandlerFamily):
     def _list(self, call: HandlerCall) -> dict[str, Any]:
         """The configured repositories and the governance facts policies see about each."""
         return {"repositories": [describe_repository(r) for r in self._repositories]}
+
+
+CHANGED_PATHS: Final[Mapping[str, PathsBinding]] = {
+    "write_file": PathsBinding(argument="path", format="path"),
+    "apply_diff": PathsBinding(argument="patch", format="diff"),
+}
+"""Where each operation that changes files reads its paths: what policies see as ``context.changes``."""
+
+
+def _check_changed_paths(operation: str, paths: PathsBinding | None) -> None:
+    """Refuse a manifest whose ``[paths]`` is not where its operation reads the paths it changes.
+
+    Policies about paths see only what ``[paths]`` names, and ``apply_diff`` refuses a diff that
+    changes a path the decision did not see: a missing table would hide changes from policies
+    or refuse every diff.
+    """
+    expected = CHANGED_PATHS.get(operation)
+    if paths == expected:
+        return
+    if expected is None:
+        raise ValueError(f"field `paths`: operation `{operation}` changes no file; remove the `[paths]` table")
+    raise ValueError(
+        f"field `paths`: operation `{operation}` changes the paths its `{expected.argument}` argument names; "
+        f'write `[paths]` with `argument = "{expected.argument}"` and `format = "{expected.format}"` '
+        "so policies see them as `context.changes`"
+    )

@@ -7,7 +7,6 @@ to the worktree before ``git apply`` sees it, and commits carry provenance trail
 
 from __future__ import annotations
 
-import codecs
 import os
 import stat
 import subprocess
@@ -15,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from cedargate.errors import CedargateError, HandlerError, ToolInputError
+from cedargate.change_paths import unquoted_name
+from cedargate.errors import CedargateError, HandlerError, ToolInputError, quoted
 from cedargate.git import git_text, run_git
 from cedargate.handlers import Handler, HandlerCall
 from cedargate.handlers.repo_common import (
@@ -88,6 +88,7 @@ def apply_diff(call: HandlerCall) -> dict[str, Any]:
         for name in changed - paths:
             worktree_file(workspace.path, name, "patch")
         touched = sorted(paths | changed)
+        _refuse_undecided(touched, call.changed_paths)
         _apply_to_index_and_worktree(workspace, data, touched)
     return {
         "repository": repo.name,
@@ -306,6 +307,25 @@ def _tried(workspace: Workspace, patch: bytes) -> set[str]:
     return {path for _, path in changes}
 
 
+def _refuse_undecided(touched: list[str], decided: frozenset[str]) -> None:
+    """Refuse a diff that git reads as changing a path the policy decision did not see.
+
+    Policies see the paths ``change_paths`` reads from the diff's headers; git reads the same
+    diff on its own. Where they differ, nothing is applied: a path no policy looked at is
+    never changed.
+    """
+    unseen = [name for name in touched if name not in decided]
+    if unseen:
+        named = ", ".join(quoted(name) for name in unseen[:5]) + (
+            f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
+        )
+        raise ToolInputError(
+            f"field `patch`: git reads the diff as changing {named}, which the policy decision did not see "
+            "(it reads the paths from the `diff --git`, `---`/`+++`, rename and copy headers); nothing was "
+            "applied: give the diff as `git diff` writes it"
+        )
+
+
 def _does_not_apply(branch: str, stderr: bytes) -> HandlerError:
     reason = stderr.decode(errors="replace").strip().replace("\n", "; ")
     return HandlerError(
@@ -320,15 +340,8 @@ def _renamed_or_copied_from(patch: str) -> set[str]:
     for line in patch.splitlines():
         for header in ("rename from ", "copy from "):
             if line.startswith(header):
-                sources.add(_unquoted(line.removeprefix(header)))
+                sources.add(unquoted_name(line.removeprefix(header)))
     return sources
-
-
-def _unquoted(name: str) -> str:
-    """A path as git writes it in a header: C-quoted when it holds unusual bytes."""
-    if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
-        return codecs.escape_decode(name[1:-1].encode())[0].decode(errors="replace")
-    return name
 
 
 def _patch_paths(where: Path, patch: bytes) -> set[str]:

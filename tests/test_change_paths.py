@@ -1,0 +1,250 @@
+"""Path classes: policies see the paths a repository call changes (`context.changes`) and decide on them.
+
+The diff reader is checked against diffs real git writes; the decisions go through a real MCP
+client session on the demo tree, whose config puts `.github/workflows/` in the `ci` class and
+whose shipped policy holds a change there for a maintainer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.governed_tree import cli_on, governed_config
+from tests.repo_support import COMMITTER, Session, client_for
+
+from cedargate import pipeline
+from cedargate.approvals import ApprovalQueue, ApprovalStatus
+from cedargate.change_paths import Changes, diff_paths, path_classes_of
+from cedargate.config import StoreConfig, load_config
+from cedargate.errors import CedargateError
+from cedargate.git import git_text, run_git
+from cedargate.path_classes import classify
+from cedargate.runtime import Runtime, build_runtime
+
+pytestmark = pytest.mark.anyio
+
+WEB = {"repository": "acme/web", "branch": "agent/paths"}
+CI_FILE = ".github/workflows/ci.yml"
+
+
+def _git_repo(path: Path, files: dict[str, str]) -> Path:
+    path.mkdir()
+    run_git(path, ["init", "-q", "-b", "main"])
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    run_git(path, ["add", "-A"])
+    run_git(path, ["commit", "-q", "-m", "start"], env=COMMITTER)
+    return path
+
+
+def _staged_diff(repo: Path, *options: str) -> str:
+    run_git(repo, ["add", "-A"])
+    return git_text(repo, ["diff", "--cached", "-M", *options]) + "\n"
+
+
+def test_the_diff_reader_names_every_path_of_diffs_git_writes(tmp_path: Path) -> None:
+    repo = _git_repo(
+        tmp_path / "r",
+        {
+            "src/app.py": "A = 1\n",
+            "old name.txt": "a long enough text to be recognised as renamed\n" * 4,
+            "gone.txt": "bye\n",
+            "run.sh": "echo hi\n",
+            "moved/orig.py": "x = 1\n" * 10,
+        },
+    )
+    (repo / "src/app.py").write_text("A = 2\n")
+    (repo / "old name.txt").rename(repo / "new name.txt")
+    (repo / "gone.txt").unlink()
+    os.chmod(repo / "run.sh", 0o755)
+    (repo / "moved/orig.py").rename(repo / "moved/renamed.py")
+    (repo / "café.txt").write_text("unicode name\n")
+    (repo / "empty").write_text("")
+    (repo / "blob.bin").write_bytes(bytes(range(256)))
+    patch = _staged_diff(repo, "--binary")
+
+    assert diff_paths(patch) == {
+        "src/app.py",
+        "old name.txt",
+        "new name.txt",
+        "gone.txt",
+        "run.sh",
+        "moved/orig.py",
+        "moved/renamed.py",
+        "café.txt",
+        "empty",
+        "blob.bin",
+    }
+    # Whatever git itself reads from the diff, the reader named too.
+    numstat = git_text(repo, ["apply", "--numstat", "-z", "--cached", "-R", "-"], input=patch.encode())
+    named_by_git = {field.split("\t")[-1] for field in numstat.split("\0") if field.strip()}
+    assert named_by_git - {""} <= diff_paths(patch)
+
+
+def test_a_removed_line_that_looks_like_a_header_is_no_path() -> None:
+    """A hunk removing `-- note` reads `--- note`; without a `+++` line after it, it names nothing."""
+    patch = "--- a/q.sql\n+++ b/q.sql\n@@ -1,2 +1 @@\n--- note\n SELECT 1;\n"
+    assert diff_paths(patch) == {"q.sql"}
+
+
+def test_prefixes_and_dev_null_are_read_as_git_apply_p1_does() -> None:
+    patch = "--- /dev/null\n+++ b/new/file.txt\t\n@@ -0,0 +1 @@\n+x\n"
+    assert diff_paths(patch) == {"new/file.txt"}
+    quoted = 'diff --git "a/tab\\there" "b/tab\\there"\nnew file mode 100644\n'
+    assert diff_paths(quoted) == {"tab\there"}
+
+
+def test_classes_follow_gitignore_rules_and_a_repository_only_adds_to_a_class(tree: Path) -> None:
+    text = (tree / "cedargate.toml").read_text()
+    text = text.replace('ci = [".github/workflows/"]', 'ci = [".github/workflows/"]\ninfra = ["*.tf", "/deploy/"]')
+    text = text.replace(
+        'owner_team = "storefront"\n', 'owner_team = "storefront"\npath_classes = { ci = ["Makefile"] }\n'
+    )
+    (tree / "cedargate.toml").write_text(text)
+    config = load_config(tree / "cedargate.toml", environ={})
+    web, payments = config.repository("acme/web"), config.repository("acme/payments")
+    assert web is not None and payments is not None
+    web_classes, payments_classes = path_classes_of(config, web), path_classes_of(config, payments)
+
+    assert classify([CI_FILE], web_classes) == {"ci"}
+    assert classify(["modules/net/main.tf"], web_classes) == {"infra"}  # no slash: any depth
+    assert classify(["deploy/run.sh"], web_classes) == {"infra"}
+    assert classify(["src/deploy/run.sh", "src/app.py"], web_classes) == set()  # leading slash: the root only
+    assert classify(["Makefile"], web_classes) == {"ci"}  # the repository's own pattern, added to `ci`
+    assert classify(["Makefile"], payments_classes) == set()
+    assert classify([CI_FILE], payments_classes) == {"ci"}
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ('ci = ["#workflows"]', "field `path_classes.ci.0`: `#workflows` is a comment"),
+        ('ci = [""]', "field `path_classes.ci.0`: a pattern is empty"),
+        ('ci = ["!"]', "field `path_classes.ci.0`: `!` is not a gitignore pattern"),
+        ("ci = []", "field `path_classes.ci`: a class needs at least one pattern"),
+        ('"bad name" = ["x"]', "field `path_classes.bad name.[key]`"),
+    ],
+)
+def test_a_bad_path_class_stops_loading_naming_the_field(tree: Path, table: str, expected: str) -> None:
+    config = tree / "cedargate.toml"
+    config.write_text(config.read_text().replace('ci = [".github/workflows/"]', table))
+    with pytest.raises(CedargateError) as raised:
+        load_config(config, environ={})
+    assert expected in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "edit", "expected"),
+    [
+        (
+            "repo/apply_diff.toml",
+            ('[paths]\nargument = "patch"\nformat = "diff"\n', ""),
+            "field `paths`: operation `apply_diff` changes the paths its `patch` argument names",
+        ),
+        ("repo/write_file.toml", ('argument = "path"', 'argument = "message"'), "field `paths`"),
+        (
+            "repo/read_file.toml",
+            ("\n[input_schema]\n", '\n[paths]\nargument = "path"\nformat = "path"\n\n[input_schema]\n'),
+            "changes no file",
+        ),
+        (
+            "aws/s3.toml",
+            ("[[tool]]\n", '[[tool]]\npaths = { argument = "Bucket", format = "path" }\n'),
+            "only a repository tool",
+        ),
+    ],
+)
+def test_a_manifest_must_name_where_its_operation_reads_changed_paths(
+    tree: Path, manifest: str, edit: tuple[str, str], expected: str
+) -> None:
+    path = tree / "tools" / manifest
+    text = path.read_text()
+    assert edit[0] in text
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(CedargateError) as raised:
+        build_runtime(load_config(tree / "cedargate.toml", environ={})).close()
+    assert expected in str(raised.value)
+
+
+@pytest.fixture
+def governed(tree: Path, store_config: StoreConfig) -> Iterator[Runtime]:
+    """acme/web in dev with bob as a maintainer: writes are allowed there, CI changes wait for bob."""
+    runtime = build_runtime(
+        load_config(governed_config(tree, store_config, staging=False, extra='maintainers = ["bob"]\n'), environ={})
+    )
+    yield runtime
+    runtime.close()
+
+
+def _staged(runtime: Runtime, workspace: str) -> str:
+    return git_text(runtime.config.workspaces_dir / "acme/web" / workspace, ["diff", "--cached", "--name-only"])
+
+
+async def test_a_change_to_a_ci_file_waits_for_a_maintainer_and_runs_once_approved(governed: Runtime) -> None:
+    async with client_for(governed) as client:
+        s = Session(client)
+        plain = await s.ok("repo_write_file", {**WEB, "path": "src/app.py", "content": "TIMEOUT_SECONDS = 9\n"})
+        held = await s.refused("repo_write_file", {**WEB, "path": CI_FILE, "content": "on: push\n"})
+        assert "ci-changes-need-approval" in held and "awaits approval by `maintainers`" in held
+        repo = governed.config.repository("acme/web")
+        assert repo is not None and repo.path is not None
+        assert git_text(repo.path, ["ls-tree", "-r", "--name-only", "agent/paths"]).split() == [
+            "README.md",
+            "src/app.py",
+        ]
+        assert governed.store is not None
+        [pending] = ApprovalQueue(governed.store, governed.config.approvals).list(ApprovalStatus.PENDING)
+        assert cli_on(governed, "approvals", "approve", pending.id, "--as", "bob") == 0
+        done = await s.ok("repo_write_file", {**WEB, "path": CI_FILE, "content": "on: push\n"})
+    assert done["commit"] != plain["commit"]
+    assert CI_FILE in git_text(repo.path, ["ls-tree", "-r", "--name-only", "agent/paths"]).split()
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        # One harmless file and one CI file in the same diff.
+        "--- a/src/app.py\n+++ b/src/app.py\n@@ -1 +1 @@\n-TIMEOUT_SECONDS = 5\n+TIMEOUT_SECONDS = 9\n"
+        f"--- /dev/null\n+++ b/{CI_FILE}\n@@ -0,0 +1 @@\n+on: push\n",
+        # A rename into the CI folder, with no content lines at all.
+        f"diff --git a/src/app.py b/{CI_FILE}\nsimilarity index 100%\nrename from src/app.py\nrename to {CI_FILE}\n",
+    ],
+    ids=["two-files", "pure-rename"],
+)
+async def test_a_diff_touching_a_ci_file_waits_and_stages_nothing(governed: Runtime, patch: str) -> None:
+    async with client_for(governed) as client:
+        s = Session(client)
+        created = await s.ok("repo_create_branch", WEB)
+        held = await s.refused("repo_apply_diff", {**WEB, "patch": patch})
+    assert "ci-changes-need-approval" in held
+    assert _staged(governed, str(created["workspace"])) == ""
+
+
+async def test_a_diff_git_reads_as_changing_a_path_the_decision_missed_is_refused_whole(
+    governed: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed: should the header reading ever miss a path git changes, nothing is applied."""
+    decided = pipeline.call_changes
+
+    def missing_one(*args: object) -> Changes:
+        changes = decided(*args)  # type: ignore[arg-type]
+        return Changes(changes.paths - {"README.md"}, changes.classes)
+
+    monkeypatch.setattr(pipeline, "call_changes", missing_one)
+    patch = (
+        "diff --git a/src/app.py b/src/app.py\n--- a/src/app.py\n+++ b/src/app.py\n"
+        "@@ -1 +1 @@\n-TIMEOUT_SECONDS = 5\n+TIMEOUT_SECONDS = 9\n"
+        "diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n"
+        "@@ -1,3 +1,3 @@\n-# acme/web\n+# acme/web (patched)\n \n The storefront.\n"
+    )
+    async with client_for(governed) as client:
+        s = Session(client)
+        created = await s.ok("repo_create_branch", WEB)
+        refused = await s.refused("repo_apply_diff", {**WEB, "patch": patch})
+    assert "git reads the diff as changing `README.md`, which the policy decision did not see" in refused
+    assert "nothing was applied" in refused
+    assert _staged(governed, str(created["workspace"])) == ""
