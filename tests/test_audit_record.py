@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cedargate.audit.canonical import canonical_json
-from cedargate.audit.event import ApprovalLink, AuditEvent, AuditPrincipal, AuditResource, Outcome
+from cedargate.audit.event import ApprovalLink, AuditChanges, AuditEvent, AuditPrincipal, AuditResource, Outcome
 from cedargate.audit.record import CHAIN_FIELDS, EventRecord
 from cedargate.decision import Decision, DeterminingPolicy, Effect
 from cedargate.shadow import ShadowVerdict
@@ -54,6 +54,8 @@ optional_fields: dict[str, st.SearchStrategy[Any]] = {
     "result_sha256": optional_text,
     "execution": st.none() | st.dictionaries(text, json_value, max_size=4),
     "context_sources": st.none() | st.lists(text, max_size=3) | st.lists(text, max_size=3).map(tuple),
+    "changes": st.none()
+    | st.builds(AuditChanges, paths=st.lists(text, max_size=3), classes=st.lists(text, max_size=2)),
     "traceparent": optional_text,
     "approval": st.none()
     | st.builds(

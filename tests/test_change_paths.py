@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import audit_events
 from tests.governed_tree import cli_on, governed_config
 from tests.repo_support import COMMITTER, Session, client_for
 
@@ -201,6 +202,9 @@ async def test_a_change_to_a_ci_file_waits_for_a_maintainer_and_runs_once_approv
         assert cli_on(governed, "approvals", "approve", pending.id, "--as", "bob") == 0
         done = await s.ok("repo_write_file", {**WEB, "path": CI_FILE, "content": "on: push\n"})
     assert done["commit"] != plain["commit"]
+    plain_event, held_event, *_ = audit_events(governed.config.audit.path)
+    assert plain_event["changes"] == {"paths": ["src/app.py"], "classes": []}
+    assert held_event["changes"] == {"paths": [CI_FILE], "classes": ["ci"]}
     assert CI_FILE in git_text(repo.path, ["ls-tree", "-r", "--name-only", "agent/paths"]).split()
 
 
@@ -222,6 +226,12 @@ async def test_a_diff_touching_a_ci_file_waits_and_stages_nothing(governed: Runt
         held = await s.refused("repo_apply_diff", {**WEB, "patch": patch})
     assert "ci-changes-need-approval" in held
     assert _staged(governed, str(created["workspace"])) == ""
+    # The trail names what the diff would have changed, whatever part of `patch` it keeps.
+    created_event, event = audit_events(governed.config.audit.path)
+    assert created_event["tool"] == "repo_create_branch" and created_event["changes"] is None
+    assert event["outcome"] == "approval_required"
+    assert event["changes"]["classes"] == ["ci"] and CI_FILE in event["changes"]["paths"]
+    assert "src/app.py" in event["changes"]["paths"]
 
 
 async def test_a_diff_git_reads_as_changing_a_path_the_decision_missed_is_refused_whole(

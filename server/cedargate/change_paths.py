@@ -69,7 +69,7 @@ def diff_paths(patch: str) -> frozenset[str]:
     at worst reported that git would not change (the policy sees more, never less). ``/dev/null``
     is no path; ``a/`` and ``b/`` style prefixes are stripped as ``git apply -p1`` does.
     """
-    lines = patch.splitlines()
+    lines = patch.split("\n")  # as git splits: a form feed or U+2028 inside a name ends no line
     paths: set[str] = set()
     for number, line in enumerate(lines):
         if line.startswith("diff --git "):

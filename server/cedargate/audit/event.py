@@ -51,6 +51,15 @@ class AuditResource(BaseModel):
     id: str
 
 
+class AuditChanges(BaseModel):
+    """The repository paths a call changes and their path classes, as the policies saw them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    paths: list[str]
+    classes: list[str]
+
+
 class ApprovalLink(BaseModel):
     """The approval a call opened (``pending``) or used (``granted``), linking request, approval and execution."""
 
@@ -91,6 +100,8 @@ class AuditEvent(BaseModel):
     result_sha256: str | None = None
     execution: dict[str, Any] | None = None
     context_sources: list[str] | None = None
+    changes: AuditChanges | None = None
+    """Set on a call that names repository paths it changes: the diff's paths survive a clipped ``patch``."""
     traceparent: str | None = None
     """The W3C trace context the client sent in ``_meta.traceparent``, when it sent one."""
     approval: ApprovalLink | None = None

@@ -86,6 +86,7 @@ def to_ocsf(event: dict[str, Any]) -> dict[str, Any]:
             "manifest_hash": event.get("manifest_hash"),
             "result_sha256": event.get("result_sha256"),
             "context_sources": event.get("context_sources"),
+            "changes": event.get("changes"),
             "shadow": event.get("shadow"),
             "hash": event.get("hash"),
             "prev_hash": event.get("prev_hash"),
