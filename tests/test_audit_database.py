@@ -206,6 +206,10 @@ async def test_audit_query_reads_the_table_with_the_same_filters_as_the_file(
             "repo_write_file", {"repository": "acme/payments", "branch": "agent/x", "path": "a", "content": "a"}
         )
         await _read(client)
+        await client.call_tool(
+            "repo_write_file",
+            {"repository": "acme/web", "branch": "agent/x", "path": ".github/workflows/x.yml", "content": "a"},
+        )
     runtime.audit.flush()
     first = audit_events(runtime.config.audit.path)[0]["time"]
     for filters in (
@@ -215,10 +219,14 @@ async def test_audit_query_reads_the_table_with_the_same_filters_as_the_file(
         ("--user", "alice", "--environment", "dev", "--since", first),
         ("--until", first),
         ("--agent", "someone-else"),
+        ("--changed-path", "a"),
+        ("--path-class", "ci", "--limit", "1"),
     ):
         from_file = _cli_query(tree, capsys, *filters)
         assert _cli_query(tree, capsys, "--source", "database", *filters) == from_file, filters
     assert len(_cli_query(tree, capsys, "--source", "database", "--tool", "repo_read_file")) == 2
+    [held] = _cli_query(tree, capsys, "--source", "database", "--path-class", "ci")
+    assert held["outcome"] == "approval_required" and held["changes"]["paths"] == [".github/workflows/x.yml"]
 
 
 def test_audit_query_from_a_store_without_the_table_says_to_upgrade(

@@ -58,6 +58,19 @@ async def test_query_by_agent_user_team_task_and_tool(trail: Path, capsys: pytes
     assert _json_lines(capsys.readouterr().out) == []
 
 
+async def test_query_by_changed_path_and_path_class(trail: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["audit", "query", "--log", str(trail), "--changed-path", "a.txt", "--json"])
+    written = _json_lines(capsys.readouterr().out)
+    assert [(e["resource"]["id"], e["outcome"]) for e in written] == [
+        ("acme/web", "succeeded"),
+        ("acme/payments", "denied"),
+    ]
+    main(["audit", "query", "--log", str(trail), "--changed-path", "README.md", "--json"])
+    assert _json_lines(capsys.readouterr().out) == []  # read, never changed
+    main(["audit", "query", "--log", str(trail), "--path-class", "ci", "--json"])
+    assert _json_lines(capsys.readouterr().out) == []
+
+
 async def test_query_by_time_range_is_half_open(trail: Path, capsys: pytest.CaptureFixture[str]) -> None:
     events = _json_lines(trail.read_text())
     second, fourth = events[1]["time"], events[3]["time"]

@@ -54,12 +54,14 @@ def _conditions(where: AuditFilter) -> list[ColumnElement[bool]]:
 
 
 def _cut(where: AuditFilter) -> bool:
-    """Whether a filter value may match other stored values, so SQL alone cannot tell matches apart.
+    """Whether SQL alone cannot tell matches apart: a filter on changes, or a value that may match others.
 
     A column holds a value cut to its length and with NUL stored as U+FFFD: a longer value, or
     one holding U+FFFD (a stored NUL or a real U+FFFD look the same), matches several events'
     columns, and the whole event decides.
     """
+    if where.changed_path is not None or where.path_class is not None:
+        return True  # no column holds a call's changes
     values = (where.agent, where.user, where.team, where.tool, where.environment, where.task, where.session)
     return any(v is not None and (column_value(v) != v or "\ufffd" in v) for v in values)
 

@@ -1,7 +1,8 @@
 """Reading the audit trail back: iterate events, filter them, take the tail.
 
 Filters compare exact values (agent, user, team, tool, decision, outcome, environment, task,
-session) and a half-open time range ``[since, until)``. A line that is not JSON, or not an
+session), look for a path or a path class among a call's ``changes``, and take a half-open
+time range ``[since, until)``. A line that is not JSON, or not an
 audit event, stops the read with its line number: the trail is evidence, so it is never
 skipped silently. Segment records (see ``segments.py``) belong to the chain, not to the
 events, and are left out, as are the torn lines they name. A torn last line (a crash no
@@ -40,6 +41,10 @@ class AuditFilter(BaseModel):
     environment: str | None = None
     task: str | None = None
     session: str | None = None
+    changed_path: str | None = None
+    """Only calls whose ``changes.paths`` hold this repository path."""
+    path_class: str | None = None
+    """Only calls whose ``changes.classes`` hold this path class."""
     since: datetime | None = None
     until: datetime | None = None
 
@@ -59,6 +64,12 @@ class AuditFilter(BaseModel):
         )
         if any(wanted is not None and wanted != actual for wanted, actual in pairs):
             return False
+        if self.changed_path is not None or self.path_class is not None:
+            changes = event.get("changes") or {}
+            if self.changed_path is not None and self.changed_path not in (changes.get("paths") or ()):
+                return False
+            if self.path_class is not None and self.path_class not in (changes.get("classes") or ()):
+                return False
         if self.since is None and self.until is None:
             return True
         when = event_time(event)

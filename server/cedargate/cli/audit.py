@@ -94,7 +94,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     tail.set_defaults(run=run_tail)
     query = audit.add_parser(
         "query",
-        help="find events by agent, user, team, tool, decision, environment, time or task",
+        help="find events by agent, user, team, tool, decision, environment, changed path, time or task",
         description="Print the events that match every filter given, in log order.",
     )
     query.add_argument("--limit", type=positive_int, help="only the last LIMIT matches")
@@ -198,6 +198,8 @@ def _filter_arguments(parser: argparse.ArgumentParser, *, with_json: bool = True
         ("session", "session id"),
     ):
         parser.add_argument(f"--{name}", help=f"only events of {what}")
+    parser.add_argument("--changed-path", metavar="PATH", help="only calls that change this repository path")
+    parser.add_argument("--path-class", metavar="CLASS", help="only calls that change a path of this path class")
     parser.add_argument("--decision", choices=[e.value for e in Effect], help="only events Cedar decided so")
     parser.add_argument("--outcome", choices=OUTCOMES, help="only events with this outcome")
     parser.add_argument("--since", type=_when, help="only events at or after this ISO time (e.g. 2026-01-31T09:00Z)")
@@ -224,8 +226,7 @@ def _when(text: str) -> datetime:
 def _where(args: argparse.Namespace) -> Any:
     from cedargate.audit.query import AuditFilter
 
-    names = ("agent", "user", "team", "tool", "decision", "outcome", "environment", "task", "session", "since", "until")
-    return AuditFilter(**{name: getattr(args, name) for name in names})
+    return AuditFilter(**{name: getattr(args, name) for name in AuditFilter.model_fields})
 
 
 def _log_path(args: argparse.Namespace) -> Path:
