@@ -133,6 +133,20 @@ def test_explain_with_an_approval_shows_the_approved_permit(tree: Path, capsys: 
     assert [p["id"] for p in approved["policies"]] == ["staging-destructive-when-approved"]
 
 
+def test_explain_shows_the_paths_and_path_classes_the_decision_saw(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--config", str(tree / "cedargate.toml"), "policy", "explain", "--tool", "repo_write_file"]
+    base += ["--agent", "codex", "--resource", "acme/web", "--arg", "branch=agent/x", "--arg", "content=x"]
+    assert main([*base, "--arg", "path=./.github//workflows/ci.yml"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "decision: approval_required"
+    assert "changes: `.github/workflows/ci.yml` (path classes: `ci`)" in out
+    assert main([*base, "--arg", "path=src/app.py", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["effect"] == "allow" and plain["changes"] == {"paths": ["src/app.py"], "classes": []}
+
+
 def test_explain_refuses_arguments_the_tool_does_not_accept(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = main(
         [

@@ -28,6 +28,8 @@ class Explanation(BaseModel):
     shadow: dict[str, Any] | None = None
     approval_problem: str | None = None
     """Why the approval asked for (``--approved-by``) does not lift the call, as at the live gate."""
+    changes: dict[str, list[str]]
+    """``context.changes`` as the policies saw it: the paths the call changes and their path classes."""
     message: str
 
 
@@ -43,6 +45,7 @@ def explain_request(request: PolicyRequest, config: Config, registry: HandlerReg
         errors=decision.errors,
         shadow=verdict.shadow.model_dump(mode="json") if verdict.shadow is not None else None,
         approval_problem=decided.approval_problem,
+        changes=decided.changes.for_policy(),
         message=decision.explain(),
     )
 
@@ -59,6 +62,10 @@ def render(explanation: Explanation) -> str:
             lines.append(f"  {p.id} ({p.file}:{p.line}): {p.reason or 'no @reason given'}{approval}")
     elif not explanation.errors and explanation.effect is Effect.DENY:
         lines.append("determined by: no policy permits this request (default deny)")
+    if explanation.changes["paths"]:
+        paths = ", ".join(f"`{path}`" for path in explanation.changes["paths"])
+        classes = ", ".join(f"`{name}`" for name in explanation.changes["classes"]) or "none"
+        lines.append(f"changes: {paths} (path classes: {classes})")
     if explanation.approval_problem is not None:
         lines.append(f"approval: {explanation.approval_problem}")
     if explanation.errors:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from cedargate.budget import UNCAPPED_CENTS
-from cedargate.change_paths import call_changes
+from cedargate.change_paths import NO_CHANGES, Changes, call_changes
 from cedargate.config import Config
 from cedargate.decision import Decision, Effect
 from cedargate.errors import ToolInputError, quoted
@@ -72,6 +72,8 @@ class RequestVerdict:
 
     verdict: Verdict
     approval_problem: str | None = None
+    changes: Changes = NO_CHANGES
+    """The paths the request changes and their classes, as the policies saw them."""
 
 
 def decide_request(request: PolicyRequest, snapshot: Snapshot, config: Config) -> RequestVerdict:
@@ -88,6 +90,7 @@ def decide_request(request: PolicyRequest, snapshot: Snapshot, config: Config) -
     args = validate_arguments(manifest, {**request.args, manifest.resource.argument: request.resource})
     resource, args = resolve_call(manifest, args, config)
     remaining = request.remaining_cents
+    changes = call_changes(manifest, args, resource, config)
     context = build_context(
         request.principal,
         manifest,
@@ -96,22 +99,23 @@ def decide_request(request: PolicyRequest, snapshot: Snapshot, config: Config) -
         SessionState(id="policy-request"),
         request.call_count,
         unspent_headroom(config, request.principal) if remaining is None else remaining,
-        call_changes(manifest, args, resource, config),
+        changes,
     )
     verdict = snapshot.authorizer.decide(request.principal, manifest.name, resource, context)
     if request.approval is None:
-        return RequestVerdict(verdict)
+        return RequestVerdict(verdict, changes=changes)
     # The enforced decision, and the whole set's when shadow files change it (what a test checks).
     waiting = [d for d in (verdict.decision, *_shadowed(verdict)) if d.effect is Effect.APPROVAL_REQUIRED]
     if not waiting:
         # The gate is never reached: the call is decided without looking at approvals.
         effect = verdict.decision.effect
-        return RequestVerdict(verdict, f"the approval is not consulted: the call is `{effect}` without one")
+        return RequestVerdict(verdict, f"the approval is not consulted: the call is `{effect}` without one", changes)
     problem = _unfit_approval(request.approval, request, waiting)
     if problem is not None:
-        return RequestVerdict(verdict, problem)
+        return RequestVerdict(verdict, problem, changes)
     with_grant = {**context, "approval": request.approval.model_dump(mode="json")}
-    return RequestVerdict(snapshot.authorizer.decide(request.principal, manifest.name, resource, with_grant))
+    granted = snapshot.authorizer.decide(request.principal, manifest.name, resource, with_grant)
+    return RequestVerdict(granted, changes=changes)
 
 
 def unspent_headroom(config: Config, principal: Principal) -> int:
