@@ -19,6 +19,7 @@ from tests.repo_support import COMMITTER, Session, client_for
 from cedargate import pipeline
 from cedargate.approvals import ApprovalQueue, ApprovalStatus
 from cedargate.change_paths import Changes, diff_paths, path_classes_of
+from cedargate.cli import main as cli_main
 from cedargate.config import StoreConfig, load_config
 from cedargate.errors import CedargateError
 from cedargate.git import git_text, run_git
@@ -258,3 +259,36 @@ async def test_a_diff_git_reads_as_changing_a_path_the_decision_missed_is_refuse
     assert "git reads the diff as changing `README.md`, which the policy decision did not see" in refused
     assert "nothing was applied" in refused
     assert _staged(governed, str(created["workspace"])) == ""
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        'context.changes.classes.contains("CI")',
+        'context.changes.classes.containsAny(["ci", "CI"])',
+        '["CI"].containsAll(context.changes.classes) && context.mode == "autonomous"',
+    ],
+)
+def test_a_policy_asking_for_a_path_class_no_config_defines_is_refused(tree: Path, condition: str) -> None:
+    """A misspelt class would never match, and the forbid it guards would let every such change through."""
+    (tree / "policies" / "team.cedar").write_text(
+        f'@id("no-ci")\nforbid (principal, action, resource)\nwhen {{ {condition} }};\n'
+    )
+    with pytest.raises(CedargateError) as raised:
+        build_runtime(load_config(tree / "cedargate.toml", environ={})).close()
+    message = str(raised.value)
+    assert "team.cedar:1:1: policy `no-ci` asks for path class `CI`" in message
+    assert "(defined: `ci`)" in message
+    assert cli_main(["--config", str(tree / "cedargate.toml"), "policy", "validate"]) == 2
+
+
+def test_a_class_a_repository_defines_may_be_asked_for(tree: Path) -> None:
+    text = (tree / "cedargate.toml").read_text()
+    text = text.replace(
+        'owner_team = "storefront"\n', 'owner_team = "storefront"\npath_classes = { infra = ["*.tf"] }\n'
+    )
+    (tree / "cedargate.toml").write_text(text)
+    (tree / "policies" / "team.cedar").write_text(
+        '@id("no-infra")\nforbid (principal, action, resource)\nwhen { context.changes.classes.contains("infra") };\n'
+    )
+    build_runtime(load_config(tree / "cedargate.toml", environ={})).close()

@@ -457,6 +457,11 @@ class Config(_Strict):
         return self
 
     @property
+    def defined_path_classes(self) -> frozenset[str]:
+        """Every path class the config or one of its repositories defines."""
+        return frozenset(self.path_classes).union(*(r.path_classes for r in self.repositories))
+
+    @property
     def environments(self) -> frozenset[str]:
         """Every environment a configured repository or AWS account is in."""
         return frozenset({r.environment for r in self.repositories} | {a.environment for a in self.aws.accounts})

@@ -29,6 +29,7 @@ from cedargate.handlers.repo import RepoHandlers
 from cedargate.holds import Holds
 from cedargate.identity import Principal, principal_from_config
 from cedargate.pipeline import Pipeline
+from cedargate.policy_path_classes import refuse_undefined_path_classes
 from cedargate.policy_set import PolicySet, load_policy_set
 from cedargate.reload import PolicyReloader
 from cedargate.snapshot import SnapshotHolder, build_snapshot
@@ -69,6 +70,7 @@ def load_tools_and_policies(config: Config, registry: HandlerRegistry) -> tuple[
     """The catalog and the policy set validated against the schema generated from it."""
     catalog = load_catalog(config.tools_dir, check=registry.check)
     policies = load_policy_set(config.policies_dir, build_schema(catalog))
+    refuse_undefined_path_classes(policies, config.defined_path_classes)
     return catalog, policies
 
 

@@ -17,6 +17,7 @@ from cedargate.cedar_schema import build_schema
 from cedargate.config import Config
 from cedargate.errors import PolicyError
 from cedargate.handlers import HandlerRegistry
+from cedargate.policy_path_classes import refuse_undefined_path_classes
 from cedargate.policy_set import PolicySet, load_policy_set, policy_files
 from cedargate.shadow import ShadowingAuthorizer
 from cedargate.tool_lock import enforce_lock
@@ -58,6 +59,7 @@ def build_snapshot(config: Config, registry: HandlerRegistry, generation: int = 
         enforce_lock(catalog, config.tools_lock)
     schema = build_schema(catalog)
     policies = load_policy_set(config.policies_dir, schema)
+    refuse_undefined_path_classes(policies, config.defined_path_classes)
     shadowed = shadow_paths(config)
     enforcing = Authorizer(load_policy_set(config.policies_dir, schema, exclude=shadowed), config) if shadowed else None
     authorizer = ShadowingAuthorizer(
