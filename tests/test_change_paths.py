@@ -7,14 +7,16 @@ whose shipped policy holds a change there for a maintainer.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.conftest import audit_events
 from tests.governed_tree import cli_on, governed_config
-from tests.repo_support import COMMITTER, Session, client_for
+from tests.repo_support import COMMITTER, WEB_ANCHOR, Session, client_for
 
 from cedargate import pipeline
 from cedargate.approvals import ApprovalQueue, ApprovalStatus
@@ -30,6 +32,18 @@ pytestmark = pytest.mark.anyio
 
 WEB = {"repository": "acme/web", "branch": "agent/paths"}
 CI_FILE = ".github/workflows/ci.yml"
+CRLF_RENAME = (
+    "diff --git a/src/app.py b/src/main.py\r\nsimilarity index 100%\r\n"
+    "rename from src/app.py\r\nrename to src/main.py\r\n"
+)
+"""A rename as a Windows tool may write it."""
+
+
+def _web_classes(tree: Path, classes: str) -> Path:
+    """Give acme/web path classes of its own (``classes``: a TOML inline table); returns the config."""
+    config = tree / "cedargate.toml"
+    config.write_text(config.read_text().replace(WEB_ANCHOR, f"{WEB_ANCHOR}path_classes = {classes}\n", 1))
+    return config
 
 
 def _git_repo(path: Path, files: dict[str, str]) -> Path:
@@ -103,11 +117,8 @@ def test_prefixes_and_dev_null_are_read_as_git_apply_p1_does() -> None:
 def test_classes_follow_gitignore_rules_and_a_repository_only_adds_to_a_class(tree: Path) -> None:
     text = (tree / "cedargate.toml").read_text()
     text = text.replace('ci = [".github/workflows/"]', 'ci = [".github/workflows/"]\ninfra = ["*.tf", "/deploy/"]')
-    text = text.replace(
-        'owner_team = "storefront"\n', 'owner_team = "storefront"\npath_classes = { ci = ["Makefile"] }\n'
-    )
     (tree / "cedargate.toml").write_text(text)
-    config = load_config(tree / "cedargate.toml", environ={})
+    config = load_config(_web_classes(tree, '{ ci = ["Makefile"] }'), environ={})
     web, payments = config.repository("acme/web"), config.repository("acme/payments")
     assert web is not None and payments is not None
     web_classes, payments_classes = path_classes_of(config, web), path_classes_of(config, payments)
@@ -121,6 +132,31 @@ def test_classes_follow_gitignore_rules_and_a_repository_only_adds_to_a_class(tr
     assert classify([CI_FILE], payments_classes) == {"ci"}
 
 
+def test_a_repositorys_negated_pattern_never_takes_a_path_out_of_the_platforms_class(tree: Path) -> None:
+    config = load_config(_web_classes(tree, '{ ci = ["Makefile", "!.github/workflows/", "!**"] }'), environ={})
+    web = config.repository("acme/web")
+    assert web is not None
+    assert classify([CI_FILE], path_classes_of(config, web)) == {"ci"}
+
+
+def test_the_diff_reader_takes_crlf_lines_normalises_paths_and_leaves_a_copys_source_alone() -> None:
+    assert diff_paths(CRLF_RENAME) == {"src/app.py", "src/main.py"}
+    assert diff_paths("--- a/x\n+++ b/.github//workflows/./x.yml\n") == {"x", ".github/workflows/x.yml"}
+    copy = f"diff --git a/{CI_FILE} b/docs/ci.yml\nsimilarity index 100%\ncopy from {CI_FILE}\ncopy to docs/ci.yml\n"
+    assert diff_paths(copy) == {"docs/ci.yml"}
+    # A rename line whose names part at neither half: nothing is guessed from it.
+    assert diff_paths("diff --git i/plain.txt w/renamed.txt\nrename from plain.txt\nrename to renamed.txt\n") == {
+        "plain.txt",
+        "renamed.txt",
+    }
+
+
+@pytest.mark.parametrize("name", ['"b/x\\"', '"b/a\\x"', '"b/\\400"'])
+def test_a_quoted_name_git_would_not_write_is_refused_naming_the_field(name: str) -> None:
+    with pytest.raises(CedargateError, match=r"field `patch`: .* is not a quoted name as git writes it"):
+        diff_paths(f"--- /dev/null\n+++ {name}\n@@ -0,0 +1 @@\n+x\n")
+
+
 @pytest.mark.parametrize(
     ("table", "expected"),
     [
@@ -128,6 +164,10 @@ def test_classes_follow_gitignore_rules_and_a_repository_only_adds_to_a_class(tr
         ('ci = [""]', "field `path_classes.ci.0`: a pattern is empty"),
         ('ci = ["!"]', "field `path_classes.ci.0`: `!` is not a gitignore pattern"),
         ("ci = []", "field `path_classes.ci`: a class needs at least one pattern"),
+        (
+            'ci = "Jenkinsfile"',
+            'field `path_classes.ci`: a class is a list of gitignore patterns: write `["Jenkinsfile"]`',
+        ),
         ('"bad name" = ["x"]', "field `path_classes.bad name.[key]`"),
     ],
 )
@@ -204,8 +244,8 @@ async def test_a_change_to_a_ci_file_waits_for_a_maintainer_and_runs_once_approv
         done = await s.ok("repo_write_file", {**WEB, "path": CI_FILE, "content": "on: push\n"})
     assert done["commit"] != plain["commit"]
     plain_event, held_event, *_ = audit_events(governed.config.audit.path)
-    assert plain_event["changes"] == {"paths": ["src/app.py"], "classes": []}
-    assert held_event["changes"] == {"paths": [CI_FILE], "classes": ["ci"]}
+    assert plain_event["changes"] == {"paths": ["src/app.py"], "classes": [], "unclassified": True}
+    assert held_event["changes"] == {"paths": [CI_FILE], "classes": ["ci"], "unclassified": False}
     assert CI_FILE in git_text(repo.path, ["ls-tree", "-r", "--name-only", "agent/paths"]).split()
 
 
@@ -283,12 +323,139 @@ def test_a_policy_asking_for_a_path_class_no_config_defines_is_refused(tree: Pat
 
 
 def test_a_class_a_repository_defines_may_be_asked_for(tree: Path) -> None:
-    text = (tree / "cedargate.toml").read_text()
-    text = text.replace(
-        'owner_team = "storefront"\n', 'owner_team = "storefront"\npath_classes = { infra = ["*.tf"] }\n'
-    )
-    (tree / "cedargate.toml").write_text(text)
+    _web_classes(tree, '{ infra = ["*.tf"] }')
     (tree / "policies" / "team.cedar").write_text(
         '@id("no-infra")\nforbid (principal, action, resource)\nwhen { context.changes.classes.contains("infra") };\n'
     )
     build_runtime(load_config(tree / "cedargate.toml", environ={})).close()
+
+
+def _commit_files(runtime: Runtime, files: dict[str, str]) -> None:
+    """Commit ``files`` onto acme/web's main, as someone working on the repository would."""
+    repo = runtime.config.repository("acme/web")
+    assert repo is not None and repo.path is not None
+    for name, text in files.items():
+        (repo.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo.path / name).write_text(text)
+    run_git(repo.path, ["add", "--", *files])
+    run_git(repo.path, ["commit", "-q", "-m", "more files"], env=COMMITTER)
+
+
+async def test_renames_git_writes_apply_whatever_their_line_endings_or_names(governed: Runtime) -> None:
+    """CRLF lines and a U+2028 in a name end no header early, on the decision's side or the handler's."""
+    odd = "notes\u2028v1.txt"
+    _commit_files(governed, {odd: "a long enough text to be recognised as renamed\n" * 4})
+    separator = f"diff --git a/{odd} b/notes.txt\nsimilarity index 100%\nrename from {odd}\nrename to notes.txt\n"
+    async with client_for(governed) as client:
+        s = Session(client)
+        created = await s.ok("repo_create_branch", WEB)
+        first = await s.ok("repo_apply_diff", {**WEB, "patch": CRLF_RENAME})
+        second = await s.ok("repo_apply_diff", {**WEB, "patch": separator})
+    assert first["files"] == ["src/app.py", "src/main.py"]
+    assert second["files"] == ["notes.txt", odd]
+    staged = _staged(governed, str(created["workspace"])).split("\n")
+    assert {"src/main.py", "notes.txt"} <= set(staged)
+
+
+async def test_copying_a_ci_file_elsewhere_leaves_it_alone_and_needs_no_maintainer(governed: Runtime) -> None:
+    _commit_files(governed, {CI_FILE: "on: push\njobs: {}\n" * 3})
+    copy = f"diff --git a/{CI_FILE} b/docs/ci.yml\nsimilarity index 100%\ncopy from {CI_FILE}\ncopy to docs/ci.yml\n"
+    async with client_for(governed) as client:
+        s = Session(client)
+        await s.ok("repo_create_branch", WEB)
+        applied = await s.ok("repo_apply_diff", {**WEB, "patch": copy})
+    assert applied["files"] == ["docs/ci.yml"]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (".github/workflows", "`.github/workflows` is a folder on `agent/paths`"),
+        ("src/app.py/x.yml", "`src/app.py` is a file on `agent/paths`, not a folder"),
+    ],
+)
+async def test_a_write_in_a_workspace_never_replaces_a_folder_or_a_file_a_test_run_removed(
+    governed: Runtime, path: str, expected: str
+) -> None:
+    """`git add` would replace the index's folder (or file) and commit deletions no policy decided on."""
+    _commit_files(governed, {CI_FILE: "on: push\n"})
+    async with client_for(governed) as client:
+        s = Session(client)
+        created = await s.ok("repo_create_branch", WEB)
+        worktree = governed.config.workspaces_dir / "acme/web" / str(created["workspace"])
+        # What a test run may leave: the folder (or the file) gone from the worktree, still in the index.
+        shutil.rmtree(worktree / ".github")
+        (worktree / "src/app.py").unlink()
+        refused = await s.refused("repo_write_file", {**WEB, "path": path, "content": "x\n"})
+    assert expected in refused
+    repo = governed.config.repository("acme/web")
+    assert repo is not None and repo.path is not None
+    assert CI_FILE in git_text(repo.path, ["ls-tree", "-r", "--name-only", "agent/paths"]).split()
+    assert git_text(repo.path, ["rev-list", "--count", "main..agent/paths"]) == "0"
+
+
+def test_only_docs_changes_are_told_apart_from_docs_and_anything_else(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`classes == ["docs"]` alone also holds when code changes with the docs; `unclassified` says so."""
+    text = (tree / "cedargate.toml").read_text()
+    (tree / "cedargate.toml").write_text(
+        text.replace('ci = [".github/workflows/"]', 'ci = [".github/workflows/"]\ndocs = ["docs/", "*.md"]')
+    )
+    (tree / "policies" / "docs.cedar").write_text(
+        '@id("docs-team-writes-docs-only")\nforbid (principal, action in Action::"risk:write", resource)\n'
+        'unless { context.changes.classes == ["docs"] && !context.changes.unclassified };\n'
+    )
+    docs = "--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-a\n+b\n"
+    both = docs + "--- a/src/app.py\n+++ b/src/app.py\n@@ -1 +1 @@\n-a\n+b\n"
+    base = [
+        "--config",
+        str(tree / "cedargate.toml"),
+        "policy",
+        "explain",
+        "--tool",
+        "repo_apply_diff",
+        "--agent",
+        "codex",
+    ]
+    base += ["--resource", "acme/web", "--arg", "branch=agent/x", "--json"]
+    decisions = {}
+    for name, patch in (("docs", docs), ("both", both)):
+        assert cli_main([*base, "--arg", f"patch={patch}"]) == 0
+        decisions[name] = json.loads(capsys.readouterr().out)
+    assert decisions["docs"]["effect"] == "allow"
+    assert decisions["both"]["effect"] == "deny"
+    assert decisions["both"]["changes"] == {
+        "paths": ["README.md", "src/app.py"],
+        "classes": ["docs"],
+        "unclassified": True,
+    }
+
+
+def test_policy_tests_accept_a_class_the_config_defines_and_show_what_a_failing_case_changed(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A case file's `[[repositories]]` replace the configured ones; the config's classes stay askable."""
+    _web_classes(tree, '{ infra = ["*.tf"] }')
+    (tree / "policies" / "infra.cedar").write_text(
+        '@id("no-infra-in-dev")\nforbid (principal, action, resource in Environment::"dev")\n'
+        'when { context.changes.classes.contains("infra") };\n'
+    )
+    cases = tree / "policies" / "tests" / "infra.toml"
+    cases.write_text(
+        '[[repositories]]\nname = "acme/web"\nenvironment = "dev"\npath_classes = { infra = ["*.tf"] }\n\n'
+        '[defaults]\nagent = "codex"\nteam = "storefront"\nuser = "alice"\ntool = "repo_write_file"\n'
+        'resource = "acme/web"\n\n'
+        '[[case]]\nname = "terraform in dev is refused"\n'
+        'args = { branch = "agent/x", path = "net/main.tf", content = "x" }\nexpect = "deny"\n\n'
+        '[[case]]\nname = "a misfiled expectation"\n'
+        'args = { branch = "agent/x", path = "net/vars.tf", content = "x" }\nexpect = "allow"\n'
+    )
+    config = str(tree / "cedargate.toml")
+    assert cli_main(["--config", config, "policy", "test", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    [failed] = [case for case in report["cases"] if not case["passed"]]
+    assert failed["name"] == "a misfiled expectation"
+    assert failed["changes"] == {"paths": ["net/vars.tf"], "classes": ["infra"], "unclassified": False}
+    assert cli_main(["--config", config, "policy", "test"]) == 1
+    assert "  changes:  net/vars.tf (path classes: infra)" in capsys.readouterr().out

@@ -144,7 +144,8 @@ def test_explain_shows_the_paths_and_path_classes_the_decision_saw(
     assert "changes: `.github/workflows/ci.yml` (path classes: `ci`)" in out
     assert main([*base, "--arg", "path=src/app.py", "--json"]) == 0
     plain = json.loads(capsys.readouterr().out)
-    assert plain["effect"] == "allow" and plain["changes"] == {"paths": ["src/app.py"], "classes": []}
+    assert plain["effect"] == "allow"
+    assert plain["changes"] == {"paths": ["src/app.py"], "classes": [], "unclassified": True}
 
 
 def test_explain_refuses_arguments_the_tool_does_not_accept(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:

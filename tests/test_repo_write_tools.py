@@ -311,14 +311,15 @@ index 0000000..{commit}
     ("kind", "expected"),
     [
         ("rename", "`docs_link` is a symbolic link"),
-        ("copy", "`docs_link` is a symbolic link"),
+        # A copy leaves its source alone; the link it would create is what is refused.
+        ("copy", "creates a symbolic link or embedded repository: `newlink` (symbolic link)"),
         ("gitlink", "creates a symbolic link or embedded repository: `sub` (embedded repository (gitlink))"),
     ],
 )
 async def test_a_diff_that_leaves_a_link_or_gitlink_is_refused_and_changes_nothing(
     runtime: Runtime, kind: str, expected: str
 ) -> None:
-    """Rename and copy sources are confined too, and the result may hold no link where the diff touched."""
+    """Rename sources are confined too, and the result may hold no link where the diff touched."""
     web = _web_path(runtime)
     _commit_links(web, {"docs_link": "README.md"})
     head = git_text(web, ["rev-parse", "HEAD"])

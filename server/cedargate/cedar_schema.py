@@ -113,6 +113,7 @@ def _context(manifest: ToolManifest) -> dict[str, Any]:
                 "attributes": {
                     "paths": {"type": "Set", "element": _string()},
                     "classes": {"type": "Set", "element": _string()},
+                    "unclassified": {"type": "Boolean"},
                 },
             },
         },

@@ -10,15 +10,15 @@ a diff that git reads as changing any path this reading missed (fail closed).
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from cedargate.cedar_types import REPOSITORY
 from cedargate.config import Config, RepositoryConfig
+from cedargate.errors import ToolInputError, quoted
 from cedargate.manifest import ToolManifest
-from cedargate.path_classes import ClassPatterns, classify
+from cedargate.path_classes import ClassPatterns, any_unclassified, classify
 from cedargate.repo_paths import confined_path
 from cedargate.resolve import Resource
 
@@ -29,10 +29,12 @@ class Changes:
 
     paths: frozenset[str] = frozenset()
     classes: frozenset[str] = frozenset()
+    unclassified: bool = False
+    """Some path falls in no class: ``classes == ["docs"]`` alone cannot say that only docs change."""
 
-    def for_policy(self) -> dict[str, list[str]]:
+    def for_policy(self) -> dict[str, Any]:
         """As ``context.changes`` holds it (sorted, so a decision never depends on set order)."""
-        return {"paths": sorted(self.paths), "classes": sorted(self.classes)}
+        return {"paths": sorted(self.paths), "classes": sorted(self.classes), "unclassified": self.unclassified}
 
 
 NO_CHANGES: Final = Changes()
@@ -47,78 +49,87 @@ def call_changes(manifest: ToolManifest, args: Mapping[str, Any], resource: Reso
     paths = frozenset({confined_path(value, binding.argument)}) if binding.format == "path" else diff_paths(value)
     repo = resource.config
     assert isinstance(repo, RepositoryConfig)
-    return Changes(paths, classify(paths, path_classes_of(config, repo)))
+    classes = path_classes_of(config, repo)
+    return Changes(paths, classify(paths, classes), any_unclassified(paths, classes))
 
 
 def path_classes_of(config: Config, repo: RepositoryConfig) -> ClassPatterns:
-    """The repository's path classes: the config's ``[path_classes]`` with the repository's own added.
+    """The repository's path classes: the config's ``[path_classes]`` and the repository's own.
 
-    A class named in both keeps the patterns of both: a repository can widen a class the
-    platform defines but never narrow it.
+    Each is matched on its own, and a path is in a class when either puts it there: a
+    repository can widen a class the platform defines but never narrow it (its ``!`` patterns
+    take back only what its own patterns put in).
     """
-    merged: dict[str, tuple[str, ...]] = dict(config.path_classes)
-    for name, patterns in repo.path_classes.items():
-        merged[name] = merged.get(name, ()) + patterns
-    return tuple(sorted(merged.items()))
+    return tuple(sorted((*config.path_classes.items(), *repo.path_classes.items())))
 
 
 def diff_paths(patch: str) -> frozenset[str]:
-    """Every path a unified diff names in its headers, old and new names alike.
+    """Every path a unified diff changes, as its headers name them: old and new names alike.
 
     Read generously: a ``---`` line followed by ``+++`` counts wherever it stands, so a path is
     at worst reported that git would not change (the policy sees more, never less). ``/dev/null``
-    is no path; ``a/`` and ``b/`` style prefixes are stripped as ``git apply -p1`` does.
+    is no path; ``a/`` and ``b/`` style prefixes are stripped as ``git apply -p1`` does, and
+    ``//`` and ``./`` are read as git reads them. A copy's source is left as it is, so it is no
+    change. Raises ``ToolInputError`` for a quoted name git would not write.
     """
-    lines = patch.split("\n")  # as git splits: a form feed or U+2028 inside a name ends no line
     paths: set[str] = set()
+    lines = [line.removesuffix("\r") for line in patch.split("\n")]  # as git splits, CRLF or not
     for number, line in enumerate(lines):
         if line.startswith("diff --git "):
             paths.update(_git_header_names(line.removeprefix("diff --git ")))
-        elif line.startswith(_NAMED_HEADERS):
+        elif line.startswith(_RENAME_HEADERS):
             paths.add(unquoted_name(line.split(" ", 2)[2]))
         elif line.startswith("--- ") and number + 1 < len(lines) and lines[number + 1].startswith("+++ "):
             for header in (line, lines[number + 1]):
                 name = _patch_name(header[4:])
                 if name is not None:
                     paths.add(name)
-    return frozenset(path for path in paths if path)
+    return frozenset(normal for normal in map(_as_git_reads, paths) if normal)
 
 
-_NAMED_HEADERS: Final = ("rename from ", "rename to ", "copy from ", "copy to ")
+_RENAME_HEADERS: Final = ("rename from ", "rename to ", "copy to ")
+_ESCAPES: Final = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+"""The C escapes git writes in a quoted name (besides three-digit octal)."""
 
 
 def _patch_name(text: str) -> str | None:
     """The path on a ``---``/``+++`` line: quoted, or up to a tab (git adds one after a name with spaces)."""
-    name = unquoted_name(text) if text.startswith('"') else text.split("\t", 1)[0].rstrip("\r")
+    name = unquoted_name(text) if text.startswith('"') else text.split("\t", 1)[0]
     if name == "/dev/null":
         return None
     return _strip_prefix(name)
 
 
 def _git_header_names(rest: str) -> list[str]:
-    """The two names of a ``diff --git a/OLD b/NEW`` line (read when a diff has no ``---`` lines)."""
+    """The name of a ``diff --git a/NAME b/NAME`` line: read only when both halves name one path.
+
+    A rename or copy names its paths again in its own headers; reading two different names off
+    this line would guess where they part (a name may hold `` b/``).
+    """
     if rest.startswith('"'):
-        first, _, second = _split_quoted(rest)
-        return [_strip_prefix(first), _strip_prefix(unquoted_name(second) if second.startswith('"') else second)]
-    # Unquoted: the same name twice unless it is a rename, whose `rename from/to` lines name both.
-    half = (len(rest) - 1) // 2
-    if len(rest) % 2 == 1 and rest[half] == " " and _strip_prefix(rest[:half]) == _strip_prefix(rest[half + 1 :]):
-        return [_strip_prefix(rest[:half])]
-    old, _, new = rest.partition(" b/")
-    return [_strip_prefix(old), new]
+        first, second = _split_quoted(rest)
+        if second.startswith('"'):
+            second = unquoted_name(second)
+        names = (_strip_prefix(first), _strip_prefix(second))
+    else:
+        half = (len(rest) - 1) // 2
+        if len(rest) % 2 == 0 or rest[half] != " ":
+            return []
+        names = (_strip_prefix(rest[:half]), _strip_prefix(rest[half + 1 :]))
+    return [names[0]] if names[0] == names[1] else []
 
 
-def _split_quoted(text: str) -> tuple[str, str, str]:
-    """Split a C-quoted name off the front of ``text``: (name, separator, rest)."""
+def _split_quoted(text: str) -> tuple[str, str]:
+    """A C-quoted name off the front of ``text``, and what follows it."""
     index = 1
     while index < len(text):
         if text[index] == "\\":
             index += 2
-            continue
-        if text[index] == '"':
-            return unquoted_name(text[: index + 1]), " ", text[index + 1 :].lstrip(" ")
-        index += 1
-    return unquoted_name(text), "", ""
+        elif text[index] == '"':
+            return unquoted_name(text[: index + 1]), text[index + 1 :].lstrip(" ")
+        else:
+            index += 1
+    return unquoted_name(text), ""
 
 
 def _strip_prefix(name: str) -> str:
@@ -127,8 +138,33 @@ def _strip_prefix(name: str) -> str:
     return rest if slash else name
 
 
+def _as_git_reads(path: str) -> str:
+    """``a//b`` and ``./a`` as the one path git applies them to."""
+    return "/".join(part for part in path.split("/") if part not in ("", "."))
+
+
 def unquoted_name(name: str) -> str:
-    """A path as git writes it in a header: C-quoted when it holds unusual bytes."""
-    if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
-        return codecs.escape_decode(name[1:-1].encode())[0].decode(errors="replace")
-    return name
+    """A path as git writes it in a header: C-quoted (``"caf\\303\\251"``) when it holds unusual bytes."""
+    if not (len(name) >= 2 and name.startswith('"') and name.endswith('"')):
+        return name
+    body, out, index = name[1:-1], bytearray(), 0
+    while index < len(body):
+        char = body[index]
+        if char != "\\":
+            out += char.encode()
+            index += 1
+            continue
+        escape = body[index + 1 : index + 2]
+        octal = body[index + 1 : index + 4]
+        if escape in _ESCAPES:
+            out.append(_ESCAPES[escape])
+            index += 2
+        elif len(octal) == 3 and all(digit in "01234567" for digit in octal) and int(octal, 8) < 256:
+            out.append(int(octal, 8))
+            index += 4
+        else:
+            raise ToolInputError(
+                f"field `patch`: {quoted(name)} is not a quoted name as git writes it (`\\{escape}` is no escape "
+                "git uses); give the diff as `git diff` writes it"
+            )
+    return out.decode(errors="replace")

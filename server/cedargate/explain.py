@@ -28,7 +28,7 @@ class Explanation(BaseModel):
     shadow: dict[str, Any] | None = None
     approval_problem: str | None = None
     """Why the approval asked for (``--approved-by``) does not lift the call, as at the live gate."""
-    changes: dict[str, list[str]]
+    changes: dict[str, Any]
     """``context.changes`` as the policies saw it: the paths the call changes and their path classes."""
     message: str
 
@@ -65,7 +65,8 @@ def render(explanation: Explanation) -> str:
     if explanation.changes["paths"]:
         paths = ", ".join(f"`{path}`" for path in explanation.changes["paths"])
         classes = ", ".join(f"`{name}`" for name in explanation.changes["classes"]) or "none"
-        lines.append(f"changes: {paths} (path classes: {classes})")
+        outside = "; some in no class" if explanation.changes["classes"] and explanation.changes["unclassified"] else ""
+        lines.append(f"changes: {paths} (path classes: {classes}{outside})")
     if explanation.approval_problem is not None:
         lines.append(f"approval: {explanation.approval_problem}")
     if explanation.errors:

@@ -84,6 +84,8 @@ class CaseResult(BaseModel):
     expected: str
     actual: str
     problem: str | None = None
+    changes: dict[str, Any] | None = None
+    """The paths the request changes and their path classes, as the policies saw them (``None``: none)."""
 
 
 class PolicyTestReport(BaseModel):
@@ -148,7 +150,10 @@ def _config_for(case_file: CaseFile, config: Config) -> Config:
 def _run_file(path: Path, config: Config, registry: HandlerRegistry) -> list[CaseResult]:
     case_file = _load(path)
     file_config = _config_for(case_file, config)
-    snapshot = build_snapshot(file_config, registry)
+    # A case file's classes replace the config's for its cases; policies may ask for either's.
+    snapshot = build_snapshot(
+        file_config, registry, path_classes=config.defined_path_classes | file_config.defined_path_classes
+    )
     results = []
     for number, raw in enumerate(case_file.case, start=1):
         fields = {**case_file.defaults, **raw}
@@ -200,6 +205,7 @@ def _run_case(path: Path, case: PolicyCase, request: PolicyRequest, snapshot: Sn
         expected=expected,
         actual=actual,
         problem=problem,
+        changes=decided.changes.for_policy() if decided.changes.paths else None,
     )
 
 

@@ -353,6 +353,12 @@ path = ".cedargate/audit.jsonl"
 [store]
 path = ".cedargate/cedargate.db"
 
+# Who may approve what the shipped policies hold back (never the agent, nor the human it acts
+# for); until a group has members, what waits for it waits for nobody (`cedargate doctor` says so).
+# [approvals.groups]
+# maintainers = ["a-maintainer"]   # ci-changes-need-approval: changes to CI configuration
+# sre = ["an-sre"]                 # staging-destructive-needs-sre
+
 [aws]
 mode = "auto"              # sandbox (embedded account) | real | auto (sandbox without credentials)
 region = "us-east-1"

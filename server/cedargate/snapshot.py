@@ -8,6 +8,7 @@ policies. Swapping is a single reference assignment under a lock.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,14 +53,19 @@ def shadow_paths(config: Config) -> frozenset[Path]:
     return frozenset(paths)
 
 
-def build_snapshot(config: Config, registry: HandlerRegistry, generation: int = 1) -> Snapshot:
-    """Load and validate tools and policies from disk; raises and changes nothing when any is wrong."""
+def build_snapshot(
+    config: Config, registry: HandlerRegistry, generation: int = 1, *, path_classes: Collection[str] | None = None
+) -> Snapshot:
+    """Load and validate tools and policies from disk; raises and changes nothing when any is wrong.
+
+    ``path_classes`` are the classes policies may ask for (by default those ``config`` defines).
+    """
     catalog = load_catalog(config.tools_dir, check=registry.check)
     if config.tools_lock is not None:
         enforce_lock(catalog, config.tools_lock)
     schema = build_schema(catalog)
     policies = load_policy_set(config.policies_dir, schema)
-    refuse_undefined_path_classes(policies, config.defined_path_classes)
+    refuse_undefined_path_classes(policies, config.defined_path_classes if path_classes is None else path_classes)
     shadowed = shadow_paths(config)
     enforcing = Authorizer(load_policy_set(config.policies_dir, schema, exclude=shadowed), config) if shadowed else None
     authorizer = ShadowingAuthorizer(

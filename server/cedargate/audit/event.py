@@ -58,6 +58,8 @@ class AuditChanges(BaseModel):
 
     paths: list[str]
     classes: list[str]
+    unclassified: bool = False
+    """Some path falls in no class."""
 
 
 class ApprovalLink(BaseModel):

@@ -109,6 +109,9 @@ def run_test(args: argparse.Namespace) -> int:
         print(f"  expected: {case.expected}")
         print(f"  actual:   {case.actual}")
         print(f"  problem:  {case.problem}")
+        if case.changes is not None:
+            classes = ", ".join(case.changes["classes"]) or "none"
+            print(f"  changes:  {', '.join(case.changes['paths'])} (path classes: {classes})")
     total, failed = len(report.cases), len(report.failed)
     if report.ok:
         print(f"ok: {total} cases passed in {report.files} files")

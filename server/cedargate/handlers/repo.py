@@ -166,8 +166,14 @@ def _mode_to_write(repo_path: Path, parent: str, path: str, branch: str) -> str:
 
 
 def _write_in_workspace(name: str, workspace: Workspace, path: str, content: bytes, message: str) -> dict[str, Any]:
-    """Write and commit the file in the task's worktree (the caller holds it); a failure leaves it as it was."""
+    """Write and commit the file in the task's worktree (the caller holds it); a failure leaves it as it was.
+
+    A folder at ``path``, or a file where it needs one, is refused as it is on a branch without a
+    workspace: ``git add`` would replace it and the commit would delete files no policy decided
+    on (the index is checked, not the worktree a test run may have changed).
+    """
     parent = head_commit(workspace)
+    _refuse_index_clash(workspace.path, path, workspace.branch)
     with file_written(workspace.path, path, content):
         staged = run_git(workspace.path, ["ls-files", "--stage", "-z", "--", path]).stdout
         try:
@@ -192,6 +198,37 @@ def _write_in_workspace(name: str, workspace: Workspace, path: str, content: byt
         "parent": parent,
         "workspace": workspace.id,
     }
+
+
+def _refuse_index_clash(where: Path, path: str, branch: str) -> None:
+    """Refuse ``path`` where the workspace's index holds a folder, or a file on the way to it.
+
+    Read-only (``cat-file`` and ``ls-files`` take no index lock): the index is what the commit
+    takes, whatever a test run did to the worktree.
+    """
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:depth]) for depth in range(1, len(parts))]
+    files_on_the_way = _index_files_among(where, prefixes)
+    if files_on_the_way:
+        raise HandlerError(
+            f"field `path`: `{files_on_the_way[0]}` is a file on `{branch}`, not a folder, so nothing can be "
+            "written inside it; choose another path"
+        )
+    listed = run_git(where, ["ls-files", "-z", "--", path]).stdout.decode(errors="replace").split("\0")
+    if any(name and name != path for name in listed):
+        raise HandlerError(f"field `path`: `{path}` is a folder on `{branch}`; name a file inside it")
+
+
+def _index_files_among(where: Path, names: list[str]) -> list[str]:
+    """Those of ``names`` the index holds as files: one ``cat-file`` asks for each (``:NAME``)."""
+    if not names:
+        return []
+    if any("\n" in name for name in names):  # `--batch-check` reads one name a line
+        listed = run_git(where, ["ls-files", "-z", "--", *names]).stdout.decode(errors="replace").split("\0")
+        return [name for name in names if name in listed]
+    found = run_git(where, ["cat-file", "--batch-check"], input="".join(f":{name}\n" for name in names).encode())
+    answers = found.stdout.decode(errors="replace").splitlines()
+    return [name for name, answer in zip(names, answers, strict=True) if not answer.endswith(" missing")]
 
 
 def _restore_index_entry(where: Path, path: str, staged: bytes) -> None:

@@ -79,7 +79,7 @@ def apply_diff(call: HandlerCall) -> dict[str, Any]:
         patch += "\n"
     data = patch.encode()
     with WorkspaceStore(repo, path).changing(workspace.id) as workspace:
-        paths = _patch_paths(workspace.path, data) | _renamed_or_copied_from(patch)
+        paths = _patch_paths(workspace.path, data) | _renamed_from(patch)
         if not paths:
             raise ToolInputError("field `patch`: no file changes found; give a unified diff (`--- a/...`, `+++ b/...`)")
         for name in paths:
@@ -334,13 +334,12 @@ def _does_not_apply(branch: str, stderr: bytes) -> HandlerError:
     )
 
 
-def _renamed_or_copied_from(patch: str) -> set[str]:
-    """The sources of renames and copies, which ``git apply --numstat`` does not list."""
+def _renamed_from(patch: str) -> set[str]:
+    """The sources of renames, which ``git apply --numstat`` does not list (a copy's source stays as it is)."""
     sources = set()
-    for line in patch.splitlines():
-        for header in ("rename from ", "copy from "):
-            if line.startswith(header):
-                sources.add(unquoted_name(line.removeprefix(header)))
+    for line in patch.split("\n"):  # as git splits lines: a U+2028 in a name ends none
+        if line.startswith("rename from "):
+            sources.add(unquoted_name(line.removeprefix("rename from ").removesuffix("\r")))
     return sources
 
 
