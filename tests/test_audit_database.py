@@ -221,10 +221,12 @@ async def test_audit_query_reads_the_table_with_the_same_filters_as_the_file(
         ("--agent", "someone-else"),
         ("--changed-path", "a"),
         ("--path-class", "ci", "--limit", "1"),
+        ("--changed-path", ".github/"),
     ):
         from_file = _cli_query(tree, capsys, *filters)
         assert _cli_query(tree, capsys, "--source", "database", *filters) == from_file, filters
     assert len(_cli_query(tree, capsys, "--source", "database", "--tool", "repo_read_file")) == 2
+    assert [e["tool"] for e in _cli_query(tree, capsys, "--changed-path", ".github/")] == ["repo_write_file"]
     [held] = _cli_query(tree, capsys, "--source", "database", "--path-class", "ci")
     assert held["outcome"] == "approval_required" and held["changes"]["paths"] == [".github/workflows/x.yml"]
 

@@ -67,6 +67,10 @@ async def test_query_by_changed_path_and_path_class(trail: Path, capsys: pytest.
     ]
     main(["audit", "query", "--log", str(trail), "--changed-path", "README.md", "--json"])
     assert _json_lines(capsys.readouterr().out) == []  # read, never changed
+    main(["audit", "query", "--log", str(trail), "--changed-path", "a.txt/", "--json"])
+    assert _json_lines(capsys.readouterr().out) == []  # a folder: nothing in it changed
+    main(["audit", "query", "--log", str(trail), "--changed-path", "a.t", "--json"])
+    assert _json_lines(capsys.readouterr().out) == []  # exact, not a prefix
     main(["audit", "query", "--log", str(trail), "--path-class", "ci", "--json"])
     assert _json_lines(capsys.readouterr().out) == []
 

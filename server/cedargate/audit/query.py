@@ -42,7 +42,7 @@ class AuditFilter(BaseModel):
     task: str | None = None
     session: str | None = None
     changed_path: str | None = None
-    """Only calls whose ``changes.paths`` hold this repository path."""
+    """Only calls whose ``changes.paths`` hold this repository path (ending in ``/``: a path in that folder)."""
     path_class: str | None = None
     """Only calls whose ``changes.classes`` hold this path class."""
     since: datetime | None = None
@@ -66,7 +66,7 @@ class AuditFilter(BaseModel):
             return False
         if self.changed_path is not None or self.path_class is not None:
             changes = event.get("changes") or {}
-            if self.changed_path is not None and self.changed_path not in (changes.get("paths") or ()):
+            if self.changed_path is not None and not _names(self.changed_path, changes.get("paths") or ()):
                 return False
             if self.path_class is not None and self.path_class not in (changes.get("classes") or ()):
                 return False
@@ -74,6 +74,13 @@ class AuditFilter(BaseModel):
             return True
         when = event_time(event)
         return (self.since is None or when >= self.since) and (self.until is None or when < self.until)
+
+
+def _names(wanted: str, paths: Iterable[str]) -> bool:
+    """Whether ``paths`` hold ``wanted``, or with ``wanted`` ending in ``/``, a path in that folder."""
+    if wanted.endswith("/"):
+        return any(str(path).startswith(wanted) for path in paths)
+    return wanted in paths
 
 
 _REQUIRED: Final[tuple[tuple[str, type], ...]] = (("event_id", str), ("time", str))

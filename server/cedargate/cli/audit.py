@@ -198,7 +198,11 @@ def _filter_arguments(parser: argparse.ArgumentParser, *, with_json: bool = True
         ("session", "session id"),
     ):
         parser.add_argument(f"--{name}", help=f"only events of {what}")
-    parser.add_argument("--changed-path", metavar="PATH", help="only calls that change this repository path")
+    parser.add_argument(
+        "--changed-path",
+        metavar="PATH",
+        help="only calls that change this repository path (ending in `/`: any path in that folder)",
+    )
     parser.add_argument("--path-class", metavar="CLASS", help="only calls that change a path of this path class")
     parser.add_argument("--decision", choices=[e.value for e in Effect], help="only events Cedar decided so")
     parser.add_argument("--outcome", choices=OUTCOMES, help="only events with this outcome")
