@@ -25,8 +25,9 @@ def refuse_undefined_path_classes(policies: PolicySet, defined: Collection[str])
                 known = ", ".join(f"`{c}`" for c in sorted(defined)) or "none"
                 raise PolicyError(
                     f"{info.file}:{info.line}:{info.column}: policy `{info.display_id}` asks for path class "
-                    f"`{name}`, which no `[path_classes]` in the config defines (defined: {known}), so it would "
-                    "never match; fix the name or define the class (a restart applies a config edit)"
+                    f"`{name}`, which the config as loaded does not define (defined: {known}), so it would never "
+                    "match; fix the name, or define the class under `[path_classes]` (a config edit applies when "
+                    "the server restarts)"
                 )
 
 
