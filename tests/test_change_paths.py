@@ -459,3 +459,23 @@ def test_policy_tests_accept_a_class_the_config_defines_and_show_what_a_failing_
     assert failed["changes"] == {"paths": ["net/vars.tf"], "classes": ["infra"], "unclassified": False}
     assert cli_main(["--config", config, "policy", "test"]) == 1
     assert "  changes:  net/vars.tf (path classes: infra)" in capsys.readouterr().out
+
+
+async def test_a_diff_of_several_files_without_git_headers_applies_as_written(governed: Runtime) -> None:
+    """Forgiving hunk counts (`--recount`) reads the second file's headers as lines of the first hunk;
+    such a diff with right counts is read as written, and a miscounted one is still forgiven."""
+    patch = (
+        "--- a/README.md\n+++ b/README.md\n@@ -1,3 +1,3 @@\n # acme/web\n \n-The storefront.\n+The storefront!\n"
+        "--- a/src/app.py\n+++ b/src/app.py\n@@ -1 +1 @@\n-TIMEOUT_SECONDS = 5\n+TIMEOUT_SECONDS = 30\n"
+    )
+    miscounted = "--- a/src/app.py\n+++ b/src/app.py\n@@ -1,7 +1,9 @@\n-TIMEOUT_SECONDS = 30\n+TIMEOUT_SECONDS = 60\n"
+    async with client_for(governed) as client:
+        s = Session(client)
+        created = await s.ok("repo_create_branch", WEB)
+        applied = await s.ok("repo_apply_diff", {**WEB, "patch": patch})
+        await s.ok("repo_commit", {**WEB, "message": "Two files"})
+        forgiven = await s.ok("repo_apply_diff", {**WEB, "patch": miscounted})
+    assert applied["files"] == ["README.md", "src/app.py"] and forgiven["files"] == ["src/app.py"]
+    worktree = governed.config.workspaces_dir / "acme/web" / str(created["workspace"])
+    assert (worktree / "README.md").read_text().endswith("The storefront!\n")
+    assert (worktree / "src/app.py").read_text() == "TIMEOUT_SECONDS = 60\n"

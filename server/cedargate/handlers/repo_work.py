@@ -79,17 +79,18 @@ def apply_diff(call: HandlerCall) -> dict[str, Any]:
         patch += "\n"
     data = patch.encode()
     with WorkspaceStore(repo, path).changing(workspace.id) as workspace:
-        paths = _patch_paths(workspace.path, data) | _renamed_from(patch)
+        reading = _how_git_reads(workspace.path, data)
+        paths = _patch_paths(workspace.path, data, reading) | _renamed_from(patch)
         if not paths:
             raise ToolInputError("field `patch`: no file changes found; give a unified diff (`--- a/...`, `+++ b/...`)")
         for name in paths:
             worktree_file(workspace.path, name, "patch")
-        changed = _tried(workspace, data)
+        changed = _tried(workspace, data, reading)
         for name in changed - paths:
             worktree_file(workspace.path, name, "patch")
         touched = sorted(paths | changed)
         _refuse_undecided(touched, call.changed_paths)
-        _apply_to_index_and_worktree(workspace, data, touched)
+        _apply_to_index_and_worktree(workspace, data, touched, reading)
     return {
         "repository": repo.name,
         "branch": workspace.branch,
@@ -98,7 +99,21 @@ def apply_diff(call: HandlerCall) -> dict[str, Any]:
     }
 
 
-def _apply_to_index_and_worktree(workspace: Workspace, patch: bytes, touched: list[str]) -> None:
+def _how_git_reads(where: Path, patch: bytes) -> list[str]:
+    """The ``git apply`` options every step reads this patch with: ``--recount`` unless only exact counts apply.
+
+    ``--recount`` forgives hunks whose line counts are off, as hand-written diffs' often are,
+    but reads a diff without ``diff --git`` lines as one file (the next file's ``---``/``+++``
+    lines become lines of the hunk before them). Such a diff, with right counts, is read as written.
+    """
+    recounted = run_git(where, ["apply", "--check", "--cached", "--recount", "-"], input=patch, check=False)
+    if recounted.returncode == 0:
+        return ["--recount"]
+    as_written = run_git(where, ["apply", "--check", "--cached", "-"], input=patch, check=False)
+    return [] if as_written.returncode == 0 else ["--recount"]
+
+
+def _apply_to_index_and_worktree(workspace: Workspace, patch: bytes, touched: list[str], reading: list[str]) -> None:
     """Apply ``patch`` to the index, then make the worktree's ``touched`` paths what the index holds.
 
     A failure while writing the worktree puts the index back as it was, so the diff is either
@@ -107,7 +122,7 @@ def _apply_to_index_and_worktree(workspace: Workspace, patch: bytes, touched: li
     """
     where = workspace.path
     with trial_index(where) as saved:
-        result = run_git(where, ["apply", "--cached", "--recount", "-"], input=patch, check=False)
+        result = run_git(where, ["apply", "--cached", *reading, "-"], input=patch, check=False)
         if result.returncode != 0:
             raise _does_not_apply(workspace.branch, result.stderr)
         try:
@@ -283,7 +298,7 @@ def _left_out_note(paths: list[str]) -> str:
     )
 
 
-def _tried(workspace: Workspace, patch: bytes) -> set[str]:
+def _tried(workspace: Workspace, patch: bytes, reading: list[str]) -> set[str]:
     """Every path the patch changes in the index, found on a private copy of it (the worktree is not read).
 
     This is git's own answer, rename sources included, so links are judged on the result: a
@@ -294,7 +309,7 @@ def _tried(workspace: Workspace, patch: bytes) -> set[str]:
     base = git_text(where, ["write-tree"])
     with trial_index(where) as trial:
         env = {"GIT_INDEX_FILE": str(trial)}
-        result = run_git(where, ["apply", "--cached", "--recount", "-"], input=patch, env=env, check=False)
+        result = run_git(where, ["apply", "--cached", *reading, "-"], input=patch, env=env, check=False)
         if result.returncode != 0:
             raise _does_not_apply(workspace.branch, result.stderr)
         changes = index_changes(where, base, trial)
@@ -343,9 +358,9 @@ def _renamed_from(patch: str) -> set[str]:
     return sources
 
 
-def _patch_paths(where: Path, patch: bytes) -> set[str]:
+def _patch_paths(where: Path, patch: bytes, reading: list[str]) -> set[str]:
     """Every path the patch would touch (old and new names), as git itself parses them."""
-    result = run_git(where, ["apply", "--numstat", "-z", "--recount", "-"], input=patch, check=False)
+    result = run_git(where, ["apply", "--numstat", "-z", *reading, "-"], input=patch, check=False)
     if result.returncode != 0:
         reason = result.stderr.decode(errors="replace").strip().replace("\n", "; ")
         raise ToolInputError(f"field `patch`: not a unified diff git can read: {reason}")
