@@ -75,6 +75,16 @@ async def test_query_by_changed_path_and_path_class(trail: Path, capsys: pytest.
     assert _json_lines(capsys.readouterr().out) == []
 
 
+async def test_a_path_class_the_config_does_not_define_is_noted(
+    trail: Path, runtime: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(runtime.config.base_dir / "cedargate.toml")
+    assert main(["--config", config, "audit", "query", "--log", str(trail), "--path-class", "CI"]) == 0
+    assert "note: `CI` is not a path class of the config (defined: `ci`)" in capsys.readouterr().err
+    assert main(["--config", config, "audit", "query", "--log", str(trail), "--path-class", "ci"]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
 async def test_query_by_time_range_is_half_open(trail: Path, capsys: pytest.CaptureFixture[str]) -> None:
     events = _json_lines(trail.read_text())
     second, fourth = events[1]["time"], events[3]["time"]

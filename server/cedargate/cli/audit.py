@@ -230,7 +230,24 @@ def _when(text: str) -> datetime:
 def _where(args: argparse.Namespace) -> Any:
     from cedargate.audit.query import AuditFilter
 
+    if args.path_class is not None:
+        _note_unknown_path_class(args)
     return AuditFilter(**{name: getattr(args, name) for name in AuditFilter.model_fields})
+
+
+def _note_unknown_path_class(args: argparse.Namespace) -> None:
+    """Say on standard error when ``--path-class`` names no class of the config (a typo finds nothing)."""
+    try:
+        defined = config_from(args).defined_path_classes
+    except CedargateError:
+        return  # reading a log without its config: nothing to compare with
+    if args.path_class not in defined:
+        known = ", ".join(f"`{name}`" for name in sorted(defined)) or "none"
+        print(
+            f"note: `{args.path_class}` is not a path class of the config (defined: {known}); only events "
+            "recorded while a config defined it can match",
+            file=sys.stderr,
+        )
 
 
 def _log_path(args: argparse.Namespace) -> Path:
