@@ -479,3 +479,19 @@ async def test_a_diff_of_several_files_without_git_headers_applies_as_written(go
     worktree = governed.config.workspaces_dir / "acme/web" / str(created["workspace"])
     assert (worktree / "README.md").read_text().endswith("The storefront!\n")
     assert (worktree / "src/app.py").read_text() == "TIMEOUT_SECONDS = 60\n"
+
+
+async def test_an_approved_call_whose_tool_fails_says_its_approval_is_spent(governed: Runtime) -> None:
+    ci_write = {**WEB, "branch": "agent/not-created", "path": CI_FILE, "content": "on: push\n", "base": "nope"}
+    assert governed.store is not None
+    queue = ApprovalQueue(governed.store, governed.config.approvals)
+    async with client_for(governed) as client:
+        s = Session(client)
+        await s.refused("repo_write_file", ci_write)
+        [pending] = queue.list(ApprovalStatus.PENDING)
+        assert cli_on(governed, "approvals", "approve", pending.id, "--as", "bob") == 0
+        failed = await s.refused("repo_write_file", ci_write)
+        again = await s.refused("repo_write_file", ci_write)
+    assert "field `base`" in failed
+    assert f"approval `{pending.id}` was used by this call, so a retry needs a new approval" in failed
+    assert "awaits approval by `maintainers`" in again and pending.id not in again

@@ -310,6 +310,10 @@ class Pipeline:
         payload: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> CallResult:
+        approval = event.fields.get("approval")
+        if error is not None and event.handler_started and approval is not None and approval.status == "granted":
+            # The grant is spent once the tool starts: an agent retrying a failed call must ask again.
+            error += f"; approval `{approval.id}` was used by this call, so a retry needs a new approval"
         error = redact_text(error) if error is not None else None
         record = event.finished(
             outcome=outcome, error=error, duration_ms=round((time.perf_counter() - started) * 1000, 3)
