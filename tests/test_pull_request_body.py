@@ -23,6 +23,7 @@ def _body(sources: list[str]) -> str:
         base="main",
         base_commit="a" * 40,
         head_commit="b" * 40,
+        head_tree="c" * 40,
         writes=[],
         context_sources=sources,
         last_test=None,

@@ -113,6 +113,37 @@ async def test_without_a_forge_api_the_branch_is_pushed_and_the_body_returned(tr
     assert "tests were not run" in opened["body"]
 
 
+@pytest.mark.parametrize(
+    ("rewrite", "said"),
+    [
+        (False, "- tested the branch head's content (staged on `{base}`, then committed)"),
+        (True, "- tested `{base}`, not the branch head, with uncommitted changes"),
+    ],
+    ids=["staged-then-committed", "worktree-changed-too"],
+)
+async def test_tests_run_on_staged_changes_before_the_commit_count_for_the_head_only_when_nothing_else_changed(
+    tree: Path, rewrite: bool, said: str
+) -> None:
+    """The usual order (apply, test, commit): the commit holds exactly the tested tree, unless a tracked
+    file in the worktree differed from what was staged when the run started."""
+    remote = bare_remote(tree / "remote.git")
+    runtime = configure_web(tree, f'remote = "{remote}"\ntest_command = "true"')
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            created = await s.ok("repo_create_branch", BRANCH)
+            await s.ok("repo_apply_diff", {**BRANCH, "patch": PATCH})
+            if rewrite:  # what an earlier run (or a tool outside cedargate) left in a tracked file
+                worktree = runtime.config.workspaces_dir / "acme/web" / str(created["workspace"])
+                (worktree / "README.md").write_text("changed under the tests\n")
+            await s.ok("repo_run_tests", WEB)
+            await s.ok("repo_commit", {**BRANCH, "message": "Raise the timeout"})
+            opened = await s.ok("repo_open_pull_request", {**BRANCH, "title": "Raise the timeout"})
+    finally:
+        runtime.close()
+    assert said.format(base=created["base_commit"]) in opened["body"]
+
+
 async def test_a_missing_token_refuses_before_anything_is_pushed(tree: Path, forge: ForgeStandIn) -> None:
     runtime, remote = _github_runtime(tree, forge)
     try:

@@ -393,6 +393,7 @@ class Provenance:
     base: str
     base_commit: str
     head_commit: str
+    head_tree: str
     writes: Sequence[WriteRecord]
     context_sources: Sequence[str]
     last_test: TestRun | None
@@ -437,9 +438,14 @@ class Provenance:
         verdict = (
             "timed out" if run.timed_out else ("passed" if run.exit_code == 0 else f"failed (exit {run.exit_code})")
         )
-        current = "the branch head" if run.commit == self.head_commit else f"`{run.commit}`, not the branch head"
-        if run.clean is False:
-            current += ", with uncommitted changes"
+        if run.commit == self.head_commit:
+            current = "the branch head" + (", with uncommitted changes" if run.clean is False else "")
+        elif run.tree is not None and run.tree == self.head_tree:
+            current = f"the branch head's content (staged on `{run.commit}`, then committed)"
+        else:
+            current = f"`{run.commit}`, not the branch head" + (
+                ", with uncommitted changes" if run.clean is False else ""
+            )
         return [
             f"- `{run.command}`: {verdict} in {run.duration_ms / 1000:.1f} s",
             f"- tested {current}; audit event `{run.event_id}`",

@@ -46,6 +46,9 @@ class TestRun(SandboxRun):
     """
     untracked_leftovers: int | None = None
     """Untracked files in the worktree when the run started (``None`` on records made before this was kept)."""
+    tree: str | None = None
+    """The tree the run tested, when the worktree's tracked files were exactly the index: a commit of what
+    was staged then (``repo_commit`` after the run) has this tree, so it is what was tested."""
     event_id: str | None = None
     time: str | None = None
 

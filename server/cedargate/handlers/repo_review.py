@@ -179,6 +179,7 @@ def _provenance(
         base=base,
         base_commit=base_commit,
         head_commit=head,
+        head_tree=git_text(path, ["rev-parse", f"{head}^{{tree}}"]),
         writes=writes,
         context_sources=call.context_sources,
         last_test=workspace.last_test if workspace is not None else None,
@@ -198,7 +199,7 @@ def run_tests(call: HandlerCall) -> dict[str, Any]:
     # Held for the whole run, so `cedargate workspaces rm` cannot remove the worktree under it.
     with store.in_use(workspace.id) as workspace:
         commit = head_commit(workspace)
-        clean, untracked = _worktree_state(workspace.path)
+        clean, untracked, tree = _worktree_state(workspace.path)
         limits = SandboxLimits(wall_seconds=repo.test_timeout_seconds, memory_mb=repo.test_memory_mb)
 
         def still_running(elapsed: float) -> None:
@@ -219,6 +220,7 @@ def run_tests(call: HandlerCall) -> dict[str, Any]:
             commit=commit,
             clean=clean,
             untracked_leftovers=untracked,
+            tree=tree,
             event_id=call.event_id,
             time=datetime.now(UTC).isoformat(timespec="seconds"),
         )
@@ -236,8 +238,9 @@ def run_tests(call: HandlerCall) -> dict[str, Any]:
     }
 
 
-def _worktree_state(where: Path) -> tuple[bool, int]:
-    """Whether nothing staged or tracked differs from the head, and how many untracked files there are.
+def _worktree_state(where: Path) -> tuple[bool, int, str | None]:
+    """Whether nothing staged or tracked differs from the head, how many untracked files there are,
+    and the index's tree when the tracked files are exactly the index (what a commit would hold).
 
     Only what could be committed makes a run unclean: ``repo_commit`` takes what diffs staged,
     and a tracked file a run rewrote changes what the next run tests. Untracked files (an
@@ -245,7 +248,8 @@ def _worktree_state(where: Path) -> tuple[bool, int]:
     """
     statuses = [status for status, _ in worktree_status(where)]
     untracked = statuses.count("??")
-    return len(statuses) == untracked, untracked
+    as_staged = all(status == "??" or status[1] == " " for status in statuses)
+    return len(statuses) == untracked, untracked, git_text(where, ["write-tree"]) if as_staged else None
 
 
 REVIEW_OPERATIONS: Final[Mapping[str, Handler]] = {
