@@ -144,6 +144,21 @@ async def test_tests_run_on_staged_changes_before_the_commit_count_for_the_head_
     assert said.format(base=created["base_commit"]) in opened["body"]
 
 
+async def test_a_branch_with_nothing_new_is_refused_before_anything_is_pushed(tree: Path) -> None:
+    remote = bare_remote(tree / "remote.git")
+    runtime = configure_web(tree, f'remote = "{remote}"')
+    try:
+        async with client_for(runtime) as client:
+            s = Session(client)
+            await s.ok("repo_create_branch", BRANCH)
+            message = await s.refused("repo_open_pull_request", {**BRANCH, "title": "Nothing yet"})
+    finally:
+        runtime.close()
+    assert "`agent/timeout` has no commit that `main` lacks, so there is nothing to propose" in message
+    assert "nothing was pushed" in message
+    assert git_text(remote, ["for-each-ref"]) == ""
+
+
 async def test_a_missing_token_refuses_before_anything_is_pushed(tree: Path, forge: ForgeStandIn) -> None:
     runtime, remote = _github_runtime(tree, forge)
     try:

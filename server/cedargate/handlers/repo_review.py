@@ -104,6 +104,12 @@ def open_pull_request(call: HandlerCall) -> dict[str, Any]:
     _remote(repo)
     tip = _tip(repo, path, branch)
     base_tip = commit_of(repo, path, base, "base")
+    if not run_git(path, ["rev-list", "-n", "1", f"{base_tip}..{tip}", "--"]).stdout.strip():
+        # A forge refuses such a request ("no commits between"), after the push would have happened.
+        raise HandlerError(
+            f"field `branch`: `{branch}` has no commit that `{base}` lacks, so there is nothing to propose; "
+            "commit the work first (`repo_commit` or `repo_write_file`); nothing was pushed"
+        )
     provenance = _provenance(call, path, workspace, branch, base, base_tip, tip)
     head = _push(repo, path, branch, tip)
     # Recorded before the forge is asked, so a failed request's event still says what reached the remote.
