@@ -98,7 +98,8 @@ class RepositoryConfig(_Strict):
     test_memory_mb: Annotated[int, Field(ge=64, le=65536)] = 2048
     workspaces_dir: Path | None = None
     path_classes: PathClasses = Field(default_factory=dict)
-    """Classes of this repository's own, added to the config's ``[path_classes]`` (see ``change_paths``)."""
+    """Classes of this repository's own: each widens the config's class of its name, never narrows it
+    (matched on its own; see ``change_paths.path_classes_of``)."""
 
     @model_validator(mode="after")
     def _has_a_source(self) -> RepositoryConfig:

@@ -153,13 +153,10 @@ def _mode_to_write(repo_path: Path, parent: str, path: str, branch: str) -> str:
         modes[name] = info.split(" ", 1)[0]
     for prefix in prefixes[:-1]:
         if modes.get(prefix, _TREE) != _TREE:
-            raise HandlerError(
-                f"field `path`: `{prefix}` is a file on `{branch}`, not a folder, so nothing can be written inside it; "
-                "choose another path"
-            )
+            raise _file_on_the_way(prefix, branch)
     mode = modes.get(path, _FILE)
     if mode == _TREE:
-        raise HandlerError(f"field `path`: `{path}` is a folder on `{branch}`; name a file inside it")
+        raise _folder_at(path, branch)
     if mode in LINK_KINDS:
         raise HandlerError(f"field `path`: `{path}` is {LINK_KINDS[mode]} on `{branch}`; tools do not replace one")
     return _EXECUTABLE if mode == _EXECUTABLE else _FILE
@@ -210,13 +207,21 @@ def _refuse_index_clash(where: Path, path: str, branch: str) -> None:
     prefixes = ["/".join(parts[:depth]) for depth in range(1, len(parts))]
     files_on_the_way = _index_files_among(where, prefixes)
     if files_on_the_way:
-        raise HandlerError(
-            f"field `path`: `{files_on_the_way[0]}` is a file on `{branch}`, not a folder, so nothing can be "
-            "written inside it; choose another path"
-        )
+        raise _file_on_the_way(files_on_the_way[0], branch)
     listed = run_git(where, ["ls-files", "-z", "--", path]).stdout.decode(errors="replace").split("\0")
     if any(name and name != path for name in listed):
-        raise HandlerError(f"field `path`: `{path}` is a folder on `{branch}`; name a file inside it")
+        raise _folder_at(path, branch)
+
+
+def _file_on_the_way(prefix: str, branch: str) -> HandlerError:
+    return HandlerError(
+        f"field `path`: `{prefix}` is a file on `{branch}`, not a folder, so nothing can be written inside it; "
+        "choose another path"
+    )
+
+
+def _folder_at(path: str, branch: str) -> HandlerError:
+    return HandlerError(f"field `path`: `{path}` is a folder on `{branch}`; name a file inside it")
 
 
 def _index_files_among(where: Path, names: list[str]) -> list[str]:
