@@ -46,6 +46,12 @@ def bare_remote(path: Path) -> Path:
     return path
 
 
+def with_remote(tree: Path, settings: str = "") -> tuple[Runtime, Path]:
+    """A runtime whose acme/web pushes to a fresh bare repository (returned too), with ``settings`` added."""
+    remote = bare_remote(tree / "remote.git")
+    return configure_web(tree, f'remote = "{remote}"\n{settings}'), remote
+
+
 class Session:
     """One MCP client session; ``call`` returns (ok, structured result or error text)."""
 

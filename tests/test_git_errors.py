@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.repo_support import Session, bare_remote, client_for, configure_web
+from tests.repo_support import Session, bare_remote, client_for, with_remote
 
 from cedargate.errors import HandlerError
 from cedargate.git import run_git
@@ -106,8 +106,7 @@ def test_the_message_is_bounded_after_server_paths_are_hidden() -> None:
 
 
 async def test_repo_push_over_a_moved_remote_branch_tells_the_agent_why(tree: Path) -> None:
-    remote = bare_remote(tree / "remote.git")
-    runtime = configure_web(tree, f'remote = "{remote}"')
+    runtime, remote = with_remote(tree)
     try:
         async with client_for(runtime) as client:
             s = Session(client)

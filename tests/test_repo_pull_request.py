@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 from tests.conftest import audit_events
-from tests.repo_support import ForgeStandIn, Session, bare_remote, client_for, configure_web, forge_stand_in
+from tests.repo_support import (
+    ForgeStandIn,
+    Session,
+    bare_remote,
+    client_for,
+    configure_web,
+    forge_stand_in,
+    with_remote,
+)
 
 from cedargate.config import load_config
 from cedargate.git import git_text
@@ -98,8 +106,7 @@ async def test_a_pull_request_carries_the_provenance_of_the_task(
 
 
 async def test_without_a_forge_api_the_branch_is_pushed_and_the_body_returned(tree: Path) -> None:
-    remote = bare_remote(tree / "remote.git")
-    runtime = configure_web(tree, f'remote = "{remote}"')
+    runtime, remote = with_remote(tree)
     try:
         async with client_for(runtime) as client:
             s = Session(client)
@@ -126,8 +133,7 @@ async def test_tests_run_on_staged_changes_before_the_commit_count_for_the_head_
 ) -> None:
     """The usual order (apply, test, commit): the commit holds exactly the tested tree, unless a tracked
     file in the worktree differed from what was staged when the run started."""
-    remote = bare_remote(tree / "remote.git")
-    runtime = configure_web(tree, f'remote = "{remote}"\ntest_command = "true"')
+    runtime, _ = with_remote(tree, 'test_command = "true"')
     try:
         async with client_for(runtime) as client:
             s = Session(client)
@@ -145,8 +151,7 @@ async def test_tests_run_on_staged_changes_before_the_commit_count_for_the_head_
 
 
 async def test_a_branch_with_nothing_new_is_refused_before_anything_is_pushed(tree: Path) -> None:
-    remote = bare_remote(tree / "remote.git")
-    runtime = configure_web(tree, f'remote = "{remote}"')
+    runtime, remote = with_remote(tree)
     try:
         async with client_for(runtime) as client:
             s = Session(client)

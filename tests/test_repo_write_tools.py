@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import audit_events
-from tests.repo_support import Session, bare_remote, client_for, configure_web
+from tests.repo_support import Session, client_for, with_remote
 
 from cedargate.config import load_config
 from cedargate.git import git_text, run_git
@@ -174,8 +174,7 @@ async def test_a_task_cannot_switch_branches_or_commit_nothing(runtime: Runtime)
 
 
 async def test_push_sends_the_task_branch_to_the_configured_remote(tree: Path) -> None:
-    remote = bare_remote(tree / "remote.git")
-    runtime = configure_web(tree, f'remote = "{remote}"')
+    runtime, remote = with_remote(tree)
     try:
         async with client_for(runtime) as client:
             s = Session(client)
@@ -193,8 +192,7 @@ async def test_push_sends_the_task_branch_to_the_configured_remote(tree: Path) -
 
 @pytest.mark.parametrize("tool", ["repo_push", "repo_create_branch", "repo_commit", "repo_apply_diff"])
 async def test_changing_a_protected_branch_is_denied_by_policy(tree: Path, tool: str) -> None:
-    remote = bare_remote(tree / "remote.git")
-    runtime = configure_web(tree, f'remote = "{remote}"')
+    runtime, remote = with_remote(tree)
     arguments = {"repository": "acme/web", "branch": "main", "patch": PATCH, "message": "m"}
     schema = runtime.catalog.tools[tool].input_schema["properties"]
     try:

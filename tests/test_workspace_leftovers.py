@@ -16,7 +16,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from tests.repo_support import Session, bare_remote, client_for, configure_web
+from tests.repo_support import Session, client_for, configure_web, with_remote
 
 from cedargate.cli import main
 from cedargate.git import git_text
@@ -204,8 +204,7 @@ async def test_a_diff_waits_for_no_test_run_it_is_refused_during_one(tested: Run
 async def test_untracked_leftovers_do_not_make_a_run_unclean_and_the_pull_request_says_the_head_was_tested(
     tree: Path,
 ) -> None:
-    remote = bare_remote(tree / "remote.git")
-    runtime = configure_web(tree, f'remote = "{remote}"\n{SETTINGS}')
+    runtime, _ = with_remote(tree, SETTINGS)
     try:
         async with client_for(runtime) as client:
             s = Session(client)
