@@ -79,6 +79,8 @@ async def test_an_approver_withdraws_an_unused_grant_and_the_retry_is_told_who_d
     assert is_error and _branch_exists(governed)
     assert f"approval `{approval_id}` for this exact call was denied by `bob`" in text
     assert "approved by mistake" in text and "change the request" in text
+    # Nothing waits for anyone: the text says what the call needs, not that it awaits it.
+    assert "call needs approval by `sre`" in text and "no request was opened" in text and "awaits" not in text
     assert _pending(governed) == []
 
 

@@ -51,8 +51,11 @@ class Decision(BaseModel):
         """True when every policy holding the call back lets the human at the keyboard approve it."""
         return self.effect is Effect.APPROVAL_REQUIRED and all(p.self_approval for p in self.policies)
 
-    def explain(self) -> str:
-        """A sentence for the agent: which policies decided and their reasons."""
+    def explain(self, *, waiting: bool = True) -> str:
+        """A sentence for the agent: which policies decided and their reasons.
+
+        ``waiting=False`` for an approval-required call for which no request is open (one was denied).
+        """
         if self.errors:
             return "denied because a policy failed to evaluate (cedargate fails closed): " + "; ".join(self.errors)
         if not self.policies:
@@ -60,6 +63,6 @@ class Decision(BaseModel):
         reasons = "; ".join(f"policy `{p.id}`: {p.reason or 'no @reason given'}" for p in self.policies)
         if self.effect is Effect.APPROVAL_REQUIRED:
             groups = ", ".join(f"`{g}`" for g in self.approver_groups)
-            return f"awaits approval by {groups}: {reasons}"
+            return f"{'awaits' if waiting else 'needs'} approval by {groups}: {reasons}"
         verb = "allowed" if self.allowed else "denied"
         return f"{verb} by {reasons}"

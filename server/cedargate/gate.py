@@ -103,7 +103,9 @@ class Gate:
                     id=denied.id, status="denied", approver=denied.decided_by, request_event_id=denied.request_event_id
                 )
             prefix = f"{problem}; " if problem else ""
-            return GateResult(decision, refused, waiting=f"{prefix}call {decision.explain()}; nothing ran: {exc}")
+            # Nothing waits: the call needs an approval no request is open for (one was denied, or too many wait).
+            held = f"{prefix}call {decision.explain(waiting=False)}; nothing ran, and no request was opened: {exc}"
+            return GateResult(decision, refused, waiting=held)
         # The human at the keyboard may approve by elicitation where policy allows; else the config's approvers.
         decidable = self_approvable(decision, p) or self._queue.can_be_decided(pending)
         return GateResult(
