@@ -85,14 +85,18 @@ async def test_a_tracked_file_a_run_rewrote_takes_a_diff_and_a_delete_removes_wh
         await s.ok("repo_run_tests", {"repository": "acme/web"})
         worktree = _worktree(tested, str(created["workspace"]))
         assert (worktree / "src/app.py").read_text() == "TIMEOUT_SECONDS = 5\n\n"
+        # The workspace's diff names what the run left apart from what is staged: no commit takes it.
+        shown = await s.ok("repo_diff", {"repository": "acme/web"})
         await s.ok("repo_apply_diff", {**BRANCH, "patch": RAISE})
         await s.ok("repo_apply_diff", {**BRANCH, "patch": delete})
+        staged = await s.ok("repo_diff", {"repository": "acme/web"})
         committed = await s.ok("repo_commit", {**BRANCH, "message": "Raise the timeout"})
         status = await s.ok("repo_status", {"repository": "acme/web"})
     assert (worktree / "src/app.py").read_text() == "TIMEOUT_SECONDS = 30\n"
     assert not (worktree / "docs").exists()  # the file and the folder it left empty, as `git apply` does
     assert sorted(committed["files"]) == ["docs/old.md", "src/app.py"] and committed["not_committed"] == []
     assert status["workspace"]["changes"] == []
+    assert shown["not_staged"] == ["docs/old.md", "src/app.py"] and staged["not_staged"] == []
 
 
 async def test_a_link_a_run_left_at_a_patched_path_is_refused_and_nothing_is_staged(

@@ -264,8 +264,9 @@ def diff(call: HandlerCall) -> dict[str, Any]:
     """Changes between two revisions, or of the task's workspace since its base commit.
 
     Without ``head``, the task's workspace (committed and uncommitted tracked changes) is
-    compared with ``base`` (default: the workspace's recorded base commit); with no
-    workspace, ``head`` defaults to ``HEAD``.
+    compared with ``base`` (default: the workspace's recorded base commit), and ``not_staged``
+    names the tracked files whose worktree content is not what is staged (a test run's
+    leftovers, which ``repo_commit`` never takes); with no workspace, ``head`` defaults to ``HEAD``.
     """
     repo, path = repo_of(call)
     workspace = WorkspaceStore(repo, path).for_task(call.principal)
@@ -289,15 +290,23 @@ def diff(call: HandlerCall) -> dict[str, Any]:
     stat, _, patch_bytes = out.partition(b"\0\0")
     files = _parse_numstat(stat)
     patch, truncated = _capped(patch_bytes)
+    in_workspace = workspace if head == "workspace" else None
     return {
         "repository": repo.name,
         "base": base,
         "head": head,
-        "workspace": workspace.id if workspace is not None and head == "workspace" else None,
+        "workspace": in_workspace.id if in_workspace is not None else None,
         **_capped_files(files),
+        "not_staged": _not_staged(where, scope) if in_workspace is not None else None,
         "patch": patch,
         "truncated": truncated,
     }
+
+
+def _not_staged(where: Path, scope: list[str]) -> list[str]:
+    """Tracked files whose worktree content differs from the index (at most ``MAX_FILES``)."""
+    out = run_git(where, ["diff", "--name-only", "-z", "--", *scope]).stdout.decode(errors="replace")
+    return [name for name in out.split("\0") if name][:MAX_FILES]
 
 
 def status(call: HandlerCall) -> dict[str, Any]:
