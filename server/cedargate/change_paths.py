@@ -73,7 +73,7 @@ def diff_paths(patch: str) -> frozenset[str]:
     change. Raises ``ToolInputError`` for a quoted name git would not write.
     """
     paths: set[str] = set()
-    lines = [line.removesuffix("\r") for line in patch.split("\n")]  # as git splits, CRLF or not
+    lines = patch_lines(patch)
     for number, line in enumerate(lines):
         if line.startswith("diff --git "):
             paths.update(_git_header_names(line.removeprefix("diff --git ")))
@@ -85,6 +85,11 @@ def diff_paths(patch: str) -> frozenset[str]:
                 if name is not None:
                     paths.add(name)
     return frozenset(normal for normal in map(_as_git_reads, paths) if normal)
+
+
+def patch_lines(patch: str) -> list[str]:
+    """A diff's lines as git splits them: at ``\\n`` only (a U+2028 in a name ends none), CRLF or not."""
+    return [line.removesuffix("\r") for line in patch.split("\n")]
 
 
 _RENAME_HEADERS: Final = ("rename from ", "rename to ", "copy to ")

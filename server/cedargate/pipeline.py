@@ -224,11 +224,11 @@ class Pipeline:
         if self._budget.spend_capped(request.principal):
             remaining = await store.visit(self._budget.remaining_cents, request.principal)
         changes = call_changes(manifest, args, resource, self._config)
-        if changes.paths:
-            event.fields["changes"] = changes.for_policy()
         context = build_context(
             request.principal, manifest, resource, args, request.session, call_number, remaining, changes
         )
+        if changes.paths:
+            event.fields["changes"] = context["changes"]  # as the policies see it (never changed after)
         authorizer = snapshot.authorizer
         verdict = authorizer.decide(request.principal, manifest.name, resource, context)
         decision = verdict.decision

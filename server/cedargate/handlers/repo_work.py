@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from cedargate.change_paths import unquoted_name
+from cedargate.change_paths import patch_lines, unquoted_name
 from cedargate.errors import CedargateError, HandlerError, ToolInputError, quoted
 from cedargate.git import git_text, run_git
 from cedargate.handlers import Handler, HandlerCall
@@ -352,9 +352,9 @@ def _does_not_apply(branch: str, stderr: bytes) -> HandlerError:
 def _renamed_from(patch: str) -> set[str]:
     """The sources of renames, which ``git apply --numstat`` does not list (a copy's source stays as it is)."""
     sources = set()
-    for line in patch.split("\n"):  # as git splits lines: a U+2028 in a name ends none
+    for line in patch_lines(patch):
         if line.startswith("rename from "):
-            sources.add(unquoted_name(line.removeprefix("rename from ").removesuffix("\r")))
+            sources.add(unquoted_name(line.removeprefix("rename from ")))
     return sources
 
 
